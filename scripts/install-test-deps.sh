@@ -1,0 +1,80 @@
+#!/usr/bin/env bash
+# Installs the real programs the end-to-end tests drive (ffmpeg 5.1, ffmpeg 9,
+# rtmpdump, GStreamer, nginx-rtmp) plus the Rust lint tools. Idempotent: it
+# only touches what is missing, so a warm machine pays a few milliseconds.
+# Meant for root on Debian 12 (CI and the developer machines).
+set -euo pipefail
+
+log() { echo "install-test-deps: $*" >&2; }
+
+# Debian packages, each paired with a file that proves it is installed.
+declare -A PKG_PROBE=(
+  [ffmpeg]=/usr/bin/ffmpeg
+  [rtmpdump]=/usr/bin/rtmpdump
+  [gstreamer1.0-tools]=/usr/bin/gst-launch-1.0
+  [gstreamer1.0-plugins-base]=
+  [gstreamer1.0-plugins-good]=
+  [gstreamer1.0-plugins-bad]=
+  [gstreamer1.0-libav]=
+  [nginx]=/usr/sbin/nginx
+  [libnginx-mod-rtmp]=/usr/lib/nginx/modules/ngx_rtmp_module.so
+  [python3-pip]=
+)
+
+missing=()
+for pkg in "${!PKG_PROBE[@]}"; do
+  probe=${PKG_PROBE[$pkg]}
+  if [[ -n "$probe" && -e "$probe" ]]; then
+    continue
+  fi
+  if dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed"; then
+    continue
+  fi
+  missing+=("$pkg")
+done
+
+if ((${#missing[@]} > 0)); then
+  log "installing: ${missing[*]}"
+  SUDO=""
+  if [[ $(id -u) -ne 0 ]]; then SUDO="sudo"; fi
+  export DEBIAN_FRONTEND=noninteractive
+  $SUDO apt-get update -qq
+  $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+# ffmpeg 9 (static build shipped in the imageio-ffmpeg wheel) for Enhanced RTMP.
+ffmpeg9_path() {
+  python3 -c "import imageio_ffmpeg as i; print(i.get_ffmpeg_exe())" 2>/dev/null
+}
+if ! ffmpeg9_path >/dev/null; then
+  log "installing imageio-ffmpeg (ffmpeg 9)"
+  # A Debian-managed interpreter refuses plain pip installs (PEP 668).
+  python3 -m pip install -q imageio-ffmpeg ||
+    python3 -m pip install -q --break-system-packages imageio-ffmpeg
+fi
+FF9=$(ffmpeg9_path) || { log "imageio-ffmpeg still not importable"; exit 1; }
+[[ -x "$FF9" ]] || { log "ffmpeg 9 not executable at $FF9"; exit 1; }
+
+# Rust toolchain and lint components.
+if ! command -v cargo >/dev/null 2>&1; then
+  if [[ -x "$HOME/.cargo/bin/cargo" ]]; then
+    export PATH="$HOME/.cargo/bin:$PATH"
+  else
+    log "cargo not found: install a Rust toolchain (rustup) first"
+    exit 1
+  fi
+fi
+if command -v rustup >/dev/null 2>&1; then
+  installed=$(rustup component list --installed 2>/dev/null || true)
+  for comp in clippy rustfmt; do
+    if ! grep -q "^${comp}" <<<"$installed"; then
+      log "adding rustup component $comp"
+      rustup component add "$comp"
+    fi
+  done
+fi
+
+for tool in ffmpeg ffprobe rtmpdump gst-launch-1.0 nginx cargo; do
+  command -v "$tool" >/dev/null 2>&1 || { log "missing after install: $tool"; exit 1; }
+done
+log "ok (ffmpeg 9 at $FF9)"

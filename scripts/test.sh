@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# The one test command: installs the real peers, then lint, format and every
+# test (unit, property and end-to-end). Exits non-zero on the first failure.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+if [[ -x "$HOME/.cargo/bin/cargo" ]]; then
+  export PATH="$HOME/.cargo/bin:$PATH"
+fi
+
+step() { echo; echo "==> $*"; }
+
+step "install test dependencies"
+bash scripts/install-test-deps.sh
+
+step "cargo fmt --check"
+cargo fmt --all -- --check
+
+step "cargo clippy --all-targets -- -D warnings"
+cargo clippy --all-targets -- -D warnings
+
+step "cargo test"
+# Two cores: the e2e tests each spawn a server plus real peers, so keep the
+# number of concurrently running tests small unless the caller says otherwise.
+export RUST_TEST_THREADS="${RUST_TEST_THREADS:-2}"
+cargo test --no-fail-fast

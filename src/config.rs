@@ -1,0 +1,307 @@
+//! Configuration: TOML with every key defaulted in code.
+//!
+//! `config/cascade.toml` documents every key with its default; a test
+//! keeps it equal to [`Config::default`]. Unknown keys are errors that name
+//! the key, so a typo never silently falls back to a default.
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use crate::hub::{GopLimits, HubConfig, QueueLimits};
+use crate::protocol::amf::AmfLimits;
+use crate::protocol::chunk::ChunkLimits;
+use crate::protocol::session::ServerConfig;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read {path}: {source}")]
+    Read {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{0}")]
+    Parse(String),
+    #[error("invalid value for `{key}`: {why}")]
+    Invalid { key: &'static str, why: String },
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    pub server: ServerSection,
+    pub limits: LimitsSection,
+    pub stream: StreamSection,
+    pub player: PlayerSection,
+    pub log: LogSection,
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServerSection {
+    /// RTMP listen address.
+    pub listen: String,
+    /// Worker threads: a number, or "auto" for one per core in the affinity mask.
+    pub workers: Workers,
+    /// "auto", "uring" or "epoll".
+    pub io_driver: String,
+    /// Outgoing chunk size announced to every peer.
+    pub chunk_size: u32,
+    /// Window acknowledgement size we announce (and peer bandwidth).
+    pub window_ack_size: u32,
+    /// Disable Nagle on accepted sockets.
+    pub tcp_nodelay: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(untagged)]
+pub enum Workers {
+    Count(usize),
+    Named(String),
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LimitsSection {
+    pub handshake_timeout_ms: u64,
+    pub max_message_size: u32,
+    pub max_chunk_streams: usize,
+    pub max_streams_per_connection: usize,
+    pub amf_max_depth: usize,
+    pub max_streams: usize,
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StreamSection {
+    pub gop_cache_max_ms: u32,
+    pub gop_cache_max_bytes: usize,
+    pub publisher_grace_ms: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PlayerSection {
+    pub queue_max_bytes: usize,
+    pub queue_max_ms: u32,
+    pub slow_disconnect_ms: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogSection {
+    /// A tracing filter such as "info" or "cascade=debug".
+    pub level: String,
+    /// "human" or "json".
+    pub format: String,
+}
+
+impl Default for ServerSection {
+    fn default() -> Self {
+        ServerSection {
+            listen: "0.0.0.0:1935".into(),
+            workers: Workers::Count(1),
+            io_driver: "auto".into(),
+            chunk_size: 4096,
+            window_ack_size: 2_500_000,
+            tcp_nodelay: true,
+        }
+    }
+}
+
+impl Default for LimitsSection {
+    fn default() -> Self {
+        LimitsSection {
+            handshake_timeout_ms: 10_000,
+            max_message_size: 16 << 20,
+            max_chunk_streams: 64,
+            max_streams_per_connection: 8,
+            amf_max_depth: 32,
+            max_streams: 10_000,
+        }
+    }
+}
+
+impl Default for StreamSection {
+    fn default() -> Self {
+        StreamSection {
+            gop_cache_max_ms: 10_000,
+            gop_cache_max_bytes: 32 << 20,
+            publisher_grace_ms: 5_000,
+        }
+    }
+}
+
+impl Default for PlayerSection {
+    fn default() -> Self {
+        PlayerSection {
+            queue_max_bytes: 8 << 20,
+            queue_max_ms: 5_000,
+            slow_disconnect_ms: 10_000,
+        }
+    }
+}
+
+impl Default for LogSection {
+    fn default() -> Self {
+        LogSection {
+            level: "info".into(),
+            format: "human".into(),
+        }
+    }
+}
+
+#[allow(clippy::derivable_impls)]
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            server: ServerSection::default(),
+            limits: LimitsSection::default(),
+            stream: StreamSection::default(),
+            player: PlayerSection::default(),
+            log: LogSection::default(),
+        }
+    }
+}
+
+impl Config {
+    pub fn from_toml(text: &str) -> Result<Config, ConfigError> {
+        let c: Config = toml::from_str(text).map_err(|e| ConfigError::Parse(e.to_string()))?;
+        c.validate()?;
+        Ok(c)
+    }
+
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.display().to_string(),
+            source,
+        })?;
+        Config::from_toml(&text)
+    }
+
+    /// Checks values that parse but make no sense; names the key.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let bad = |key, why: &str| Err(ConfigError::Invalid { key, why: why.into() });
+        if self.server.listen.parse::<SocketAddr>().is_err() {
+            return bad("server.listen", "expected an address like 0.0.0.0:1935");
+        }
+        if !(1..=0x7FFF_FFFF).contains(&self.server.chunk_size) {
+            return bad("server.chunk_size", "must be 1..=2147483647");
+        }
+        if !["auto", "uring", "epoll"].contains(&self.server.io_driver.as_str()) {
+            return bad("server.io_driver", "expected auto, uring or epoll");
+        }
+        if let Err(why) = self.worker_count() {
+            return bad("server.workers", &why);
+        }
+        if self.server.window_ack_size == 0 {
+            return bad("server.window_ack_size", "must be > 0");
+        }
+        if self.limits.max_message_size < 1024 {
+            return bad("limits.max_message_size", "must be at least 1024");
+        }
+        if self.limits.max_chunk_streams == 0 {
+            return bad("limits.max_chunk_streams", "must be > 0");
+        }
+        if self.limits.max_streams_per_connection == 0 {
+            return bad("limits.max_streams_per_connection", "must be > 0");
+        }
+        if self.limits.amf_max_depth == 0 {
+            return bad("limits.amf_max_depth", "must be > 0");
+        }
+        if self.player.queue_max_bytes < 64 * 1024 {
+            return bad("player.queue_max_bytes", "must be at least 65536");
+        }
+        if !["human", "json"].contains(&self.log.format.as_str()) {
+            return bad("log.format", "expected human or json");
+        }
+        Ok(())
+    }
+
+    /// Resolves `server.workers` to a count.
+    pub fn worker_count(&self) -> Result<usize, String> {
+        match &self.server.workers {
+            Workers::Count(0) => Err("must be at least 1".into()),
+            Workers::Count(n) => Ok(*n),
+            Workers::Named(s) if s == "auto" => Ok(core_affinity::get_core_ids()
+                .map(|c| c.len())
+                .unwrap_or(1)
+                .max(1)),
+            Workers::Named(s) => s
+                .parse::<usize>()
+                .ok()
+                .filter(|n| *n > 0)
+                .ok_or_else(|| format!("expected a number or \"auto\", got {s:?}")),
+        }
+    }
+
+    pub fn session_config(&self) -> ServerConfig {
+        ServerConfig {
+            chunk_size: self.server.chunk_size,
+            window_ack_size: self.server.window_ack_size,
+            peer_bandwidth: self.server.window_ack_size,
+            max_streams: self.limits.max_streams_per_connection,
+            chunk_limits: ChunkLimits {
+                max_message_size: self.limits.max_message_size,
+                max_chunk_streams: self.limits.max_chunk_streams,
+            },
+            amf_limits: AmfLimits {
+                max_depth: self.limits.amf_max_depth,
+                ..AmfLimits::default()
+            },
+        }
+    }
+
+    pub fn hub_config(&self) -> HubConfig {
+        HubConfig {
+            chunk_size: self.server.chunk_size,
+            gop: GopLimits {
+                max_duration_ms: self.stream.gop_cache_max_ms,
+                max_bytes: self.stream.gop_cache_max_bytes,
+            },
+            publisher_grace: Duration::from_millis(self.stream.publisher_grace_ms),
+            max_streams: self.limits.max_streams,
+        }
+    }
+
+    pub fn queue_limits(&self) -> QueueLimits {
+        QueueLimits {
+            max_bytes: self.player.queue_max_bytes,
+            max_duration_ms: self.player.queue_max_ms,
+            disconnect_after: Duration::from_millis(self.player.slow_disconnect_ms),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn example_file_matches_defaults() {
+        let text = include_str!("../config/cascade.toml");
+        assert_eq!(Config::from_toml(text).unwrap(), Config::default());
+    }
+
+    #[test]
+    fn unknown_key_is_named() {
+        let e = Config::from_toml("[server]\nlisten_addr = \"1.2.3.4:1\"\n").unwrap_err();
+        assert!(e.to_string().contains("listen_addr"), "{e}");
+        let e = Config::from_toml("[nosuch]\n").unwrap_err();
+        assert!(e.to_string().contains("nosuch"), "{e}");
+    }
+
+    #[test]
+    fn bad_values_are_named() {
+        let e = Config::from_toml("[server]\nchunk_size = 0\n").unwrap_err();
+        assert!(e.to_string().contains("server.chunk_size"), "{e}");
+        let e = Config::from_toml("[server]\nworkers = \"many\"\n").unwrap_err();
+        assert!(e.to_string().contains("server.workers"), "{e}");
+        let e = Config::from_toml("[server]\nchunk_size = \"big\"\n").unwrap_err();
+        assert!(e.to_string().contains("chunk_size"), "{e}");
+        assert!(Config::from_toml("[server]\nworkers = \"auto\"\n").is_ok());
+    }
+}

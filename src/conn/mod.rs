@@ -1,0 +1,290 @@
+//! A connection's life on one worker: handshake, then a server session
+//! whose events become hub calls (publish, play, media).
+
+mod iovec;
+mod writer;
+
+use std::net::SocketAddr;
+use std::os::fd::AsRawFd;
+use std::rc::Rc;
+use std::time::{Duration, Instant};
+
+use bytes::BytesMut;
+use monoio::buf::IoBufMut;
+use monoio::io::{AsyncReadRent, Splitable};
+use monoio::net::TcpStream;
+use tracing::{debug, info, warn, Instrument};
+
+use crate::hub::{CloseReason, HubError, Outbox};
+use crate::protocol::command::StreamPath;
+use crate::protocol::handshake::{HandshakeError, HandshakeStatus, ServerHandshake};
+use crate::protocol::session::{
+    PlayRejection, PublishRejection, ServerEvent, ServerSession, SessionError,
+};
+use crate::shard::Worker;
+
+/// Read buffer: grown in steps of this when less than a quarter is free.
+const READ_CHUNK: usize = 64 * 1024;
+/// How long a closing connection may take to flush what it queued.
+const FLUSH_TIMEOUT: Duration = Duration::from_secs(5);
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConnError {
+    #[error("io: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("handshake: {0}")]
+    Handshake(#[from] HandshakeError),
+    #[error("handshake timed out")]
+    HandshakeTimeout,
+    #[error("session: {0}")]
+    Session(#[from] SessionError),
+}
+
+enum Role {
+    None,
+    Publisher { key: String, stream_id: u32 },
+    Player { key: String },
+}
+
+struct Conn {
+    id: u64,
+    worker: Rc<Worker>,
+    outbox: Rc<Outbox>,
+    session: ServerSession,
+    role: Role,
+}
+
+/// Serves one accepted socket until it closes; never panics on its input.
+pub async fn serve(worker: Rc<Worker>, stream: TcpStream, peer: SocketAddr) {
+    let id = worker.next_conn_id();
+    let span = tracing::info_span!("conn", worker = worker.id, conn = id, %peer);
+    async move {
+        debug!("accepted");
+        match run(worker, stream, id).await {
+            Ok(()) => debug!("closed"),
+            Err(e) => info!(error = %e, "closed"),
+        }
+    }
+    .instrument(span)
+    .await
+}
+
+async fn run(worker: Rc<Worker>, stream: TcpStream, id: u64) -> Result<(), ConnError> {
+    let _ = stream.set_nodelay(worker.config.server.tcp_nodelay);
+    let fd = stream.as_raw_fd();
+    let (mut rd, wr) = stream.into_split();
+    let outbox = Rc::new(Outbox::new(worker.queue_limits.clone()));
+    let writer = monoio::spawn(writer::write_loop(
+        wr,
+        outbox.clone(),
+        worker.stats.clone(),
+        fd,
+    ));
+    let mut conn = Conn {
+        id,
+        session: ServerSession::new(worker.session_config.clone()),
+        worker,
+        outbox: outbox.clone(),
+        role: Role::None,
+    };
+    let result = conn.read_loop(&mut rd).await;
+    conn.leave();
+    outbox.close(CloseReason::Finish);
+    if monoio::time::timeout(FLUSH_TIMEOUT, writer).await.is_err() {
+        // The peer stopped reading; unblock the writer. `rd` is still alive
+        // here, so the descriptor is open.
+        writer::shutdown(fd);
+    }
+    drop(rd);
+    result
+}
+
+impl Conn {
+    async fn read_loop<R: AsyncReadRent>(&mut self, rd: &mut R) -> Result<(), ConnError> {
+        let mut buf = BytesMut::with_capacity(READ_CHUNK);
+        let timeout = Duration::from_millis(self.worker.config.limits.handshake_timeout_ms);
+        match monoio::time::timeout(timeout, self.handshake(rd, &mut buf)).await {
+            Ok(r) => r?,
+            Err(_) => return Err(ConnError::HandshakeTimeout),
+        }
+        self.session.received(buf.len());
+        loop {
+            let now = Instant::now();
+            self.session.handle_input(&mut buf)?;
+            while let Some(ev) = self.session.poll_event() {
+                self.on_event(ev, now);
+                self.flush();
+            }
+            self.flush();
+            if self.outbox.closed().is_some() {
+                return Ok(());
+            }
+            let n;
+            (n, buf) = read_more(rd, buf).await?;
+            if n == 0 {
+                return Ok(());
+            }
+            self.session.received(n);
+            tracing::trace!(n, buffered = buf.len(), "read");
+        }
+    }
+
+    async fn handshake<R: AsyncReadRent>(&mut self, rd: &mut R, buf: &mut BytesMut) -> Result<(), ConnError> {
+        let mut hs = ServerHandshake::new();
+        let mut out = BytesMut::with_capacity(3073);
+        loop {
+            let status = hs.feed(buf, &mut out)?;
+            if !out.is_empty() {
+                self.outbox.push_control(out.split().freeze());
+            }
+            if status == HandshakeStatus::Done {
+                debug!(kind = ?hs.kind(), "handshake done");
+                return Ok(());
+            }
+            let taken = std::mem::take(buf);
+            let (n, back) = read_more(rd, taken).await?;
+            *buf = back;
+            if n == 0 {
+                return Err(ConnError::Io(std::io::ErrorKind::UnexpectedEof.into()));
+            }
+        }
+    }
+
+    fn flush(&mut self) {
+        if let Some(bytes) = self.session.take_output() {
+            self.outbox.push_control(bytes);
+        }
+    }
+
+    fn on_event(&mut self, ev: ServerEvent, now: Instant) {
+        match ev {
+            ServerEvent::Connected { app, tc_url, .. } => {
+                debug!(%app, %tc_url, "connect");
+            }
+            ServerEvent::PublishRequested { stream_id, path, kind } => self.on_publish(stream_id, path, &kind, now),
+            ServerEvent::PlayRequested {
+                stream_id,
+                path,
+                reset,
+                ..
+            } => self.on_play(stream_id, path, reset, now),
+            ServerEvent::Media {
+                stream_id,
+                kind,
+                timestamp,
+                payload,
+            } => {
+                if let Role::Publisher { key, stream_id: sid } = &self.role {
+                    if *sid == stream_id {
+                        self.worker
+                            .hub
+                            .borrow_mut()
+                            .ingest(key, kind, timestamp, payload, now);
+                    }
+                }
+            }
+            ServerEvent::PublishFinished { .. } | ServerEvent::PlayFinished { .. } => self.leave(),
+            ServerEvent::Paused { paused, .. } => {
+                if let Role::Player { key, .. } = &self.role {
+                    let mut hub = self.worker.hub.borrow_mut();
+                    if paused {
+                        hub.unsubscribe(key, self.id);
+                    } else if hub.subscribe(key, self.id, self.outbox.clone()).is_err() {
+                        debug!("unpause: stream gone");
+                    }
+                }
+            }
+            ServerEvent::ReceiveAudio { .. } | ServerEvent::ReceiveVideo { .. } => {}
+        }
+    }
+
+    fn on_publish(&mut self, stream_id: u32, path: StreamPath, kind: &str, now: Instant) {
+        if !matches!(self.role, Role::None) {
+            self.session
+                .reject_publish(stream_id, PublishRejection::Rejected, "connection already has a stream");
+            return;
+        }
+        let key = path.key();
+        let result = self.worker.hub.borrow_mut().publish(&key, self.id, now);
+        match result {
+            Ok(()) => {
+                info!(stream = %key, %kind, "publish");
+                self.session.accept_publish(stream_id);
+                self.role = Role::Publisher { key, stream_id };
+            }
+            Err(HubError::InUse(_)) => {
+                warn!(stream = %key, "publish rejected: name in use");
+                self.session
+                    .reject_publish(stream_id, PublishRejection::BadName, &format!("{key} is already being published"));
+            }
+            Err(e) => {
+                warn!(stream = %key, error = %e, "publish rejected");
+                self.session
+                    .reject_publish(stream_id, PublishRejection::Rejected, &e.to_string());
+            }
+        }
+    }
+
+    fn on_play(&mut self, stream_id: u32, path: StreamPath, reset: bool, now: Instant) {
+        let key = path.key();
+        if !matches!(self.role, Role::None) || !self.worker.hub.borrow().contains(&key) {
+            info!(stream = %key, "play: stream not found");
+            self.session
+                .reject_play(stream_id, PlayRejection::StreamNotFound, &format!("{key} not found"));
+            return;
+        }
+        // The play replies must be queued before the cached start frames.
+        self.session.accept_play(stream_id, reset, &path.name);
+        self.flush();
+        self.outbox
+            .start_play(stream_id, self.session.out_chunk_size(), now);
+        match self
+            .worker
+            .hub
+            .borrow_mut()
+            .subscribe(&key, self.id, self.outbox.clone())
+        {
+            Ok(()) => {
+                info!(stream = %key, "play");
+                self.role = Role::Player { key };
+            }
+            Err(e) => debug!(error = %e, "play: subscribe failed"),
+        }
+    }
+
+    /// Leaves whatever stream this connection publishes or plays.
+    fn leave(&mut self) {
+        match std::mem::replace(&mut self.role, Role::None) {
+            Role::None => {}
+            Role::Publisher { key, .. } => {
+                info!(stream = %key, "unpublish");
+                let now = Instant::now();
+                self.worker.hub.borrow_mut().unpublish(&key, self.id, now);
+                // Players wait for a new publisher; end the stream if none comes.
+                let grace = self.worker.hub.borrow().config().publisher_grace;
+                if !grace.is_zero() {
+                    let worker = self.worker.clone();
+                    monoio::spawn(async move {
+                        monoio::time::sleep(grace).await;
+                        worker.hub.borrow_mut().expire(Instant::now());
+                    });
+                }
+            }
+            Role::Player { key, .. } => {
+                self.worker.hub.borrow_mut().unsubscribe(&key, self.id);
+            }
+        }
+    }
+}
+
+/// Reads once into the spare capacity of `buf`, growing it first if needed.
+async fn read_more<R: AsyncReadRent>(rd: &mut R, mut buf: BytesMut) -> Result<(usize, BytesMut), ConnError> {
+    if buf.capacity() - buf.len() < READ_CHUNK / 4 {
+        buf.reserve(READ_CHUNK);
+    }
+    // Read into the spare capacity only: a plain read of a BytesMut would
+    // overwrite the unconsumed bytes at its front.
+    let len = buf.len();
+    let (res, slice) = rd.read(buf.slice_mut(len..)).await;
+    Ok((res?, slice.into_inner()))
+}

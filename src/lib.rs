@@ -1,0 +1,15 @@
+//! cascade: a thread-per-core RTMP edge relay.
+//!
+//! Layers, imports pointing down only:
+//! - `protocol`: sans-IO RTMP (handshake, chunks, AMF, messages, FLV, sessions).
+//! - `hub`: streams, GOP cache, fan-out queues. Knows publishers and subscribers, not sockets.
+//! - `conn`: a connection's life on one worker.
+//! - `shard`: per-core runtime and acceptor.
+//! - `config`: TOML configuration with embedded defaults.
+
+pub mod protocol;
+pub mod hub;
+pub mod config;
+pub mod conn;
+pub mod metrics;
+pub mod shard;

@@ -1,0 +1,18 @@
+//! RTMP session flows above the message layer.
+//!
+//! A session takes bytes in (after the handshake) and yields events and
+//! bytes out. Policy stays outside: the server session raises
+//! `PublishRequested` / `PlayRequested` and waits for the application's
+//! accept or reject before anything is sent for that stream, which is where
+//! auth, stream-name checks and edge routing plug in.
+//! See `LIFECYCLE.md` in this folder for the order of calls.
+
+mod aggregate;
+mod server;
+mod status;
+
+pub use aggregate::split_aggregate;
+pub use server::{
+    MediaKind, PlayRejection, PublishRejection, ServerConfig, ServerEvent, ServerSession, SessionError,
+};
+pub use status::{status_info, unpublish_notice};

@@ -1,0 +1,584 @@
+//! The server side of an RTMP connection after the handshake.
+//!
+//! Call order, per read from the socket:
+//! 1. [`ServerSession::received`] with the number of bytes read (acknowledgements),
+//! 2. [`ServerSession::handle_input`] with the read buffer,
+//! 3. drain [`ServerSession::poll_event`] and act on each event; a
+//!    `PublishRequested` or `PlayRequested` must be answered with
+//!    `accept_*`/`reject_*` before `handle_input` makes further progress,
+//! 4. send what [`ServerSession::take_output`] returns.
+
+use std::collections::VecDeque;
+
+use bytes::{Bytes, BytesMut};
+
+use crate::protocol::amf::{Amf0Value, AmfLimits};
+use crate::protocol::chunk::{ChunkDecoder, ChunkError, ChunkLimits, RawMessage};
+use crate::protocol::command::{ClientCommand, StreamPath};
+use crate::protocol::message::{type_id, Message, MessageError, MessageWriter, UserControl};
+
+use super::aggregate::split_aggregate;
+use super::status::{connect_result, on_status, status_info};
+
+/// Settings the server session needs; all explicit, no globals.
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    /// Outgoing chunk size, announced right after `connect`.
+    pub chunk_size: u32,
+    pub window_ack_size: u32,
+    pub peer_bandwidth: u32,
+    /// Message streams one connection may create.
+    pub max_streams: usize,
+    pub chunk_limits: ChunkLimits,
+    pub amf_limits: AmfLimits,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            chunk_size: 4096,
+            window_ack_size: 2_500_000,
+            peer_bandwidth: 2_500_000,
+            max_streams: 8,
+            chunk_limits: ChunkLimits::default(),
+            amf_limits: AmfLimits::default(),
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SessionError {
+    #[error(transparent)]
+    Chunk(#[from] ChunkError),
+    #[error(transparent)]
+    Message(#[from] MessageError),
+    #[error("command {0:?} before connect")]
+    NotConnected(String),
+    #[error("too many message streams (limit {0})")]
+    TooManyStreams(usize),
+}
+
+/// What kind of media a message is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MediaKind {
+    Audio,
+    Video,
+    /// `onMetaData` (from `@setDataFrame` or sent directly), AMF0 body starting with "onMetaData".
+    Metadata,
+    /// Any other data message (cue points, text), forwarded as is.
+    Data,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum ServerEvent {
+    Connected {
+        app: String,
+        tc_url: String,
+        four_cc_list: Vec<String>,
+    },
+    /// Answer with [`ServerSession::accept_publish`] or [`ServerSession::reject_publish`].
+    PublishRequested {
+        stream_id: u32,
+        path: StreamPath,
+        kind: String,
+    },
+    /// Answer with [`ServerSession::accept_play`] or [`ServerSession::reject_play`].
+    PlayRequested {
+        stream_id: u32,
+        path: StreamPath,
+        start: f64,
+        duration: f64,
+        reset: bool,
+    },
+    Media {
+        stream_id: u32,
+        kind: MediaKind,
+        timestamp: u32,
+        payload: Bytes,
+    },
+    PublishFinished {
+        stream_id: u32,
+    },
+    PlayFinished {
+        stream_id: u32,
+    },
+    Paused {
+        stream_id: u32,
+        paused: bool,
+    },
+    ReceiveAudio {
+        stream_id: u32,
+        enabled: bool,
+    },
+    ReceiveVideo {
+        stream_id: u32,
+        enabled: bool,
+    },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PublishRejection {
+    /// The name is already being published.
+    BadName,
+    Denied,
+    Rejected,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PlayRejection {
+    StreamNotFound,
+    Denied,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+enum StreamState {
+    Idle,
+    PublishPending,
+    Publishing,
+    PlayPending,
+    Playing,
+}
+
+pub struct ServerSession {
+    config: ServerConfig,
+    decoder: ChunkDecoder,
+    writer: MessageWriter,
+    out: BytesMut,
+    events: VecDeque<ServerEvent>,
+    connected: bool,
+    object_encoding: f64,
+    streams: Vec<(u32, StreamState)>,
+    next_stream_id: u32,
+    /// A publish or play waiting for the application's decision.
+    pending: Option<u32>,
+    received: u64,
+    last_ack: u64,
+    peer_window: u32,
+    /// The app from `connect`, with any query still on it.
+    app: String,
+}
+
+impl ServerSession {
+    pub fn new(config: ServerConfig) -> Self {
+        ServerSession {
+            decoder: ChunkDecoder::new(config.chunk_limits.clone()),
+            peer_window: config.window_ack_size,
+            config,
+            writer: MessageWriter::default(),
+            out: BytesMut::with_capacity(4096),
+            events: VecDeque::new(),
+            connected: false,
+            object_encoding: 0.0,
+            streams: Vec::new(),
+            next_stream_id: 1,
+            pending: None,
+            received: 0,
+            last_ack: 0,
+            app: String::new(),
+        }
+    }
+
+    /// The chunk size this session announced; media sent to this peer must use it.
+    pub fn out_chunk_size(&self) -> u32 {
+        self.writer.chunk_size()
+    }
+
+    /// Counts bytes read from the peer and acknowledges each full window.
+    /// The sequence number is the byte count modulo 2^32.
+    pub fn received(&mut self, n: usize) {
+        self.received += n as u64;
+        if self.peer_window > 0 && self.received - self.last_ack >= u64::from(self.peer_window) {
+            self.last_ack = self.received;
+            self.writer
+                .acknowledgement(self.received as u32, &mut self.out);
+        }
+    }
+
+    /// True while a publish or play awaits the application's decision.
+    pub fn awaiting_decision(&self) -> bool {
+        self.pending.is_some()
+    }
+
+    /// Decodes as many messages from `buf` as possible. Stops early (leaving
+    /// bytes in `buf`) while a decision is pending.
+    pub fn handle_input(&mut self, buf: &mut BytesMut) -> Result<(), SessionError> {
+        while self.pending.is_none() {
+            let Some(raw) = self.decoder.decode(buf)? else {
+                break;
+            };
+            self.handle_raw(raw)?;
+        }
+        Ok(())
+    }
+
+    pub fn poll_event(&mut self) -> Option<ServerEvent> {
+        self.events.pop_front()
+    }
+
+    /// Bytes to send to the peer, if any.
+    pub fn take_output(&mut self) -> Option<Bytes> {
+        if self.out.is_empty() {
+            None
+        } else {
+            Some(self.out.split().freeze())
+        }
+    }
+
+    fn handle_raw(&mut self, raw: RawMessage) -> Result<(), SessionError> {
+        let msg = Message::parse(&raw, &self.config.amf_limits)?;
+        let sid = raw.stream_id;
+        match msg {
+            // Chunk size and abort were applied by the decoder already.
+            Message::SetChunkSize(_) | Message::Abort(_) | Message::Acknowledgement(_) => {}
+            Message::WindowAckSize(w) => self.peer_window = w,
+            Message::SetPeerBandwidth { .. } => {}
+            Message::UserControl(UserControl::PingRequest(t)) => {
+                self.writer
+                    .user_control(UserControl::PingResponse(t), &mut self.out);
+            }
+            Message::UserControl(_) | Message::Ignored { .. } => {}
+            Message::Audio(p) => self.media(sid, MediaKind::Audio, raw.timestamp, p),
+            Message::Video(p) => self.media(sid, MediaKind::Video, raw.timestamp, p),
+            Message::Data(p) => self.data(sid, raw.timestamp, p),
+            Message::Aggregate(p) => {
+                for m in split_aggregate(&p, raw.timestamp) {
+                    match m.type_id {
+                        type_id::AUDIO => self.media(sid, MediaKind::Audio, m.timestamp, m.payload),
+                        type_id::VIDEO => self.media(sid, MediaKind::Video, m.timestamp, m.payload),
+                        type_id::DATA_AMF0 => self.data(sid, m.timestamp, m.payload),
+                        _ => {}
+                    }
+                }
+            }
+            Message::Command(c) => {
+                let cmd = ClientCommand::from_command(&c);
+                self.command(sid, c.transaction_id, cmd)?;
+            }
+        }
+        Ok(())
+    }
+
+    fn state(&self, sid: u32) -> Option<&StreamState> {
+        self.streams.iter().find(|(id, _)| *id == sid).map(|(_, s)| s)
+    }
+
+    fn set_state(&mut self, sid: u32, state: StreamState) {
+        match self.streams.iter_mut().find(|(id, _)| *id == sid) {
+            Some(entry) => entry.1 = state,
+            None => self.streams.push((sid, state)),
+        }
+    }
+
+    fn media(&mut self, stream_id: u32, kind: MediaKind, timestamp: u32, payload: Bytes) {
+        if self.state(stream_id) == Some(&StreamState::Publishing) {
+            self.events.push_back(ServerEvent::Media {
+                stream_id,
+                kind,
+                timestamp,
+                payload,
+            });
+        }
+    }
+
+    /// `@setDataFrame("onMetaData", …)` is stored and forwarded as
+    /// `onMetaData …`: a slice past the first string, no re-encoding.
+    fn data(&mut self, stream_id: u32, timestamp: u32, payload: Bytes) {
+        let (kind, body) = match first_amf_string(&payload) {
+            Some(("@setDataFrame", len)) => {
+                let rest = payload.slice(len..);
+                match first_amf_string(&rest) {
+                    Some(("onMetaData", _)) => (MediaKind::Metadata, rest),
+                    _ => (MediaKind::Data, rest),
+                }
+            }
+            Some(("@clearDataFrame", _)) => return,
+            Some(("onMetaData", _)) => (MediaKind::Metadata, payload),
+            _ => (MediaKind::Data, payload),
+        };
+        self.media(stream_id, kind, timestamp, body);
+    }
+
+    fn command(&mut self, sid: u32, txn: f64, cmd: ClientCommand) -> Result<(), SessionError> {
+        if !self.connected && !matches!(cmd, ClientCommand::Connect(_)) {
+            return Err(SessionError::NotConnected(format!("{cmd:?}")));
+        }
+        match cmd {
+            ClientCommand::Connect(p) => {
+                self.connected = true;
+                self.app = p.app.clone();
+                self.object_encoding = p.object_encoding;
+                let w = &mut self.writer;
+                w.window_ack_size(self.config.window_ack_size, &mut self.out);
+                w.set_peer_bandwidth(self.config.peer_bandwidth, 2, &mut self.out);
+                w.set_chunk_size(self.config.chunk_size, &mut self.out);
+                let reply = connect_result(txn, p.object_encoding);
+                self.writer.command(0, &reply, &mut self.out);
+                self.events.push_back(ServerEvent::Connected {
+                    app: p.app,
+                    tc_url: p.tc_url,
+                    four_cc_list: p.four_cc_list,
+                });
+            }
+            ClientCommand::ReleaseStream { .. } => self.result(txn, Amf0Value::Undefined),
+            ClientCommand::FcPublish { name } => {
+                self.result(txn, Amf0Value::Undefined);
+                let info = status_info("status", "NetStream.Publish.Start", &name);
+                self.call(0, "onFCPublish", info);
+            }
+            ClientCommand::FcUnpublish { name } => {
+                self.result(txn, Amf0Value::Undefined);
+                let info = status_info("status", "NetStream.Unpublish.Success", &name);
+                self.call(0, "onFCUnpublish", info);
+                // The publishing stream ends here or at deleteStream, whichever comes first.
+                if let Some(id) = self.publishing_stream() {
+                    self.finish_stream(id);
+                }
+            }
+            ClientCommand::CreateStream => {
+                if self.streams.len() >= self.config.max_streams {
+                    return Err(SessionError::TooManyStreams(self.config.max_streams));
+                }
+                let id = self.next_stream_id;
+                self.next_stream_id = self.next_stream_id.wrapping_add(1).max(1);
+                self.set_state(id, StreamState::Idle);
+                self.result(txn, Amf0Value::Number(f64::from(id)));
+            }
+            ClientCommand::DeleteStream { stream_id } => {
+                self.finish_stream(stream_id);
+                self.streams.retain(|(id, _)| *id != stream_id);
+            }
+            ClientCommand::CloseStream => self.finish_stream(sid),
+            ClientCommand::Publish { name, kind } => {
+                self.ensure_stream(sid)?;
+                let app = self.app_for_path();
+                self.set_state(sid, StreamState::PublishPending);
+                self.pending = Some(sid);
+                self.events.push_back(ServerEvent::PublishRequested {
+                    stream_id: sid,
+                    path: StreamPath::new(&app, &name),
+                    kind,
+                });
+            }
+            ClientCommand::Play {
+                name,
+                start,
+                duration,
+                reset,
+            } => {
+                self.ensure_stream(sid)?;
+                let app = self.app_for_path();
+                self.set_state(sid, StreamState::PlayPending);
+                self.pending = Some(sid);
+                self.events.push_back(ServerEvent::PlayRequested {
+                    stream_id: sid,
+                    path: StreamPath::new(&app, &name),
+                    start,
+                    duration,
+                    reset,
+                });
+            }
+            ClientCommand::Pause { pause, .. } => {
+                let code = if pause {
+                    "NetStream.Pause.Notify"
+                } else {
+                    "NetStream.Unpause.Notify"
+                };
+                self.status(sid, "status", code, if pause { "Paused" } else { "Unpaused" });
+                self.events.push_back(ServerEvent::Paused {
+                    stream_id: sid,
+                    paused: pause,
+                });
+            }
+            ClientCommand::ReceiveAudio(enabled) => self.events.push_back(ServerEvent::ReceiveAudio {
+                stream_id: sid,
+                enabled,
+            }),
+            ClientCommand::ReceiveVideo(enabled) => self.events.push_back(ServerEvent::ReceiveVideo {
+                stream_id: sid,
+                enabled,
+            }),
+            ClientCommand::GetStreamLength { .. } => self.result(txn, Amf0Value::Number(0.0)),
+            ClientCommand::CheckBandwidth => self.result(txn, Amf0Value::Undefined),
+            ClientCommand::Result | ClientCommand::Error | ClientCommand::OnStatus { .. } => {}
+            ClientCommand::Unknown { name } => {
+                if txn != 0.0 {
+                    let info = status_info(
+                        "error",
+                        "NetConnection.Call.Failed",
+                        &format!("unknown command {name}"),
+                    );
+                    let values = [
+                        Amf0Value::String("_error".into()),
+                        Amf0Value::Number(txn),
+                        Amf0Value::Null,
+                        info,
+                    ];
+                    self.writer.command(0, &values, &mut self.out);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The app as the client gave it in `connect`; kept for routing.
+    fn app_for_path(&self) -> String {
+        self.app.clone()
+    }
+
+    fn ensure_stream(&mut self, sid: u32) -> Result<(), SessionError> {
+        if self.state(sid).is_none() {
+            // Lenient: some clients publish/play on a stream they never created.
+            if self.streams.len() >= self.config.max_streams {
+                return Err(SessionError::TooManyStreams(self.config.max_streams));
+            }
+            self.set_state(sid, StreamState::Idle);
+        }
+        Ok(())
+    }
+
+    fn publishing_stream(&self) -> Option<u32> {
+        self.streams
+            .iter()
+            .find(|(_, s)| *s == StreamState::Publishing)
+            .map(|(id, _)| *id)
+    }
+
+    fn finish_stream(&mut self, sid: u32) {
+        match self.state(sid) {
+            Some(StreamState::Publishing) => {
+                self.events
+                    .push_back(ServerEvent::PublishFinished { stream_id: sid });
+            }
+            Some(StreamState::Playing) => {
+                self.events.push_back(ServerEvent::PlayFinished { stream_id: sid });
+            }
+            _ => return,
+        }
+        self.set_state(sid, StreamState::Idle);
+    }
+
+    fn result(&mut self, txn: f64, value: Amf0Value) {
+        let values = [
+            Amf0Value::String("_result".into()),
+            Amf0Value::Number(txn),
+            Amf0Value::Null,
+            value,
+        ];
+        self.writer.command(0, &values, &mut self.out);
+    }
+
+    fn call(&mut self, sid: u32, name: &str, info: Amf0Value) {
+        let values = [
+            Amf0Value::String(name.into()),
+            Amf0Value::Number(0.0),
+            Amf0Value::Null,
+            info,
+        ];
+        self.writer.command(sid, &values, &mut self.out);
+    }
+
+    fn status(&mut self, sid: u32, level: &str, code: &str, description: &str) {
+        let values = on_status(level, code, description);
+        self.writer.command(sid, &values, &mut self.out);
+    }
+
+    fn clear_pending(&mut self, sid: u32) {
+        if self.pending == Some(sid) {
+            self.pending = None;
+        }
+    }
+
+    /// Publish allowed: `NetStream.Publish.Start` goes out only now.
+    pub fn accept_publish(&mut self, sid: u32) {
+        self.clear_pending(sid);
+        self.set_state(sid, StreamState::Publishing);
+        self.writer
+            .user_control(UserControl::StreamBegin(sid), &mut self.out);
+        self.status(sid, "status", "NetStream.Publish.Start", "Start publishing");
+    }
+
+    pub fn reject_publish(&mut self, sid: u32, why: PublishRejection, description: &str) {
+        self.clear_pending(sid);
+        self.set_state(sid, StreamState::Idle);
+        let code = match why {
+            PublishRejection::BadName => "NetStream.Publish.BadName",
+            PublishRejection::Denied => "NetStream.Publish.Denied",
+            PublishRejection::Rejected => "NetStream.Publish.Rejected",
+        };
+        self.status(sid, "error", code, description);
+    }
+
+    /// Play allowed: StreamBegin, Reset, Start, `|RtmpSampleAccess`,
+    /// `NetStream.Data.Start`. The caller then sends metadata, sequence
+    /// headers and the cached GOP, in that order.
+    pub fn accept_play(&mut self, sid: u32, reset: bool, name: &str) {
+        self.clear_pending(sid);
+        self.set_state(sid, StreamState::Playing);
+        self.writer
+            .user_control(UserControl::StreamBegin(sid), &mut self.out);
+        if reset {
+            self.status(sid, "status", "NetStream.Play.Reset", &format!("Playing and resetting {name}."));
+        }
+        self.status(sid, "status", "NetStream.Play.Start", &format!("Started playing {name}."));
+        self.writer.data(
+            sid,
+            &[
+                Amf0Value::String("|RtmpSampleAccess".into()),
+                Amf0Value::Boolean(true),
+                Amf0Value::Boolean(true),
+            ],
+            &mut self.out,
+        );
+        self.writer.data(
+            sid,
+            &[
+                Amf0Value::String("onStatus".into()),
+                Amf0Value::object([("code", Amf0Value::String("NetStream.Data.Start".into()))]),
+            ],
+            &mut self.out,
+        );
+    }
+
+    pub fn reject_play(&mut self, sid: u32, why: PlayRejection, description: &str) {
+        self.clear_pending(sid);
+        self.set_state(sid, StreamState::Idle);
+        let code = match why {
+            PlayRejection::StreamNotFound => "NetStream.Play.StreamNotFound",
+            PlayRejection::Denied => "NetStream.Play.Failed",
+        };
+        self.status(sid, "error", code, description);
+    }
+
+    /// The publisher of a played stream left for good: StreamEOF and
+    /// `UnpublishNotify` end ffmpeg and librtmp sessions.
+    pub fn notify_unpublished(&mut self, sid: u32, name: &str) {
+        self.writer
+            .user_control(UserControl::StreamEof(sid), &mut self.out);
+        self.status(sid, "status", "NetStream.Play.UnpublishNotify", &format!("{name} is now unpublished."));
+        self.set_state(sid, StreamState::Idle);
+    }
+
+    /// Asks a publishing client to reconnect elsewhere (Enhanced RTMP v2).
+    pub fn request_reconnect(&mut self, tc_url: &str, description: &str) {
+        let info = Amf0Value::object([
+            ("level", Amf0Value::String("status".into())),
+            (
+                "code",
+                Amf0Value::String("NetConnection.Connect.ReconnectRequest".into()),
+            ),
+            ("description", Amf0Value::String(description.into())),
+            ("tcUrl", Amf0Value::String(tc_url.into())),
+        ]);
+        self.call(0, "onStatus", info);
+    }
+}
+
+/// The first AMF0 value if it is a short string: the string and the bytes it spans.
+fn first_amf_string(p: &[u8]) -> Option<(&str, usize)> {
+    if p.first() != Some(&0x02) {
+        return None;
+    }
+    let len = u16::from_be_bytes([*p.get(1)?, *p.get(2)?]) as usize;
+    let s = std::str::from_utf8(p.get(3..3 + len)?).ok()?;
+    Some((s, 3 + len))
+}
