@@ -13,3 +13,4 @@ pub mod config;
 pub mod conn;
 pub mod metrics;
 pub mod shard;
+pub mod xcore;

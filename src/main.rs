@@ -70,12 +70,7 @@ fn main() -> ExitCode {
         }
     };
     init_logging(&config);
-    let mut workers = config.worker_count().unwrap_or(1);
-    if workers > 1 {
-        // Streams are still core-local; cross-core fan-out arrives with the engine.
-        tracing::warn!(requested = workers, "multi-core fan-out is not enabled yet; running 1 worker");
-        workers = 1;
-    }
+    let workers = config.worker_count().unwrap_or(1);
     let driver = IoDriver::parse(&config.server.io_driver).unwrap_or(IoDriver::Auto);
     match shard::run(Arc::new(config), workers, driver) {
         Ok(()) => ExitCode::SUCCESS,

@@ -116,6 +116,8 @@ impl Conn {
                 self.flush();
             }
             self.flush();
+            // One wake-up per other core for everything this read produced.
+            self.worker.hub.borrow_mut().flush_wakes();
             if self.outbox.closed().is_some() {
                 return Ok(());
             }

@@ -5,12 +5,55 @@ use std::time::Instant;
 use bytes::{Bytes, BytesMut};
 
 use crate::protocol::chunk::{encode_message, encoded_len};
+use crate::protocol::flv::{self, AudioCodec, VideoCodec};
 use crate::protocol::message::{csid, type_id};
 use crate::protocol::session::MediaKind;
 
 /// The message stream id cascade gives a player's first `createStream`;
 /// shared frames are serialized for it.
 pub const PLAY_STREAM_ID: u32 = 1;
+
+/// Which sequence header a frame is: one slot per media kind and codec, so
+/// cameras that resend headers every GOP replace rather than pile up.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HeaderKey {
+    Video(VideoCodec),
+    Audio(AudioCodec),
+}
+
+/// What the GOP cache needs to know about a message, read from its FLV body.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Class {
+    pub keyframe: bool,
+    pub header: Option<HeaderKey>,
+    pub video: Option<VideoCodec>,
+    pub audio: Option<AudioCodec>,
+}
+
+/// Classifies a message body: legacy and Enhanced RTMP alike.
+pub fn classify(kind: MediaKind, payload: &[u8]) -> Class {
+    match kind {
+        MediaKind::Video => match flv::parse_video(payload) {
+            Ok(tag) => Class {
+                keyframe: tag.is_keyframe(),
+                header: tag.is_sequence_header().then_some(HeaderKey::Video(tag.codec)),
+                video: Some(tag.codec),
+                audio: None,
+            },
+            Err(_) => Class::default(),
+        },
+        MediaKind::Audio => match flv::parse_audio(payload) {
+            Ok(tag) => Class {
+                keyframe: false,
+                header: tag.is_sequence_header.then_some(HeaderKey::Audio(tag.codec)),
+                video: None,
+                audio: Some(tag.codec),
+            },
+            Err(_) => Class::default(),
+        },
+        _ => Class::default(),
+    }
+}
 
 /// One media or data message, already chunked for any player.
 ///
@@ -23,6 +66,8 @@ pub struct Frame {
     pub timestamp: u32,
     /// A video keyframe (coded frame, not a sequence header).
     pub keyframe: bool,
+    /// Set on sequence headers: which cache slot it fills.
+    pub header: Option<HeaderKey>,
     /// The RTMP message body, for players that need a different framing.
     pub payload: Bytes,
     /// The message serialized as RTMP chunks on message stream 1.
@@ -35,7 +80,7 @@ impl Frame {
     pub fn new(
         kind: MediaKind,
         timestamp: u32,
-        keyframe: bool,
+        class: Class,
         payload: Bytes,
         chunk_size: u32,
         ingest: Instant,
@@ -44,7 +89,8 @@ impl Frame {
         Frame {
             kind,
             timestamp,
-            keyframe,
+            keyframe: class.keyframe,
+            header: class.header,
             payload,
             chunks,
             ingest,
@@ -53,10 +99,15 @@ impl Frame {
 
     /// The same frame with a different timestamp (re-serialized).
     pub fn retimed(&self, timestamp: u32, chunk_size: u32) -> Frame {
+        let class = Class {
+            keyframe: self.keyframe,
+            header: self.header,
+            ..Class::default()
+        };
         Frame::new(
             self.kind,
             timestamp,
-            self.keyframe,
+            class,
             self.payload.clone(),
             chunk_size,
             self.ingest,

@@ -1,22 +1,30 @@
-//! Streams on this core: publishers in, shared frames out to players.
+//! Streams on this core: publishers in, shared frames out to players, and
+//! one channel hop per message to every other core that has players.
 //!
 //! The hub knows publishers and subscribers by id and outbox, never
-//! sockets. Its methods are called from connection tasks on the same core.
+//! sockets. Its methods are called from tasks of the same core; the
+//! [`Directory`] is the only thing shared with other cores.
 
+pub mod cache;
+pub mod directory;
 pub mod frame;
 pub mod outbox;
 pub mod stream;
 
 use std::collections::HashMap;
 use std::rc::Rc;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 
 use crate::protocol::session::{unpublish_notice, MediaKind};
-pub use frame::{Frame, PLAY_STREAM_ID};
+use crate::xcore::Mesh;
+pub use cache::GopLimits;
+pub use directory::{Claim, Directory};
+pub use frame::{classify, Frame, PLAY_STREAM_ID};
 pub use outbox::{CloseReason, Outbox, QueueLimits};
-pub use stream::{GopLimits, Stream};
+pub use stream::{LocalStream, Owned};
 
 #[derive(Debug, Clone)]
 pub struct HubConfig {
@@ -38,15 +46,55 @@ pub enum HubError {
     NotFound(String),
 }
 
+/// What cores tell each other.
+#[derive(Debug)]
+pub enum CoreMsg {
+    /// To the owner: `core` has players of `key` now.
+    Subscribe { key: Arc<str>, core: usize },
+    /// To the owner: `core` has no players of `key` any more.
+    Unsubscribe { key: Arc<str>, core: usize },
+    /// To a subscriber: the cached start; replaces its cache (also a reset on a new publisher).
+    Start { key: Arc<str>, frames: Vec<Frame> },
+    /// To a subscriber: one live message.
+    Frame { key: Arc<str>, frame: Frame },
+    /// To a subscriber: the stream is over.
+    End { key: Arc<str> },
+    /// To the previous owner: `new_owner` took the stream over; hand it your subscribers.
+    Adopt { key: Arc<str>, new_owner: usize },
+}
+
+/// A summary of one stream on this core, for stats and tests.
+#[derive(Debug, Clone)]
+pub struct StreamInfo {
+    pub key: String,
+    pub owned: bool,
+    pub publishing: bool,
+    pub players: usize,
+    pub remote_cores: Vec<usize>,
+    pub gop_frames: usize,
+    pub video_codec: Option<String>,
+    pub audio_codec: Option<String>,
+    pub bytes_in: u64,
+}
+
 pub struct Hub {
+    core: usize,
     config: HubConfig,
-    streams: HashMap<String, Stream>,
+    directory: Arc<Directory>,
+    mesh: Mesh<CoreMsg>,
+    streams: HashMap<Arc<str>, LocalStream>,
+    /// Cores sent to since the last [`Hub::flush_wakes`].
+    dirty: Vec<bool>,
 }
 
 impl Hub {
-    pub fn new(config: HubConfig) -> Hub {
+    pub fn new(core: usize, config: HubConfig, directory: Arc<Directory>, mesh: Mesh<CoreMsg>) -> Hub {
         Hub {
+            core,
+            dirty: vec![false; mesh.cores()],
             config,
+            directory,
+            mesh,
             streams: HashMap::new(),
         }
     }
@@ -55,30 +103,95 @@ impl Hub {
         &self.config
     }
 
-    pub fn contains(&self, key: &str) -> bool {
-        self.streams.contains_key(key)
+    pub fn core(&self) -> usize {
+        self.core
     }
 
-    pub fn streams(&self) -> impl Iterator<Item = &Stream> {
-        self.streams.values()
-    }
-
-    /// Claims `key` for a publisher. A stream inside its grace (players
-    /// waiting, no publisher) is taken over; one with a live publisher is not.
-    pub fn publish(&mut self, key: &str, publisher: u64, now: Instant) -> Result<(), HubError> {
-        if let Some(s) = self.streams.get_mut(key) {
-            if s.publisher.is_some() {
-                return Err(HubError::InUse(key.to_string()));
+    fn send(&mut self, core: usize, msg: CoreMsg) {
+        if self.mesh.send(core, msg) {
+            if let Some(d) = self.dirty.get_mut(core) {
+                *d = true;
             }
-            s.set_publisher(publisher);
-            return Ok(());
         }
-        if self.streams.len() >= self.config.max_streams {
-            return Err(HubError::TooManyStreams(self.config.max_streams));
+    }
+
+    /// Wakes every core sent to since the last call: once per batch.
+    pub fn flush_wakes(&mut self) {
+        for (core, d) in self.dirty.iter_mut().enumerate() {
+            if std::mem::take(d) {
+                self.mesh.wake(core);
+            }
         }
-        let mut s = Stream::new(key.to_string(), now);
-        s.set_publisher(publisher);
-        self.streams.insert(key.to_string(), s);
+    }
+
+    /// Whether a play for `key` can be served (here or via another core).
+    pub fn contains(&self, key: &str) -> bool {
+        self.streams.contains_key(key) || self.directory.owner(key).is_some()
+    }
+
+    pub fn stream_infos(&self) -> Vec<StreamInfo> {
+        self.streams
+            .values()
+            .map(|s| StreamInfo {
+                key: s.key.to_string(),
+                owned: s.owned.is_some(),
+                publishing: s.owned.as_ref().is_some_and(|o| o.publisher.is_some()),
+                players: s.players.len(),
+                remote_cores: s.owned.as_ref().map(|o| o.remote.clone()).unwrap_or_default(),
+                gop_frames: s.cache.gop_len(),
+                video_codec: s.owned.as_ref().and_then(|o| o.video_codec).map(|c| format!("{c:?}")),
+                audio_codec: s.owned.as_ref().and_then(|o| o.audio_codec).map(|c| format!("{c:?}")),
+                bytes_in: s.owned.as_ref().map_or(0, |o| o.bytes_in),
+            })
+            .collect()
+    }
+
+    fn local(&mut self, key: &str) -> &mut LocalStream {
+        if !self.streams.contains_key(key) {
+            let k: Arc<str> = Arc::from(key);
+            self.streams.insert(k.clone(), LocalStream::new(k));
+        }
+        self.streams.get_mut(key).expect("inserted above")
+    }
+
+    /// Claims `key` for a publisher on this core.
+    pub fn publish(&mut self, key: &str, publisher: u64, now: Instant) -> Result<(), HubError> {
+        let claim = self.directory.claim(key, self.core)?;
+        let me = self.core;
+        let s = self.local(key);
+        s.reset();
+        let key_arc = s.key.clone();
+        let mut out = Vec::new();
+        let restarted = match (&claim, s.owned.as_mut()) {
+            (Claim::Takeover { prev_owner, .. }, Some(o)) if *prev_owner == me => {
+                o.restart(publisher, now);
+                Some(o.remote.clone())
+            }
+            _ => None,
+        };
+        if let Some(remote) = restarted {
+            // Same core: tell the mirrors to reset and wait for the new keyframe.
+            for core in remote {
+                let frames = Vec::new();
+                out.push((core, CoreMsg::Start { key: key_arc.clone(), frames }));
+            }
+        } else {
+            let last_ts = match &claim {
+                Claim::Takeover { last_ts, .. } => *last_ts,
+                Claim::New => None,
+            };
+            s.owned = Some(Owned::new(publisher, last_ts, now));
+            if let Claim::Takeover { prev_owner, .. } = claim {
+                if prev_owner != me {
+                    let new_owner = me;
+                    out.push((prev_owner, CoreMsg::Adopt { key: key_arc, new_owner }));
+                }
+            }
+        }
+        for (core, msg) in out {
+            self.send(core, msg);
+        }
+        self.flush_wakes();
         Ok(())
     }
 
@@ -88,60 +201,236 @@ impl Hub {
         let Some(s) = self.streams.get_mut(key) else {
             return;
         };
-        if s.publisher != Some(publisher) {
+        let Some(o) = s.owned.as_mut() else { return };
+        if o.publisher != Some(publisher) {
             return;
         }
-        s.clear_publisher(now);
+        o.publisher = None;
+        o.idle_since = Some(now);
+        self.directory.release(key, self.core, o.last_out);
         if self.config.publisher_grace.is_zero() {
-            self.end_stream(key);
+            self.expire(now);
         }
     }
 
-    /// Ends streams whose publisher did not come back within the grace.
+    /// Ends owned streams whose publisher did not come back within the grace.
     pub fn expire(&mut self, now: Instant) {
         let grace = self.config.publisher_grace;
-        let done: Vec<String> = self
+        let done: Vec<Arc<str>> = self
             .streams
             .values()
-            .filter(|s| s.expired(grace, now))
+            .filter(|s| s.owned.as_ref().is_some_and(|o| o.expired(grace, now)))
             .map(|s| s.key.clone())
             .collect();
         for key in done {
-            self.end_stream(&key);
+            if self.directory.remove_if_idle(&key, self.core) {
+                let remote = self
+                    .streams
+                    .get(&*key)
+                    .and_then(|s| s.owned.as_ref())
+                    .map(|o| o.remote.clone())
+                    .unwrap_or_default();
+                for core in remote {
+                    self.send(core, CoreMsg::End { key: key.clone() });
+                }
+                self.end_local(&key);
+            }
         }
+        self.flush_wakes();
     }
 
-    fn end_stream(&mut self, key: &str) {
-        let Some(mut s) = self.streams.remove(key) else {
+    /// Tells this core's players the stream is over and forgets it.
+    fn end_local(&mut self, key: &str) {
+        let Some(s) = self.streams.remove(key) else {
             return;
         };
         let name = key.rsplit('/').next().unwrap_or(key);
         let notice = unpublish_notice(PLAY_STREAM_ID, self.config.chunk_size, name);
-        for p in s.take_players() {
+        for p in s.players {
             p.outbox.push_control(notice.clone());
         }
     }
 
+    /// One message from this core's publisher of `key`.
     pub fn ingest(&mut self, key: &str, kind: MediaKind, timestamp: u32, payload: Bytes, now: Instant) {
-        if let Some(s) = self.streams.get_mut(key) {
-            s.ingest(kind, timestamp, payload, self.config.chunk_size, &self.config.gop, now);
+        let chunk_size = self.config.chunk_size;
+        let Some(s) = self.streams.get_mut(key) else {
+            return;
+        };
+        let Some(o) = s.owned.as_mut() else { return };
+        let class = classify(kind, &payload);
+        o.bytes_in += payload.len() as u64;
+        if class.video.is_some() {
+            o.video_codec = class.video;
+        }
+        if class.audio.is_some() {
+            o.audio_codec = class.audio;
+        }
+        let ts = o.map_timestamp(timestamp);
+        let frame = Frame::new(kind, ts, class, payload, chunk_size, now);
+        if !s.deliver(&frame, &self.config.gop, now) {
+            return;
+        }
+        let key = s.key.clone();
+        let remote = s.owned.as_ref().map(|o| o.remote.clone()).unwrap_or_default();
+        for core in remote {
+            self.send(
+                core,
+                CoreMsg::Frame {
+                    key: key.clone(),
+                    frame: frame.clone(),
+                },
+            );
         }
     }
 
-    /// Adds a player to a stream that has a publisher or is inside its grace.
+    /// Adds a player. Served from this core's cache when the stream is
+    /// owned or mirrored here; otherwise subscribes this core at the owner.
     pub fn subscribe(&mut self, key: &str, player: u64, outbox: Rc<Outbox>) -> Result<(), HubError> {
-        match self.streams.get_mut(key) {
-            Some(s) => {
-                s.add_player(player, outbox);
-                Ok(())
-            }
-            None => Err(HubError::NotFound(key.to_string())),
+        if let Some(s) = self.streams.get_mut(key) {
+            let started = s.owned.is_some() || s.players.iter().any(|p| p.started);
+            s.add_player(player, outbox, started);
+            return Ok(());
         }
+        let owner = self
+            .directory
+            .owner(key)
+            .ok_or_else(|| HubError::NotFound(key.to_string()))?;
+        if owner == self.core {
+            return Err(HubError::NotFound(key.to_string()));
+        }
+        let me = self.core;
+        let s = self.local(key);
+        s.add_player(player, outbox, false);
+        let key = s.key.clone();
+        self.send(owner, CoreMsg::Subscribe { key, core: me });
+        self.flush_wakes();
+        Ok(())
     }
 
     pub fn unsubscribe(&mut self, key: &str, player: u64) {
-        if let Some(s) = self.streams.get_mut(key) {
-            s.remove_player(player);
+        let Some(s) = self.streams.get_mut(key) else {
+            return;
+        };
+        s.remove_player(player);
+        self.drop_if_unused(key);
+    }
+
+    /// A mirror with no players left unsubscribes from the owner.
+    fn drop_if_unused(&mut self, key: &str) {
+        let unused = self
+            .streams
+            .get(key)
+            .is_some_and(|s| s.owned.is_none() && s.players.is_empty());
+        if !unused {
+            return;
+        }
+        if let Some(s) = self.streams.remove(key) {
+            if let Some(owner) = self.directory.owner(key) {
+                if owner != self.core {
+                    self.send(
+                        owner,
+                        CoreMsg::Unsubscribe {
+                            key: s.key,
+                            core: self.core,
+                        },
+                    );
+                    self.flush_wakes();
+                }
+            }
+        }
+    }
+
+    /// Applies messages from other cores (a batch drained from the inbox).
+    pub fn handle(&mut self, msg: CoreMsg, now: Instant) {
+        match msg {
+            CoreMsg::Subscribe { key, core } => self.on_subscribe(key, core),
+            CoreMsg::Unsubscribe { key, core } => {
+                if let Some(o) = self.streams.get_mut(&*key).and_then(|s| s.owned.as_mut()) {
+                    o.remote.retain(|c| *c != core);
+                }
+            }
+            CoreMsg::Start { key, frames } => {
+                let gop = self.config.gop.clone();
+                match self.streams.get_mut(&*key) {
+                    Some(s) if s.owned.is_none() => s.start(&frames, &gop),
+                    Some(_) => {}
+                    None => self.on_stale(key),
+                }
+            }
+            CoreMsg::Frame { key, frame } => {
+                let gop = self.config.gop.clone();
+                match self.streams.get_mut(&*key) {
+                    Some(s) if s.owned.is_none() => {
+                        s.deliver(&frame, &gop, now);
+                        self.drop_if_unused(&key);
+                    }
+                    Some(_) => {}
+                    None => self.on_stale(key),
+                }
+            }
+            CoreMsg::End { key } => {
+                if self.streams.get(&*key).is_some_and(|s| s.owned.is_none()) {
+                    self.end_local(&key);
+                }
+            }
+            CoreMsg::Adopt { key, new_owner } => self.on_adopt(key, new_owner),
+        }
+    }
+
+    fn on_subscribe(&mut self, key: Arc<str>, core: usize) {
+        let me = self.core;
+        if let Some(s) = self.streams.get_mut(&*key) {
+            if let Some(o) = s.owned.as_mut() {
+                if !o.remote.contains(&core) {
+                    o.remote.push(core);
+                }
+                let frames = s.cache.snapshot();
+                self.send(core, CoreMsg::Start { key, frames });
+                return;
+            }
+        }
+        match self.directory.owner(&key) {
+            // The stream moved: pass the subscription on.
+            Some(owner) if owner != me => self.send(owner, CoreMsg::Subscribe { key, core }),
+            _ => self.send(core, CoreMsg::End { key }),
+        }
+    }
+
+    /// Frames for a stream this core no longer has players of.
+    fn on_stale(&mut self, key: Arc<str>) {
+        if let Some(owner) = self.directory.owner(&key) {
+            if owner != self.core {
+                let core = self.core;
+                self.send(owner, CoreMsg::Unsubscribe { key, core });
+            }
+        }
+    }
+
+    /// Another core took over a stream this core owned (publisher
+    /// reconnected there): hand over the subscribers, keep local players
+    /// as a mirror.
+    fn on_adopt(&mut self, key: Arc<str>, new_owner: usize) {
+        let me = self.core;
+        let Some(s) = self.streams.get_mut(&*key) else {
+            return;
+        };
+        let Some(o) = s.owned.take() else { return };
+        s.reset();
+        let mut cores: Vec<usize> = o.remote.into_iter().filter(|c| *c != new_owner).collect();
+        if !s.players.is_empty() {
+            cores.push(me);
+        } else {
+            self.streams.remove(&*key);
+        }
+        for core in cores {
+            self.send(
+                new_owner,
+                CoreMsg::Subscribe {
+                    key: key.clone(),
+                    core,
+                },
+            );
         }
     }
 }

@@ -275,7 +275,11 @@ mod tests {
     use crate::protocol::session::MediaKind;
 
     fn frame(kind: MediaKind, ts: u32, key: bool, size: usize) -> Frame {
-        Frame::new(kind, ts, key, Bytes::from(vec![0u8; size]), 4096, Instant::now())
+        let class = crate::hub::frame::Class {
+            keyframe: key,
+            ..Default::default()
+        };
+        Frame::new(kind, ts, class, Bytes::from(vec![0u8; size]), 4096, Instant::now())
     }
 
     #[test]

@@ -11,7 +11,8 @@ use monoio::{IoUringDriver, LegacyDriver, RuntimeBuilder};
 use tracing::{error, info, warn};
 
 use crate::config::Config;
-use crate::hub::{Hub, QueueLimits};
+use crate::hub::{CoreMsg, Directory, Hub, QueueLimits};
+use crate::xcore::{self, Mailbox, Mesh};
 use crate::metrics::CoreStats;
 use crate::protocol::session::ServerConfig;
 
@@ -47,12 +48,12 @@ pub struct Worker {
 }
 
 impl Worker {
-    pub fn new(id: usize, config: Arc<Config>) -> Worker {
+    pub fn new(id: usize, config: Arc<Config>, directory: Arc<Directory>, mesh: Mesh<CoreMsg>) -> Worker {
         Worker {
             id,
             session_config: config.session_config(),
             queue_limits: config.queue_limits(),
-            hub: RefCell::new(Hub::new(config.hub_config())),
+            hub: RefCell::new(Hub::new(id, config.hub_config(), directory, mesh)),
             stats: Rc::new(CoreStats::default()),
             config,
             next_conn: Cell::new(0),
@@ -87,8 +88,15 @@ pub fn run(config: Arc<Config>, workers: usize, driver: IoDriver) -> std::io::Re
         .parse()
         .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, format!("server.listen: {e}")))?;
     let cores = core_affinity::get_core_ids().unwrap_or_default();
+    let directory = Arc::new(Directory::new(config.limits.max_streams));
+    let (mesh, mailboxes) = xcore::build::<CoreMsg>(workers);
     let mut handles = Vec::new();
-    for id in 0..workers {
+    for (id, mailbox) in mailboxes.into_iter().enumerate() {
+        let shared = Shared {
+            directory: directory.clone(),
+            mesh: mesh.clone(),
+            mailbox,
+        };
         // Bind on the main thread so address errors surface at start-up.
         let listener = reuseport_listener(addr)?;
         let core = cores.get(id % cores.len().max(1)).copied();
@@ -101,7 +109,7 @@ pub fn run(config: Arc<Config>, workers: usize, driver: IoDriver) -> std::io::Re
                         warn!(worker = id, "could not pin to core {}", core.id);
                     }
                 }
-                run_worker(id, config, listener, driver);
+                run_worker(id, config, listener, driver, shared);
             })?;
         handles.push(handle);
     }
@@ -112,12 +120,20 @@ pub fn run(config: Arc<Config>, workers: usize, driver: IoDriver) -> std::io::Re
     Ok(())
 }
 
-fn run_worker(id: usize, config: Arc<Config>, listener: std::net::TcpListener, driver: IoDriver) {
+/// What a worker gets from start-up: the directory, the channels to every
+/// core, and its own inbox.
+struct Shared {
+    directory: Arc<Directory>,
+    mesh: Mesh<CoreMsg>,
+    mailbox: Mailbox<CoreMsg>,
+}
+
+fn run_worker(id: usize, config: Arc<Config>, listener: std::net::TcpListener, driver: IoDriver, shared: Shared) {
     if driver != IoDriver::Epoll {
         match RuntimeBuilder::<IoUringDriver>::new().enable_timer().build() {
             Ok(mut rt) => {
                 info!(worker = id, driver = "io_uring", "worker started");
-                rt.block_on(accept_loop(id, config, listener));
+                rt.block_on(worker_main(id, config, listener, shared));
                 return;
             }
             Err(e) if driver == IoDriver::Auto => {
@@ -132,7 +148,7 @@ fn run_worker(id: usize, config: Arc<Config>, listener: std::net::TcpListener, d
     match RuntimeBuilder::<LegacyDriver>::new().enable_timer().build() {
         Ok(mut rt) => {
             info!(worker = id, driver = "epoll", "worker started");
-            rt.block_on(accept_loop(id, config, listener));
+            rt.block_on(worker_main(id, config, listener, shared));
         }
         Err(e) => {
             error!(worker = id, error = %e, "cannot build epoll runtime");
@@ -141,7 +157,7 @@ fn run_worker(id: usize, config: Arc<Config>, listener: std::net::TcpListener, d
     }
 }
 
-async fn accept_loop(id: usize, config: Arc<Config>, listener: std::net::TcpListener) {
+async fn worker_main(id: usize, config: Arc<Config>, listener: std::net::TcpListener, shared: Shared) {
     let listener = match monoio::net::TcpListener::from_std(listener) {
         Ok(l) => l,
         Err(e) => {
@@ -149,7 +165,8 @@ async fn accept_loop(id: usize, config: Arc<Config>, listener: std::net::TcpList
             return;
         }
     };
-    let worker = Rc::new(Worker::new(id, config));
+    let worker = Rc::new(Worker::new(id, config, shared.directory, shared.mesh));
+    monoio::spawn(inbox_loop(worker.clone(), shared.mailbox));
     loop {
         match listener.accept().await {
             Ok((stream, peer)) => {
@@ -162,5 +179,19 @@ async fn accept_loop(id: usize, config: Arc<Config>, listener: std::net::TcpList
                 monoio::time::sleep(std::time::Duration::from_millis(50)).await;
             }
         }
+    }
+}
+
+/// Applies what other cores send, a whole batch per wake-up.
+async fn inbox_loop(worker: Rc<Worker>, mailbox: Mailbox<CoreMsg>) {
+    let mut batch = Vec::with_capacity(256);
+    loop {
+        mailbox.recv_batch(&mut batch).await;
+        let now = std::time::Instant::now();
+        let mut hub = worker.hub.borrow_mut();
+        for msg in batch.drain(..) {
+            hub.handle(msg, now);
+        }
+        hub.flush_wakes();
     }
 }

@@ -8,10 +8,12 @@
 //! See `LIFECYCLE.md` in this folder for the order of calls.
 
 mod aggregate;
+mod client;
 mod server;
 mod status;
 
 pub use aggregate::split_aggregate;
+pub use client::{ClientConfig, ClientEvent, ClientSession};
 pub use server::{
     MediaKind, PlayRejection, PublishRejection, ServerConfig, ServerEvent, ServerSession, SessionError,
 };

@@ -1,0 +1,733 @@
+//! The client side of an RTMP connection after the handshake: what an edge
+//! pull (player role), an upstream push (publisher role) and the load
+//! harness speak to an origin.
+//!
+//! Same shape as the server session: queue commands with the methods below,
+//! then per read from the socket call [`ClientSession::received`] with the
+//! byte count, [`ClientSession::handle_input`] with the buffer, drain
+//! [`ClientSession::poll_event`], and send what
+//! [`ClientSession::take_output`] returns.
+//!
+//! The order real encoders use (OBS, ffmpeg): `connect`, wait for
+//! `Connected`; `prepare_publish` + `create_stream`, wait for
+//! `StreamCreated`; `publish`, wait for `PublishStarted`; then media.
+//! A player: `connect`, `create_stream`, `play`, wait for `PlayStarted`.
+
+use std::collections::VecDeque;
+
+use bytes::{Bytes, BytesMut};
+
+use crate::protocol::amf::{encode_amf0, Amf0Value, AmfLimits};
+use crate::protocol::chunk::{encode_message, ChunkDecoder, ChunkLimits, RawMessage};
+use crate::protocol::message::{csid, type_id, Command, Message, MessageWriter, UserControl};
+
+use super::aggregate::split_aggregate;
+use super::server::{MediaKind, SessionError};
+
+/// Calls awaiting a `_result`/`_error` we act on; a server that never
+/// answers cannot make this list grow past the limit.
+const MAX_PENDING_CALLS: usize = 32;
+
+/// How long a player asks the server to buffer (SetBufferLength), in ms.
+const PLAY_BUFFER_MS: u32 = 3000;
+
+/// Settings of one client connection; all explicit.
+#[derive(Debug, Clone)]
+pub struct ClientConfig {
+    /// Application as sent in `connect`, possibly with `?query` (tokens).
+    pub app: String,
+    pub tc_url: String,
+    /// e.g. `FMLE/3.0 (compatible; cascade)`; some origins log or check it.
+    pub flash_ver: String,
+    /// Our outgoing chunk size, announced with Set Chunk Size after `connect`.
+    pub chunk_size: u32,
+    /// The window we ask the server to acknowledge at (sent in answer to
+    /// its Set Peer Bandwidth).
+    pub window_ack_size: u32,
+    /// Enhanced RTMP codecs we accept; advertised in `connect` when non-empty.
+    pub four_cc_list: Vec<String>,
+    pub chunk_limits: ChunkLimits,
+    pub amf_limits: AmfLimits,
+}
+
+impl Default for ClientConfig {
+    fn default() -> Self {
+        ClientConfig {
+            app: String::new(),
+            tc_url: String::new(),
+            flash_ver: "FMLE/3.0 (compatible; cascade)".into(),
+            chunk_size: 4096,
+            window_ack_size: 2_500_000,
+            four_cc_list: Vec::new(),
+            chunk_limits: ChunkLimits::default(),
+            amf_limits: AmfLimits::default(),
+        }
+    }
+}
+
+impl ClientConfig {
+    /// Defaults with the given app and tcUrl.
+    pub fn new(app: &str, tc_url: &str) -> Self {
+        ClientConfig {
+            app: app.to_string(),
+            tc_url: tc_url.to_string(),
+            ..ClientConfig::default()
+        }
+    }
+}
+
+/// What the server told us, in arrival order.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ClientEvent {
+    /// `connect` answered with `_result` (NetConnection.Connect.Success).
+    Connected,
+    ConnectRejected {
+        code: String,
+        description: String,
+    },
+    /// The `_result` of a [`ClientSession::create_stream`].
+    StreamCreated {
+        stream_id: u32,
+    },
+    /// `onStatus NetStream.Publish.Start`: media may flow now.
+    PublishStarted {
+        stream_id: u32,
+    },
+    /// `onStatus NetStream.Play.Start`.
+    PlayStarted {
+        stream_id: u32,
+    },
+    /// Every other `onStatus` (BadName, StreamNotFound, UnpublishNotify,
+    /// Play.Stop, …) and `_error` replies to calls other than `connect`
+    /// (stream id 0 for NetConnection-level ones).
+    Status {
+        stream_id: u32,
+        level: String,
+        code: String,
+        description: String,
+    },
+    /// Audio, video or data as received; aggregates are split and
+    /// `@setDataFrame` is stripped so metadata starts with "onMetaData".
+    Media {
+        stream_id: u32,
+        kind: MediaKind,
+        timestamp: u32,
+        payload: Bytes,
+    },
+    /// User control StreamEOF.
+    StreamEof {
+        stream_id: u32,
+    },
+    /// Enhanced RTMP v2: the server asks us to reconnect (optionally elsewhere).
+    ReconnectRequest {
+        tc_url: Option<String>,
+    },
+}
+
+/// Which of our calls a transaction id belongs to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Call {
+    Connect,
+    CreateStream,
+}
+
+pub struct ClientSession {
+    config: ClientConfig,
+    decoder: ChunkDecoder,
+    writer: MessageWriter,
+    out: BytesMut,
+    events: VecDeque<ClientEvent>,
+    next_txn: u32,
+    pending: VecDeque<(f64, Call)>,
+    /// Streams we publish on, with the name (for FCUnpublish).
+    publishing: Vec<(u32, String)>,
+    received: u64,
+    last_ack: u64,
+    /// The server's Window Ack Size; 0 until announced (no acks before).
+    peer_window: u32,
+    /// Last Window Ack Size we sent, so Set Peer Bandwidth is answered once per value.
+    announced_window: Option<u32>,
+}
+
+impl ClientSession {
+    pub fn new(config: ClientConfig) -> Self {
+        ClientSession {
+            decoder: ChunkDecoder::new(config.chunk_limits.clone()),
+            config,
+            writer: MessageWriter::default(),
+            out: BytesMut::with_capacity(4096),
+            events: VecDeque::new(),
+            next_txn: 1,
+            pending: VecDeque::new(),
+            publishing: Vec::new(),
+            received: 0,
+            last_ack: 0,
+            peer_window: 0,
+            announced_window: None,
+        }
+    }
+
+    /// The chunk size our output currently uses.
+    pub fn out_chunk_size(&self) -> u32 {
+        self.writer.chunk_size()
+    }
+
+    /// Queues `connect` (transaction 1 on a fresh session) followed by our
+    /// Set Chunk Size. Call right after the handshake completes.
+    pub fn connect(&mut self) {
+        let c = &self.config;
+        let mut props = vec![
+            ("app", Amf0Value::String(c.app.clone())),
+            ("type", Amf0Value::String("nonprivate".into())),
+            ("flashVer", Amf0Value::String(c.flash_ver.clone())),
+            ("tcUrl", Amf0Value::String(c.tc_url.clone())),
+            ("fpad", Amf0Value::Boolean(false)),
+            ("capabilities", Amf0Value::Number(15.0)),
+            ("audioCodecs", Amf0Value::Number(4071.0)),
+            ("videoCodecs", Amf0Value::Number(252.0)),
+            ("videoFunction", Amf0Value::Number(1.0)),
+            ("objectEncoding", Amf0Value::Number(0.0)),
+        ];
+        if !c.four_cc_list.is_empty() {
+            let list = c
+                .four_cc_list
+                .iter()
+                .map(|s| Amf0Value::String(s.clone()))
+                .collect();
+            props.push(("fourCcList", Amf0Value::StrictArray(list)));
+        }
+        let txn = self.track(Call::Connect);
+        let values = [
+            Amf0Value::String("connect".into()),
+            Amf0Value::Number(txn),
+            Amf0Value::object(props),
+        ];
+        self.writer.command(0, &values, &mut self.out);
+        let size = self.config.chunk_size;
+        self.writer.set_chunk_size(size, &mut self.out);
+    }
+
+    /// Queues `createStream`; the answer arrives as `StreamCreated`.
+    pub fn create_stream(&mut self) {
+        let txn = self.track(Call::CreateStream);
+        self.call(0, "createStream", txn, &[]);
+    }
+
+    /// `releaseStream` and `FCPublish`, which encoders send before
+    /// `createStream`; old origins want them, nobody waits for the reply.
+    pub fn prepare_publish(&mut self, name: &str) {
+        let arg = [Amf0Value::String(name.into())];
+        let txn = self.untracked_txn();
+        self.call(0, "releaseStream", txn, &arg);
+        let txn = self.untracked_txn();
+        self.call(0, "FCPublish", txn, &arg);
+    }
+
+    /// `publish(name, "live")` on `stream_id`; wait for `PublishStarted`
+    /// before sending media.
+    pub fn publish(&mut self, stream_id: u32, name: &str) {
+        let txn = self.untracked_txn();
+        let args = [
+            Amf0Value::String(name.into()),
+            Amf0Value::String("live".into()),
+        ];
+        self.call(stream_id, "publish", txn, &args);
+        match self.publishing.iter_mut().find(|(id, _)| *id == stream_id) {
+            Some(entry) => entry.1 = name.to_string(),
+            None => self.publishing.push((stream_id, name.to_string())),
+        }
+    }
+
+    /// `play(name, -2)` (live, fall back to recorded) plus SetBufferLength.
+    pub fn play(&mut self, stream_id: u32, name: &str) {
+        let txn = self.untracked_txn();
+        let args = [Amf0Value::String(name.into()), Amf0Value::Number(-2.0)];
+        self.call(stream_id, "play", txn, &args);
+        let buffer = UserControl::SetBufferLength {
+            stream_id,
+            millis: PLAY_BUFFER_MS,
+        };
+        self.writer.user_control(buffer, &mut self.out);
+    }
+
+    /// Serializes one media message. A data payload starting with the AMF
+    /// string "onMetaData" goes out as `@setDataFrame("onMetaData", …)`,
+    /// which is what origins store and forward to their players.
+    pub fn send_media(&mut self, stream_id: u32, kind: MediaKind, timestamp: u32, payload: &[u8]) {
+        let size = self.writer.chunk_size();
+        let (cs, t) = match kind {
+            MediaKind::Audio => (csid::AUDIO, type_id::AUDIO),
+            MediaKind::Video => (csid::VIDEO, type_id::VIDEO),
+            MediaKind::Metadata | MediaKind::Data => (csid::DATA, type_id::DATA_AMF0),
+        };
+        if t == type_id::DATA_AMF0 && matches!(first_amf_string(payload), Some(("onMetaData", _))) {
+            let mut body = BytesMut::with_capacity(payload.len() + 16);
+            encode_amf0(&Amf0Value::String("@setDataFrame".into()), &mut body);
+            body.extend_from_slice(payload);
+            encode_message(cs, timestamp, t, stream_id, &body, size, &mut self.out);
+        } else {
+            encode_message(cs, timestamp, t, stream_id, payload, size, &mut self.out);
+        }
+    }
+
+    /// Ends a stream: `FCUnpublish` when we publish on it, then `deleteStream`.
+    pub fn delete_stream(&mut self, stream_id: u32) {
+        if let Some(pos) = self.publishing.iter().position(|(id, _)| *id == stream_id) {
+            let (_, name) = self.publishing.swap_remove(pos);
+            let txn = self.untracked_txn();
+            self.call(0, "FCUnpublish", txn, &[Amf0Value::String(name)]);
+        }
+        let txn = self.untracked_txn();
+        self.call(
+            0,
+            "deleteStream",
+            txn,
+            &[Amf0Value::Number(f64::from(stream_id))],
+        );
+    }
+
+    /// Counts bytes read from the server and acknowledges each full window
+    /// it announced. The sequence number is the byte count modulo 2^32.
+    pub fn received(&mut self, n: usize) {
+        self.received = self.received.wrapping_add(n as u64);
+        let window = u64::from(self.peer_window);
+        if window > 0 && self.received.wrapping_sub(self.last_ack) >= window {
+            self.last_ack = self.received;
+            self.writer
+                .acknowledgement(self.received as u32, &mut self.out);
+        }
+    }
+
+    /// Decodes every complete message in `buf`; an incomplete tail stays.
+    pub fn handle_input(&mut self, buf: &mut BytesMut) -> Result<(), SessionError> {
+        while let Some(raw) = self.decoder.decode(buf)? {
+            self.handle_raw(raw)?;
+        }
+        Ok(())
+    }
+
+    pub fn poll_event(&mut self) -> Option<ClientEvent> {
+        self.events.pop_front()
+    }
+
+    /// Bytes to send to the server, if any.
+    pub fn take_output(&mut self) -> Option<Bytes> {
+        if self.out.is_empty() {
+            None
+        } else {
+            Some(self.out.split().freeze())
+        }
+    }
+
+    fn untracked_txn(&mut self) -> f64 {
+        let txn = self.next_txn;
+        self.next_txn = self.next_txn.wrapping_add(1).max(1);
+        f64::from(txn)
+    }
+
+    fn track(&mut self, call: Call) -> f64 {
+        let txn = self.untracked_txn();
+        if self.pending.len() >= MAX_PENDING_CALLS {
+            self.pending.pop_front();
+        }
+        self.pending.push_back((txn, call));
+        txn
+    }
+
+    fn call(&mut self, stream_id: u32, name: &str, txn: f64, args: &[Amf0Value]) {
+        let mut values = Vec::with_capacity(3 + args.len());
+        values.push(Amf0Value::String(name.into()));
+        values.push(Amf0Value::Number(txn));
+        values.push(Amf0Value::Null);
+        values.extend_from_slice(args);
+        self.writer.command(stream_id, &values, &mut self.out);
+    }
+
+    fn handle_raw(&mut self, raw: RawMessage) -> Result<(), SessionError> {
+        let msg = Message::parse(&raw, &self.config.amf_limits)?;
+        let sid = raw.stream_id;
+        match msg {
+            // The decoder already applied Set Chunk Size and Abort.
+            Message::SetChunkSize(_) | Message::Abort(_) | Message::Acknowledgement(_) => {}
+            Message::WindowAckSize(w) => self.peer_window = w,
+            Message::SetPeerBandwidth { .. } => {
+                let ours = self.config.window_ack_size;
+                if self.announced_window != Some(ours) {
+                    self.announced_window = Some(ours);
+                    self.writer.window_ack_size(ours, &mut self.out);
+                }
+            }
+            Message::UserControl(UserControl::PingRequest(t)) => {
+                self.writer
+                    .user_control(UserControl::PingResponse(t), &mut self.out);
+            }
+            Message::UserControl(UserControl::StreamEof(id)) => {
+                self.events
+                    .push_back(ClientEvent::StreamEof { stream_id: id });
+            }
+            Message::UserControl(_) | Message::Ignored { .. } => {}
+            Message::Audio(p) => self.media(sid, MediaKind::Audio, raw.timestamp, p),
+            Message::Video(p) => self.media(sid, MediaKind::Video, raw.timestamp, p),
+            Message::Data(p) => self.data(sid, raw.timestamp, p),
+            Message::Aggregate(p) => {
+                for m in split_aggregate(&p, raw.timestamp) {
+                    match m.type_id {
+                        type_id::AUDIO => self.media(sid, MediaKind::Audio, m.timestamp, m.payload),
+                        type_id::VIDEO => self.media(sid, MediaKind::Video, m.timestamp, m.payload),
+                        type_id::DATA_AMF0 => self.data(sid, m.timestamp, m.payload),
+                        _ => {}
+                    }
+                }
+            }
+            Message::Command(c) => self.command(sid, &c),
+        }
+        Ok(())
+    }
+
+    fn media(&mut self, stream_id: u32, kind: MediaKind, timestamp: u32, payload: Bytes) {
+        self.events.push_back(ClientEvent::Media {
+            stream_id,
+            kind,
+            timestamp,
+            payload,
+        });
+    }
+
+    /// Metadata arrives as `onMetaData …` or wrapped in `@setDataFrame`;
+    /// `|RtmpSampleAccess` and the `NetStream.Data.Start` notice are
+    /// session chatter, not stream content.
+    fn data(&mut self, stream_id: u32, timestamp: u32, payload: Bytes) {
+        let (kind, body) = match first_amf_string(&payload) {
+            Some(("@setDataFrame", len)) => {
+                let rest = payload.slice(len..);
+                match first_amf_string(&rest) {
+                    Some(("onMetaData", _)) => (MediaKind::Metadata, rest),
+                    _ => (MediaKind::Data, rest),
+                }
+            }
+            Some(("onMetaData", _)) => (MediaKind::Metadata, payload),
+            Some(("|RtmpSampleAccess" | "onStatus" | "@clearDataFrame", _)) => return,
+            _ => (MediaKind::Data, payload),
+        };
+        self.media(stream_id, kind, timestamp, body);
+    }
+
+    fn take_pending(&mut self, txn: f64) -> Option<Call> {
+        let pos = self.pending.iter().position(|(t, _)| *t == txn)?;
+        self.pending.remove(pos).map(|(_, call)| call)
+    }
+
+    fn command(&mut self, sid: u32, c: &Command) {
+        match c.name.as_str() {
+            "_result" => match self.take_pending(c.transaction_id) {
+                Some(Call::Connect) => self.connect_result(c),
+                Some(Call::CreateStream) => self.stream_created(c),
+                None => {}
+            },
+            "_error" => {
+                let (level, code, description) = status_fields(c);
+                let code = code.unwrap_or_else(|| "NetConnection.Call.Failed".into());
+                match self.take_pending(c.transaction_id) {
+                    Some(Call::Connect) => {
+                        self.events
+                            .push_back(ClientEvent::ConnectRejected { code, description });
+                    }
+                    _ => self.events.push_back(ClientEvent::Status {
+                        stream_id: sid,
+                        level: level.unwrap_or_else(|| "error".into()),
+                        code,
+                        description,
+                    }),
+                }
+            }
+            "onStatus" => self.on_status(sid, c),
+            // onBWDone, onFCPublish, _checkbw and the like need no answer.
+            _ => {}
+        }
+    }
+
+    fn connect_result(&mut self, c: &Command) {
+        let (level, code, description) = status_fields(c);
+        // A `_result` is success unless it says otherwise: some origins omit
+        // the info object entirely.
+        let failed = level.as_deref() == Some("error")
+            || code
+                .as_deref()
+                .is_some_and(|code| code != "NetConnection.Connect.Success");
+        if failed {
+            self.events.push_back(ClientEvent::ConnectRejected {
+                code: code.unwrap_or_else(|| "NetConnection.Connect.Rejected".into()),
+                description,
+            });
+        } else {
+            self.events.push_back(ClientEvent::Connected);
+        }
+    }
+
+    fn stream_created(&mut self, c: &Command) {
+        let id = c.args.first().and_then(|v| v.as_f64()).unwrap_or(-1.0);
+        // Reject 0, negatives, fractions and NaN rather than truncate them.
+        if id >= 1.0 && id <= f64::from(u32::MAX) && id.fract() == 0.0 {
+            self.events.push_back(ClientEvent::StreamCreated {
+                stream_id: id as u32,
+            });
+        } else {
+            self.events.push_back(ClientEvent::Status {
+                stream_id: 0,
+                level: "error".into(),
+                code: "NetConnection.Call.Failed".into(),
+                description: format!("createStream returned an unusable stream id {id}"),
+            });
+        }
+    }
+
+    fn on_status(&mut self, sid: u32, c: &Command) {
+        let (level, code, description) = status_fields(c);
+        let code = code.unwrap_or_default();
+        let event = match code.as_str() {
+            "NetStream.Publish.Start" => ClientEvent::PublishStarted { stream_id: sid },
+            "NetStream.Play.Start" => ClientEvent::PlayStarted { stream_id: sid },
+            "NetConnection.Connect.ReconnectRequest" => ClientEvent::ReconnectRequest {
+                tc_url: info_object(c)
+                    .and_then(|i| i.get("tcUrl"))
+                    .and_then(|v| v.as_str())
+                    .filter(|s| !s.is_empty())
+                    .map(str::to_string),
+            },
+            _ => ClientEvent::Status {
+                stream_id: sid,
+                level: level.unwrap_or_else(|| "status".into()),
+                code,
+                description,
+            },
+        };
+        self.events.push_back(event);
+    }
+}
+
+/// The info object of a reply: normally the first argument after the
+/// command object; a few servers put it in the command object's place.
+fn info_object(c: &Command) -> Option<&Amf0Value> {
+    c.args
+        .iter()
+        .find(|v| v.properties().is_some())
+        .or_else(|| c.object.properties().map(|_| &c.object))
+}
+
+/// `level`, `code` and `description` of a reply's info object, if present.
+fn status_fields(c: &Command) -> (Option<String>, Option<String>, String) {
+    let info = info_object(c);
+    let field = |k: &str| {
+        info.and_then(|i| i.get(k))
+            .and_then(|v| v.as_str())
+            .map(str::to_string)
+    };
+    (
+        field("level"),
+        field("code"),
+        field("description").unwrap_or_default(),
+    )
+}
+
+/// The first AMF0 value if it is a short string: the string and the bytes it spans.
+fn first_amf_string(p: &[u8]) -> Option<(&str, usize)> {
+    if p.first() != Some(&0x02) {
+        return None;
+    }
+    let len = u16::from_be_bytes([*p.get(1)?, *p.get(2)?]) as usize;
+    let s = std::str::from_utf8(p.get(3..3 + len)?).ok()?;
+    Some((s, 3 + len))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::protocol::session::status::{connect_result, on_status};
+    use proptest::prelude::*;
+
+    fn session() -> ClientSession {
+        ClientSession::new(ClientConfig::new("live", "rtmp://origin/live"))
+    }
+
+    /// Decodes everything the client queued.
+    fn sent(c: &mut ClientSession) -> Vec<Message> {
+        let mut dec = ChunkDecoder::new(ChunkLimits::default());
+        let mut buf = BytesMut::from(&c.take_output().unwrap_or_default()[..]);
+        let mut out = Vec::new();
+        while let Some(raw) = dec.decode(&mut buf).unwrap() {
+            out.push(Message::parse(&raw, &AmfLimits::default()).unwrap());
+        }
+        assert!(buf.is_empty());
+        out
+    }
+
+    fn feed(c: &mut ClientSession, build: impl FnOnce(&MessageWriter, &mut BytesMut)) {
+        let mut buf = BytesMut::new();
+        build(&MessageWriter::default(), &mut buf);
+        c.received(buf.len());
+        c.handle_input(&mut buf).unwrap();
+        assert!(buf.is_empty());
+    }
+
+    #[test]
+    fn connect_advertises_four_cc_and_chunk_size() {
+        let mut cfg = ClientConfig::new("live?token=x", "rtmp://o/live?token=x");
+        cfg.four_cc_list = vec!["hvc1".into(), "av01".into()];
+        let mut c = ClientSession::new(cfg);
+        c.connect();
+        let msgs = sent(&mut c);
+        let Message::Command(cmd) = &msgs[0] else {
+            panic!("{msgs:?}")
+        };
+        assert_eq!(cmd.name, "connect");
+        assert_eq!(cmd.transaction_id, 1.0);
+        assert_eq!(
+            cmd.object.get("app").and_then(|v| v.as_str()),
+            Some("live?token=x")
+        );
+        assert!(
+            matches!(cmd.object.get("fourCcList"), Some(Amf0Value::StrictArray(l)) if l.len() == 2)
+        );
+        assert_eq!(msgs[1], Message::SetChunkSize(4096));
+        assert_eq!(c.out_chunk_size(), 4096);
+    }
+
+    #[test]
+    fn connect_error_is_a_rejection_and_ping_is_answered() {
+        let mut c = session();
+        c.connect();
+        c.take_output();
+        feed(&mut c, |w, out| {
+            let info = crate::protocol::session::status_info(
+                "error",
+                "NetConnection.Connect.Rejected",
+                "no",
+            );
+            let values = [
+                Amf0Value::String("_error".into()),
+                Amf0Value::Number(1.0),
+                Amf0Value::Null,
+                info,
+            ];
+            w.command(0, &values, out);
+            w.user_control(UserControl::PingRequest(77), out);
+        });
+        assert_eq!(
+            c.poll_event(),
+            Some(ClientEvent::ConnectRejected {
+                code: "NetConnection.Connect.Rejected".into(),
+                description: "no".into()
+            })
+        );
+        assert_eq!(
+            sent(&mut c),
+            vec![Message::UserControl(UserControl::PingResponse(77))]
+        );
+    }
+
+    #[test]
+    fn odd_replies_do_not_break_the_session() {
+        let mut c = session();
+        c.connect();
+        c.create_stream();
+        c.take_output();
+        feed(&mut c, |w, out| {
+            // Connect `_result` without any info object, then a stream id of 0.
+            w.command(
+                0,
+                &[Amf0Value::String("_result".into()), Amf0Value::Number(1.0)],
+                out,
+            );
+            w.command(
+                0,
+                &[
+                    Amf0Value::String("_result".into()),
+                    Amf0Value::Number(2.0),
+                    Amf0Value::Null,
+                    Amf0Value::Number(0.0),
+                ],
+                out,
+            );
+            // Unknown transaction, onStatus without an info object, stray call.
+            w.command(0, &connect_result(99.0, 0.0), out);
+            w.command(1, &[Amf0Value::String("onStatus".into())], out);
+            w.command(
+                0,
+                &[Amf0Value::String("onBWDone".into()), Amf0Value::Number(0.0)],
+                out,
+            );
+            w.command(
+                1,
+                &on_status("error", "NetStream.Play.StreamNotFound", "gone"),
+                out,
+            );
+        });
+        let events: Vec<_> = std::iter::from_fn(|| c.poll_event()).collect();
+        assert_eq!(events[0], ClientEvent::Connected);
+        assert!(
+            matches!(&events[1], ClientEvent::Status { stream_id: 0, level, .. } if level == "error")
+        );
+        assert!(
+            matches!(&events[2], ClientEvent::Status { stream_id: 1, code, .. } if code.is_empty())
+        );
+        assert!(
+            matches!(&events[3], ClientEvent::Status { code, .. } if code == "NetStream.Play.StreamNotFound")
+        );
+        assert_eq!(events.len(), 4);
+    }
+
+    #[test]
+    fn acknowledges_each_window_with_wrapping_counter() {
+        let mut c = session();
+        feed(&mut c, |w, out| w.window_ack_size(100, out));
+        c.received = u64::from(u32::MAX) - 10;
+        c.last_ack = c.received;
+        c.received(150);
+        assert_eq!(sent(&mut c), vec![Message::Acknowledgement(139)]);
+        c.received(50);
+        assert!(c.take_output().is_none());
+    }
+
+    #[test]
+    fn reconnect_request_carries_tc_url() {
+        let mut c = session();
+        feed(&mut c, |w, out| {
+            let info = Amf0Value::object([
+                (
+                    "code",
+                    Amf0Value::String("NetConnection.Connect.ReconnectRequest".into()),
+                ),
+                ("tcUrl", Amf0Value::String("rtmp://other/live".into())),
+            ]);
+            w.command(
+                0,
+                &[
+                    Amf0Value::String("onStatus".into()),
+                    Amf0Value::Number(0.0),
+                    Amf0Value::Null,
+                    info,
+                ],
+                out,
+            );
+        });
+        assert_eq!(
+            c.poll_event(),
+            Some(ClientEvent::ReconnectRequest {
+                tc_url: Some("rtmp://other/live".into())
+            })
+        );
+    }
+
+    proptest! {
+        #[test]
+        fn garbage_input_never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..2048)) {
+            let mut c = session();
+            c.connect();
+            c.create_stream();
+            let mut buf = BytesMut::from(&bytes[..]);
+            c.received(buf.len());
+            let _ = c.handle_input(&mut buf);
+            while c.poll_event().is_some() {}
+        }
+    }
+}
