@@ -36,8 +36,18 @@ pub struct Config {
     pub limits: LimitsSection,
     pub stream: StreamSection,
     pub player: PlayerSection,
+    pub http: HttpSection,
     pub log: LogSection,
 }
+
+#[derive(Debug, Clone, PartialEq, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct HttpSection {
+    /// Control listener (health, stats); empty to disable. `--http` overrides.
+    pub listen: String,
+}
+
+
 
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -103,7 +113,7 @@ impl Default for ServerSection {
     fn default() -> Self {
         ServerSection {
             listen: "0.0.0.0:1935".into(),
-            workers: Workers::Count(1),
+            workers: Workers::Named("auto".into()),
             io_driver: "auto".into(),
             chunk_size: 4096,
             window_ack_size: 2_500_000,
@@ -162,6 +172,7 @@ impl Default for Config {
             limits: LimitsSection::default(),
             stream: StreamSection::default(),
             player: PlayerSection::default(),
+            http: HttpSection::default(),
             log: LogSection::default(),
         }
     }
@@ -214,6 +225,9 @@ impl Config {
         }
         if self.player.queue_max_bytes < 64 * 1024 {
             return bad("player.queue_max_bytes", "must be at least 65536");
+        }
+        if !self.http.listen.is_empty() && self.http.listen.parse::<SocketAddr>().is_err() {
+            return bad("http.listen", "expected an address like 127.0.0.1:8080, or empty");
         }
         if !["human", "json"].contains(&self.log.format.as_str()) {
             return bad("log.format", "expected human or json");

@@ -14,3 +14,4 @@ pub mod conn;
 pub mod metrics;
 pub mod shard;
 pub mod xcore;
+pub mod http;

@@ -26,6 +26,9 @@ struct Cli {
     /// IO driver: auto, uring or epoll (overrides server.io_driver).
     #[arg(long = "io-driver")]
     io_driver: Option<String>,
+    /// Control listener address for /healthz and /api/v1/stats (overrides http.listen).
+    #[arg(long)]
+    http: Option<String>,
 }
 
 fn init_logging(config: &Config) {
@@ -52,6 +55,9 @@ fn load(cli: &Cli) -> Result<Config, String> {
     }
     if let Some(w) = &cli.workers {
         config.server.workers = Workers::Named(w.clone());
+    }
+    if let Some(h) = &cli.http {
+        config.http.listen = h.clone();
     }
     if let Some(d) = &cli.io_driver {
         config.server.io_driver = d.clone();

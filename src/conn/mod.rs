@@ -71,6 +71,8 @@ pub async fn serve(worker: Rc<Worker>, stream: TcpStream, peer: SocketAddr) {
 
 async fn run(worker: Rc<Worker>, stream: TcpStream, id: u64) -> Result<(), ConnError> {
     let _ = stream.set_nodelay(worker.config.server.tcp_nodelay);
+    let stats = worker.stats.clone();
+    stats.connections_active.set(stats.connections_active.get() + 1);
     let fd = stream.as_raw_fd();
     let (mut rd, wr) = stream.into_split();
     let outbox = Rc::new(Outbox::new(worker.queue_limits.clone()));
@@ -96,6 +98,7 @@ async fn run(worker: Rc<Worker>, stream: TcpStream, id: u64) -> Result<(), ConnE
         writer::shutdown(fd);
     }
     drop(rd);
+    stats.connections_active.set(stats.connections_active.get() - 1);
     result
 }
 

@@ -18,6 +18,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 
+use crate::metrics::{CoreStats, StatsSnapshot};
 use crate::protocol::session::{unpublish_notice, MediaKind};
 use crate::xcore::Mesh;
 pub use cache::GopLimits;
@@ -61,6 +62,18 @@ pub enum CoreMsg {
     End { key: Arc<str> },
     /// To the previous owner: `new_owner` took the stream over; hand it your subscribers.
     Adopt { key: Arc<str>, new_owner: usize },
+    /// From the control plane: reply with this core's streams and statistics.
+    Snapshot {
+        reply: crossbeam_channel::Sender<Snapshot>,
+    },
+}
+
+/// One core's view, sent to the control plane.
+#[derive(Debug, Clone)]
+pub struct Snapshot {
+    pub core: usize,
+    pub streams: Vec<StreamInfo>,
+    pub stats: StatsSnapshot,
 }
 
 /// A summary of one stream on this core, for stats and tests.
@@ -85,12 +98,20 @@ pub struct Hub {
     streams: HashMap<Arc<str>, LocalStream>,
     /// Cores sent to since the last [`Hub::flush_wakes`].
     dirty: Vec<bool>,
+    stats: Rc<CoreStats>,
 }
 
 impl Hub {
-    pub fn new(core: usize, config: HubConfig, directory: Arc<Directory>, mesh: Mesh<CoreMsg>) -> Hub {
+    pub fn new(
+        core: usize,
+        config: HubConfig,
+        directory: Arc<Directory>,
+        mesh: Mesh<CoreMsg>,
+        stats: Rc<CoreStats>,
+    ) -> Hub {
         Hub {
             core,
+            stats,
             dirty: vec![false; mesh.cores()],
             config,
             directory,
@@ -268,9 +289,10 @@ impl Hub {
         }
         let ts = o.map_timestamp(timestamp);
         let frame = Frame::new(kind, ts, class, payload, chunk_size, now);
-        if !s.deliver(&frame, &self.config.gop, now) {
+        let Some(dropped) = s.deliver(&frame, &self.config.gop, now) else {
             return;
-        }
+        };
+        self.stats.add_dropped(dropped);
         let key = s.key.clone();
         let remote = s.owned.as_ref().map(|o| o.remote.clone()).unwrap_or_default();
         for core in remote {
@@ -362,7 +384,9 @@ impl Hub {
                 let gop = self.config.gop.clone();
                 match self.streams.get_mut(&*key) {
                     Some(s) if s.owned.is_none() => {
-                        s.deliver(&frame, &gop, now);
+                        if let Some(dropped) = s.deliver(&frame, &gop, now) {
+                            self.stats.add_dropped(dropped);
+                        }
                         self.drop_if_unused(&key);
                     }
                     Some(_) => {}
@@ -375,6 +399,13 @@ impl Hub {
                 }
             }
             CoreMsg::Adopt { key, new_owner } => self.on_adopt(key, new_owner),
+            CoreMsg::Snapshot { reply } => {
+                let _ = reply.send(Snapshot {
+                    core: self.core,
+                    streams: self.stream_infos(),
+                    stats: self.stats.snapshot(),
+                });
+            }
         }
     }
 

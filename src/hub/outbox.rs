@@ -135,18 +135,19 @@ impl Outbox {
     pub fn push_start(&self, frame: &Frame) {
         let mut i = self.inner.borrow_mut();
         if i.closed.is_none() {
-            Self::enqueue(&mut i, frame);
+            // Cached frames are old by design: not a latency sample.
+            Self::enqueue(&mut i, frame, false);
         }
         drop(i);
         self.wake();
     }
 
-    fn enqueue(i: &mut Inner, frame: &Frame) {
+    fn enqueue(i: &mut Inner, frame: &Frame, live: bool) {
         let bytes = frame.chunks_for(i.stream_id, i.chunk_size);
         i.bytes += bytes.len();
         i.items.push_back(Entry {
             bytes,
-            ingest: Some(frame.ingest),
+            ingest: live.then_some(frame.ingest),
             timestamp: Some(frame.timestamp),
             keyframe: frame.keyframe,
         });
@@ -191,7 +192,7 @@ impl Outbox {
             !over_bytes
         };
         if keep {
-            Self::enqueue(&mut i, frame);
+            Self::enqueue(&mut i, frame, true);
         } else {
             i.dropped += 1;
             if let Some(since) = i.behind_since {

@@ -146,23 +146,25 @@ impl LocalStream {
     }
 
     /// Records a live frame and hands it to every started player. Returns
-    /// false if the frame was held back (waiting for a keyframe).
-    pub fn deliver(&mut self, frame: &Frame, limits: &GopLimits, now: Instant) -> bool {
+    /// None if the frame was held back (waiting for a keyframe), else how
+    /// many players dropped it (slow-player policy).
+    pub fn deliver(&mut self, frame: &Frame, limits: &GopLimits, now: Instant) -> Option<u64> {
         if frame.kind == MediaKind::Video && frame.header.is_none() {
             if frame.keyframe {
                 self.await_keyframe = false;
             } else if self.await_keyframe {
-                return false;
+                return None;
             }
         }
         self.cache.apply(frame, limits);
+        let mut dropped = 0;
         self.players.retain(|p| {
-            if p.started {
-                p.outbox.push_frame(frame, now);
+            if p.started && !p.outbox.push_frame(frame, now) {
+                dropped += 1;
             }
             p.outbox.closed().is_none()
         });
-        true
+        Some(dropped)
     }
 
     pub fn remove_player(&mut self, id: u64) {

@@ -49,12 +49,13 @@ pub struct Worker {
 
 impl Worker {
     pub fn new(id: usize, config: Arc<Config>, directory: Arc<Directory>, mesh: Mesh<CoreMsg>) -> Worker {
+        let stats = Rc::new(CoreStats::default());
         Worker {
             id,
             session_config: config.session_config(),
             queue_limits: config.queue_limits(),
-            hub: RefCell::new(Hub::new(id, config.hub_config(), directory, mesh)),
-            stats: Rc::new(CoreStats::default()),
+            hub: RefCell::new(Hub::new(id, config.hub_config(), directory, mesh, stats.clone())),
+            stats,
             config,
             next_conn: Cell::new(0),
         }
@@ -90,6 +91,9 @@ pub fn run(config: Arc<Config>, workers: usize, driver: IoDriver) -> std::io::Re
     let cores = core_affinity::get_core_ids().unwrap_or_default();
     let directory = Arc::new(Directory::new(config.limits.max_streams));
     let (mesh, mailboxes) = xcore::build::<CoreMsg>(workers);
+    if !config.http.listen.is_empty() {
+        crate::http::spawn(config.http.listen.clone(), mesh.clone())?;
+    }
     let mut handles = Vec::new();
     for (id, mailbox) in mailboxes.into_iter().enumerate() {
         let shared = Shared {

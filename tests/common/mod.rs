@@ -112,6 +112,9 @@ impl Server {
             if std::env::var_os("RUST_LOG").is_none() {
                 cmd.env("RUST_LOG", "info");
             }
+            if std::env::var_os("NO_COLOR").is_none() {
+                cmd.env("NO_COLOR", "1");
+            }
             ChildGuard::spawn("cascade", cmd)
         })
     }
