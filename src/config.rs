@@ -47,8 +47,6 @@ pub struct HttpSection {
     pub listen: String,
 }
 
-
-
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ServerSection {
@@ -195,7 +193,12 @@ impl Config {
 
     /// Checks values that parse but make no sense; names the key.
     pub fn validate(&self) -> Result<(), ConfigError> {
-        let bad = |key, why: &str| Err(ConfigError::Invalid { key, why: why.into() });
+        let bad = |key, why: &str| {
+            Err(ConfigError::Invalid {
+                key,
+                why: why.into(),
+            })
+        };
         if self.server.listen.parse::<SocketAddr>().is_err() {
             return bad("server.listen", "expected an address like 0.0.0.0:1935");
         }
@@ -227,7 +230,10 @@ impl Config {
             return bad("player.queue_max_bytes", "must be at least 65536");
         }
         if !self.http.listen.is_empty() && self.http.listen.parse::<SocketAddr>().is_err() {
-            return bad("http.listen", "expected an address like 127.0.0.1:8080, or empty");
+            return bad(
+                "http.listen",
+                "expected an address like 127.0.0.1:8080, or empty",
+            );
         }
         if !["human", "json"].contains(&self.log.format.as_str()) {
             return bad("log.format", "expected human or json");

@@ -90,8 +90,12 @@ pub fn stats_document(snaps: &[Snapshot]) -> Value {
 
 /// Serves the control endpoints until the process exits.
 pub fn spawn(addr: String, mesh: Mesh<CoreMsg>) -> std::io::Result<()> {
-    let server = tiny_http::Server::http(&addr)
-        .map_err(|e| std::io::Error::new(std::io::ErrorKind::AddrInUse, format!("http listener {addr}: {e}")))?;
+    let server = tiny_http::Server::http(&addr).map_err(|e| {
+        std::io::Error::new(
+            std::io::ErrorKind::AddrInUse,
+            format!("http listener {addr}: {e}"),
+        )
+    })?;
     let server = Arc::new(server);
     info!(%addr, "http control listener");
     std::thread::Builder::new()
@@ -99,8 +103,8 @@ pub fn spawn(addr: String, mesh: Mesh<CoreMsg>) -> std::io::Result<()> {
         .spawn(move || {
             for req in server.incoming_requests() {
                 let (status, body, ctype) = route(req.method(), req.url(), &mesh);
-                let header = tiny_http::Header::from_bytes("Content-Type", ctype)
-                    .expect("static header");
+                let header =
+                    tiny_http::Header::from_bytes("Content-Type", ctype).expect("static header");
                 let resp = tiny_http::Response::from_string(body)
                     .with_status_code(status)
                     .with_header(header);
@@ -112,7 +116,11 @@ pub fn spawn(addr: String, mesh: Mesh<CoreMsg>) -> std::io::Result<()> {
     Ok(())
 }
 
-fn route(method: &tiny_http::Method, url: &str, mesh: &Mesh<CoreMsg>) -> (u16, String, &'static str) {
+fn route(
+    method: &tiny_http::Method,
+    url: &str,
+    mesh: &Mesh<CoreMsg>,
+) -> (u16, String, &'static str) {
     let path = url.split('?').next().unwrap_or(url);
     match (method, path) {
         (tiny_http::Method::Get, "/healthz") => (200, "ok\n".into(), "text/plain"),

@@ -7,11 +7,11 @@
 //! - `shard`: per-core runtime and acceptor.
 //! - `config`: TOML configuration with embedded defaults.
 
-pub mod protocol;
-pub mod hub;
 pub mod config;
 pub mod conn;
+pub mod http;
+pub mod hub;
 pub mod metrics;
+pub mod protocol;
 pub mod shard;
 pub mod xcore;
-pub mod http;

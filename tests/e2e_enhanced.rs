@@ -32,6 +32,10 @@ fn relay_enhanced(clip: Clip, name: &str, video: &str) {
         tail(&out.stderr, 40)
     );
     let frames = decoded_frames(&out);
+    eprintln!(
+        "{frames} frames decoded; player stderr:\n{}",
+        tail(&out.stderr, 25)
+    );
     assert!(
         frames >= 45,
         "ffmpeg 9 decoded only {frames} frames of {video}"

@@ -313,6 +313,10 @@ fn late_joiner_starts_on_cached_keyframe_within_200ms() {
             other => log.push(format!("{at:?} type {other} ts={}", msg.timestamp)),
         }
     };
+    eprintln!(
+        "first keyframe {first_keyframe_after:?} after play:\n{}",
+        log.join("\n")
+    );
     assert!(
         first_keyframe_after <= Duration::from_millis(200),
         "first keyframe arrived {first_keyframe_after:?} after play (limit 200 ms):\n{}",

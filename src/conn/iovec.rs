@@ -21,7 +21,11 @@ impl IoVecs {
                 iov_len: b.len(),
             })
             .collect();
-        IoVecs { bufs, iov, start: 0 }
+        IoVecs {
+            bufs,
+            iov,
+            start: 0,
+        }
     }
 
     pub fn remaining(&self) -> usize {

@@ -72,7 +72,9 @@ pub async fn serve(worker: Rc<Worker>, stream: TcpStream, peer: SocketAddr) {
 async fn run(worker: Rc<Worker>, stream: TcpStream, id: u64) -> Result<(), ConnError> {
     let _ = stream.set_nodelay(worker.config.server.tcp_nodelay);
     let stats = worker.stats.clone();
-    stats.connections_active.set(stats.connections_active.get() + 1);
+    stats
+        .connections_active
+        .set(stats.connections_active.get() + 1);
     let fd = stream.as_raw_fd();
     let (mut rd, wr) = stream.into_split();
     let outbox = Rc::new(Outbox::new(worker.queue_limits.clone()));
@@ -98,7 +100,9 @@ async fn run(worker: Rc<Worker>, stream: TcpStream, id: u64) -> Result<(), ConnE
         writer::shutdown(fd);
     }
     drop(rd);
-    stats.connections_active.set(stats.connections_active.get() - 1);
+    stats
+        .connections_active
+        .set(stats.connections_active.get() - 1);
     result
 }
 
@@ -134,7 +138,11 @@ impl Conn {
         }
     }
 
-    async fn handshake<R: AsyncReadRent>(&mut self, rd: &mut R, buf: &mut BytesMut) -> Result<(), ConnError> {
+    async fn handshake<R: AsyncReadRent>(
+        &mut self,
+        rd: &mut R,
+        buf: &mut BytesMut,
+    ) -> Result<(), ConnError> {
         let mut hs = ServerHandshake::new();
         let mut out = BytesMut::with_capacity(3073);
         loop {
@@ -166,7 +174,11 @@ impl Conn {
             ServerEvent::Connected { app, tc_url, .. } => {
                 debug!(%app, %tc_url, "connect");
             }
-            ServerEvent::PublishRequested { stream_id, path, kind } => self.on_publish(stream_id, path, &kind, now),
+            ServerEvent::PublishRequested {
+                stream_id,
+                path,
+                kind,
+            } => self.on_publish(stream_id, path, &kind, now),
             ServerEvent::PlayRequested {
                 stream_id,
                 path,
@@ -179,7 +191,11 @@ impl Conn {
                 timestamp,
                 payload,
             } => {
-                if let Role::Publisher { key, stream_id: sid } = &self.role {
+                if let Role::Publisher {
+                    key,
+                    stream_id: sid,
+                } = &self.role
+                {
                     if *sid == stream_id {
                         self.worker
                             .hub
@@ -205,8 +221,11 @@ impl Conn {
 
     fn on_publish(&mut self, stream_id: u32, path: StreamPath, kind: &str, now: Instant) {
         if !matches!(self.role, Role::None) {
-            self.session
-                .reject_publish(stream_id, PublishRejection::Rejected, "connection already has a stream");
+            self.session.reject_publish(
+                stream_id,
+                PublishRejection::Rejected,
+                "connection already has a stream",
+            );
             return;
         }
         let key = path.key();
@@ -219,8 +238,11 @@ impl Conn {
             }
             Err(HubError::InUse(_)) => {
                 warn!(stream = %key, "publish rejected: name in use");
-                self.session
-                    .reject_publish(stream_id, PublishRejection::BadName, &format!("{key} is already being published"));
+                self.session.reject_publish(
+                    stream_id,
+                    PublishRejection::BadName,
+                    &format!("{key} is already being published"),
+                );
             }
             Err(e) => {
                 warn!(stream = %key, error = %e, "publish rejected");
@@ -234,8 +256,11 @@ impl Conn {
         let key = path.key();
         if !matches!(self.role, Role::None) || !self.worker.hub.borrow().contains(&key) {
             info!(stream = %key, "play: stream not found");
-            self.session
-                .reject_play(stream_id, PlayRejection::StreamNotFound, &format!("{key} not found"));
+            self.session.reject_play(
+                stream_id,
+                PlayRejection::StreamNotFound,
+                &format!("{key} not found"),
+            );
             return;
         }
         // The play replies must be queued before the cached start frames.
@@ -283,7 +308,10 @@ impl Conn {
 }
 
 /// Reads once into the spare capacity of `buf`, growing it first if needed.
-async fn read_more<R: AsyncReadRent>(rd: &mut R, mut buf: BytesMut) -> Result<(usize, BytesMut), ConnError> {
+async fn read_more<R: AsyncReadRent>(
+    rd: &mut R,
+    mut buf: BytesMut,
+) -> Result<(usize, BytesMut), ConnError> {
     if buf.capacity() - buf.len() < READ_CHUNK / 4 {
         buf.reserve(READ_CHUNK);
     }

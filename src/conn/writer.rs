@@ -15,7 +15,12 @@ use crate::metrics::CoreStats;
 const BATCH_ITEMS: usize = 64;
 const BATCH_BYTES: usize = 512 * 1024;
 
-pub async fn write_loop<W: AsyncWriteRent>(mut wr: W, outbox: Rc<Outbox>, stats: Rc<CoreStats>, fd: RawFd) {
+pub async fn write_loop<W: AsyncWriteRent>(
+    mut wr: W,
+    outbox: Rc<Outbox>,
+    stats: Rc<CoreStats>,
+    fd: RawFd,
+) {
     while let Some(batch) = outbox.next_batch(BATCH_ITEMS, BATCH_BYTES).await {
         let mut iov = IoVecs::new(batch.bufs);
         while iov.remaining() > 0 {
@@ -43,7 +48,10 @@ pub async fn write_loop<W: AsyncWriteRent>(mut wr: W, outbox: Rc<Outbox>, stats:
     }
     if outbox.closed() == Some(CloseReason::SlowPlayer) {
         stats.slow_disconnects.set(stats.slow_disconnects.get() + 1);
-        tracing::warn!(dropped = outbox.dropped(), "slow player disconnected: stayed behind past player.slow_disconnect_ms");
+        tracing::warn!(
+            dropped = outbox.dropped(),
+            "slow player disconnected: stayed behind past player.slow_disconnect_ms"
+        );
     }
     shutdown(fd);
 }

@@ -97,7 +97,14 @@ mod tests {
 
     fn frame(kind: MediaKind, ts: u32, body: &[u8]) -> Frame {
         let class = classify(kind, body);
-        Frame::new(kind, ts, class, Bytes::copy_from_slice(body), 4096, Instant::now())
+        Frame::new(
+            kind,
+            ts,
+            class,
+            Bytes::copy_from_slice(body),
+            4096,
+            Instant::now(),
+        )
     }
 
     #[test]
@@ -105,7 +112,10 @@ mod tests {
         let mut c = Cache::default();
         let l = GopLimits::default();
         // AVC sequence header, AAC sequence header, key, inter, then a resent header.
-        c.apply(&frame(MediaKind::Metadata, 0, b"\x02\x00\x0aonMetaData"), &l);
+        c.apply(
+            &frame(MediaKind::Metadata, 0, b"\x02\x00\x0aonMetaData"),
+            &l,
+        );
         c.apply(&frame(MediaKind::Video, 0, &[0x17, 0, 0, 0, 0, 1]), &l);
         c.apply(&frame(MediaKind::Audio, 0, &[0xAF, 0, 0x12, 0x10]), &l);
         c.apply(&frame(MediaKind::Video, 0, &[0x27, 1, 0, 0, 0, 9]), &l); // inter before any key: not cached

@@ -21,7 +21,10 @@ pub struct Entry {
 pub enum Claim {
     New,
     /// A stream in its grace: players are waiting on `prev_owner`'s core(s).
-    Takeover { prev_owner: usize, last_ts: Option<u32> },
+    Takeover {
+        prev_owner: usize,
+        last_ts: Option<u32>,
+    },
 }
 
 pub struct Directory {

@@ -36,7 +36,9 @@ pub fn classify(kind: MediaKind, payload: &[u8]) -> Class {
         MediaKind::Video => match flv::parse_video(payload) {
             Ok(tag) => Class {
                 keyframe: tag.is_keyframe(),
-                header: tag.is_sequence_header().then_some(HeaderKey::Video(tag.codec)),
+                header: tag
+                    .is_sequence_header()
+                    .then_some(HeaderKey::Video(tag.codec)),
                 video: Some(tag.codec),
                 audio: None,
             },
@@ -45,7 +47,9 @@ pub fn classify(kind: MediaKind, payload: &[u8]) -> Class {
         MediaKind::Audio => match flv::parse_audio(payload) {
             Ok(tag) => Class {
                 keyframe: false,
-                header: tag.is_sequence_header.then_some(HeaderKey::Audio(tag.codec)),
+                header: tag
+                    .is_sequence_header
+                    .then_some(HeaderKey::Audio(tag.codec)),
                 video: None,
                 audio: Some(tag.codec),
             },
@@ -119,7 +123,13 @@ impl Frame {
         if stream_id == PLAY_STREAM_ID {
             self.chunks.clone()
         } else {
-            serialize(self.kind, self.timestamp, &self.payload, stream_id, chunk_size)
+            serialize(
+                self.kind,
+                self.timestamp,
+                &self.payload,
+                stream_id,
+                chunk_size,
+            )
         }
     }
 
@@ -128,7 +138,13 @@ impl Frame {
     }
 }
 
-fn serialize(kind: MediaKind, timestamp: u32, payload: &[u8], stream_id: u32, chunk_size: u32) -> Bytes {
+fn serialize(
+    kind: MediaKind,
+    timestamp: u32,
+    payload: &[u8],
+    stream_id: u32,
+    chunk_size: u32,
+) -> Bytes {
     let (cs, ty) = match kind {
         MediaKind::Audio => (csid::AUDIO, type_id::AUDIO),
         MediaKind::Video => (csid::VIDEO, type_id::VIDEO),

@@ -158,10 +158,22 @@ impl Hub {
                 owned: s.owned.is_some(),
                 publishing: s.owned.as_ref().is_some_and(|o| o.publisher.is_some()),
                 players: s.players.len(),
-                remote_cores: s.owned.as_ref().map(|o| o.remote.clone()).unwrap_or_default(),
+                remote_cores: s
+                    .owned
+                    .as_ref()
+                    .map(|o| o.remote.clone())
+                    .unwrap_or_default(),
                 gop_frames: s.cache.gop_len(),
-                video_codec: s.owned.as_ref().and_then(|o| o.video_codec).map(|c| format!("{c:?}")),
-                audio_codec: s.owned.as_ref().and_then(|o| o.audio_codec).map(|c| format!("{c:?}")),
+                video_codec: s
+                    .owned
+                    .as_ref()
+                    .and_then(|o| o.video_codec)
+                    .map(|c| format!("{c:?}")),
+                audio_codec: s
+                    .owned
+                    .as_ref()
+                    .and_then(|o| o.audio_codec)
+                    .map(|c| format!("{c:?}")),
                 bytes_in: s.owned.as_ref().map_or(0, |o| o.bytes_in),
             })
             .collect()
@@ -194,7 +206,13 @@ impl Hub {
             // Same core: tell the mirrors to reset and wait for the new keyframe.
             for core in remote {
                 let frames = Vec::new();
-                out.push((core, CoreMsg::Start { key: key_arc.clone(), frames }));
+                out.push((
+                    core,
+                    CoreMsg::Start {
+                        key: key_arc.clone(),
+                        frames,
+                    },
+                ));
             }
         } else {
             let last_ts = match &claim {
@@ -205,7 +223,13 @@ impl Hub {
             if let Claim::Takeover { prev_owner, .. } = claim {
                 if prev_owner != me {
                     let new_owner = me;
-                    out.push((prev_owner, CoreMsg::Adopt { key: key_arc, new_owner }));
+                    out.push((
+                        prev_owner,
+                        CoreMsg::Adopt {
+                            key: key_arc,
+                            new_owner,
+                        },
+                    ));
                 }
             }
         }
@@ -273,7 +297,14 @@ impl Hub {
     }
 
     /// One message from this core's publisher of `key`.
-    pub fn ingest(&mut self, key: &str, kind: MediaKind, timestamp: u32, payload: Bytes, now: Instant) {
+    pub fn ingest(
+        &mut self,
+        key: &str,
+        kind: MediaKind,
+        timestamp: u32,
+        payload: Bytes,
+        now: Instant,
+    ) {
         let chunk_size = self.config.chunk_size;
         let Some(s) = self.streams.get_mut(key) else {
             return;
@@ -294,7 +325,11 @@ impl Hub {
         };
         self.stats.add_dropped(dropped);
         let key = s.key.clone();
-        let remote = s.owned.as_ref().map(|o| o.remote.clone()).unwrap_or_default();
+        let remote = s
+            .owned
+            .as_ref()
+            .map(|o| o.remote.clone())
+            .unwrap_or_default();
         for core in remote {
             self.send(
                 core,
@@ -308,7 +343,12 @@ impl Hub {
 
     /// Adds a player. Served from this core's cache when the stream is
     /// owned or mirrored here; otherwise subscribes this core at the owner.
-    pub fn subscribe(&mut self, key: &str, player: u64, outbox: Rc<Outbox>) -> Result<(), HubError> {
+    pub fn subscribe(
+        &mut self,
+        key: &str,
+        player: u64,
+        outbox: Rc<Outbox>,
+    ) -> Result<(), HubError> {
         if let Some(s) = self.streams.get_mut(key) {
             let started = s.owned.is_some() || s.players.iter().any(|p| p.started);
             s.add_player(player, outbox, started);

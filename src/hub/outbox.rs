@@ -170,8 +170,8 @@ impl Outbox {
         }
         let size = frame.chunks.len();
         let over_bytes = i.bytes + size > self.limits.max_bytes;
-        let over = over_bytes
-            || Self::queued_duration(&i, frame.timestamp) > self.limits.max_duration_ms;
+        let over =
+            over_bytes || Self::queued_duration(&i, frame.timestamp) > self.limits.max_duration_ms;
         let keep = if frame.is_video() {
             if i.skipping_video {
                 if frame.keyframe && !over {
@@ -234,37 +234,46 @@ impl Outbox {
         self.inner.borrow().bytes
     }
 
-    /// Waits for data; returns up to `max_items` messages / about
-    /// `max_bytes`, or None once closed and flushed.
+    /// Takes up to `max_items` messages / about `max_bytes` if any are
+    /// queued, without waiting.
+    pub fn try_batch(&self, max_items: usize, max_bytes: usize) -> Option<Batch> {
+        let mut i = self.inner.borrow_mut();
+        if i.items.is_empty() {
+            return None;
+        }
+        let mut batch = Batch {
+            bufs: Vec::with_capacity(i.items.len().min(max_items)),
+            ingests: Vec::new(),
+            first_keyframe_of_play: None,
+        };
+        let mut taken = 0usize;
+        while batch.bufs.len() < max_items && taken < max_bytes {
+            let Some(e) = i.items.pop_front() else { break };
+            taken += e.bytes.len();
+            if let Some(t) = e.ingest {
+                batch.ingests.push(t);
+            }
+            if e.keyframe && batch.first_keyframe_of_play.is_none() {
+                batch.first_keyframe_of_play = i.play_started.take();
+            }
+            batch.bufs.push(e.bytes);
+        }
+        i.bytes -= taken;
+        Some(batch)
+    }
+
+    /// Waits for data; returns a batch (see [`Outbox::try_batch`]), or None
+    /// once closed and flushed.
     pub async fn next_batch(&self, max_items: usize, max_bytes: usize) -> Option<Batch> {
         poll_fn(|cx| {
-            let mut i = self.inner.borrow_mut();
-            if i.items.is_empty() {
-                if i.closed.is_some() {
-                    return Poll::Ready(None);
-                }
-                self.waker.set(Some(cx.waker().clone()));
-                return Poll::Pending;
+            if let Some(b) = self.try_batch(max_items, max_bytes) {
+                return Poll::Ready(Some(b));
             }
-            let mut batch = Batch {
-                bufs: Vec::with_capacity(i.items.len().min(max_items)),
-                ingests: Vec::new(),
-                first_keyframe_of_play: None,
-            };
-            let mut taken = 0usize;
-            while batch.bufs.len() < max_items && taken < max_bytes {
-                let Some(e) = i.items.pop_front() else { break };
-                taken += e.bytes.len();
-                if let Some(t) = e.ingest {
-                    batch.ingests.push(t);
-                }
-                if e.keyframe && batch.first_keyframe_of_play.is_none() {
-                    batch.first_keyframe_of_play = i.play_started.take();
-                }
-                batch.bufs.push(e.bytes);
+            if self.inner.borrow().closed.is_some() {
+                return Poll::Ready(None);
             }
-            i.bytes -= taken;
-            Poll::Ready(Some(batch))
+            self.waker.set(Some(cx.waker().clone()));
+            Poll::Pending
         })
         .await
     }
@@ -280,7 +289,14 @@ mod tests {
             keyframe: key,
             ..Default::default()
         };
-        Frame::new(kind, ts, class, Bytes::from(vec![0u8; size]), 4096, Instant::now())
+        Frame::new(
+            kind,
+            ts,
+            class,
+            Bytes::from(vec![0u8; size]),
+            4096,
+            Instant::now(),
+        )
     }
 
     #[test]
@@ -315,7 +331,10 @@ mod tests {
         let t0 = Instant::now();
         q.push_frame(&frame(MediaKind::Video, 0, true, 900), t0);
         q.push_frame(&frame(MediaKind::Video, 40, false, 900), t0);
-        q.push_frame(&frame(MediaKind::Video, 80, false, 900), t0 + Duration::from_millis(50));
+        q.push_frame(
+            &frame(MediaKind::Video, 80, false, 900),
+            t0 + Duration::from_millis(50),
+        );
         assert_eq!(q.closed(), Some(CloseReason::SlowPlayer));
         assert_eq!(q.queued_bytes(), 0);
     }

@@ -21,25 +21,50 @@ pub struct ConnectParams {
 #[derive(Debug, Clone, PartialEq)]
 pub enum ClientCommand {
     Connect(ConnectParams),
-    ReleaseStream { name: String },
-    FcPublish { name: String },
-    FcUnpublish { name: String },
+    ReleaseStream {
+        name: String,
+    },
+    FcPublish {
+        name: String,
+    },
+    FcUnpublish {
+        name: String,
+    },
     CreateStream,
-    DeleteStream { stream_id: u32 },
+    DeleteStream {
+        stream_id: u32,
+    },
     CloseStream,
-    Publish { name: String, kind: String },
-    Play { name: String, start: f64, duration: f64, reset: bool },
-    Pause { pause: bool, millis: f64 },
+    Publish {
+        name: String,
+        kind: String,
+    },
+    Play {
+        name: String,
+        start: f64,
+        duration: f64,
+        reset: bool,
+    },
+    Pause {
+        pause: bool,
+        millis: f64,
+    },
     ReceiveAudio(bool),
     ReceiveVideo(bool),
-    GetStreamLength { name: String },
+    GetStreamLength {
+        name: String,
+    },
     CheckBandwidth,
     /// `_result` / `_error` / `onStatus` sent to us (we may be a client too).
     Result,
     Error,
-    OnStatus { code: String },
+    OnStatus {
+        code: String,
+    },
     /// Anything else; answered with `_error` when it carries a transaction id.
-    Unknown { name: String },
+    Unknown {
+        name: String,
+    },
 }
 
 fn arg_str(args: &[Amf0Value], i: usize) -> String {
@@ -85,9 +110,15 @@ impl ClientCommand {
                     four_cc_list,
                 })
             }
-            "releaseStream" => ClientCommand::ReleaseStream { name: arg_str(a, 0) },
-            "FCPublish" => ClientCommand::FcPublish { name: arg_str(a, 0) },
-            "FCUnpublish" => ClientCommand::FcUnpublish { name: arg_str(a, 0) },
+            "releaseStream" => ClientCommand::ReleaseStream {
+                name: arg_str(a, 0),
+            },
+            "FCPublish" => ClientCommand::FcPublish {
+                name: arg_str(a, 0),
+            },
+            "FCUnpublish" => ClientCommand::FcUnpublish {
+                name: arg_str(a, 0),
+            },
             "createStream" => ClientCommand::CreateStream,
             "deleteStream" => ClientCommand::DeleteStream {
                 stream_id: arg_num(a, 0).unwrap_or(0.0) as u32,
@@ -131,7 +162,9 @@ impl ClientCommand {
             "receiveVideo" => {
                 ClientCommand::ReceiveVideo(a.first().and_then(|v| v.as_bool()).unwrap_or(true))
             }
-            "getStreamLength" => ClientCommand::GetStreamLength { name: arg_str(a, 0) },
+            "getStreamLength" => ClientCommand::GetStreamLength {
+                name: arg_str(a, 0),
+            },
             "_checkbw" | "checkBandwidth" => ClientCommand::CheckBandwidth,
             "_result" => ClientCommand::Result,
             "_error" => ClientCommand::Error,
@@ -247,7 +280,9 @@ mod tests {
                 ("start", Amf0Value::Number(0.0)),
             ])],
         );
-        assert!(matches!(ClientCommand::from_command(&c), ClientCommand::Play { name, start, .. } if name == "x" && start == 0.0));
+        assert!(
+            matches!(ClientCommand::from_command(&c), ClientCommand::Play { name, start, .. } if name == "x" && start == 0.0)
+        );
     }
 
     #[test]

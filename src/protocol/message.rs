@@ -44,12 +44,17 @@ pub enum UserControl {
     StreamBegin(u32),
     StreamEof(u32),
     StreamDry(u32),
-    SetBufferLength { stream_id: u32, millis: u32 },
+    SetBufferLength {
+        stream_id: u32,
+        millis: u32,
+    },
     StreamIsRecorded(u32),
     PingRequest(u32),
     PingResponse(u32),
     /// Events we do not act on (e.g. SWF verification); kept for logging.
-    Other { event: u16 },
+    Other {
+        event: u16,
+    },
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -74,7 +79,10 @@ pub enum Message {
     Acknowledgement(u32),
     UserControl(UserControl),
     WindowAckSize(u32),
-    SetPeerBandwidth { size: u32, limit_type: u8 },
+    SetPeerBandwidth {
+        size: u32,
+        limit_type: u8,
+    },
     Audio(Bytes),
     Video(Bytes),
     /// A data message normalised to AMF0 (the leading format byte of type 15 is stripped).
@@ -82,7 +90,9 @@ pub enum Message {
     Command(Command),
     Aggregate(Bytes),
     /// Shared objects and unknown types: ignored but not an error.
-    Ignored { type_id: u8 },
+    Ignored {
+        type_id: u8,
+    },
 }
 
 /// A command message: name, transaction id, command object and arguments.
@@ -146,7 +156,10 @@ impl Message {
 fn parse_user_control(p: &[u8]) -> Result<UserControl, MessageError> {
     let t = type_id::USER_CONTROL;
     if p.len() < 2 {
-        return Err(MessageError::Truncated { type_id: t, len: p.len() });
+        return Err(MessageError::Truncated {
+            type_id: t,
+            len: p.len(),
+        });
     }
     let event = u16::from_be_bytes([p[0], p[1]]);
     let rest = &p[2..];
@@ -166,8 +179,8 @@ fn parse_user_control(p: &[u8]) -> Result<UserControl, MessageError> {
 }
 
 fn parse_command(body: &[u8], type_id: u8, limits: &AmfLimits) -> Result<Command, MessageError> {
-    let values =
-        amf::decode_amf0_all(body, limits).map_err(|source| MessageError::Amf { type_id, source })?;
+    let values = amf::decode_amf0_all(body, limits)
+        .map_err(|source| MessageError::Amf { type_id, source })?;
     let mut it = values.into_iter();
     let name = match it.next() {
         Some(Amf0Value::String(s)) => s,

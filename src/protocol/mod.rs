@@ -5,9 +5,9 @@
 
 pub mod amf;
 pub mod chunk;
+pub mod command;
 pub mod flv;
 pub mod handshake;
-pub mod time;
-pub mod command;
 pub mod message;
 pub mod session;
+pub mod time;

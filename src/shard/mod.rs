@@ -12,9 +12,9 @@ use tracing::{error, info, warn};
 
 use crate::config::Config;
 use crate::hub::{CoreMsg, Directory, Hub, QueueLimits};
-use crate::xcore::{self, Mailbox, Mesh};
 use crate::metrics::CoreStats;
 use crate::protocol::session::ServerConfig;
+use crate::xcore::{self, Mailbox, Mesh};
 
 /// Which IO driver to run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -48,13 +48,24 @@ pub struct Worker {
 }
 
 impl Worker {
-    pub fn new(id: usize, config: Arc<Config>, directory: Arc<Directory>, mesh: Mesh<CoreMsg>) -> Worker {
+    pub fn new(
+        id: usize,
+        config: Arc<Config>,
+        directory: Arc<Directory>,
+        mesh: Mesh<CoreMsg>,
+    ) -> Worker {
         let stats = Rc::new(CoreStats::default());
         Worker {
             id,
             session_config: config.session_config(),
             queue_limits: config.queue_limits(),
-            hub: RefCell::new(Hub::new(id, config.hub_config(), directory, mesh, stats.clone())),
+            hub: RefCell::new(Hub::new(
+                id,
+                config.hub_config(),
+                directory,
+                mesh,
+                stats.clone(),
+            )),
             stats,
             config,
             next_conn: Cell::new(0),
@@ -83,11 +94,12 @@ pub fn reuseport_listener(addr: SocketAddr) -> std::io::Result<std::net::TcpList
 
 /// Starts `workers` pinned threads and blocks until they end.
 pub fn run(config: Arc<Config>, workers: usize, driver: IoDriver) -> std::io::Result<()> {
-    let addr: SocketAddr = config
-        .server
-        .listen
-        .parse()
-        .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, format!("server.listen: {e}")))?;
+    let addr: SocketAddr = config.server.listen.parse().map_err(|e| {
+        std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            format!("server.listen: {e}"),
+        )
+    })?;
     let cores = core_affinity::get_core_ids().unwrap_or_default();
     let directory = Arc::new(Directory::new(config.limits.max_streams));
     let (mesh, mailboxes) = xcore::build::<CoreMsg>(workers);
@@ -132,9 +144,18 @@ struct Shared {
     mailbox: Mailbox<CoreMsg>,
 }
 
-fn run_worker(id: usize, config: Arc<Config>, listener: std::net::TcpListener, driver: IoDriver, shared: Shared) {
+fn run_worker(
+    id: usize,
+    config: Arc<Config>,
+    listener: std::net::TcpListener,
+    driver: IoDriver,
+    shared: Shared,
+) {
     if driver != IoDriver::Epoll {
-        match RuntimeBuilder::<IoUringDriver>::new().enable_timer().build() {
+        match RuntimeBuilder::<IoUringDriver>::new()
+            .enable_timer()
+            .build()
+        {
             Ok(mut rt) => {
                 info!(worker = id, driver = "io_uring", "worker started");
                 rt.block_on(worker_main(id, config, listener, shared));
@@ -161,7 +182,12 @@ fn run_worker(id: usize, config: Arc<Config>, listener: std::net::TcpListener, d
     }
 }
 
-async fn worker_main(id: usize, config: Arc<Config>, listener: std::net::TcpListener, shared: Shared) {
+async fn worker_main(
+    id: usize,
+    config: Arc<Config>,
+    listener: std::net::TcpListener,
+    shared: Shared,
+) {
     let listener = match monoio::net::TcpListener::from_std(listener) {
         Ok(l) => l,
         Err(e) => {
@@ -174,7 +200,10 @@ async fn worker_main(id: usize, config: Arc<Config>, listener: std::net::TcpList
     loop {
         match listener.accept().await {
             Ok((stream, peer)) => {
-                worker.stats.connections.set(worker.stats.connections.get() + 1);
+                worker
+                    .stats
+                    .connections
+                    .set(worker.stats.connections.get() + 1);
                 monoio::spawn(crate::conn::serve(worker.clone(), stream, peer));
             }
             Err(e) => {

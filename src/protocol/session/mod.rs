@@ -15,6 +15,7 @@ mod status;
 pub use aggregate::split_aggregate;
 pub use client::{ClientConfig, ClientEvent, ClientSession};
 pub use server::{
-    MediaKind, PlayRejection, PublishRejection, ServerConfig, ServerEvent, ServerSession, SessionError,
+    MediaKind, PlayRejection, PublishRejection, ServerConfig, ServerEvent, ServerSession,
+    SessionError,
 };
 pub use status::{status_info, unpublish_notice};

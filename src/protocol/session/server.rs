@@ -259,7 +259,10 @@ impl ServerSession {
     }
 
     fn state(&self, sid: u32) -> Option<&StreamState> {
-        self.streams.iter().find(|(id, _)| *id == sid).map(|(_, s)| s)
+        self.streams
+            .iter()
+            .find(|(id, _)| *id == sid)
+            .map(|(_, s)| s)
     }
 
     fn set_state(&mut self, sid: u32, state: StreamState) {
@@ -383,20 +386,29 @@ impl ServerSession {
                 } else {
                     "NetStream.Unpause.Notify"
                 };
-                self.status(sid, "status", code, if pause { "Paused" } else { "Unpaused" });
+                self.status(
+                    sid,
+                    "status",
+                    code,
+                    if pause { "Paused" } else { "Unpaused" },
+                );
                 self.events.push_back(ServerEvent::Paused {
                     stream_id: sid,
                     paused: pause,
                 });
             }
-            ClientCommand::ReceiveAudio(enabled) => self.events.push_back(ServerEvent::ReceiveAudio {
-                stream_id: sid,
-                enabled,
-            }),
-            ClientCommand::ReceiveVideo(enabled) => self.events.push_back(ServerEvent::ReceiveVideo {
-                stream_id: sid,
-                enabled,
-            }),
+            ClientCommand::ReceiveAudio(enabled) => {
+                self.events.push_back(ServerEvent::ReceiveAudio {
+                    stream_id: sid,
+                    enabled,
+                })
+            }
+            ClientCommand::ReceiveVideo(enabled) => {
+                self.events.push_back(ServerEvent::ReceiveVideo {
+                    stream_id: sid,
+                    enabled,
+                })
+            }
             ClientCommand::GetStreamLength { .. } => self.result(txn, Amf0Value::Number(0.0)),
             ClientCommand::CheckBandwidth => self.result(txn, Amf0Value::Undefined),
             ClientCommand::Result | ClientCommand::Error | ClientCommand::OnStatus { .. } => {}
@@ -450,7 +462,8 @@ impl ServerSession {
                     .push_back(ServerEvent::PublishFinished { stream_id: sid });
             }
             Some(StreamState::Playing) => {
-                self.events.push_back(ServerEvent::PlayFinished { stream_id: sid });
+                self.events
+                    .push_back(ServerEvent::PlayFinished { stream_id: sid });
             }
             _ => return,
         }
@@ -517,9 +530,19 @@ impl ServerSession {
         self.writer
             .user_control(UserControl::StreamBegin(sid), &mut self.out);
         if reset {
-            self.status(sid, "status", "NetStream.Play.Reset", &format!("Playing and resetting {name}."));
+            self.status(
+                sid,
+                "status",
+                "NetStream.Play.Reset",
+                &format!("Playing and resetting {name}."),
+            );
         }
-        self.status(sid, "status", "NetStream.Play.Start", &format!("Started playing {name}."));
+        self.status(
+            sid,
+            "status",
+            "NetStream.Play.Start",
+            &format!("Started playing {name}."),
+        );
         self.writer.data(
             sid,
             &[
@@ -529,14 +552,9 @@ impl ServerSession {
             ],
             &mut self.out,
         );
-        self.writer.data(
-            sid,
-            &[
-                Amf0Value::String("onStatus".into()),
-                Amf0Value::object([("code", Amf0Value::String("NetStream.Data.Start".into()))]),
-            ],
-            &mut self.out,
-        );
+        // Sent as a command, not a data message: ffmpeg turns an unknown
+        // data message into a spurious data stream.
+        self.status(sid, "status", "NetStream.Data.Start", "Data start");
     }
 
     pub fn reject_play(&mut self, sid: u32, why: PlayRejection, description: &str) {
@@ -554,7 +572,12 @@ impl ServerSession {
     pub fn notify_unpublished(&mut self, sid: u32, name: &str) {
         self.writer
             .user_control(UserControl::StreamEof(sid), &mut self.out);
-        self.status(sid, "status", "NetStream.Play.UnpublishNotify", &format!("{name} is now unpublished."));
+        self.status(
+            sid,
+            "status",
+            "NetStream.Play.UnpublishNotify",
+            &format!("{name} is now unpublished."),
+        );
         self.set_state(sid, StreamState::Idle);
     }
 

@@ -1,0 +1,144 @@
+//! The publisher: one RTMP publish session sending a file or a synthetic
+//! stream in real time, every video frame stamped at the moment it is sent.
+
+use std::cell::RefCell;
+use std::rc::Rc;
+use std::time::{Duration, Instant};
+
+use bytes::BytesMut;
+use monoio::io::{AsyncWriteRentExt, Splitable};
+
+use cascade::protocol::chunk::{encode_message, RawMessage};
+use cascade::protocol::message::{csid, type_id};
+
+use crate::media::{set_data_frame, FileLoop, GenParams, Generator, MediaMsg, Source, Stamper};
+use crate::play::{sleep_until, unix_micros};
+use crate::rtmp::{establish, read_some, ClientError, RtmpUrl, Role};
+use crate::stats::PublisherReport;
+
+#[derive(Debug, Clone)]
+pub enum SourceSpec {
+    File(String),
+    Generate(GenParams),
+}
+
+impl SourceSpec {
+    pub fn open(&self) -> Result<Source, String> {
+        Ok(match self {
+            SourceSpec::File(p) => Source::File(FileLoop::load(p)?),
+            SourceSpec::Generate(g) => Source::Gen(Generator::new(*g)),
+        })
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct PublishConfig {
+    pub url: RtmpUrl,
+    pub source: SourceSpec,
+    /// Stop after this long; `None` runs until the process ends.
+    pub duration: Option<Duration>,
+    pub complex_handshake: bool,
+}
+
+/// Chunk stream a media message goes out on.
+pub fn csid_for(type_id: u8) -> u32 {
+    match type_id {
+        type_id::AUDIO => csid::AUDIO,
+        type_id::VIDEO => csid::VIDEO,
+        _ => csid::DATA,
+    }
+}
+
+/// Publishes until the duration ends or the server drops us. `on_ready`
+/// runs once the server accepted the publish.
+pub async fn publish(cfg: PublishConfig, on_ready: impl FnOnce()) -> PublisherReport {
+    let mut report = PublisherReport::default();
+    if let Err(e) = publish_inner(&cfg, on_ready, &mut report).await {
+        report.error = Some(e);
+    }
+    report
+}
+
+async fn publish_inner(cfg: &PublishConfig, on_ready: impl FnOnce(), report: &mut PublisherReport) -> Result<(), String> {
+    let mut source = cfg.source.open()?;
+    let mut ignore = |_: &RawMessage| {};
+    let (stream, mut proto, mut rbuf) = establish(&cfg.url, Role::Publish, cfg.complex_handshake, 16 * 1024, &mut ignore)
+        .await
+        .map_err(|e| format!("publish {}: {e}", cfg.url.tc_url()))?;
+    on_ready();
+    let chunk_size = proto.chunk_size();
+    let stream_id = proto.stream_id();
+    let (mut rd, mut wr) = stream.into_split();
+
+    // Acknowledgements and ping answers the reader produces, sent with the
+    // next media batch (which is never more than a frame away).
+    let control = Rc::new(RefCell::new(BytesMut::new()));
+    let closed: Rc<RefCell<Option<String>>> = Rc::new(RefCell::new(None));
+    {
+        let control = control.clone();
+        let closed = closed.clone();
+        monoio::spawn(async move {
+            let res: Result<(), ClientError> = async {
+                loop {
+                    let (res, b) = read_some(&mut rd, rbuf, 16 * 1024).await;
+                    rbuf = b;
+                    let n = res?;
+                    if n == 0 {
+                        return Err(ClientError::Closed);
+                    }
+                    proto.feed(&mut rbuf, n, &mut |_: &RawMessage| {})?;
+                    control.borrow_mut().extend_from_slice(&proto.out.split());
+                }
+            }
+            .await;
+            if let Err(e) = res {
+                *closed.borrow_mut() = Some(e.to_string());
+            }
+        });
+    }
+
+    let start = Instant::now();
+    let end = cfg.duration.map(|d| start + d);
+    let mut stamper = Stamper::default();
+    let mut batch = Vec::with_capacity(8);
+    let mut wbuf = BytesMut::with_capacity(256 * 1024);
+    let mut next = source.next_msg();
+    loop {
+        let due = start + Duration::from_millis(u64::from(next.timestamp));
+        if end.is_some_and(|e| due >= e) {
+            return Ok(());
+        }
+        sleep_until(due).await;
+        if let Some(e) = closed.borrow().clone() {
+            return Err(format!("server closed the publish: {e}"));
+        }
+        // Everything due by now goes out in one write.
+        let now = Instant::now();
+        report.max_late_ms = report.max_late_ms.max(now.saturating_duration_since(due).as_secs_f64() * 1000.0);
+        let micros = unix_micros();
+        loop {
+            let msg = std::mem::replace(&mut next, source.next_msg());
+            let msg = if msg.type_id == type_id::DATA_AMF0 {
+                MediaMsg {
+                    payload: set_data_frame(&msg.payload),
+                    ..msg
+                }
+            } else {
+                msg
+            };
+            stamper.stamp(msg, micros, &mut batch);
+            if start + Duration::from_millis(u64::from(next.timestamp)) > now {
+                break;
+            }
+        }
+        wbuf.extend_from_slice(&control.borrow_mut().split());
+        for m in batch.drain(..) {
+            encode_message(csid_for(m.type_id), m.timestamp, m.type_id, stream_id, &m.payload, chunk_size, &mut wbuf);
+            report.messages += 1;
+        }
+        report.bytes += wbuf.len() as u64;
+        report.stamped_frames = stamper.stamped();
+        let (res, _) = wr.write_all(wbuf.split().freeze()).await;
+        res.map_err(|e| format!("publish write: {e}"))?;
+    }
+}
