@@ -17,10 +17,15 @@ step "cargo fmt --check"
 cargo fmt --all -- --check
 
 step "cargo clippy --all-targets -- -D warnings"
-cargo clippy --all-targets -- -D warnings
+cargo clippy --workspace --all-targets -- -D warnings
 
 step "cargo test"
 # Two cores: the e2e tests each spawn a server plus real peers, so keep the
 # number of concurrently running tests small unless the caller says otherwise.
 export RUST_TEST_THREADS="${RUST_TEST_THREADS:-2}"
-cargo test --no-fail-fast
+CASCADE_TEST_IO_DRIVER=uring cargo test --workspace --no-fail-fast
+
+# Both IO drivers pass the whole end-to-end suite: run it again on epoll
+# (the first run used the default, io_uring where the kernel allows it).
+step "end-to-end suite again on the epoll driver"
+CASCADE_TEST_IO_DRIVER=epoll cargo test --no-fail-fast --test 'e2e_*'

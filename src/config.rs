@@ -147,8 +147,8 @@ impl Default for PlayerSection {
     fn default() -> Self {
         PlayerSection {
             queue_max_bytes: 8 << 20,
-            queue_max_ms: 5_000,
-            slow_disconnect_ms: 10_000,
+            queue_max_ms: 2_000,
+            slow_disconnect_ms: 5_000,
         }
     }
 }

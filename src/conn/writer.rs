@@ -24,18 +24,23 @@ pub async fn write_loop<W: AsyncWriteRent>(
     while let Some(batch) = outbox.next_batch(BATCH_ITEMS, BATCH_BYTES).await {
         let mut iov = IoVecs::new(batch.bufs);
         while iov.remaining() > 0 {
-            let (res, back) = wr.writev(iov).await;
+            // A peer that stopped reading blocks this write; the slow-player
+            // policy cuts it off by shutting the socket down under it.
+            let (res, back) = monoio::select! {
+                r = wr.writev(iov) => r,
+                _ = outbox.slow_closed() => {
+                    return finish(&outbox, &stats, fd);
+                }
+            };
             iov = back;
             match res {
                 Ok(0) | Err(_) => {
-                    outbox.close(CloseReason::SlowPlayer);
+                    // Peer gone: drop what is queued and unblock the reader.
+                    outbox.close(CloseReason::Broken);
                     shutdown(fd);
                     return;
                 }
-                Ok(n) => {
-                    tracing::trace!(n, "wrote");
-                    iov.advance(n)
-                }
+                Ok(n) => iov.advance(n),
             }
         }
         let now = Instant::now();
@@ -46,6 +51,10 @@ pub async fn write_loop<W: AsyncWriteRent>(
             stats.record_first_frame(now.duration_since(t));
         }
     }
+    finish(&outbox, &stats, fd);
+}
+
+fn finish(outbox: &Outbox, stats: &CoreStats, fd: RawFd) {
     if outbox.closed() == Some(CloseReason::SlowPlayer) {
         stats.slow_disconnects.set(stats.slow_disconnects.get() + 1);
         tracing::warn!(

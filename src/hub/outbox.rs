@@ -40,6 +40,8 @@ pub enum CloseReason {
     Finish,
     /// The player stayed behind too long; queued data is discarded.
     SlowPlayer,
+    /// The socket failed; queued data is discarded.
+    Broken,
 }
 
 struct Entry {
@@ -75,6 +77,9 @@ pub struct Batch {
 pub struct Outbox {
     inner: RefCell<Inner>,
     waker: Cell<Option<Waker>>,
+    /// Woken when the outbox is closed for a slow player, so a writer stuck
+    /// in a write to a peer that stopped reading can give up.
+    slow_waker: Cell<Option<Waker>>,
     limits: QueueLimits,
 }
 
@@ -93,6 +98,7 @@ impl Outbox {
                 play_started: None,
             }),
             waker: Cell::new(None),
+            slow_waker: Cell::new(None),
             limits,
         }
     }
@@ -101,6 +107,24 @@ impl Outbox {
         if let Some(w) = self.waker.take() {
             w.wake();
         }
+        if self.inner.borrow().closed == Some(CloseReason::SlowPlayer) {
+            if let Some(w) = self.slow_waker.take() {
+                w.wake();
+            }
+        }
+    }
+
+    /// Resolves once the player has been cut off for being too slow.
+    pub async fn slow_closed(&self) {
+        poll_fn(|cx| {
+            if self.inner.borrow().closed == Some(CloseReason::SlowPlayer) {
+                Poll::Ready(())
+            } else {
+                self.slow_waker.set(Some(cx.waker().clone()));
+                Poll::Pending
+            }
+        })
+        .await
     }
 
     /// Session output (replies, status): always queued, never dropped.
@@ -212,7 +236,7 @@ impl Outbox {
     pub fn close(&self, reason: CloseReason) {
         let mut i = self.inner.borrow_mut();
         if i.closed.is_none() {
-            if reason == CloseReason::SlowPlayer {
+            if reason != CloseReason::Finish {
                 i.items.clear();
                 i.bytes = 0;
             }

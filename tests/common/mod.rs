@@ -109,6 +109,12 @@ impl Server {
             cmd.arg("--listen")
                 .arg(format!("127.0.0.1:{port}"))
                 .args(args);
+            // The whole suite runs once per IO driver (scripts/test.sh).
+            if let Ok(driver) = std::env::var("CASCADE_TEST_IO_DRIVER") {
+                if !args.contains(&"--io-driver") {
+                    cmd.arg("--io-driver").arg(driver);
+                }
+            }
             if std::env::var_os("RUST_LOG").is_none() {
                 cmd.env("RUST_LOG", "info");
             }
