@@ -3,6 +3,7 @@
 mod floor;
 mod media;
 mod play;
+mod playloop;
 mod plot;
 mod publish;
 mod rtmp;
@@ -131,8 +132,6 @@ struct PlayArgs {
     /// (a GOP cache replays old frames).
     #[arg(long, default_value_t = 2000)]
     warmup_ms: u64,
-    #[arg(long, value_enum, default_value = "epoll")]
-    driver: Driver,
     #[arg(long)]
     complex_handshake: bool,
     /// Write the JSON report here.
@@ -243,7 +242,6 @@ fn cmd_play(p: &PlayArgs, source: Option<SourceArgs>, publish_url: Option<String
         read_buf: p.read_buf.max(4096),
         complex_handshake: p.complex_handshake,
         warmup: Duration::from_millis(p.warmup_ms),
-        driver: p.driver,
     });
     let (tx, rx) = mpsc::channel();
     let handles = spawn_players(cfg.clone(), tx);

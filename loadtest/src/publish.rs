@@ -12,7 +12,7 @@ use cascade::protocol::chunk::{encode_message, RawMessage};
 use cascade::protocol::message::{csid, type_id};
 
 use crate::media::{set_data_frame, FileLoop, GenParams, Generator, MediaMsg, Source, Stamper};
-use crate::play::{sleep_until, unix_micros};
+use crate::play::unix_micros;
 use crate::rtmp::{establish, read_some, ClientError, RtmpUrl, Role};
 use crate::stats::PublisherReport;
 
@@ -140,5 +140,12 @@ async fn publish_inner(cfg: &PublishConfig, on_ready: impl FnOnce(), report: &mu
         report.stamped_frames = stamper.stamped();
         let (res, _) = wr.write_all(wbuf.split().freeze()).await;
         res.map_err(|e| format!("publish write: {e}"))?;
+    }
+}
+
+pub async fn sleep_until(at: Instant) {
+    let now = Instant::now();
+    if at > now {
+        monoio::time::sleep(at - now).await;
     }
 }

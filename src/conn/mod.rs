@@ -23,8 +23,11 @@ use crate::protocol::session::{
 };
 use crate::shard::Worker;
 
-/// Read buffer: grown in steps of this when less than a quarter is free.
-const READ_CHUNK: usize = 64 * 1024;
+/// Read buffer sizes. Players send almost nothing, so they keep a small
+/// buffer (memory per player matters at thousands of players); a publisher's
+/// buffer grows toward the large size as its reads fill the buffer.
+const READ_MIN: usize = 4 * 1024;
+const READ_MAX: usize = 64 * 1024;
 /// How long a closing connection may take to flush what it queued.
 const FLUSH_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -108,7 +111,7 @@ async fn run(worker: Rc<Worker>, stream: TcpStream, id: u64) -> Result<(), ConnE
 
 impl Conn {
     async fn read_loop<R: AsyncReadRent>(&mut self, rd: &mut R) -> Result<(), ConnError> {
-        let mut buf = BytesMut::with_capacity(READ_CHUNK);
+        let mut buf = BytesMut::with_capacity(READ_MIN);
         let timeout = Duration::from_millis(self.worker.config.limits.handshake_timeout_ms);
         match monoio::time::timeout(timeout, self.handshake(rd, &mut buf)).await {
             Ok(r) => r?,
@@ -307,13 +310,20 @@ impl Conn {
     }
 }
 
-/// Reads once into the spare capacity of `buf`, growing it first if needed.
+/// Reads once into the spare capacity of `buf`, growing it first if needed:
+/// to the small size normally, to the large one when the buffer already
+/// holds a lot (a publisher mid-message).
 async fn read_more<R: AsyncReadRent>(
     rd: &mut R,
     mut buf: BytesMut,
 ) -> Result<(usize, BytesMut), ConnError> {
-    if buf.capacity() - buf.len() < READ_CHUNK / 4 {
-        buf.reserve(READ_CHUNK);
+    if buf.capacity() - buf.len() < READ_MIN / 2 {
+        let want = if buf.len() >= READ_MIN / 2 {
+            READ_MAX
+        } else {
+            READ_MIN
+        };
+        buf.reserve(want);
     }
     // Read into the spare capacity only: a plain read of a BytesMut would
     // overwrite the unconsumed bytes at its front.

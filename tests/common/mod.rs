@@ -7,6 +7,7 @@
 //! is how the harness itself is checked.
 #![allow(dead_code)]
 
+pub mod engine;
 pub mod process;
 pub mod rtmp_client;
 
