@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs the real programs the end-to-end tests drive (ffmpeg 5.1, ffmpeg 9,
-# rtmpdump, GStreamer, nginx-rtmp) plus the Rust lint tools. Idempotent: it
+# rtmpdump, GStreamer, nginx-rtmp, Prometheus) plus the Rust lint tools. Idempotent: it
 # only touches what is missing, so a warm machine pays a few milliseconds.
 # Meant for root on Debian 12 (CI and the developer machines).
 set -euo pipefail
@@ -19,6 +19,8 @@ declare -A PKG_PROBE=(
   [nginx]=/usr/sbin/nginx
   [libnginx-mod-rtmp]=/usr/lib/nginx/modules/ngx_rtmp_module.so
   [python3-pip]=
+  # promtool checks the /metrics page; a real Prometheus scrapes cascade in a test.
+  [prometheus]=/usr/bin/promtool
 )
 
 missing=()
@@ -74,7 +76,7 @@ if command -v rustup >/dev/null 2>&1; then
   done
 fi
 
-for tool in ffmpeg ffprobe rtmpdump gst-launch-1.0 nginx cargo; do
+for tool in ffmpeg ffprobe rtmpdump gst-launch-1.0 nginx prometheus promtool cargo; do
   command -v "$tool" >/dev/null 2>&1 || { log "missing after install: $tool"; exit 1; }
 done
 log "ok (ffmpeg 9 at $FF9)"

@@ -420,53 +420,70 @@ fn check_healthy(handles: Vec<thread::JoinHandle<Healthy>>, ran: Duration, phase
 
 const HEALTHY: usize = 50;
 
-/// One stalled player among 50 healthy ones: its video is skipped to
-/// keyframes, it is disconnected, and the others see no added latency.
-#[test]
-fn slow_player_is_dropped_to_keyframes_then_disconnected() {
-    let ffmpeg = tool("ffmpeg");
-    let clip = Clip::H264Aac.path();
-    let name = "slowpoke";
+/// A cascade with the control listener on, publishing `name` from the clip.
+struct Node {
+    server: Server,
+    http: u16,
+    publisher: ChildGuard,
+}
 
-    // Phase A: the baseline, healthy players only.
-    let p99_a = {
-        let http = free_port();
-        let http_addr = format!("127.0.0.1:{http}");
-        let server = Server::start_cascade(&["--http", &http_addr]);
-        let url = server.url(name);
-        let mut publisher = publish_ffmpeg(&ffmpeg, &clip, &url);
-        wait_playable(&url, Duration::from_secs(10));
-        let stop = Arc::new(AtomicBool::new(false));
-        let started = Instant::now();
-        let players = start_healthy(server.port, name, HEALTHY, &stop);
-        thread::sleep(Duration::from_secs(8));
-        stop.store(true, Ordering::Relaxed);
-        check_healthy(players, started.elapsed(), "phase A");
-        assert_running(&mut publisher);
-        let doc = stats(http);
-        eprintln!("phase A stats: {}", doc["total"]);
-        stat_u64(&doc, &["total", "ingest_to_egress", "p99_us"])
-    };
-
-    // Phase B: the same plus one player that stops reading.
+fn start_node(name: &str) -> Node {
     let http = free_port();
     let http_addr = format!("127.0.0.1:{http}");
     let server = Server::start_cascade(&["--http", &http_addr]);
-    let rss_start = vm_rss_kib(server.pid());
     let url = server.url(name);
-    let mut publisher = publish_ffmpeg(&ffmpeg, &clip, &url);
-    wait_playable(&url, Duration::from_secs(10));
+    let publisher = publish_ffmpeg(&tool("ffmpeg"), &Clip::H264Aac.path(), &url);
+    Node {
+        server,
+        http,
+        publisher,
+    }
+}
+
+/// How long the slow player stops reading. Queue limits are 2 s, then 5 s
+/// of skipping before the cut, so 10 s is enough when the server bounds
+/// what the kernel holds for a player.
+const STALL: Duration = Duration::from_secs(10);
+
+/// One stalled player among 50 healthy ones: its video is skipped to
+/// keyframes, it is disconnected, and the others see no added latency.
+///
+/// Phase A (the baseline: node A, healthy players only) runs at the same
+/// time as phase B (node B: the same plus the slow player), so both see the
+/// same load from the rest of the machine and cover the same time window.
+#[test]
+fn slow_player_is_dropped_to_keyframes_then_disconnected() {
+    let name = "slowpoke";
+    let mut a = start_node(name);
+    let mut b = start_node(name);
+    let rss_start = vm_rss_kib(b.server.pid());
+    wait_playable(&a.server.url(name), Duration::from_secs(10));
+    wait_playable(&b.server.url(name), Duration::from_secs(10));
+
     let stop = Arc::new(AtomicBool::new(false));
     let started = Instant::now();
-    let players = start_healthy(server.port, name, HEALTHY, &stop);
+    let players_a = start_healthy(a.server.port, name, HEALTHY, &stop);
+    let players_b = start_healthy(b.server.port, name, HEALTHY, &stop);
+    let key = format!("live/{name}");
+    // ffprobe's play plus the healthy players'.
+    let all_in = b.server.wait_log(Duration::from_secs(10), |log| {
+        conn_events(log, "play", &key).len() > HEALTHY
+    });
+    assert!(
+        all_in,
+        "the healthy players of node B did not all start playing"
+    );
     thread::sleep(Duration::from_secs(1));
 
     let (mut slow, at) =
-        connect_player(server.port, name).unwrap_or_else(|e| panic!("slow player: {e}"));
+        connect_player(b.server.port, name).unwrap_or_else(|e| panic!("slow player: {e}"));
     let mut slow_video = 0;
-    while let Some(m) = client_read(&mut slow, at + Duration::from_secs(1), "slow player") {
-        if m.type_id == TYPE_VIDEO {
-            slow_video += 1;
+    loop {
+        match slow.next_message(at + Duration::from_secs(1)) {
+            Ok(Some(m)) if m.type_id == TYPE_VIDEO => slow_video += 1,
+            Ok(Some(_)) => {}
+            Ok(None) => break,
+            Err(e) => panic!("slow player, first second: {e}"),
         }
     }
     assert!(
@@ -474,18 +491,8 @@ fn slow_player_is_dropped_to_keyframes_then_disconnected() {
         "the slow player got no video in its first second"
     );
 
-    // Stall: 10 s, longer (up to 25 s) if the server has not given up yet,
-    // since kernel socket buffers absorb the first seconds.
-    let stalled = Instant::now();
-    loop {
-        thread::sleep(Duration::from_millis(250));
-        let gave_up = server.log().contains(SLOW_WARNING);
-        let waited = stalled.elapsed();
-        if (gave_up && waited >= Duration::from_secs(10)) || waited >= Duration::from_secs(25) {
-            break;
-        }
-    }
-    let stall = stalled.elapsed();
+    thread::sleep(STALL);
+    let warned_in_stall = b.server.log().contains(SLOW_WARNING);
 
     // Resume: what the kernel buffered comes out, then the connection ends.
     let resumed = Instant::now();
@@ -494,68 +501,67 @@ fn slow_player_is_dropped_to_keyframes_then_disconnected() {
         match slow.next_message(resumed + Duration::from_secs(5)) {
             Ok(Some(_)) => drained += 1,
             Ok(None) => panic!(
-                "slow player still connected 5 s after a {stall:?} stall ({drained} messages drained)\n{}",
-                tail(&server.log(), 20)
+                "slow player still connected 5 s after a {STALL:?} stall ({drained} messages \
+                 drained; warning in the log during the stall: {warned_in_stall})\n{}",
+                tail(&b.server.log(), 20)
             ),
             Err(e) => break e,
         }
     };
     eprintln!(
-        "slow player: stalled {stall:?}, drained {drained} messages, then {closed:?} after {:?}",
+        "slow player: stalled {STALL:?}, drained {drained} messages, then `{closed}` after {:?}",
         resumed.elapsed()
     );
 
     thread::sleep(Duration::from_secs(1));
     stop.store(true, Ordering::Relaxed);
-    check_healthy(players, started.elapsed(), "phase B");
-    assert_running(&mut publisher);
+    let ran = started.elapsed();
+    check_healthy(players_a, ran, "node A (baseline)");
+    check_healthy(players_b, ran, "node B (with the slow player)");
+    assert_running(&mut a.publisher);
+    assert_running(&mut b.publisher);
 
-    let doc = stats(http);
-    eprintln!("phase B stats: {}", doc["total"]);
-    let slow_disconnects = stat_u64(&doc, &["total", "slow_disconnects"]);
-    let dropped = stat_u64(&doc, &["total", "frames_dropped"]);
+    let doc_a = stats(a.http);
+    let doc_b = stats(b.http);
+    eprintln!(
+        "node A stats: {}\nnode B stats: {}",
+        doc_a["total"], doc_b["total"]
+    );
+    let slow_disconnects = stat_u64(&doc_b, &["total", "slow_disconnects"]);
+    let dropped = stat_u64(&doc_b, &["total", "frames_dropped"]);
     assert!(
         slow_disconnects >= 1,
         "stats show {slow_disconnects} slow disconnects: {}",
-        doc["total"]
+        doc_b["total"]
     );
     assert!(
         dropped > 0,
         "stats show no dropped frames: {}",
-        doc["total"]
+        doc_b["total"]
     );
-    let log = server.log();
+    let log = b.server.log();
     assert!(
         log.contains(SLOW_WARNING),
         "no slow-player warning in the log:\n{}",
         tail(&log, 30)
     );
 
-    // The 1 ms absorbs timer and scheduling resolution: on loopback p99 is
-    // a few hundred µs, where one wake-up of jitter is already >10%.
-    let p99_b = stat_u64(&doc, &["total", "ingest_to_egress", "p99_us"]);
+    // The 1 ms absorbs scheduling resolution: on a loaded 2-core loopback
+    // p99 is a few ms, where one late wake-up of a worker (timer slack,
+    // another process on the core) is already more than 10%.
+    let p99_a = stat_u64(&doc_a, &["total", "ingest_to_egress", "p99_us"]);
+    let p99_b = stat_u64(&doc_b, &["total", "ingest_to_egress", "p99_us"]);
     let bound = p99_a + p99_a / 10 + 1000;
-    eprintln!("p99 ingest->egress: phase A {p99_a} us, phase B {p99_b} us (bound {bound} us)");
+    eprintln!("p99 ingest->egress: node A {p99_a} us, node B {p99_b} us (bound {bound} us)");
     assert!(
         p99_b <= bound,
         "a slow player raised the others' p99 from {p99_a} us to {p99_b} us (bound {bound} us)"
     );
 
-    let rss_end = vm_rss_kib(server.pid());
-    eprintln!("cascade RSS: {rss_start} KiB at start, {rss_end} KiB at the end of phase B");
+    let rss_end = vm_rss_kib(b.server.pid());
+    eprintln!("node B RSS: {rss_start} KiB at start, {rss_end} KiB at the end");
     assert!(
         rss_end < rss_start + 64 * 1024,
         "cascade's RSS grew from {rss_start} KiB to {rss_end} KiB"
     );
-}
-
-/// One message until `deadline` (None then); panics on a read error.
-fn client_read(
-    client: &mut RtmpClient,
-    deadline: Instant,
-    who: &str,
-) -> Option<cascade::protocol::chunk::RawMessage> {
-    client
-        .next_message(deadline)
-        .unwrap_or_else(|e| panic!("{who}: {e}"))
 }

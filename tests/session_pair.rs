@@ -445,8 +445,14 @@ fn client_player_flow() {
                 description: "Playing and resetting cam.".into(),
             },
             ClientEvent::PlayStarted { stream_id: 1 },
+            ClientEvent::Status {
+                stream_id: 1,
+                level: "status".into(),
+                code: "NetStream.Data.Start".into(),
+                description: "Data start".into(),
+            },
         ],
-        "|RtmpSampleAccess and Data.Start are not media"
+        "the play sequence, in order; |RtmpSampleAccess is not media"
     );
     // SetBufferLength went up after play.
     assert!(p

@@ -17,6 +17,7 @@ use bytes::{Buf, Bytes, BytesMut};
 
 use cascade::protocol::amf::{Amf0Value, AmfLimits};
 use cascade::protocol::chunk::{encode_message, ChunkDecoder, ChunkLimits};
+use cascade::protocol::flv::{parse_audio, parse_video};
 use cascade::protocol::handshake::{HandshakeStatus, ServerHandshake};
 use cascade::protocol::message::{type_id, Message, MessageWriter, UserControl};
 
@@ -76,7 +77,8 @@ struct Headers {
 }
 
 pub fn run_floor(cfg: FloorConfig) -> Result<(), String> {
-    let listener = TcpListener::bind(cfg.listen).map_err(|e| format!("bind {}: {e}", cfg.listen))?;
+    let listener =
+        TcpListener::bind(cfg.listen).map_err(|e| format!("bind {}: {e}", cfg.listen))?;
     listener.set_nonblocking(true).map_err(|e| e.to_string())?;
     let mut source = cfg.source.open()?;
     eprintln!("floor listening on {}", cfg.listen);
@@ -94,7 +96,13 @@ pub fn run_floor(cfg: FloorConfig) -> Result<(), String> {
         if cfg.duration.is_some_and(|d| now - start >= d) {
             return Ok(());
         }
-        accept_all(&listener, &mut pending, players.len(), cfg.max_players, cfg.chunk_size);
+        accept_all(
+            &listener,
+            &mut pending,
+            players.len(),
+            cfg.max_players,
+            cfg.chunk_size,
+        );
         service_pending(&mut pending, &mut players, &headers);
 
         let due = start + Duration::from_millis(u64::from(next.timestamp));
@@ -117,9 +125,18 @@ pub fn run_floor(cfg: FloorConfig) -> Result<(), String> {
         }
         if now - last_log >= Duration::from_secs(5) {
             last_log = now;
-            eprintln!("floor: {} players, {} pending, {} dropped", players.len(), pending.len(), dropped);
+            eprintln!(
+                "floor: {} players, {} pending, {} dropped",
+                players.len(),
+                pending.len(),
+                dropped
+            );
         }
-        let wait = if pending.is_empty() { Duration::from_millis(5) } else { Duration::from_millis(1) };
+        let wait = if pending.is_empty() {
+            Duration::from_millis(5)
+        } else {
+            Duration::from_millis(1)
+        };
         std::thread::sleep((due - now).min(wait));
     }
 }
@@ -127,28 +144,34 @@ pub fn run_floor(cfg: FloorConfig) -> Result<(), String> {
 fn is_key(body: &[u8]) -> bool {
     match avc_layout(body) {
         crate::stamp::AvcLayout::Frames { key, .. } => key,
-        _ => cascade::protocol::flv::parse_video(body).map(|t| t.is_keyframe()).unwrap_or(false),
+        _ => parse_video(body).map(|t| t.is_keyframe()).unwrap_or(false),
     }
 }
 
 fn serialize(m: &MediaMsg, chunk_size: u32) -> Bytes {
     let mut out = BytesMut::new();
-    encode_message(csid_for(m.type_id), m.timestamp, m.type_id, STREAM_ID, &m.payload, chunk_size, &mut out);
+    encode_message(
+        csid_for(m.type_id),
+        m.timestamp,
+        m.type_id,
+        STREAM_ID,
+        &m.payload,
+        chunk_size,
+        &mut out,
+    );
     out.freeze()
 }
 
 fn remember_header(h: &mut Headers, m: &MediaMsg, wire: &Bytes) {
     match m.type_id {
-        type_id::DATA_AMF0 if m.payload.get(3..13) == Some(&b"onMetaData"[..]) => h.metadata = Some(wire.clone()),
-        type_id::VIDEO => {
-            if cascade::protocol::flv::parse_video(&m.payload).is_ok_and(|t| t.is_sequence_header()) {
-                h.video = Some(wire.clone());
-            }
+        type_id::DATA_AMF0 if m.payload.get(3..13) == Some(&b"onMetaData"[..]) => {
+            h.metadata = Some(wire.clone())
         }
-        type_id::AUDIO => {
-            if cascade::protocol::flv::parse_audio(&m.payload).is_ok_and(|t| t.is_sequence_header) {
-                h.audio = Some(wire.clone());
-            }
+        type_id::VIDEO if parse_video(&m.payload).is_ok_and(|t| t.is_sequence_header()) => {
+            h.video = Some(wire.clone())
+        }
+        type_id::AUDIO if parse_audio(&m.payload).is_ok_and(|t| t.is_sequence_header) => {
+            h.audio = Some(wire.clone())
         }
         _ => {}
     }
@@ -169,7 +192,11 @@ fn fan_out(p: &mut Player, wire: &Bytes, key: bool, max_backlog: usize) -> Flow 
         if !p.backlog.is_empty() {
             p.backlog_len += wire.len();
             p.backlog.push_back(wire.clone());
-            return if p.backlog_len > max_backlog { Flow::Drop } else { Flow::Keep };
+            return if p.backlog_len > max_backlog {
+                Flow::Drop
+            } else {
+                Flow::Keep
+            };
         }
     }
     match p.sock.write(wire) {
@@ -207,7 +234,13 @@ fn drain_backlog(p: &mut Player) -> Flow {
     Flow::Keep
 }
 
-fn accept_all(listener: &TcpListener, pending: &mut Vec<Pending>, players: usize, max: usize, chunk_size: u32) {
+fn accept_all(
+    listener: &TcpListener,
+    pending: &mut Vec<Pending>,
+    players: usize,
+    max: usize,
+    chunk_size: u32,
+) {
     loop {
         match listener.accept() {
             Ok((sock, _)) => {
@@ -267,7 +300,11 @@ fn step_pending(p: &mut Pending, headers: &Headers) -> io::Result<()> {
     }
     let bad = |e: String| io::Error::new(io::ErrorKind::InvalidData, e);
     if !p.handshaken {
-        match p.hs.feed(&mut p.rbuf, &mut p.out).map_err(|e| bad(e.to_string()))? {
+        match p
+            .hs
+            .feed(&mut p.rbuf, &mut p.out)
+            .map_err(|e| bad(e.to_string()))?
+        {
             HandshakeStatus::Done => p.handshaken = true,
             HandshakeStatus::InProgress => {}
         }
@@ -287,27 +324,49 @@ fn step_pending(p: &mut Pending, headers: &Headers) -> io::Result<()> {
                 p.writer.set_chunk_size(p.chunk_size, &mut p.out);
                 let info = Amf0Value::object([
                     ("level", Amf0Value::String("status".into())),
-                    ("code", Amf0Value::String("NetConnection.Connect.Success".into())),
+                    (
+                        "code",
+                        Amf0Value::String("NetConnection.Connect.Success".into()),
+                    ),
                     ("description", Amf0Value::String("floor".into())),
                     ("objectEncoding", Amf0Value::Number(0.0)),
                 ]);
-                let props = Amf0Value::object([("fmsVer", Amf0Value::String("FMS/3,5,7,7009".into()))]);
-                p.writer.command(0, &[Amf0Value::String("_result".into()), tid, props, info], &mut p.out);
+                let props =
+                    Amf0Value::object([("fmsVer", Amf0Value::String("FMS/3,5,7,7009".into()))]);
+                p.writer.command(
+                    0,
+                    &[Amf0Value::String("_result".into()), tid, props, info],
+                    &mut p.out,
+                );
             }
             "createStream" => {
-                let v = [Amf0Value::String("_result".into()), tid, Amf0Value::Null, Amf0Value::Number(f64::from(STREAM_ID))];
+                let v = [
+                    Amf0Value::String("_result".into()),
+                    tid,
+                    Amf0Value::Null,
+                    Amf0Value::Number(f64::from(STREAM_ID)),
+                ];
                 p.writer.command(0, &v, &mut p.out);
             }
             "play" => {
-                p.writer.user_control(UserControl::StreamBegin(STREAM_ID), &mut p.out);
+                p.writer
+                    .user_control(UserControl::StreamBegin(STREAM_ID), &mut p.out);
                 let info = Amf0Value::object([
                     ("level", Amf0Value::String("status".into())),
                     ("code", Amf0Value::String("NetStream.Play.Start".into())),
                     ("description", Amf0Value::String("floor".into())),
                 ]);
-                let v = [Amf0Value::String("onStatus".into()), Amf0Value::Number(0.0), Amf0Value::Null, info];
+                let v = [
+                    Amf0Value::String("onStatus".into()),
+                    Amf0Value::Number(0.0),
+                    Amf0Value::Null,
+                    info,
+                ];
                 p.writer.command(STREAM_ID, &v, &mut p.out);
-                for h in [&headers.metadata, &headers.video, &headers.audio].into_iter().flatten() {
+                for h in [&headers.metadata, &headers.video, &headers.audio]
+                    .into_iter()
+                    .flatten()
+                {
                     p.out.extend_from_slice(h);
                 }
                 p.play = true;

@@ -8,6 +8,7 @@ mod plot;
 mod publish;
 mod rtmp;
 mod runtime;
+mod skim;
 mod stamp;
 mod stats;
 
@@ -26,7 +27,10 @@ use runtime::{run_on_runtime, Driver};
 use stats::{merge_intervals, Interval, Point, PublisherReport, Report, ThreadStats};
 
 #[derive(Parser)]
-#[command(name = "cascade-loadtest", about = "RTMP load harness: publishers, players, latency stamps, and a kernel-floor server")]
+#[command(
+    name = "cascade-loadtest",
+    about = "RTMP load harness: publishers, players, latency stamps, and a kernel-floor server"
+)]
 struct Cli {
     #[command(subcommand)]
     cmd: Cmd,
@@ -202,7 +206,12 @@ fn main() {
     }
 }
 
-fn cmd_publish(url: &str, source: &SourceArgs, duration: Option<f64>, complex: bool) -> Result<(), String> {
+fn cmd_publish(
+    url: &str,
+    source: &SourceArgs,
+    duration: Option<f64>,
+    complex: bool,
+) -> Result<(), String> {
     let cfg = PublishConfig {
         url: RtmpUrl::parse(url)?,
         source: source.spec()?,
@@ -213,7 +222,10 @@ fn cmd_publish(url: &str, source: &SourceArgs, duration: Option<f64>, complex: b
     run_on_runtime(Driver::Epoll, || async {
         report = publish(cfg, || eprintln!("publishing")).await;
     });
-    eprintln!("{}", serde_json::to_string_pretty(&report).unwrap_or_default());
+    eprintln!(
+        "{}",
+        serde_json::to_string_pretty(&report).unwrap_or_default()
+    );
     match report.error {
         Some(e) => Err(e),
         None => Ok(()),
@@ -221,7 +233,11 @@ fn cmd_publish(url: &str, source: &SourceArgs, duration: Option<f64>, complex: b
 }
 
 /// `play`, or `run` when `source` is given: starts the publisher first.
-fn cmd_play(p: &PlayArgs, source: Option<SourceArgs>, publish_url: Option<String>) -> Result<(), String> {
+fn cmd_play(
+    p: &PlayArgs,
+    source: Option<SourceArgs>,
+    publish_url: Option<String>,
+) -> Result<(), String> {
     let url = RtmpUrl::parse(&p.url)?;
     let duration = Duration::from_secs_f64(p.duration.max(1.0));
     let publisher = match (source, publish_url) {
@@ -251,7 +267,16 @@ fn cmd_play(p: &PlayArgs, source: Option<SourceArgs>, publish_url: Option<String
     }
     let pub_report = publisher.and_then(|h| h.join().ok());
     let ramp_end = p.players as f64 / p.ramp.max(0.001);
-    let report = Report::build(&p.url, p.players, cfg.threads, p.duration, ramp_end, &totals, timeline, pub_report);
+    let report = Report::build(
+        &p.url,
+        p.players,
+        cfg.threads,
+        p.duration,
+        ramp_end,
+        &totals,
+        timeline,
+        pub_report,
+    );
     print_summary(&report);
     if let Some(path) = &p.report {
         let json = serde_json::to_string_pretty(&report).map_err(|e| e.to_string())?;
@@ -259,7 +284,8 @@ fn cmd_play(p: &PlayArgs, source: Option<SourceArgs>, publish_url: Option<String
     }
     if let Some(path) = &p.plot {
         let title = format!("{} players, {}: latency per second", p.players, p.url);
-        std::fs::write(path, plot::render_svg(&report.timeline, &title)).map_err(|e| format!("{path}: {e}"))?;
+        std::fs::write(path, plot::render_svg(&report.timeline, &title))
+            .map_err(|e| format!("{path}: {e}"))?;
     }
     Ok(())
 }
@@ -287,14 +313,21 @@ fn start_publisher(cfg: PublishConfig) -> Result<std::thread::JoinHandle<Publish
         Ok(()) => Ok(handle),
         Err(_) => {
             let r = handle.join().ok().and_then(|r| r.error);
-            Err(format!("publisher did not start: {}", r.unwrap_or_else(|| "timeout".into())))
+            Err(format!(
+                "publisher did not start: {}",
+                r.unwrap_or_else(|| "timeout".into())
+            ))
         }
     }
 }
 
 /// Gathers the threads' intervals into one point per second (printing the
 /// progress line) and their totals at the end.
-fn collect(cfg: &PlayConfig, rx: &mpsc::Receiver<ThreadMsg>, quiet: bool) -> (ThreadStats, Vec<Point>) {
+fn collect(
+    cfg: &PlayConfig,
+    rx: &mpsc::Receiver<ThreadMsg>,
+    quiet: bool,
+) -> (ThreadStats, Vec<Point>) {
     let threads = cfg.threads;
     let mut buckets: BTreeMap<u64, Vec<Interval>> = BTreeMap::new();
     let mut timeline = Vec::new();

@@ -5,7 +5,9 @@
 use bytes::{Bytes, BytesMut};
 
 use cascade::protocol::amf::{encode_amf0, Amf0Value};
-use cascade::protocol::flv::{parse_video, FlvTagReader, VideoPacket, TAG_AUDIO, TAG_SCRIPT, TAG_VIDEO};
+use cascade::protocol::flv::{
+    parse_video, FlvTagReader, VideoPacket, TAG_AUDIO, TAG_SCRIPT, TAG_VIDEO,
+};
 use cascade::protocol::message::type_id;
 
 use crate::stamp::{avc_layout, insert_sei, nal_length_size, stamp_data_body, AvcLayout, Stamp};
@@ -59,7 +61,10 @@ impl FileLoop {
         let mut buf = BytesMut::from(&data[..]);
         let mut reader = FlvTagReader::new();
         let mut tags = Vec::new();
-        while let Some(tag) = reader.next_tag(&mut buf).map_err(|e| format!("{path}: {e}"))? {
+        while let Some(tag) = reader
+            .next_tag(&mut buf)
+            .map_err(|e| format!("{path}: {e}"))?
+        {
             let type_id = match tag.tag_type {
                 TAG_AUDIO => type_id::AUDIO,
                 TAG_VIDEO => type_id::VIDEO,
@@ -133,7 +138,11 @@ impl Generator {
         let avg = (p.video_bps / 8 / u64::from(fps)).max(64);
         // Keyframes are about 4x an average frame; the GOP keeps the rate.
         let key = if gop > 1 { avg * 4 } else { avg };
-        let inter = if gop > 1 { (avg * gop - key) / (gop - 1) } else { avg };
+        let inter = if gop > 1 {
+            (avg * gop - key) / (gop - 1)
+        } else {
+            avg
+        };
         let audio_size = ((p.audio_bps as f64 / 8.0) * AUDIO_FRAME_MS / 1000.0) as usize;
         let mut headers = Vec::new();
         headers.push(MediaMsg {
@@ -154,7 +163,10 @@ impl Generator {
             });
         }
         let max = key.max(inter) as usize + 64;
-        let filler: Bytes = (0..max).map(|i| (i % 251) as u8 | 0x10).collect::<Vec<u8>>().into();
+        let filler: Bytes = (0..max)
+            .map(|i| (i % 251) as u8 | 0x10)
+            .collect::<Vec<u8>>()
+            .into();
         headers.reverse();
         Generator {
             p,
@@ -210,11 +222,17 @@ fn metadata(p: &GenParams) -> Bytes {
         ("height", Amf0Value::Number(720.0)),
         ("framerate", Amf0Value::Number(f64::from(p.fps))),
         ("videocodecid", Amf0Value::Number(7.0)),
-        ("videodatarate", Amf0Value::Number(p.video_bps as f64 / 1000.0)),
+        (
+            "videodatarate",
+            Amf0Value::Number(p.video_bps as f64 / 1000.0),
+        ),
     ];
     if p.audio_bps > 0 {
         props.push(("audiocodecid", Amf0Value::Number(10.0)));
-        props.push(("audiodatarate", Amf0Value::Number(p.audio_bps as f64 / 1000.0)));
+        props.push((
+            "audiodatarate",
+            Amf0Value::Number(p.audio_bps as f64 / 1000.0),
+        ));
     }
     encode_amf0(&Amf0Value::ecma_array(props), &mut out);
     out.freeze()
@@ -223,7 +241,10 @@ fn metadata(p: &GenParams) -> Bytes {
 /// A plausible AVC sequence header (baseline 3.1, 4-byte NAL lengths); the
 /// SPS/PPS are not meant to be decoded, only parsed by servers.
 fn avc_sequence_header() -> Vec<u8> {
-    let sps: &[u8] = &[0x67, 0x42, 0xC0, 0x1F, 0xDA, 0x01, 0x40, 0x16, 0xE8, 0x40, 0x00, 0x00, 0x03, 0x00, 0x40, 0x00, 0x00, 0x0F, 0x03, 0xC6, 0x0C, 0xA8];
+    let sps: &[u8] = &[
+        0x67, 0x42, 0xC0, 0x1F, 0xDA, 0x01, 0x40, 0x16, 0xE8, 0x40, 0x00, 0x00, 0x03, 0x00, 0x40,
+        0x00, 0x00, 0x0F, 0x03, 0xC6, 0x0C, 0xA8,
+    ];
     let pps: &[u8] = &[0x68, 0xCE, 0x3C, 0x80];
     let mut v = vec![0x17, 0, 0, 0, 0, 1, sps[1], sps[2], sps[3], 0xFF, 0xE1];
     v.extend_from_slice(&(sps.len() as u16).to_be_bytes());
@@ -286,7 +307,9 @@ impl Stamper {
                 }
             }
             AvcLayout::NotAvc => {
-                let coded = parse_video(&msg.payload).map(|t| t.packet == VideoPacket::CodedFrames).unwrap_or(false);
+                let coded = parse_video(&msg.payload)
+                    .map(|t| t.packet == VideoPacket::CodedFrames)
+                    .unwrap_or(false);
                 if coded {
                     let stamp = Stamp {
                         seq: self.seq,
@@ -330,13 +353,18 @@ mod tests {
             if m.timestamp >= 10_000 {
                 break;
             }
-            if m.type_id == type_id::VIDEO && avc_layout(&m.payload) == (AvcLayout::Frames { nal: 5, key: true }) {
+            if m.type_id == type_id::VIDEO
+                && avc_layout(&m.payload) == (AvcLayout::Frames { nal: 5, key: true })
+            {
                 keys += 1;
             }
             bytes += m.payload.len();
             msgs.push(m);
         }
-        assert_eq!(avc_layout(&msgs[1].payload), AvcLayout::SequenceHeader { record: 5 });
+        assert_eq!(
+            avc_layout(&msgs[1].payload),
+            AvcLayout::SequenceHeader { record: 5 }
+        );
         let mbit = bytes as f64 * 8.0 / 10.0 / 1e6;
         assert!((2.4..2.8).contains(&mbit), "{mbit} Mbit/s");
         assert_eq!(keys, 5);

@@ -10,7 +10,9 @@ use cascade::protocol::flv::{parse_video, VideoPacket};
 use cascade::protocol::message::type_id;
 
 use crate::rtmp::RtmpUrl;
-use crate::stamp::{avc_layout, extract_sei, is_stamp_data, nal_length_size, parse_stamp_data, AvcLayout, Stamp};
+use crate::stamp::{
+    avc_layout, extract_sei, is_stamp_data, nal_length_size, parse_stamp_data, AvcLayout, Stamp,
+};
 use crate::stats::{Interval, ThreadStats};
 
 #[derive(Debug, Clone)]
@@ -35,12 +37,18 @@ pub enum ThreadMsg {
 }
 
 pub fn unix_micros() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_micros() as u64).unwrap_or(0)
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_micros() as u64)
+        .unwrap_or(0)
 }
 
 /// Starts the player threads; each sends an interval every second and its
 /// totals at the end.
-pub fn spawn_players(cfg: Arc<PlayConfig>, tx: Sender<ThreadMsg>) -> Vec<std::thread::JoinHandle<()>> {
+pub fn spawn_players(
+    cfg: Arc<PlayConfig>,
+    tx: Sender<ThreadMsg>,
+) -> Vec<std::thread::JoinHandle<()>> {
     (0..cfg.threads.max(1))
         .map(|t| {
             let cfg = cfg.clone();
@@ -90,7 +98,7 @@ impl PlayerState {
         }
     }
 
-    fn on_video(&mut self, body: &[u8], stats: &mut ThreadStats) {
+    pub fn on_video(&mut self, body: &[u8], stats: &mut ThreadStats) {
         match avc_layout(body) {
             AvcLayout::SequenceHeader { record } => {
                 self.seen_sequence_header = true;
@@ -129,7 +137,10 @@ impl PlayerState {
 
     fn on_stamp(&mut self, s: Stamp, stats: &mut ThreadStats) {
         let now = unix_micros();
-        stats.frame(now.saturating_sub(s.micros), self.started && now >= self.steady_from);
+        stats.frame(
+            now.saturating_sub(s.micros),
+            self.started && now >= self.steady_from,
+        );
         match self.last_seq {
             Some(last) if s.seq > last + 1 => stats.lost += s.seq - last - 1,
             Some(last) if s.seq <= last => {

@@ -17,16 +17,19 @@ use bytes::{Buf, BytesMut};
 use mio::net::TcpStream;
 use mio::{Events, Interest, Poll, Token};
 
-use cascade::protocol::chunk::RawMessage;
+use cascade::protocol::message::type_id;
 
 use crate::play::{PlayConfig, PlayerState, ThreadMsg};
-use crate::rtmp::{ClientError, ClientProto, Role};
+use crate::rtmp::{is_media, ClientError, ClientProto, Role};
+use crate::skim::{Skimmed, Skimmer};
 use crate::stats::ThreadStats;
 
 struct Conn {
     sock: TcpStream,
     proto: ClientProto,
+    /// Only used during the handshake; the chunk stream goes to `skim`.
     rbuf: BytesMut,
+    skim: Skimmer,
     connected: bool,
     /// Counted as up (play sent).
     playing: bool,
@@ -42,7 +45,12 @@ pub fn run(t: usize, cfg: Arc<PlayConfig>, tx: Sender<ThreadMsg>) {
     let _ = tx.send(ThreadMsg::Final(Box::new(stats)));
 }
 
-fn run_inner(t: usize, cfg: &PlayConfig, tx: &Sender<ThreadMsg>, stats: &mut ThreadStats) -> io::Result<()> {
+fn run_inner(
+    t: usize,
+    cfg: &PlayConfig,
+    tx: &Sender<ThreadMsg>,
+    stats: &mut ThreadStats,
+) -> io::Result<()> {
     let addr: SocketAddr = cfg.url.socket_addr()?;
     let mut poll = Poll::new()?;
     let mut events = Events::with_capacity(1024);
@@ -79,7 +87,8 @@ fn run_inner(t: usize, cfg: &PlayConfig, tx: &Sender<ThreadMsg>, stats: &mut Thr
         }
         let mut wake = next_tick.min(end);
         if next_player < cfg.players {
-            wake = wake.min(start + Duration::from_secs_f64(next_player as f64 / cfg.ramp.max(0.001)));
+            wake =
+                wake.min(start + Duration::from_secs_f64(next_player as f64 / cfg.ramp.max(0.001)));
         }
         match poll.poll(&mut events, Some(wake.saturating_duration_since(now))) {
             Ok(()) => {}
@@ -88,7 +97,9 @@ fn run_inner(t: usize, cfg: &PlayConfig, tx: &Sender<ThreadMsg>, stats: &mut Thr
         }
         for ev in events.iter() {
             let Token(i) = ev.token();
-            let Some(slot) = conns.get_mut(i) else { continue };
+            let Some(slot) = conns.get_mut(i) else {
+                continue;
+            };
             let Some(conn) = slot.as_mut() else { continue };
             if let Err(e) = service(conn, &mut scratch, stats) {
                 if conn.playing {
@@ -105,12 +116,16 @@ fn run_inner(t: usize, cfg: &PlayConfig, tx: &Sender<ThreadMsg>, stats: &mut Thr
 
 fn start_player(poll: &Poll, addr: SocketAddr, cfg: &PlayConfig, token: usize) -> io::Result<Conn> {
     let mut sock = TcpStream::connect(addr)?;
-    poll.registry()
-        .register(&mut sock, Token(token), Interest::READABLE | Interest::WRITABLE)?;
+    poll.registry().register(
+        &mut sock,
+        Token(token),
+        Interest::READABLE | Interest::WRITABLE,
+    )?;
     Ok(Conn {
         sock,
         proto: ClientProto::new(cfg.url.clone(), Role::Play, cfg.complex_handshake),
         rbuf: BytesMut::new(),
+        skim: Skimmer::default(),
         connected: false,
         playing: false,
         state: PlayerState::new(cfg.warmup),
@@ -142,9 +157,40 @@ fn service(c: &mut Conn, scratch: &mut [u8], stats: &mut ThreadStats) -> Result<
             Err(e) => return Err(e.into()),
         };
         stats.add_bytes(n);
-        c.rbuf.extend_from_slice(&scratch[..n]);
-        let state = &mut c.state;
-        c.proto.feed(&mut c.rbuf, n, &mut |raw: &RawMessage| state.on_message(raw, stats))?;
+        c.proto.count_received(n);
+        let mut data = &scratch[..n];
+        let mut leftover = None;
+        if !c.proto.handshake_done() {
+            c.rbuf.extend_from_slice(data);
+            if !c.proto.feed_handshake(&mut c.rbuf)? {
+                continue;
+            }
+            leftover = Some(c.rbuf.split());
+            data = &[];
+        }
+        let (proto, state) = (&mut c.proto, &mut c.state);
+        let mut failed = None;
+        let mut on = |m: Skimmed<'_>| match m {
+            Skimmed::Media {
+                type_id: type_id::VIDEO,
+                head,
+                ..
+            } => state.on_video(head, stats),
+            Skimmed::Media { .. } => {}
+            Skimmed::Full(raw) if is_media(raw.type_id) => state.on_message(&raw, stats),
+            Skimmed::Full(raw) => {
+                if let Err(e) = proto.on_message(&raw) {
+                    failed.get_or_insert(e);
+                }
+            }
+        };
+        if let Some(l) = &leftover {
+            c.skim.push(l, &mut on)?;
+        }
+        c.skim.push(data, &mut on)?;
+        if let Some(e) = failed {
+            return Err(e);
+        }
         if !c.playing && c.proto.is_active() {
             c.playing = true;
             c.state.play_sent = Instant::now();

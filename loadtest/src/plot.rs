@@ -13,16 +13,30 @@ const BOTTOM: f64 = 50.0;
 
 /// A "nice" axis maximum and tick step (1, 2 or 5 times a power of ten).
 fn nice_scale(max: f64) -> (f64, f64) {
-    let max = if max.is_finite() && max > 0.0 { max } else { 1.0 };
+    let max = if max.is_finite() && max > 0.0 {
+        max
+    } else {
+        1.0
+    };
     let raw = max / 5.0;
     let mag = 10f64.powf(raw.log10().floor());
-    let step = [1.0, 2.0, 5.0, 10.0].iter().map(|m| m * mag).find(|s| *s >= raw).unwrap_or(10.0 * mag);
+    let step = [1.0, 2.0, 5.0, 10.0]
+        .iter()
+        .map(|m| m * mag)
+        .find(|s| *s >= raw)
+        .unwrap_or(10.0 * mag);
     ((max / step).ceil() * step, step)
 }
 
 fn escape(s: &str) -> String {
-    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
 }
+
+/// Name, colour and value of one plotted line.
+type Series = (&'static str, &'static str, fn(&Point) -> f64);
 
 /// The SVG document for `points` (one per second).
 pub fn render_svg(points: &[Point], title: &str) -> String {
@@ -41,20 +55,44 @@ pub fn render_svg(points: &[Point], title: &str) -> String {
         r#"<svg xmlns="http://www.w3.org/2000/svg" width="{W}" height="{H}" viewBox="0 0 {W} {H}" font-family="sans-serif" font-size="12">"#
     );
     let _ = writeln!(s, r#"<rect width="{W}" height="{H}" fill="white"/>"#);
-    let _ = writeln!(s, r#"<text x="{}" y="22" text-anchor="middle" font-size="15">{}</text>"#, W / 2.0, escape(title));
+    let _ = writeln!(
+        s,
+        r#"<text x="{}" y="22" text-anchor="middle" font-size="15">{}</text>"#,
+        W / 2.0,
+        escape(title)
+    );
     // Grid and tick labels.
     let mut v = 0.0;
     while v <= y_max + y_step / 2.0 {
         let yy = y(v);
-        let _ = writeln!(s, r##"<line x1="{LEFT}" y1="{yy:.1}" x2="{:.1}" y2="{yy:.1}" stroke="#ddd"/>"##, LEFT + pw);
-        let _ = writeln!(s, r#"<text x="{:.1}" y="{:.1}" text-anchor="end">{}</text>"#, LEFT - 6.0, yy + 4.0, fmt_num(v));
+        let _ = writeln!(
+            s,
+            r##"<line x1="{LEFT}" y1="{yy:.1}" x2="{:.1}" y2="{yy:.1}" stroke="#ddd"/>"##,
+            LEFT + pw
+        );
+        let _ = writeln!(
+            s,
+            r#"<text x="{:.1}" y="{:.1}" text-anchor="end">{}</text>"#,
+            LEFT - 6.0,
+            yy + 4.0,
+            fmt_num(v)
+        );
         v += y_step;
     }
     let mut t = 0.0;
     while t <= x_max + x_step / 2.0 {
         let xx = x(t);
-        let _ = writeln!(s, r##"<line x1="{xx:.1}" y1="{TOP}" x2="{xx:.1}" y2="{:.1}" stroke="#eee"/>"##, TOP + ph);
-        let _ = writeln!(s, r#"<text x="{xx:.1}" y="{:.1}" text-anchor="middle">{}</text>"#, TOP + ph + 16.0, fmt_num(t));
+        let _ = writeln!(
+            s,
+            r##"<line x1="{xx:.1}" y1="{TOP}" x2="{xx:.1}" y2="{:.1}" stroke="#eee"/>"##,
+            TOP + ph
+        );
+        let _ = writeln!(
+            s,
+            r#"<text x="{xx:.1}" y="{:.1}" text-anchor="middle">{}</text>"#,
+            TOP + ph + 16.0,
+            fmt_num(t)
+        );
         t += x_step;
     }
     // Axes and their labels.
@@ -64,7 +102,12 @@ pub fn render_svg(points: &[Point], title: &str) -> String {
         TOP + ph,
         LEFT + pw
     );
-    let _ = writeln!(s, r#"<text x="{:.1}" y="{:.1}" text-anchor="middle">time (s)</text>"#, LEFT + pw / 2.0, H - 10.0);
+    let _ = writeln!(
+        s,
+        r#"<text x="{:.1}" y="{:.1}" text-anchor="middle">time (s)</text>"#,
+        LEFT + pw / 2.0,
+        H - 10.0
+    );
     let _ = writeln!(
         s,
         r#"<text x="18" y="{:.1}" text-anchor="middle" transform="rotate(-90 18 {:.1})">latency (ms)</text>"#,
@@ -72,7 +115,7 @@ pub fn render_svg(points: &[Point], title: &str) -> String {
         TOP + ph / 2.0
     );
     // Series, skipping seconds without samples.
-    let series: [(&str, &str, fn(&Point) -> f64); 3] = [
+    let series: [Series; 3] = [
         ("max", "#d62728", |p| p.max_ms),
         ("p99", "#ff7f0e", |p| p.p99_ms),
         ("p50", "#1f77b4", |p| p.p50_ms),
@@ -142,7 +185,11 @@ mod tests {
         let closes = svg.matches('>').count();
         assert_eq!(opens, closes);
         for tag in ["text", "svg"] {
-            assert_eq!(svg.matches(&format!("<{tag}")).count(), svg.matches(&format!("</{tag}>")).count(), "{tag}");
+            assert_eq!(
+                svg.matches(&format!("<{tag}")).count(),
+                svg.matches(&format!("</{tag}>")).count(),
+                "{tag}"
+            );
         }
         assert!(!svg.contains("NaN") && !svg.contains("inf"));
     }

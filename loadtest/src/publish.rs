@@ -13,7 +13,7 @@ use cascade::protocol::message::{csid, type_id};
 
 use crate::media::{set_data_frame, FileLoop, GenParams, Generator, MediaMsg, Source, Stamper};
 use crate::play::unix_micros;
-use crate::rtmp::{establish, read_some, ClientError, RtmpUrl, Role};
+use crate::rtmp::{establish, read_some, ClientError, Role, RtmpUrl};
 use crate::stats::PublisherReport;
 
 #[derive(Debug, Clone)]
@@ -59,12 +59,22 @@ pub async fn publish(cfg: PublishConfig, on_ready: impl FnOnce()) -> PublisherRe
     report
 }
 
-async fn publish_inner(cfg: &PublishConfig, on_ready: impl FnOnce(), report: &mut PublisherReport) -> Result<(), String> {
+async fn publish_inner(
+    cfg: &PublishConfig,
+    on_ready: impl FnOnce(),
+    report: &mut PublisherReport,
+) -> Result<(), String> {
     let mut source = cfg.source.open()?;
     let mut ignore = |_: &RawMessage| {};
-    let (stream, mut proto, mut rbuf) = establish(&cfg.url, Role::Publish, cfg.complex_handshake, 16 * 1024, &mut ignore)
-        .await
-        .map_err(|e| format!("publish {}: {e}", cfg.url.tc_url()))?;
+    let (stream, mut proto, mut rbuf) = establish(
+        &cfg.url,
+        Role::Publish,
+        cfg.complex_handshake,
+        16 * 1024,
+        &mut ignore,
+    )
+    .await
+    .map_err(|e| format!("publish {}: {e}", cfg.url.tc_url()))?;
     on_ready();
     let chunk_size = proto.chunk_size();
     let stream_id = proto.stream_id();
@@ -114,7 +124,9 @@ async fn publish_inner(cfg: &PublishConfig, on_ready: impl FnOnce(), report: &mu
         }
         // Everything due by now goes out in one write.
         let now = Instant::now();
-        report.max_late_ms = report.max_late_ms.max(now.saturating_duration_since(due).as_secs_f64() * 1000.0);
+        report.max_late_ms = report
+            .max_late_ms
+            .max(now.saturating_duration_since(due).as_secs_f64() * 1000.0);
         let micros = unix_micros();
         loop {
             let msg = std::mem::replace(&mut next, source.next_msg());
@@ -133,7 +145,15 @@ async fn publish_inner(cfg: &PublishConfig, on_ready: impl FnOnce(), report: &mu
         }
         wbuf.extend_from_slice(&control.borrow_mut().split());
         for m in batch.drain(..) {
-            encode_message(csid_for(m.type_id), m.timestamp, m.type_id, stream_id, &m.payload, chunk_size, &mut wbuf);
+            encode_message(
+                csid_for(m.type_id),
+                m.timestamp,
+                m.type_id,
+                stream_id,
+                &m.payload,
+                chunk_size,
+                &mut wbuf,
+            );
             report.messages += 1;
         }
         report.bytes += wbuf.len() as u64;

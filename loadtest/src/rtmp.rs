@@ -31,13 +31,19 @@ pub struct RtmpUrl {
 
 impl RtmpUrl {
     pub fn parse(s: &str) -> Result<RtmpUrl, String> {
-        let rest = s.strip_prefix("rtmp://").ok_or_else(|| format!("{s}: not an rtmp:// URL"))?;
-        let (authority, path) = rest.split_once('/').ok_or_else(|| format!("{s}: no app/name path"))?;
+        let rest = s
+            .strip_prefix("rtmp://")
+            .ok_or_else(|| format!("{s}: not an rtmp:// URL"))?;
+        let (authority, path) = rest
+            .split_once('/')
+            .ok_or_else(|| format!("{s}: no app/name path"))?;
         let (host, port) = match authority.rsplit_once(':') {
             Some((h, p)) => (h, p.parse::<u16>().map_err(|e| format!("{s}: port: {e}"))?),
             None => (authority, 1935),
         };
-        let (app, name) = path.rsplit_once('/').ok_or_else(|| format!("{s}: need /app/name"))?;
+        let (app, name) = path
+            .rsplit_once('/')
+            .ok_or_else(|| format!("{s}: need /app/name"))?;
         if host.is_empty() || app.is_empty() || name.is_empty() {
             return Err(format!("{s}: empty host, app or stream name"));
         }
@@ -91,6 +97,8 @@ pub enum ClientError {
     Ended(String),
     #[error("connection closed by server")]
     Closed,
+    #[error("chunk stream: {0}")]
+    Skim(#[from] crate::skim::SkimError),
 }
 
 impl ClientError {
@@ -99,7 +107,7 @@ impl ClientError {
         match self {
             ClientError::Io(e) => format!("io:{:?}", e.kind()),
             ClientError::Handshake(_) => "handshake".into(),
-            ClientError::Chunk(_) => "chunk-stream".into(),
+            ClientError::Chunk(_) | ClientError::Skim(_) => "chunk-stream".into(),
             ClientError::Rejected(c) => format!("rejected:{c}"),
             ClientError::Ended(c) => format!("ended:{c}"),
             ClientError::Closed => "closed".into(),
@@ -167,24 +175,37 @@ impl ClientProto {
         on_media: &mut impl FnMut(&RawMessage),
     ) -> Result<(), ClientError> {
         self.count_received(new_bytes);
-        if self.phase == Phase::Handshake {
-            if self.hs.feed(rbuf, &mut self.out)? == HandshakeStatus::InProgress {
-                return Ok(());
-            }
-            self.send_connect();
+        if !self.feed_handshake(rbuf)? {
+            return Ok(());
         }
         while let Some(raw) = self.dec.decode(rbuf)? {
-            match raw.type_id {
-                type_id::VIDEO | type_id::AUDIO | type_id::DATA_AMF0 | type_id::DATA_AMF3 | type_id::AGGREGATE => {
-                    on_media(&raw)
-                }
-                _ => self.on_control(&raw)?,
+            if is_media(raw.type_id) {
+                on_media(&raw);
+            } else {
+                self.on_message(&raw)?;
             }
         }
         Ok(())
     }
 
-    fn count_received(&mut self, n: usize) {
+    /// Runs the handshake on `rbuf`; true once it is done (the connect is
+    /// then queued and what follows in `rbuf` is chunk stream).
+    pub fn feed_handshake(&mut self, rbuf: &mut BytesMut) -> Result<bool, ClientError> {
+        if self.phase == Phase::Handshake {
+            if self.hs.feed(rbuf, &mut self.out)? == HandshakeStatus::InProgress {
+                return Ok(false);
+            }
+            self.send_connect();
+        }
+        Ok(true)
+    }
+
+    pub fn handshake_done(&self) -> bool {
+        self.phase != Phase::Handshake
+    }
+
+    /// Counts received bytes and queues an acknowledgement per window.
+    pub fn count_received(&mut self, n: usize) {
         let n = n as u32;
         self.received = self.received.wrapping_add(n);
         self.unacked = self.unacked.saturating_add(n);
@@ -196,11 +217,15 @@ impl ClientProto {
 
     fn send_connect(&mut self) {
         if self.role == Role::Publish {
-            self.writer.set_chunk_size(PUBLISH_CHUNK_SIZE, &mut self.out);
+            self.writer
+                .set_chunk_size(PUBLISH_CHUNK_SIZE, &mut self.out);
         }
         let obj = Amf0Value::object([
             ("app", Amf0Value::String(self.url.app.clone())),
-            ("flashVer", Amf0Value::String("FMLE/3.0 (compatible; cascade-loadtest)".into())),
+            (
+                "flashVer",
+                Amf0Value::String("FMLE/3.0 (compatible; cascade-loadtest)".into()),
+            ),
             ("tcUrl", Amf0Value::String(self.url.tc_url())),
             ("fpad", Amf0Value::Boolean(false)),
             ("capabilities", Amf0Value::Number(15.0)),
@@ -208,7 +233,11 @@ impl ClientProto {
             ("videoCodecs", Amf0Value::Number(252.0)),
             ("videoFunction", Amf0Value::Number(1.0)),
         ]);
-        let cmd = [Amf0Value::String("connect".into()), Amf0Value::Number(TID_CONNECT), obj];
+        let cmd = [
+            Amf0Value::String("connect".into()),
+            Amf0Value::Number(TID_CONNECT),
+            obj,
+        ];
         self.writer.command(0, &cmd, &mut self.out);
         self.phase = Phase::Connect;
     }
@@ -217,7 +246,12 @@ impl ClientProto {
         let name = Amf0Value::String(self.url.name.clone());
         if self.role == Role::Publish {
             for (cmd, tid) in [("releaseStream", 2.0), ("FCPublish", 3.0)] {
-                let v = [Amf0Value::String(cmd.into()), Amf0Value::Number(tid), Amf0Value::Null, name.clone()];
+                let v = [
+                    Amf0Value::String(cmd.into()),
+                    Amf0Value::Number(tid),
+                    Amf0Value::Null,
+                    name.clone(),
+                ];
                 self.writer.command(0, &v, &mut self.out);
             }
         }
@@ -263,7 +297,8 @@ impl ClientProto {
         }
     }
 
-    fn on_control(&mut self, raw: &RawMessage) -> Result<(), ClientError> {
+    /// Handles a control or command message (anything but media and data).
+    pub fn on_message(&mut self, raw: &RawMessage) -> Result<(), ClientError> {
         // Unparseable control or command messages are skipped, not fatal:
         // the harness measures servers, it does not police them.
         let Ok(msg) = Message::parse(raw, &self.amf) else {
@@ -271,9 +306,9 @@ impl ClientProto {
         };
         match msg {
             Message::WindowAckSize(n) => self.ack_window = n,
-            Message::UserControl(UserControl::PingRequest(t)) => {
-                self.writer.user_control(UserControl::PingResponse(t), &mut self.out)
-            }
+            Message::UserControl(UserControl::PingRequest(t)) => self
+                .writer
+                .user_control(UserControl::PingResponse(t), &mut self.out),
             Message::Command(c) => self.on_command(&c)?,
             _ => {}
         }
@@ -285,23 +320,35 @@ impl ClientProto {
             "_result" if c.transaction_id == TID_CONNECT && self.phase == Phase::Connect => {
                 self.send_create_stream();
             }
-            "_result" if c.transaction_id == TID_CREATE_STREAM && self.phase == Phase::CreateStream => {
+            "_result"
+                if c.transaction_id == TID_CREATE_STREAM && self.phase == Phase::CreateStream =>
+            {
                 let id = c.args.first().and_then(|v| v.as_f64()).unwrap_or(1.0);
                 self.stream_id = id as u32;
                 self.send_start();
             }
-            "_error" if c.transaction_id == TID_CONNECT || c.transaction_id == TID_CREATE_STREAM => {
-                return Err(ClientError::Rejected(status_code(c).unwrap_or("_error").to_string()));
+            "_error"
+                if c.transaction_id == TID_CONNECT || c.transaction_id == TID_CREATE_STREAM =>
+            {
+                return Err(ClientError::Rejected(
+                    status_code(c).unwrap_or("_error").to_string(),
+                ));
             }
             "onStatus" => {
                 let code = status_code(c).unwrap_or("");
-                let level = c.args.first().and_then(|i| i.get("level")).and_then(|v| v.as_str());
+                let level = c
+                    .args
+                    .first()
+                    .and_then(|i| i.get("level"))
+                    .and_then(|v| v.as_str());
                 if level == Some("error") {
                     return Err(ClientError::Rejected(code.to_string()));
                 }
                 match code {
                     "NetStream.Publish.Start" => self.phase = Phase::Active,
-                    "NetStream.Play.Stop" | "NetStream.Play.Complete" | "NetStream.Play.UnpublishNotify" => {
+                    "NetStream.Play.Stop"
+                    | "NetStream.Play.Complete"
+                    | "NetStream.Play.UnpublishNotify" => {
                         return Err(ClientError::Ended(code.to_string()))
                     }
                     _ => {}
@@ -313,13 +360,32 @@ impl ClientProto {
     }
 }
 
+/// Message types handed to the caller rather than handled here.
+pub fn is_media(t: u8) -> bool {
+    matches!(
+        t,
+        type_id::VIDEO
+            | type_id::AUDIO
+            | type_id::DATA_AMF0
+            | type_id::DATA_AMF3
+            | type_id::AGGREGATE
+    )
+}
+
 fn status_code(c: &Command) -> Option<&str> {
-    c.args.first().and_then(|i| i.get("code")).and_then(|v| v.as_str())
+    c.args
+        .first()
+        .and_then(|i| i.get("code"))
+        .and_then(|v| v.as_str())
 }
 
 /// Reads once into the spare capacity of `buf` (a plain read of a BytesMut
 /// would overwrite its unread front).
-pub async fn read_some<R: AsyncReadRent>(rd: &mut R, mut buf: BytesMut, chunk: usize) -> (io::Result<usize>, BytesMut) {
+pub async fn read_some<R: AsyncReadRent>(
+    rd: &mut R,
+    mut buf: BytesMut,
+    chunk: usize,
+) -> (io::Result<usize>, BytesMut) {
     if buf.capacity() - buf.len() < chunk / 4 {
         buf.reserve(chunk);
     }
@@ -373,10 +439,16 @@ mod tests {
     #[test]
     fn url_forms() {
         let u = RtmpUrl::parse("rtmp://127.0.0.1:1936/live/test").unwrap();
-        assert_eq!((u.host.as_str(), u.port, u.app.as_str(), u.name.as_str()), ("127.0.0.1", 1936, "live", "test"));
+        assert_eq!(
+            (u.host.as_str(), u.port, u.app.as_str(), u.name.as_str()),
+            ("127.0.0.1", 1936, "live", "test")
+        );
         assert_eq!(u.tc_url(), "rtmp://127.0.0.1:1936/live");
         let u = RtmpUrl::parse("rtmp://example.org/app/inst/key?sign=x").unwrap();
-        assert_eq!((u.port, u.app.as_str(), u.name.as_str()), (1935, "app/inst", "key?sign=x"));
+        assert_eq!(
+            (u.port, u.app.as_str(), u.name.as_str()),
+            (1935, "app/inst", "key?sign=x")
+        );
         assert!(RtmpUrl::parse("http://x/a/b").is_err());
         assert!(RtmpUrl::parse("rtmp://x/a").is_err());
     }

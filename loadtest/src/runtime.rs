@@ -19,7 +19,11 @@ where
     Fut: Future<Output = ()>,
 {
     if driver != Driver::Epoll {
-        match RuntimeBuilder::<IoUringDriver>::new().with_entries(4096).enable_timer().build() {
+        match RuntimeBuilder::<IoUringDriver>::new()
+            .with_entries(4096)
+            .enable_timer()
+            .build()
+        {
             Ok(mut rt) => {
                 rt.block_on(make());
                 return;

@@ -101,7 +101,12 @@ pub fn sei_nal(stamp: Stamp) -> Vec<u8> {
 }
 
 /// A copy of `body` with the stamp SEI inserted as the first NAL unit.
-pub fn insert_sei(body: &[u8], nal_offset: usize, length_size: usize, stamp: Stamp) -> Option<BytesMut> {
+pub fn insert_sei(
+    body: &[u8],
+    nal_offset: usize,
+    length_size: usize,
+    stamp: Stamp,
+) -> Option<BytesMut> {
     let head = body.get(..nal_offset)?;
     let rest = body.get(nal_offset..)?;
     if !(1..=4).contains(&length_size) {
@@ -121,7 +126,9 @@ pub fn insert_sei(body: &[u8], nal_offset: usize, length_size: usize, stamp: Sta
 /// Touches only the first ~50 bytes and does not allocate.
 pub fn extract_sei(body: &[u8], nal_offset: usize, length_size: usize) -> Option<Stamp> {
     let len_bytes = body.get(nal_offset..nal_offset.checked_add(length_size)?)?;
-    let nal_len = len_bytes.iter().fold(0usize, |acc, &b| (acc << 8) | usize::from(b));
+    let nal_len = len_bytes
+        .iter()
+        .fold(0usize, |acc, &b| (acc << 8) | usize::from(b));
     let start = nal_offset + length_size;
     let nal = body.get(start..start.checked_add(nal_len)?)?;
     if nal.first()? & 0x1F != NAL_TYPE_SEI {
@@ -209,8 +216,14 @@ mod tests {
 
     #[test]
     fn layout_of_legacy_and_enhanced() {
-        assert_eq!(avc_layout(&[0x17, 0, 0, 0, 0, 1]), AvcLayout::SequenceHeader { record: 5 });
-        assert_eq!(avc_layout(&[0x27, 1, 0, 0, 0]), AvcLayout::Frames { nal: 5, key: false });
+        assert_eq!(
+            avc_layout(&[0x17, 0, 0, 0, 0, 1]),
+            AvcLayout::SequenceHeader { record: 5 }
+        );
+        assert_eq!(
+            avc_layout(&[0x27, 1, 0, 0, 0]),
+            AvcLayout::Frames { nal: 5, key: false }
+        );
         let mut enh = vec![0x91];
         enh.extend_from_slice(b"avc1");
         assert_eq!(avc_layout(&enh), AvcLayout::Frames { nal: 8, key: true });

@@ -249,6 +249,7 @@ pub struct Report {
 }
 
 impl Report {
+    #[allow(clippy::too_many_arguments)] // one call site, all named there
     pub fn build(
         url: &str,
         players_target: u64,
@@ -265,7 +266,13 @@ impl Report {
             .map(|p| p.mbit_s)
             .collect();
         let all: Vec<f64> = timeline.iter().map(|p| p.mbit_s).collect();
-        let mean = |v: &[f64]| if v.is_empty() { 0.0 } else { v.iter().sum::<f64>() / v.len() as f64 };
+        let mean = |v: &[f64]| {
+            if v.is_empty() {
+                0.0
+            } else {
+                v.iter().sum::<f64>() / v.len() as f64
+            }
+        };
         Report {
             url: url.to_string(),
             players_target,
@@ -274,7 +281,11 @@ impl Report {
             players_connected: totals.players_connected,
             players_up_at_end: totals.players_up,
             bytes_received: totals.bytes,
-            mbit_s_steady: if steady.is_empty() { mean(&all) } else { mean(&steady) },
+            mbit_s_steady: if steady.is_empty() {
+                mean(&all)
+            } else {
+                mean(&steady)
+            },
             mbit_s_mean: totals.bytes as f64 * 8.0 / 1e6 / duration_s.max(1e-3),
             frames: totals.frames,
             lost_frames: totals.lost,

@@ -16,6 +16,7 @@ use monoio::net::TcpStream;
 use tracing::{debug, info, warn, Instrument};
 
 use crate::hub::{CloseReason, HubError, Outbox};
+use crate::metrics::{ConnRole, HandshakeFailure, ProtocolErrorKind};
 use crate::protocol::command::StreamPath;
 use crate::protocol::handshake::{HandshakeError, HandshakeStatus, ServerHandshake};
 use crate::protocol::session::{
@@ -55,6 +56,10 @@ struct Conn {
     outbox: Rc<Outbox>,
     session: ServerSession,
     role: Role,
+    /// The tcUrl of `connect`, echoed in a drain's reconnect request.
+    tc_url: String,
+    /// A drain's reconnect request went out already.
+    reconnect_sent: bool,
 }
 
 /// Serves one accepted socket until it closes; never panics on its input.
@@ -63,7 +68,7 @@ pub async fn serve(worker: Rc<Worker>, stream: TcpStream, peer: SocketAddr) {
     let span = tracing::info_span!("conn", worker = worker.id, conn = id, %peer);
     async move {
         debug!("accepted");
-        match run(worker, stream, id).await {
+        match run(worker, stream, id, peer).await {
             Ok(()) => debug!("closed"),
             Err(e) => info!(error = %e, "closed"),
         }
@@ -72,7 +77,12 @@ pub async fn serve(worker: Rc<Worker>, stream: TcpStream, peer: SocketAddr) {
     .await
 }
 
-async fn run(worker: Rc<Worker>, stream: TcpStream, id: u64) -> Result<(), ConnError> {
+async fn run(
+    worker: Rc<Worker>,
+    stream: TcpStream,
+    id: u64,
+    peer: SocketAddr,
+) -> Result<(), ConnError> {
     let _ = stream.set_nodelay(worker.config.server.tcp_nodelay);
     let stats = worker.stats.clone();
     stats
@@ -80,7 +90,8 @@ async fn run(worker: Rc<Worker>, stream: TcpStream, id: u64) -> Result<(), ConnE
         .set(stats.connections_active.get() + 1);
     let fd = stream.as_raw_fd();
     let (mut rd, wr) = stream.into_split();
-    let outbox = Rc::new(Outbox::new(worker.queue_limits.clone()));
+    let outbox = Rc::new(Outbox::new(worker.live_queue_limits()));
+    worker.add_client(id, peer, outbox.clone());
     let writer = monoio::spawn(writer::write_loop(
         wr,
         outbox.clone(),
@@ -89,10 +100,12 @@ async fn run(worker: Rc<Worker>, stream: TcpStream, id: u64) -> Result<(), ConnE
     ));
     let mut conn = Conn {
         id,
-        session: ServerSession::new(worker.session_config.clone()),
+        session: ServerSession::new(worker.live_session_config()),
         worker,
         outbox: outbox.clone(),
         role: Role::None,
+        tc_url: String::new(),
+        reconnect_sent: false,
     };
     let result = conn.read_loop(&mut rd).await;
     conn.leave();
@@ -103,6 +116,10 @@ async fn run(worker: Rc<Worker>, stream: TcpStream, id: u64) -> Result<(), ConnE
         writer::shutdown(fd);
     }
     drop(rd);
+    conn.worker.remove_client(id);
+    if let Err(e) = &result {
+        count_error(&stats, e);
+    }
     stats
         .connections_active
         .set(stats.connections_active.get() - 1);
@@ -112,11 +129,21 @@ async fn run(worker: Rc<Worker>, stream: TcpStream, id: u64) -> Result<(), ConnE
 impl Conn {
     async fn read_loop<R: AsyncReadRent>(&mut self, rd: &mut R) -> Result<(), ConnError> {
         let mut buf = BytesMut::with_capacity(READ_MIN);
-        let timeout = Duration::from_millis(self.worker.config.limits.handshake_timeout_ms);
-        match monoio::time::timeout(timeout, self.handshake(rd, &mut buf)).await {
-            Ok(r) => r?,
-            Err(_) => return Err(ConnError::HandshakeTimeout),
+        let timeout = self.worker.handshake_timeout();
+        let started = Instant::now();
+        let done = match monoio::time::timeout(timeout, self.handshake(rd, &mut buf)).await {
+            Ok(r) => r,
+            Err(_) => Err(ConnError::HandshakeTimeout),
+        };
+        if let Err(e) = done {
+            self.worker
+                .stats
+                .handshake_failures
+                .inc(handshake_failure(&e));
+            return Err(e);
         }
+        self.worker.stats.handshake.record(started.elapsed());
+        self.worker.set_client_role(self.id, ConnRole::Idle, None);
         self.session.received(buf.len());
         loop {
             let now = Instant::now();
@@ -128,6 +155,9 @@ impl Conn {
             self.flush();
             // One wake-up per other core for everything this read produced.
             self.worker.hub.borrow_mut().flush_wakes();
+            if self.worker.draining() && !self.reconnect_sent {
+                self.on_drain();
+            }
             if self.outbox.closed().is_some() {
                 return Ok(());
             }
@@ -137,6 +167,7 @@ impl Conn {
                 return Ok(());
             }
             self.session.received(n);
+            self.worker.stats.add_in(n as u64);
             tracing::trace!(n, buffered = buf.len(), "read");
         }
     }
@@ -176,6 +207,7 @@ impl Conn {
         match ev {
             ServerEvent::Connected { app, tc_url, .. } => {
                 debug!(%app, %tc_url, "connect");
+                self.tc_url = tc_url;
             }
             ServerEvent::PublishRequested {
                 stream_id,
@@ -236,6 +268,8 @@ impl Conn {
         match result {
             Ok(()) => {
                 info!(stream = %key, %kind, "publish");
+                self.worker
+                    .set_client_role(self.id, ConnRole::Publisher, Some(&key));
                 self.session.accept_publish(stream_id);
                 self.role = Role::Publisher { key, stream_id };
             }
@@ -279,14 +313,33 @@ impl Conn {
         {
             Ok(()) => {
                 info!(stream = %key, "play");
+                self.worker
+                    .set_client_role(self.id, ConnRole::Player, Some(&key));
                 self.role = Role::Player { key };
             }
             Err(e) => debug!(error = %e, "play: subscribe failed"),
         }
     }
 
+    /// A drain started: ask a publisher to move to another node (Enhanced
+    /// RTMP v2 reconnect request); encoders that support it reconnect,
+    /// the others keep publishing until the drain timeout closes them.
+    fn on_drain(&mut self) {
+        if let Role::Publisher { key, .. } = &self.role {
+            info!(stream = %key, "drain: reconnect request sent");
+            let tc_url = self.tc_url.clone();
+            self.session
+                .request_reconnect(&tc_url, "server is draining; reconnect");
+            self.flush();
+            self.reconnect_sent = true;
+        }
+    }
+
     /// Leaves whatever stream this connection publishes or plays.
     fn leave(&mut self) {
+        if !matches!(self.role, Role::None) {
+            self.worker.set_client_role(self.id, ConnRole::Idle, None);
+        }
         match std::mem::replace(&mut self.role, Role::None) {
             Role::None => {}
             Role::Publisher { key, .. } => {
@@ -307,6 +360,35 @@ impl Conn {
                 self.worker.hub.borrow_mut().unsubscribe(&key, self.id);
             }
         }
+    }
+}
+
+fn handshake_failure(e: &ConnError) -> HandshakeFailure {
+    match e {
+        ConnError::HandshakeTimeout => HandshakeFailure::Timeout,
+        ConnError::Handshake(HandshakeError::UnsupportedVersion(_)) => HandshakeFailure::Version,
+        ConnError::Io(io) if io.kind() == std::io::ErrorKind::UnexpectedEof => {
+            HandshakeFailure::Eof
+        }
+        ConnError::Io(_) => HandshakeFailure::Io,
+        _ => HandshakeFailure::Invalid,
+    }
+}
+
+/// Counts protocol errors after the handshake, by layer.
+fn count_error(stats: &crate::metrics::CoreStats, e: &ConnError) {
+    use crate::protocol::session::SessionError as S;
+    match e {
+        ConnError::Session(S::Chunk(_)) => stats.protocol_errors.inc(ProtocolErrorKind::Chunk),
+        ConnError::Session(S::Message(_)) => stats.protocol_errors.inc(ProtocolErrorKind::Message),
+        ConnError::Session(S::NotConnected(_)) => {
+            stats.protocol_errors.inc(ProtocolErrorKind::NotConnected)
+        }
+        ConnError::Session(S::TooManyStreams(_)) => {
+            stats.protocol_errors.inc(ProtocolErrorKind::TooManyStreams)
+        }
+        // Handshake failures are counted where they happen; socket errors are not the peer's protocol.
+        _ => {}
     }
 }
 

@@ -25,6 +25,8 @@ pub enum HeaderKey {
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Class {
     pub keyframe: bool,
+    /// Video composition offset (ms), 0 where absent.
+    pub cts: i32,
     pub header: Option<HeaderKey>,
     pub video: Option<VideoCodec>,
     pub audio: Option<AudioCodec>,
@@ -36,6 +38,7 @@ pub fn classify(kind: MediaKind, payload: &[u8]) -> Class {
         MediaKind::Video => match flv::parse_video(payload) {
             Ok(tag) => Class {
                 keyframe: tag.is_keyframe(),
+                cts: tag.composition_time,
                 header: tag
                     .is_sequence_header()
                     .then_some(HeaderKey::Video(tag.codec)),
@@ -47,6 +50,7 @@ pub fn classify(kind: MediaKind, payload: &[u8]) -> Class {
         MediaKind::Audio => match flv::parse_audio(payload) {
             Ok(tag) => Class {
                 keyframe: false,
+                cts: 0,
                 header: tag
                     .is_sequence_header
                     .then_some(HeaderKey::Audio(tag.codec)),

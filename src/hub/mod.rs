@@ -18,8 +18,8 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 
-use crate::metrics::{CoreStats, StatsSnapshot};
-use crate::protocol::session::{unpublish_notice, MediaKind};
+use crate::metrics::{CoreStats, DropReason, StatsSnapshot};
+use crate::protocol::session::{unpublish_notice, MediaKind, ServerConfig};
 use crate::xcore::Mesh;
 pub use cache::GopLimits;
 pub use directory::{Claim, Directory};
@@ -66,6 +66,38 @@ pub enum CoreMsg {
     Snapshot {
         reply: crossbeam_channel::Sender<Snapshot>,
     },
+    /// From the control plane (SIGHUP): settings that may change live.
+    /// Applied by the worker; the hub takes `hub`.
+    Reload(Box<LiveSettings>),
+    /// From the control plane (SIGTERM): stop accepting, ask publishers to
+    /// reconnect elsewhere. Handled by the worker.
+    Drain,
+    /// From the control plane: close connections, by id, by stream (its
+    /// publisher and players), or all; replies with how many were closed.
+    /// Handled by the worker.
+    Kick {
+        target: KickTarget,
+        reply: crossbeam_channel::Sender<usize>,
+    },
+}
+
+/// What a [`CoreMsg::Kick`] closes.
+#[derive(Debug, Clone)]
+pub enum KickTarget {
+    Client(u64),
+    Stream(String),
+    /// Every connection (end of a drain).
+    All,
+}
+
+/// Settings a reload can change without dropping a connection. Chunk size,
+/// listen address and worker count are not among them.
+#[derive(Debug, Clone)]
+pub struct LiveSettings {
+    pub hub: HubConfig,
+    pub queue: QueueLimits,
+    pub session: ServerConfig,
+    pub handshake_timeout: Duration,
 }
 
 /// One core's view, sent to the control plane.
@@ -74,6 +106,18 @@ pub struct Snapshot {
     pub core: usize,
     pub streams: Vec<StreamInfo>,
     pub stats: StatsSnapshot,
+    /// This core's connections (filled in by the worker).
+    pub clients: Vec<ClientInfo>,
+}
+
+/// One connection, for the clients API.
+#[derive(Debug, Clone)]
+pub struct ClientInfo {
+    pub id: u64,
+    pub peer: String,
+    pub role: &'static str,
+    pub stream: Option<String>,
+    pub connected_ms: u64,
 }
 
 /// A summary of one stream on this core, for stats and tests.
@@ -88,6 +132,10 @@ pub struct StreamInfo {
     pub video_codec: Option<String>,
     pub audio_codec: Option<String>,
     pub bytes_in: u64,
+    /// Connection id of the publisher (owner core only).
+    pub publisher: Option<u64>,
+    /// Milliseconds since the current publisher started (owner core only).
+    pub uptime_ms: u64,
 }
 
 pub struct Hub {
@@ -124,6 +172,13 @@ impl Hub {
         &self.config
     }
 
+    /// A reload: new limits for what comes next. The chunk size frames are
+    /// serialized with stays, since every player was told it.
+    pub fn set_config(&mut self, mut config: HubConfig) {
+        config.chunk_size = self.config.chunk_size;
+        self.config = config;
+    }
+
     pub fn core(&self) -> usize {
         self.core
     }
@@ -151,6 +206,7 @@ impl Hub {
     }
 
     pub fn stream_infos(&self) -> Vec<StreamInfo> {
+        let now = Instant::now();
         self.streams
             .values()
             .map(|s| StreamInfo {
@@ -175,6 +231,14 @@ impl Hub {
                     .and_then(|o| o.audio_codec)
                     .map(|c| format!("{c:?}")),
                 bytes_in: s.owned.as_ref().map_or(0, |o| o.bytes_in),
+                publisher: s.owned.as_ref().and_then(|o| o.publisher),
+                uptime_ms: s
+                    .owned
+                    .as_ref()
+                    .filter(|o| o.publisher.is_some())
+                    .map_or(0, |o| {
+                        now.saturating_duration_since(o.publish_started).as_millis() as u64
+                    }),
             })
             .collect()
     }
@@ -190,6 +254,11 @@ impl Hub {
     /// Claims `key` for a publisher on this core.
     pub fn publish(&mut self, key: &str, publisher: u64, now: Instant) -> Result<(), HubError> {
         let claim = self.directory.claim(key, self.core)?;
+        if matches!(claim, Claim::Takeover { .. }) {
+            // A publisher came back (or another took over) within the grace.
+            let n = &self.stats.publisher_reconnects;
+            n.set(n.get() + 1);
+        }
         let me = self.core;
         let s = self.local(key);
         s.reset();
@@ -318,12 +387,23 @@ impl Hub {
         if class.audio.is_some() {
             o.audio_codec = class.audio;
         }
-        let ts = o.map_timestamp(timestamp);
+        // Metadata always goes out at timestamp 0: ffmpeg's FLV reader
+        // takes a script message with any other timestamp for a new data
+        // stream rather than metadata.
+        let ts = if kind == MediaKind::Metadata {
+            0
+        } else {
+            o.map_timestamp(timestamp, class.cts)
+        };
         let frame = Frame::new(kind, ts, class, payload, chunk_size, now);
+        self.stats.messages_in.set(self.stats.messages_in.get() + 1);
         let Some(dropped) = s.deliver(&frame, &self.config.gop, now) else {
+            self.stats.dropped.inc(DropReason::AwaitKeyframe);
             return;
         };
         self.stats.add_dropped(dropped);
+        let delivered = (s.players.len() as u64).saturating_sub(dropped);
+        self.stats.add_out(delivered, frame.chunks.len() as u64);
         let key = s.key.clone();
         let remote = s
             .owned
@@ -424,8 +504,13 @@ impl Hub {
                 let gop = self.config.gop.clone();
                 match self.streams.get_mut(&*key) {
                     Some(s) if s.owned.is_none() => {
-                        if let Some(dropped) = s.deliver(&frame, &gop, now) {
-                            self.stats.add_dropped(dropped);
+                        match s.deliver(&frame, &gop, now) {
+                            Some(dropped) => {
+                                self.stats.add_dropped(dropped);
+                                let delivered = (s.players.len() as u64).saturating_sub(dropped);
+                                self.stats.add_out(delivered, frame.chunks.len() as u64);
+                            }
+                            None => self.stats.dropped.inc(DropReason::AwaitKeyframe),
                         }
                         self.drop_if_unused(&key);
                     }
@@ -444,7 +529,14 @@ impl Hub {
                     core: self.core,
                     streams: self.stream_infos(),
                     stats: self.stats.snapshot(),
+                    clients: Vec::new(),
                 });
+            }
+            CoreMsg::Reload(live) => self.set_config(live.hub.clone()),
+            // Connection-level messages: the worker handles them before the hub.
+            CoreMsg::Drain => {}
+            CoreMsg::Kick { reply, .. } => {
+                let _ = reply.send(0);
             }
         }
     }

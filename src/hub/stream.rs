@@ -60,19 +60,25 @@ impl Owned {
         self.publish_started = now;
     }
 
-    /// Maps a publisher timestamp to the players' timeline.
-    pub fn map_timestamp(&mut self, ts: u32) -> u32 {
+    /// Maps a publisher timestamp (a decode time; `cts` is the video
+    /// composition offset, 0 elsewhere) to the players' timeline.
+    ///
+    /// `last_out` is the high-water mark of presentation times players saw,
+    /// so a new publisher's first frames land after every frame a player's
+    /// decoder may still hold for B-frame reordering.
+    pub fn map_timestamp(&mut self, ts: u32, cts: i32) -> u32 {
         if self.rebase {
             self.rebase = false;
-            // Continue one frame interval after the last timestamp players saw.
+            // Continue one frame interval after the last time players saw.
             let next = self.last_out.unwrap_or(0).wrapping_add(33);
             self.offset = next.wrapping_sub(ts);
         }
         let out = ts.wrapping_add(self.offset);
+        let shown = out.wrapping_add(cts.max(0) as u32);
         self.last_out = Some(match self.last_out {
-            // Keep the high-water mark; small B-frame reorderings pass through as is.
-            Some(prev) if (out.wrapping_sub(prev) as i32) < 0 => prev,
-            _ => out,
+            // Keep the high-water mark; small reorderings pass through as is.
+            Some(prev) if (shown.wrapping_sub(prev) as i32) < 0 => prev,
+            _ => shown,
         });
         out
     }

@@ -42,8 +42,7 @@ pub const STREAM_SERIES_OMITTED: &str = "cascade_stream_series_omitted";
 pub mod buckets {
     /// Relay delay is sub-millisecond when idle and tens of ms under load.
     pub const INGEST_TO_EGRESS: &[f64] = &[
-        0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0,
-        2.5,
+        0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
     ];
     /// A play starts on a cached keyframe (fast) or waits for the next GOP (seconds).
     pub const FIRST_FRAME: &[f64] = &[

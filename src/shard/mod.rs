@@ -3,16 +3,24 @@
 //! worker that accepted it.
 
 use std::cell::{Cell, RefCell};
+use std::collections::HashMap;
+use std::future::poll_fn;
 use std::net::SocketAddr;
 use std::rc::Rc;
 use std::sync::Arc;
+use std::task::{Poll, Waker};
+use std::time::{Duration, Instant};
 
 use monoio::{IoUringDriver, LegacyDriver, RuntimeBuilder};
 use tracing::{error, info, warn};
 
 use crate::config::Config;
-use crate::hub::{CoreMsg, Directory, Hub, QueueLimits};
-use crate::metrics::CoreStats;
+use crate::http::Ops;
+use crate::hub::{
+    ClientInfo, CloseReason, CoreMsg, Directory, Hub, KickTarget, LiveSettings, Outbox,
+    QueueLimits, Snapshot,
+};
+use crate::metrics::{ConnRole, CoreStats, KickReason, Label, RejectReason};
 use crate::protocol::session::ServerConfig;
 use crate::xcore::{self, Mailbox, Mesh};
 
@@ -45,6 +53,22 @@ pub struct Worker {
     pub hub: RefCell<Hub>,
     pub stats: Rc<CoreStats>,
     next_conn: Cell<u64>,
+    /// What a reload may change; read by new connections.
+    live: RefCell<LiveSettings>,
+    /// This core's connections, for the clients API, kicks and drains.
+    clients: RefCell<HashMap<u64, Client>>,
+    /// Set once by a drain: publishers are asked to reconnect elsewhere.
+    draining: Cell<bool>,
+    drain_waker: Cell<Option<Waker>>,
+}
+
+/// A connection as the worker tracks it (the connection task owns the rest).
+pub struct Client {
+    pub peer: SocketAddr,
+    pub outbox: Rc<Outbox>,
+    pub role: ConnRole,
+    pub stream: Option<String>,
+    pub since: Instant,
 }
 
 impl Worker {
@@ -57,6 +81,10 @@ impl Worker {
         let stats = Rc::new(CoreStats::default());
         Worker {
             id,
+            live: RefCell::new(live_settings(&config)),
+            clients: RefCell::new(HashMap::new()),
+            draining: Cell::new(false),
+            drain_waker: Cell::new(None),
             session_config: config.session_config(),
             queue_limits: config.queue_limits(),
             hub: RefCell::new(Hub::new(
@@ -78,6 +106,156 @@ impl Worker {
         self.next_conn.set(n);
         ((self.id as u64) << 48) | n
     }
+
+    /// Session settings for a new connection (changes on reload).
+    pub fn live_session_config(&self) -> ServerConfig {
+        self.live.borrow().session.clone()
+    }
+
+    /// Queue limits for a new connection (changes on reload).
+    pub fn live_queue_limits(&self) -> QueueLimits {
+        self.live.borrow().queue.clone()
+    }
+
+    pub fn handshake_timeout(&self) -> Duration {
+        self.live.borrow().handshake_timeout
+    }
+
+    /// True once a drain started: publishers should be asked to move.
+    pub fn draining(&self) -> bool {
+        self.draining.get()
+    }
+
+    /// Registers a new connection (in the handshake).
+    pub fn add_client(&self, id: u64, peer: SocketAddr, outbox: Rc<Outbox>) {
+        self.stats.set_role(None, Some(ConnRole::Handshake));
+        self.clients.borrow_mut().insert(
+            id,
+            Client {
+                peer,
+                outbox,
+                role: ConnRole::Handshake,
+                stream: None,
+                since: Instant::now(),
+            },
+        );
+    }
+
+    /// A connection started or stopped publishing or playing.
+    pub fn set_client_role(&self, id: u64, role: ConnRole, stream: Option<&str>) {
+        if let Some(c) = self.clients.borrow_mut().get_mut(&id) {
+            self.stats.set_role(Some(c.role), Some(role));
+            c.role = role;
+            c.stream = stream.map(str::to_string);
+        }
+    }
+
+    pub fn remove_client(&self, id: u64) {
+        if let Some(c) = self.clients.borrow_mut().remove(&id) {
+            self.stats.set_role(Some(c.role), None);
+        }
+    }
+
+    pub fn client_infos(&self) -> Vec<ClientInfo> {
+        self.clients
+            .borrow()
+            .iter()
+            .map(|(id, c)| ClientInfo {
+                id: *id,
+                peer: c.peer.to_string(),
+                role: ConnRole::NAMES.get(c.role.index()).copied().unwrap_or("?"),
+                stream: c.stream.clone(),
+                connected_ms: c.since.elapsed().as_millis() as u64,
+            })
+            .collect()
+    }
+
+    /// Closes matching connections: their writer stops and shuts the socket,
+    /// so the reader ends and leaves its stream as on any disconnect.
+    pub fn kick(&self, target: &KickTarget, reason: KickReason) -> usize {
+        let clients = self.clients.borrow();
+        let mut n = 0;
+        for (id, c) in clients.iter() {
+            let hit = match target {
+                KickTarget::All => true,
+                KickTarget::Client(want) => want == id,
+                KickTarget::Stream(key) => c.stream.as_deref() == Some(key.as_str()),
+            };
+            if hit && c.outbox.closed().is_none() {
+                c.outbox.close(CloseReason::Broken);
+                self.stats.kicks.inc(reason);
+                n += 1;
+            }
+        }
+        n
+    }
+
+    fn start_drain(&self) {
+        if !self.draining.replace(true) {
+            info!(worker = self.id, "draining: listener closed");
+            if let Some(w) = self.drain_waker.take() {
+                w.wake();
+            }
+        }
+    }
+
+    /// Resolves once a drain started.
+    async fn drained(&self) {
+        poll_fn(|cx| {
+            if self.draining.get() {
+                Poll::Ready(())
+            } else {
+                self.drain_waker.set(Some(cx.waker().clone()));
+                Poll::Pending
+            }
+        })
+        .await
+    }
+
+    /// Messages for the worker rather than the hub; returns the others.
+    fn handle_control(&self, msg: CoreMsg) -> Option<CoreMsg> {
+        match msg {
+            CoreMsg::Reload(live) => {
+                self.hub.borrow_mut().set_config(live.hub.clone());
+                *self.live.borrow_mut() = *live;
+                None
+            }
+            CoreMsg::Drain => {
+                self.start_drain();
+                None
+            }
+            CoreMsg::Kick { target, reply } => {
+                let reason = if matches!(target, KickTarget::All) {
+                    KickReason::Drain
+                } else {
+                    KickReason::Api
+                };
+                let _ = reply.send(self.kick(&target, reason));
+                None
+            }
+            CoreMsg::Snapshot { reply } => {
+                let hub = self.hub.borrow();
+                let _ = reply.send(Snapshot {
+                    core: self.id,
+                    streams: hub.stream_infos(),
+                    stats: self.stats.snapshot(),
+                    clients: self.client_infos(),
+                });
+                None
+            }
+            other => Some(other),
+        }
+    }
+}
+
+/// The part of the configuration a reload may change.
+pub fn live_settings(config: &Config) -> LiveSettings {
+    LiveSettings {
+        hub: config.hub_config(),
+        queue: config.queue_limits(),
+        session: config.session_config(),
+        handshake_timeout: Duration::from_millis(config.limits.handshake_timeout_ms),
+    }
 }
 
 /// A listening socket with SO_REUSEPORT so every worker can bind the same address.
@@ -93,25 +271,35 @@ pub fn reuseport_listener(addr: SocketAddr) -> std::io::Result<std::net::TcpList
 }
 
 /// Starts `workers` pinned threads and blocks until they end.
-pub fn run(config: Arc<Config>, workers: usize, driver: IoDriver) -> std::io::Result<()> {
+pub fn run(
+    config: Arc<Config>,
+    workers: usize,
+    driver: IoDriver,
+    ops: Arc<Ops>,
+) -> std::io::Result<()> {
     let addr: SocketAddr = config.server.listen.parse().map_err(|e| {
         std::io::Error::new(
             std::io::ErrorKind::InvalidInput,
             format!("server.listen: {e}"),
         )
     })?;
+    // SO_REUSEPORT would let a second cascade silently share the port (and
+    // half the connections) with a running one: check it is free first with
+    // a plain bind, which fails if anyone holds the address.
+    std::net::TcpListener::bind(addr)
+        .map_err(|e| std::io::Error::new(e.kind(), format!("cannot listen on {addr}: {e}")))?;
     let cores = core_affinity::get_core_ids().unwrap_or_default();
     let directory = Arc::new(Directory::new(config.limits.max_streams));
     let (mesh, mailboxes) = xcore::build::<CoreMsg>(workers);
-    if !config.http.listen.is_empty() {
-        crate::http::spawn(config.http.listen.clone(), mesh.clone())?;
-    }
+    ops.set_mesh(mesh.clone());
+    crate::http::start(&config, ops.clone())?;
     let mut handles = Vec::new();
     for (id, mailbox) in mailboxes.into_iter().enumerate() {
         let shared = Shared {
             directory: directory.clone(),
             mesh: mesh.clone(),
             mailbox,
+            ops: ops.clone(),
         };
         // Bind on the main thread so address errors surface at start-up.
         let listener = reuseport_listener(addr)?;
@@ -142,6 +330,7 @@ struct Shared {
     directory: Arc<Directory>,
     mesh: Mesh<CoreMsg>,
     mailbox: Mailbox<CoreMsg>,
+    ops: Arc<Ops>,
 }
 
 fn run_worker(
@@ -158,7 +347,7 @@ fn run_worker(
         {
             Ok(mut rt) => {
                 info!(worker = id, driver = "io_uring", "worker started");
-                rt.block_on(worker_main(id, config, listener, shared));
+                rt.block_on(worker_main(id, config, listener, shared, "io_uring"));
                 return;
             }
             Err(e) if driver == IoDriver::Auto => {
@@ -173,7 +362,7 @@ fn run_worker(
     match RuntimeBuilder::<LegacyDriver>::new().enable_timer().build() {
         Ok(mut rt) => {
             info!(worker = id, driver = "epoll", "worker started");
-            rt.block_on(worker_main(id, config, listener, shared));
+            rt.block_on(worker_main(id, config, listener, shared, "epoll"));
         }
         Err(e) => {
             error!(worker = id, error = %e, "cannot build epoll runtime");
@@ -187,6 +376,7 @@ async fn worker_main(
     config: Arc<Config>,
     listener: std::net::TcpListener,
     shared: Shared,
+    driver: &'static str,
 ) {
     let listener = match monoio::net::TcpListener::from_std(listener) {
         Ok(l) => l,
@@ -196,9 +386,15 @@ async fn worker_main(
         }
     };
     let worker = Rc::new(Worker::new(id, config, shared.directory, shared.mesh));
+    worker.stats.io_driver.set(driver);
     monoio::spawn(inbox_loop(worker.clone(), shared.mailbox));
+    shared.ops.worker_ready();
     loop {
-        match listener.accept().await {
+        let accepted = monoio::select! {
+            r = listener.accept() => r,
+            _ = worker.drained() => break,
+        };
+        match accepted {
             Ok((stream, peer)) => {
                 worker
                     .stats
@@ -208,11 +404,16 @@ async fn worker_main(
             }
             Err(e) => {
                 // EMFILE and friends: back off instead of spinning.
+                worker.stats.rejected.inc(RejectReason::AcceptError);
                 warn!(worker = id, error = %e, "accept failed");
                 monoio::time::sleep(std::time::Duration::from_millis(50)).await;
             }
         }
     }
+    // Draining: new connections go to other nodes; the ones here run on
+    // until the control plane closes them and the process exits.
+    drop(listener);
+    std::future::pending::<()>().await;
 }
 
 /// Applies what other cores send, a whole batch per wake-up.
@@ -223,6 +424,19 @@ async fn inbox_loop(worker: Rc<Worker>, mailbox: Mailbox<CoreMsg>) {
         let now = std::time::Instant::now();
         let mut hub = worker.hub.borrow_mut();
         for msg in batch.drain(..) {
+            if matches!(
+                msg,
+                CoreMsg::Reload(_)
+                    | CoreMsg::Drain
+                    | CoreMsg::Kick { .. }
+                    | CoreMsg::Snapshot { .. }
+            ) {
+                // The worker's own messages need the hub unborrowed.
+                drop(hub);
+                let _ = worker.handle_control(msg);
+                hub = worker.hub.borrow_mut();
+                continue;
+            }
             hub.handle(msg, now);
         }
         hub.flush_wakes();

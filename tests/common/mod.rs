@@ -8,6 +8,7 @@
 #![allow(dead_code)]
 
 pub mod engine;
+pub mod ops;
 pub mod process;
 pub mod rtmp_client;
 

@@ -2,13 +2,16 @@
 //!
 //! `config/cascade.toml` documents every key with its default; a test
 //! keeps it equal to [`Config::default`]. Unknown keys are errors that name
-//! the key, so a typo never silently falls back to a default.
+//! the key, so a typo never silently falls back to a default. Environment
+//! variables `CASCADE_SECTION_KEY` override the file (see [`load`]).
+
+pub mod load;
 
 use std::net::SocketAddr;
 use std::path::Path;
 use std::time::Duration;
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use crate::hub::{GopLimits, HubConfig, QueueLimits};
 use crate::protocol::amf::AmfLimits;
@@ -29,7 +32,7 @@ pub enum ConfigError {
     Invalid { key: &'static str, why: String },
 }
 
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Config {
     pub server: ServerSection,
@@ -38,16 +41,39 @@ pub struct Config {
     pub player: PlayerSection,
     pub http: HttpSection,
     pub log: LogSection,
+    pub metrics: MetricsSection,
 }
 
-#[derive(Debug, Clone, PartialEq, Deserialize, Default)]
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MetricsSection {
+    /// Export per-stream series (players, bytes, uptime); off by default
+    /// because series per stream grow with the number of streams.
+    pub per_stream: bool,
+    /// At most this many streams get per-stream series.
+    pub per_stream_max: usize,
+}
+
+impl Default for MetricsSection {
+    fn default() -> Self {
+        MetricsSection {
+            per_stream: false,
+            per_stream_max: 100,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize, Default)]
 #[serde(deny_unknown_fields, default)]
 pub struct HttpSection {
-    /// Control listener (health, stats); empty to disable. `--http` overrides.
+    /// Control listener (metrics, probes, API); empty to disable. `--http` overrides.
     pub listen: String,
+    /// If set, the API (`/api/v1/...`) is served only here (e.g. loopback)
+    /// and `listen` serves metrics and probes only.
+    pub api_listen: String,
 }
 
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ServerSection {
     /// RTMP listen address.
@@ -62,16 +88,18 @@ pub struct ServerSection {
     pub window_ack_size: u32,
     /// Disable Nagle on accepted sockets.
     pub tcp_nodelay: bool,
+    /// On SIGTERM, how long streams may run on before connections are closed.
+    pub drain_timeout_ms: u64,
 }
 
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(untagged)]
 pub enum Workers {
     Count(usize),
     Named(String),
 }
 
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct LimitsSection {
     pub handshake_timeout_ms: u64,
@@ -82,7 +110,7 @@ pub struct LimitsSection {
     pub max_streams: usize,
 }
 
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct StreamSection {
     pub gop_cache_max_ms: u32,
@@ -90,7 +118,7 @@ pub struct StreamSection {
     pub publisher_grace_ms: u64,
 }
 
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct PlayerSection {
     pub queue_max_bytes: usize,
@@ -98,7 +126,7 @@ pub struct PlayerSection {
     pub slow_disconnect_ms: u64,
 }
 
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct LogSection {
     /// A tracing filter such as "info" or "cascade=debug".
@@ -116,6 +144,7 @@ impl Default for ServerSection {
             chunk_size: 4096,
             window_ack_size: 2_500_000,
             tcp_nodelay: true,
+            drain_timeout_ms: 30_000,
         }
     }
 }
@@ -172,15 +201,15 @@ impl Default for Config {
             player: PlayerSection::default(),
             http: HttpSection::default(),
             log: LogSection::default(),
+            metrics: MetricsSection::default(),
         }
     }
 }
 
 impl Config {
+    /// Parses a file's text (no environment overrides); the first error.
     pub fn from_toml(text: &str) -> Result<Config, ConfigError> {
-        let c: Config = toml::from_str(text).map_err(|e| ConfigError::Parse(e.to_string()))?;
-        c.validate()?;
-        Ok(c)
+        load::from_text(text, &[]).map_err(|mut errs| errs.remove(0))
     }
 
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
@@ -191,54 +220,76 @@ impl Config {
         Config::from_toml(&text)
     }
 
-    /// Checks values that parse but make no sense; names the key.
+    /// Checks values that parse but make no sense; names the key of the
+    /// first problem.
     pub fn validate(&self) -> Result<(), ConfigError> {
-        let bad = |key, why: &str| {
-            Err(ConfigError::Invalid {
+        match self.problems().into_iter().next() {
+            Some(e) => Err(e),
+            None => Ok(()),
+        }
+    }
+
+    /// Every value that parses but makes no sense, each naming its key.
+    pub fn problems(&self) -> Vec<ConfigError> {
+        let mut errs = Vec::new();
+        let mut bad = |key, why: &str| {
+            errs.push(ConfigError::Invalid {
                 key,
                 why: why.into(),
             })
         };
         if self.server.listen.parse::<SocketAddr>().is_err() {
-            return bad("server.listen", "expected an address like 0.0.0.0:1935");
+            bad("server.listen", "expected an address like 0.0.0.0:1935");
         }
         if !(1..=0x7FFF_FFFF).contains(&self.server.chunk_size) {
-            return bad("server.chunk_size", "must be 1..=2147483647");
+            bad("server.chunk_size", "must be 1..=2147483647");
         }
         if !["auto", "uring", "epoll"].contains(&self.server.io_driver.as_str()) {
-            return bad("server.io_driver", "expected auto, uring or epoll");
+            bad("server.io_driver", "expected auto, uring or epoll");
         }
         if let Err(why) = self.worker_count() {
-            return bad("server.workers", &why);
+            bad("server.workers", &why);
         }
         if self.server.window_ack_size == 0 {
-            return bad("server.window_ack_size", "must be > 0");
+            bad("server.window_ack_size", "must be > 0");
         }
         if self.limits.max_message_size < 1024 {
-            return bad("limits.max_message_size", "must be at least 1024");
+            bad("limits.max_message_size", "must be at least 1024");
         }
         if self.limits.max_chunk_streams == 0 {
-            return bad("limits.max_chunk_streams", "must be > 0");
+            bad("limits.max_chunk_streams", "must be > 0");
         }
         if self.limits.max_streams_per_connection == 0 {
-            return bad("limits.max_streams_per_connection", "must be > 0");
+            bad("limits.max_streams_per_connection", "must be > 0");
         }
         if self.limits.amf_max_depth == 0 {
-            return bad("limits.amf_max_depth", "must be > 0");
+            bad("limits.amf_max_depth", "must be > 0");
         }
         if self.player.queue_max_bytes < 64 * 1024 {
-            return bad("player.queue_max_bytes", "must be at least 65536");
+            bad("player.queue_max_bytes", "must be at least 65536");
         }
         if !self.http.listen.is_empty() && self.http.listen.parse::<SocketAddr>().is_err() {
-            return bad(
+            bad(
                 "http.listen",
                 "expected an address like 127.0.0.1:8080, or empty",
             );
         }
         if !["human", "json"].contains(&self.log.format.as_str()) {
-            return bad("log.format", "expected human or json");
+            bad("log.format", "expected human or json");
         }
-        Ok(())
+        if !self.http.api_listen.is_empty() && self.http.api_listen.parse::<SocketAddr>().is_err() {
+            bad(
+                "http.api_listen",
+                "expected an address like 127.0.0.1:8081, or empty",
+            );
+        }
+        if self.limits.handshake_timeout_ms == 0 {
+            bad("limits.handshake_timeout_ms", "must be > 0");
+        }
+        if tracing_subscriber::EnvFilter::try_new(&self.log.level).is_err() {
+            bad("log.level", "not a valid tracing filter");
+        }
+        errs
     }
 
     /// Resolves `server.workers` to a count.
@@ -302,7 +353,7 @@ mod tests {
 
     #[test]
     fn example_file_matches_defaults() {
-        let text = include_str!("../config/cascade.toml");
+        let text = include_str!("../../config/cascade.toml");
         assert_eq!(Config::from_toml(text).unwrap(), Config::default());
     }
 

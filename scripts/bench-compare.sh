@@ -1,0 +1,199 @@
+#!/usr/bin/env bash
+# Side-by-side cost of cascade, nginx-rtmp and the kernel floor under the
+# same load: each server pinned to one core, the harness to another, the
+# same stream and player counts in turn. Prints one table row per server
+# and player count, with cascade's cost as a ratio to nginx-rtmp and to the
+# floor measured in the same run.
+#
+# Environment (all optional):
+#   PLAYERS="100 500 1000 2000"  player counts
+#   DURATION=30                  seconds per run (must exceed ramp + 8 s)
+#   RAMP=500                     new players per second
+#   SERVERS="cascade nginx floor"
+#   CLIP=path.flv                loop this file (default: synthetic stream)
+#   BITRATE=2500k FPS=30 GOP=60  synthetic stream parameters
+#   SERVER_CORE=0 HARNESS_CORE=1
+#   PORT=19735                   port every server listens on (one at a time)
+#   CASCADE_ARGS="--workers 1"   extra cascade arguments
+#   BUILD=1                      cargo build --release first (0 to skip)
+#   OUT=target/bench-compare     reports, plots and logs
+set -euo pipefail
+
+cd "$(dirname "$0")/.."
+ROOT=$PWD
+PLAYERS=${PLAYERS:-"100 500 1000 2000"}
+DURATION=${DURATION:-30}
+RAMP=${RAMP:-500}
+SERVERS=${SERVERS:-"cascade nginx floor"}
+BITRATE=${BITRATE:-2500k}
+FPS=${FPS:-30}
+GOP=${GOP:-60}
+SERVER_CORE=${SERVER_CORE:-0}
+HARNESS_CORE=${HARNESS_CORE:-1}
+PORT=${PORT:-19735}
+CASCADE_ARGS=${CASCADE_ARGS:-"--workers 1"}
+BUILD=${BUILD:-1}
+OUT=${OUT:-$ROOT/target/bench-compare}
+CLK_TCK=$(getconf CLK_TCK)
+
+mkdir -p "$OUT"
+PIDS=()
+cleanup() {
+    for pid in "${PIDS[@]}"; do
+        kill "$pid" 2>/dev/null || true
+    done
+    for pid in "${PIDS[@]}"; do
+        wait "$pid" 2>/dev/null || true
+    done
+    PIDS=()
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+if [[ -n "${CLIP:-}" ]]; then
+    SOURCE=(--file "$CLIP")
+else
+    SOURCE=(--generate --bitrate "$BITRATE" --fps "$FPS" --gop "$GOP")
+fi
+
+if [[ "$BUILD" == 1 ]]; then
+    cargo build --release -p cascade -p cascade-loadtest
+fi
+LOADTEST=$ROOT/target/release/cascade-loadtest
+CASCADE=$ROOT/target/release/cascade
+
+NGINX_MODULE=/usr/lib/nginx/modules/ngx_rtmp_module.so
+if [[ " $SERVERS " == *" nginx "* ]] && { ! command -v nginx >/dev/null || [[ ! -f $NGINX_MODULE ]]; }; then
+    echo "installing nginx and libnginx-mod-rtmp" >&2
+    apt-get update -qq && apt-get install -y -qq nginx libnginx-mod-rtmp >/dev/null
+fi
+
+# Starts server $1 pinned to SERVER_CORE; sets SERVER_PID.
+start_server() {
+    local name=$1 log=$OUT/$1.log
+    case $name in
+    cascade)
+        # shellcheck disable=SC2086
+        taskset -c "$SERVER_CORE" "$CASCADE" --listen "127.0.0.1:$PORT" $CASCADE_ARGS >"$log" 2>&1 &
+        ;;
+    nginx)
+        local prefix=$OUT/nginx
+        mkdir -p "$prefix/logs"
+        cat >"$prefix/nginx.conf" <<EOF
+daemon off;
+master_process off;
+worker_processes 1;
+error_log $prefix/logs/error.log warn;
+pid $prefix/nginx.pid;
+load_module $NGINX_MODULE;
+events { worker_connections 20000; }
+rtmp { server { listen 127.0.0.1:$PORT; application live { live on; } } }
+EOF
+        taskset -c "$SERVER_CORE" nginx -p "$prefix" -c "$prefix/nginx.conf" >"$log" 2>&1 &
+        ;;
+    floor)
+        taskset -c "$SERVER_CORE" "$LOADTEST" floor --listen "127.0.0.1:$PORT" "${SOURCE[@]}" >"$log" 2>&1 &
+        ;;
+    *)
+        echo "unknown server $name" >&2
+        exit 2
+        ;;
+    esac
+    SERVER_PID=$!
+    PIDS+=("$SERVER_PID")
+    for _ in $(seq 50); do
+        if (exec 3<>"/dev/tcp/127.0.0.1/$PORT") 2>/dev/null; then
+            return 0
+        fi
+        sleep 0.1
+    done
+    echo "$name did not start listening on $PORT; see $log" >&2
+    exit 1
+}
+
+stop_server() {
+    kill "$SERVER_PID" 2>/dev/null || true
+    wait "$SERVER_PID" 2>/dev/null || true
+    local keep=()
+    for pid in "${PIDS[@]}"; do
+        [[ "$pid" != "$SERVER_PID" ]] && keep+=("$pid")
+    done
+    PIDS=("${keep[@]}")
+}
+
+cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+rss_kb() { awk '/^VmRSS/ {print $2}' "/proc/$1/status"; }
+
+# One run: server $1 with $2 players. Appends a JSON line to $OUT/rows.jsonl.
+run_one() {
+    local name=$1 n=$2 report=$OUT/$1-$2.json
+    start_server "$name"
+    local pid=$SERVER_PID
+    local rss_idle
+    rss_idle=$(rss_kb "$pid")
+    # The floor publishes itself; the others get a publisher from the harness.
+    local mode=(run "${SOURCE[@]}")
+    [[ $name == floor ]] && mode=(play)
+    taskset -c "$HARNESS_CORE" "$LOADTEST" "${mode[@]}" --url "rtmp://127.0.0.1:$PORT/live/bench" \
+        --players "$n" --ramp "$RAMP" --duration "$DURATION" --quiet \
+        --report "$report" --plot "$OUT/$name-$n.svg" 2>"$OUT/$name-$n.harness.log" &
+    local harness=$!
+    PIDS+=("$harness")
+    # Steady window: after the ramp and the players' first GOP, until 1 s before the end.
+    local ramp_s steady_from steady_to
+    ramp_s=$(awk -v n="$n" -v r="$RAMP" 'BEGIN { printf "%d", n / r + 0.999 }')
+    steady_from=$((ramp_s + 4))
+    steady_to=$((DURATION - 1))
+    if ((steady_to - steady_from < 3)); then
+        echo "DURATION=$DURATION is too short for $n players at RAMP=$RAMP" >&2
+        exit 2
+    fi
+    local t=0 cpu0=0 cpu1=0 rss_peak=$rss_idle rss
+    while ((t < steady_to)); do
+        sleep 1
+        t=$((t + 1))
+        rss=$(rss_kb "$pid" 2>/dev/null || echo 0)
+        ((rss > rss_peak)) && rss_peak=$rss
+        ((t == steady_from)) && cpu0=$(cpu_ticks "$pid")
+    done
+    cpu1=$(cpu_ticks "$pid")
+    wait "$harness" || true
+    PIDS=("${PIDS[@]/$harness/}")
+    stop_server
+    local window=$((steady_to - steady_from))
+    jq -c --arg s "$name" --argjson n "$n" --argjson cpu "$(((cpu1 - cpu0)))" --argjson tck "$CLK_TCK" \
+        --argjson win "$window" --argjson idle "$rss_idle" --argjson peak "$rss_peak" '{
+        server: $s, players: $n,
+        gbit: (.mbit_s_steady / 1000),
+        cpu_pct: ($cpu / $tck / $win * 100),
+        core_s_per_gbit: (if .mbit_s_steady > 0 then ($cpu / $tck / $win) / (.mbit_s_steady / 1000) else null end),
+        rss_kb_per_player: (($peak - $idle) / $n),
+        lat_p50: .latency_ms.p50, lat_p99: .latency_ms.p99, lat_max: .latency_ms.max,
+        ff_p50: .first_frame_ms.p50, ff_p99: .first_frame_ms.p99,
+        drops: (.lost_frames + ([.disconnects[]] | add // 0) + ([.connect_failures[]] | add // 0)),
+        up: .players_up_at_end
+    }' "$report" >>"$OUT/rows.jsonl"
+    tail -n 1 "$OUT/rows.jsonl" >&2
+}
+
+: >"$OUT/rows.jsonl"
+for n in $PLAYERS; do
+    for s in $SERVERS; do
+        echo "== $s, $n players" >&2
+        run_one "$s" "$n"
+        sleep 2
+    done
+done
+
+# The table: one row per run; ratios compare cascade's core-seconds per Gbit.
+jq -rs '
+  def r(x): if x == null then "-" else (x * 100 | round / 100 | tostring) end;
+  (map(select(.server == "nginx") | {key: (.players | tostring), value: .core_s_per_gbit}) | from_entries) as $ng
+  | (map(select(.server == "floor") | {key: (.players | tostring), value: .core_s_per_gbit}) | from_entries) as $fl
+  | ["server", "players", "up", "Gbit/s", "cpu%", "core-s/Gbit", "KB/player", "lat p50", "p99", "max", "ff p50", "ff p99", "drops", "vs nginx", "vs floor"],
+    (.[] | [ .server, .players, .up, r(.gbit), r(.cpu_pct), r(.core_s_per_gbit), r(.rss_kb_per_player),
+             r(.lat_p50), r(.lat_p99), r(.lat_max), r(.ff_p50), r(.ff_p99), .drops,
+             (if .server == "cascade" and $ng[.players | tostring] and .core_s_per_gbit then r(.core_s_per_gbit / $ng[.players | tostring]) else "" end),
+             (if .server == "cascade" and $fl[.players | tostring] and .core_s_per_gbit then r(.core_s_per_gbit / $fl[.players | tostring]) else "" end) ])
+  | @tsv' "$OUT/rows.jsonl" | column -t -s $'\t' | tee "$OUT/table.txt"
+echo "reports, plots and logs: $OUT" >&2
