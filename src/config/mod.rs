@@ -88,6 +88,10 @@ pub struct ServerSection {
     pub window_ack_size: u32,
     /// Disable Nagle on accepted sockets.
     pub tcp_nodelay: bool,
+    /// TCP_NOTSENT_LOWAT on accepted sockets: unsent bytes the kernel may
+    /// hold per socket (0: kernel default). Keeps stalled players visible
+    /// to the slow-player policy instead of buried in a huge send buffer.
+    pub tcp_notsent_lowat: u32,
     /// On SIGTERM, how long streams may run on before connections are closed.
     pub drain_timeout_ms: u64,
 }
@@ -144,6 +148,7 @@ impl Default for ServerSection {
             chunk_size: 4096,
             window_ack_size: 2_500_000,
             tcp_nodelay: true,
+            tcp_notsent_lowat: 131072,
             drain_timeout_ms: 30_000,
         }
     }

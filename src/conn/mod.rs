@@ -84,6 +84,7 @@ async fn run(
     peer: SocketAddr,
 ) -> Result<(), ConnError> {
     let _ = stream.set_nodelay(worker.config.server.tcp_nodelay);
+    set_notsent_lowat(&stream, worker.config.server.tcp_notsent_lowat);
     let stats = worker.stats.clone();
     stats
         .connections_active
@@ -92,12 +93,9 @@ async fn run(
     let (mut rd, wr) = stream.into_split();
     let outbox = Rc::new(Outbox::new(worker.live_queue_limits()));
     worker.add_client(id, peer, outbox.clone());
-    let writer = monoio::spawn(writer::write_loop(
-        wr,
-        outbox.clone(),
-        worker.stats.clone(),
-        fd,
-    ));
+    let writer = monoio::spawn(
+        writer::write_loop(wr, outbox.clone(), worker.stats.clone(), fd).in_current_span(),
+    );
     let mut conn = Conn {
         id,
         session: ServerSession::new(worker.live_session_config()),
@@ -389,6 +387,33 @@ fn count_error(stats: &crate::metrics::CoreStats, e: &ConnError) {
         }
         // Handshake failures are counted where they happen; socket errors are not the peer's protocol.
         _ => {}
+    }
+}
+
+/// Caps the bytes the kernel keeps queued but unsent for this socket.
+///
+/// Without it, loopback and fast links let the send buffer grow to
+/// megabytes (tens of seconds of a stream), which hides a stalled player
+/// from the slow-player policy and costs memory. 0 leaves the default.
+fn set_notsent_lowat(stream: &TcpStream, bytes: u32) {
+    if bytes == 0 {
+        return;
+    }
+    let value: libc::c_int = bytes.min(i32::MAX as u32) as libc::c_int;
+    // SAFETY: the descriptor is an open TCP socket owned by `stream` for
+    // the duration of the call; we pass a pointer to a live c_int and its
+    // exact size, as setsockopt(2) requires for TCP_NOTSENT_LOWAT.
+    let rc = unsafe {
+        libc::setsockopt(
+            stream.as_raw_fd(),
+            libc::IPPROTO_TCP,
+            libc::TCP_NOTSENT_LOWAT,
+            (&value as *const libc::c_int).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    if rc != 0 {
+        debug!(error = %std::io::Error::last_os_error(), "TCP_NOTSENT_LOWAT not set");
     }
 }
 

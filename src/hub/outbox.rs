@@ -15,6 +15,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 
 use super::frame::Frame;
+use crate::protocol::session::MediaKind;
 
 #[derive(Debug, Clone)]
 pub struct QueueLimits {
@@ -172,7 +173,10 @@ impl Outbox {
         i.items.push_back(Entry {
             bytes,
             ingest: live.then_some(frame.ingest),
-            timestamp: Some(frame.timestamp),
+            // Only audio and video measure the queue's media duration:
+            // metadata goes out at timestamp 0 and would look ancient.
+            timestamp: matches!(frame.kind, MediaKind::Audio | MediaKind::Video)
+                .then_some(frame.timestamp),
             keyframe: frame.keyframe,
         });
     }
@@ -306,7 +310,6 @@ impl Outbox {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::protocol::session::MediaKind;
 
     fn frame(kind: MediaKind, ts: u32, key: bool, size: usize) -> Frame {
         let class = crate::hub::frame::Class {
@@ -375,6 +378,15 @@ mod tests {
         assert!(q.push_frame(&frame(MediaKind::Video, 0, true, 10), now));
         assert!(q.push_frame(&frame(MediaKind::Video, 900, false, 10), now));
         assert!(!q.push_frame(&frame(MediaKind::Video, 1500, false, 10), now));
+    }
+
+    #[test]
+    fn metadata_at_zero_does_not_count_as_queued_duration() {
+        let q = Outbox::new(QueueLimits::default());
+        let now = Instant::now();
+        assert!(q.push_frame(&frame(MediaKind::Metadata, 0, false, 100), now));
+        assert!(q.push_frame(&frame(MediaKind::Video, 5000, true, 1000), now));
+        assert_eq!(q.dropped(), 0);
     }
 
     /// Minimal executor for a future that is ready at once.
