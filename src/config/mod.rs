@@ -92,6 +92,10 @@ pub struct ServerSection {
     /// hold per socket (0: kernel default). Keeps stalled players visible
     /// to the slow-player policy instead of buried in a huge send buffer.
     pub tcp_notsent_lowat: u32,
+    /// Write live frames straight to an idle player's socket from the
+    /// fan-out loop (one send per player per message, no task wake-up);
+    /// the writer task takes over when a socket pushes back.
+    pub direct_writes: bool,
     /// On SIGTERM, how long streams may run on before connections are closed.
     pub drain_timeout_ms: u64,
 }
@@ -149,6 +153,7 @@ impl Default for ServerSection {
             window_ack_size: 2_500_000,
             tcp_nodelay: true,
             tcp_notsent_lowat: 131072,
+            direct_writes: true,
             drain_timeout_ms: 30_000,
         }
     }

@@ -12,20 +12,42 @@ pub struct IoVecs {
     start: usize,
 }
 
-impl IoVecs {
-    pub fn new(bufs: Vec<Bytes>) -> IoVecs {
-        let iov = bufs
-            .iter()
-            .map(|b| libc::iovec {
-                iov_base: b.as_ptr() as *mut libc::c_void,
-                iov_len: b.len(),
-            })
-            .collect();
+impl Default for IoVecs {
+    fn default() -> Self {
         IoVecs {
-            bufs,
-            iov,
+            bufs: Vec::new(),
+            iov: Vec::new(),
             start: 0,
         }
+    }
+}
+
+impl IoVecs {
+    #[cfg(test)]
+    pub fn new(bufs: Vec<Bytes>) -> IoVecs {
+        let mut v = IoVecs::default();
+        let mut bufs = bufs;
+        v.load(&mut bufs);
+        v
+    }
+
+    /// Takes the buffers out of `bufs` (leaving its capacity for reuse) and
+    /// points the iovecs at them. Reusing one `IoVecs` per writer keeps the
+    /// hot path free of allocations.
+    pub fn load(&mut self, bufs: &mut Vec<Bytes>) {
+        self.clear();
+        self.bufs.append(bufs);
+        self.iov.extend(self.bufs.iter().map(|b| libc::iovec {
+            iov_base: b.as_ptr() as *mut libc::c_void,
+            iov_len: b.len(),
+        }));
+    }
+
+    /// Drops the buffers (their refcounts), keeping capacity.
+    pub fn clear(&mut self) {
+        self.bufs.clear();
+        self.iov.clear();
+        self.start = 0;
     }
 
     pub fn remaining(&self) -> usize {

@@ -93,9 +93,13 @@ async fn run(
     let (mut rd, wr) = stream.into_split();
     let outbox = Rc::new(Outbox::new(worker.live_queue_limits()));
     worker.add_client(id, peer, outbox.clone());
-    let writer = monoio::spawn(
-        writer::write_loop(wr, outbox.clone(), worker.stats.clone(), fd).in_current_span(),
-    );
+    let writer = monoio::spawn(writer::write_loop(
+        wr,
+        outbox.clone(),
+        worker.stats.clone(),
+        fd,
+        id,
+    ));
     let mut conn = Conn {
         id,
         session: ServerSession::new(worker.live_session_config()),
@@ -105,7 +109,15 @@ async fn run(
         tc_url: String::new(),
         reconnect_sent: false,
     };
+    if conn.worker.config.server.direct_writes {
+        outbox.set_sink(
+            Some(Box::new(writer::FdSink(fd))),
+            Some(conn.worker.stats.clone()),
+        );
+    }
     let result = conn.read_loop(&mut rd).await;
+    // The socket closes after this function: no more direct writes.
+    outbox.set_sink(None, None);
     conn.leave();
     outbox.close(CloseReason::Finish);
     if monoio::time::timeout(FLUSH_TIMEOUT, writer).await.is_err() {

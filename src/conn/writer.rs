@@ -7,6 +7,7 @@ use std::time::Instant;
 use monoio::io::AsyncWriteRent;
 
 use super::iovec::IoVecs;
+use crate::hub::outbox::Batch;
 use crate::hub::{CloseReason, Outbox};
 use crate::metrics::CoreStats;
 
@@ -20,16 +21,24 @@ pub async fn write_loop<W: AsyncWriteRent>(
     outbox: Rc<Outbox>,
     stats: Rc<CoreStats>,
     fd: RawFd,
+    conn: u64,
 ) {
-    while let Some(batch) = outbox.next_batch(BATCH_ITEMS, BATCH_BYTES).await {
-        let mut iov = IoVecs::new(batch.bufs);
+    // Not instrumented with the connection's span: entering a span on every
+    // poll costs more than the rest of this loop. Logs name the connection.
+    let mut batch = Batch::default();
+    let mut iov = IoVecs::default();
+    while outbox
+        .next_batch(&mut batch, BATCH_ITEMS, BATCH_BYTES)
+        .await
+    {
+        iov.load(&mut batch.bufs);
         while iov.remaining() > 0 {
             // A peer that stopped reading blocks this write; the slow-player
             // policy cuts it off by shutting the socket down under it.
             let (res, back) = monoio::select! {
                 r = wr.writev(iov) => r,
                 _ = outbox.slow_closed() => {
-                    return finish(&outbox, &stats, fd);
+                    return finish(&outbox, &stats, fd, conn);
                 }
             };
             iov = back;
@@ -43,21 +52,26 @@ pub async fn write_loop<W: AsyncWriteRent>(
                 Ok(n) => iov.advance(n),
             }
         }
-        let now = Instant::now();
-        for t in &batch.ingests {
-            stats.record_egress(now.duration_since(*t));
+        iov.clear();
+        outbox.write_done();
+        if !batch.ingests.is_empty() {
+            let now = Instant::now();
+            for t in batch.ingests.drain(..) {
+                stats.record_egress(now.duration_since(t));
+            }
         }
-        if let Some(t) = batch.first_keyframe_of_play {
-            stats.record_first_frame(now.duration_since(t));
+        if let Some(t) = batch.first_keyframe_of_play.take() {
+            stats.record_first_frame(Instant::now().duration_since(t));
         }
     }
-    finish(&outbox, &stats, fd);
+    finish(&outbox, &stats, fd, conn);
 }
 
-fn finish(outbox: &Outbox, stats: &CoreStats, fd: RawFd) {
+fn finish(outbox: &Outbox, stats: &CoreStats, fd: RawFd, conn: u64) {
     if outbox.closed() == Some(CloseReason::SlowPlayer) {
         stats.slow_disconnects.set(stats.slow_disconnects.get() + 1);
         tracing::warn!(
+            conn,
             dropped = outbox.dropped(),
             "slow player disconnected: stayed behind past player.slow_disconnect_ms"
         );
@@ -72,5 +86,63 @@ pub fn shutdown(fd: RawFd) {
     // so the descriptor is open and still ours; shutdown(2) does not free it.
     unsafe {
         libc::shutdown(fd, libc::SHUT_RDWR);
+    }
+}
+
+/// Non-blocking sends on the connection's socket, for the outbox's direct
+/// path (see `Outbox::set_sink`).
+pub struct FdSink(pub RawFd);
+
+impl crate::hub::outbox::DirectSink for FdSink {
+    fn send_now(&self, bufs: &[&[u8]]) -> std::io::Result<usize> {
+        if let [one] = bufs {
+            // SAFETY: as below for the socket; `one` is a live slice and we
+            // pass its exact length.
+            let rc = unsafe {
+                libc::send(
+                    self.0,
+                    one.as_ptr().cast(),
+                    one.len(),
+                    libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL,
+                )
+            };
+            return sent(rc);
+        }
+        let mut iov = [libc::iovec {
+            iov_base: std::ptr::null_mut(),
+            iov_len: 0,
+        }; 16];
+        let n = bufs.len().min(iov.len());
+        for (slot, b) in iov.iter_mut().zip(bufs) {
+            *slot = libc::iovec {
+                iov_base: b.as_ptr() as *mut libc::c_void,
+                iov_len: b.len(),
+            };
+        }
+        // SAFETY: an all-zero msghdr is valid (no name, no control data);
+        // we then point it at `n` initialised iovecs that borrow `bufs`,
+        // which outlive the call.
+        let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+        msg.msg_iov = iov.as_mut_ptr();
+        msg.msg_iovlen = n as _;
+        // SAFETY: the connection keeps the socket open while this sink is
+        // installed (it is removed before the socket closes); `msg` is
+        // valid for the duration of the call. MSG_DONTWAIT makes this one
+        // call non-blocking without touching the descriptor's flags, which
+        // the runtime owns.
+        let rc = unsafe { libc::sendmsg(self.0, &msg, libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL) };
+        sent(rc)
+    }
+}
+
+/// A send's return value: bytes written, 0 when it would block, or the error.
+fn sent(rc: isize) -> std::io::Result<usize> {
+    if rc >= 0 {
+        return Ok(rc as usize);
+    }
+    let err = std::io::Error::last_os_error();
+    match err.kind() {
+        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::Interrupted => Ok(0),
+        _ => Err(err),
     }
 }

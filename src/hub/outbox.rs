@@ -9,12 +9,14 @@
 use std::cell::{Cell, RefCell};
 use std::collections::VecDeque;
 use std::future::poll_fn;
+use std::rc::Rc;
 use std::task::{Poll, Waker};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 
 use super::frame::Frame;
+use crate::metrics::CoreStats;
 use crate::protocol::session::MediaKind;
 
 #[derive(Debug, Clone)]
@@ -66,7 +68,9 @@ struct Inner {
     play_started: Option<Instant>,
 }
 
-/// What the writer gets per wake-up: several messages for one vectored write.
+/// What the writer gets per wake-up: several messages for one vectored
+/// write. Reused across wake-ups so the hot path does not allocate.
+#[derive(Default)]
 pub struct Batch {
     pub bufs: Vec<Bytes>,
     /// Ingest instants of the media messages in this batch.
@@ -75,8 +79,27 @@ pub struct Batch {
     pub first_keyframe_of_play: Option<Instant>,
 }
 
+/// A socket that can take bytes right now without waiting. The connection
+/// layer provides it; the hub never touches a socket itself.
+pub trait DirectSink {
+    /// Writes as much of `bufs` as the socket accepts without blocking:
+    /// Ok(bytes written), Ok(0) when it would block, Err when it is dead.
+    fn send_now(&self, bufs: &[&[u8]]) -> std::io::Result<usize>;
+}
+
+/// Messages one direct write may carry.
+const DIRECT_MAX_ITEMS: usize = 16;
+
 pub struct Outbox {
     inner: RefCell<Inner>,
+    /// When set and the writer task is idle, live frames are written
+    /// straight to the socket from the fan-out loop: one send per player per
+    /// message and no task wake-up. The writer task takes over whenever the
+    /// socket pushes back.
+    sink: RefCell<Option<Box<dyn DirectSink>>>,
+    stats: RefCell<Option<Rc<CoreStats>>>,
+    /// The writer task holds a batch (its write is in flight).
+    writing: Cell<bool>,
     waker: Cell<Option<Waker>>,
     /// Woken when the outbox is closed for a slow player, so a writer stuck
     /// in a write to a peer that stopped reading can give up.
@@ -100,6 +123,9 @@ impl Outbox {
             }),
             waker: Cell::new(None),
             slow_waker: Cell::new(None),
+            sink: RefCell::new(None),
+            stats: RefCell::new(None),
+            writing: Cell::new(false),
             limits,
         }
     }
@@ -111,6 +137,117 @@ impl Outbox {
         if self.inner.borrow().closed == Some(CloseReason::SlowPlayer) {
             if let Some(w) = self.slow_waker.take() {
                 w.wake();
+            }
+        }
+    }
+
+    /// Enables (or, with None, disables) direct writes. The sink must stay
+    /// valid while set: the connection clears it before closing its socket.
+    pub fn set_sink(&self, sink: Option<Box<dyn DirectSink>>, stats: Option<Rc<CoreStats>>) {
+        *self.sink.borrow_mut() = sink;
+        *self.stats.borrow_mut() = stats;
+    }
+
+    /// The writer finished its batch.
+    pub fn write_done(&self) {
+        self.writing.set(false);
+    }
+
+    /// Writes queued entries straight to the socket if the writer is idle.
+    fn try_direct(&self, i: &mut Inner) {
+        if self.writing.get() || i.closed.is_some() || i.items.is_empty() {
+            return;
+        }
+        let sink = self.sink.borrow();
+        let Some(sink) = sink.as_ref() else { return };
+        let result = {
+            let mut slices: [&[u8]; DIRECT_MAX_ITEMS] = [&[]; DIRECT_MAX_ITEMS];
+            let mut n = 0;
+            for e in i.items.iter().take(DIRECT_MAX_ITEMS) {
+                slices[n] = &e.bytes;
+                n += 1;
+            }
+            sink.send_now(&slices[..n])
+        };
+        let mut written = match result {
+            Ok(n) => n,
+            Err(_) => {
+                i.closed = Some(CloseReason::Broken);
+                i.items.clear();
+                i.bytes = 0;
+                return;
+            }
+        };
+        let stats = self.stats.borrow();
+        let now = Instant::now();
+        while written > 0 {
+            let Some(front) = i.items.front_mut() else {
+                break;
+            };
+            let len = front.bytes.len();
+            if written < len {
+                bytes::Buf::advance(&mut front.bytes, written);
+                i.bytes -= written;
+                break;
+            }
+            written -= len;
+            i.bytes -= len;
+            let Some(e) = i.items.pop_front() else { break };
+            if let Some(stats) = stats.as_ref() {
+                if let Some(t) = e.ingest {
+                    stats.record_egress(now.duration_since(t));
+                }
+                if e.keyframe {
+                    if let Some(t) = i.play_started.take() {
+                        stats.record_first_frame(now.duration_since(t));
+                    }
+                }
+            }
+        }
+    }
+
+    /// The fast path of a live frame to an idle player: written straight
+    /// from the shared frame, not queued. Returns true when it is fully
+    /// sent; otherwise what is left (or the whole frame) is queued for the
+    /// writer task, or the outbox is closed if the socket is dead.
+    fn send_direct(&self, i: &mut Inner, frame: &Frame) -> bool {
+        let sink = self.sink.borrow();
+        let direct = !self.writing.get() && i.stream_id == super::frame::PLAY_STREAM_ID;
+        let Some(sink) = sink.as_ref().filter(|_| direct) else {
+            drop(sink);
+            Self::enqueue(i, frame, true);
+            return false;
+        };
+        let data = &frame.chunks[..];
+        match sink.send_now(&[data]) {
+            Ok(n) if n == data.len() => {
+                if let Some(stats) = self.stats.borrow().as_ref() {
+                    let now = Instant::now();
+                    stats.record_egress(now.duration_since(frame.ingest));
+                    if frame.keyframe {
+                        if let Some(t) = i.play_started.take() {
+                            stats.record_first_frame(now.duration_since(t));
+                        }
+                    }
+                }
+                true
+            }
+            Ok(n) => {
+                // Part of it went out: the rest waits for the writer.
+                let rest = frame.chunks.slice(n..);
+                i.bytes += rest.len();
+                i.items.push_back(Entry {
+                    bytes: rest,
+                    ingest: Some(frame.ingest),
+                    timestamp: matches!(frame.kind, MediaKind::Audio | MediaKind::Video)
+                        .then_some(frame.timestamp),
+                    keyframe: frame.keyframe,
+                });
+                false
+            }
+            Err(_) => {
+                i.closed = Some(CloseReason::Broken);
+                false
             }
         }
     }
@@ -196,6 +333,27 @@ impl Outbox {
         if i.closed.is_some() {
             return false;
         }
+        if i.items.is_empty() {
+            // Nothing queued: nothing to be behind on, except a skip in
+            // progress that only a keyframe ends.
+            if frame.is_video() && i.skipping_video {
+                if !frame.keyframe {
+                    i.dropped += 1;
+                    return false;
+                }
+                i.skipping_video = false;
+                i.behind_since = None;
+            }
+            if self.send_direct(&mut i, frame) {
+                return true;
+            }
+            let pending = !i.items.is_empty() || i.closed.is_some();
+            drop(i);
+            if pending {
+                self.wake();
+            }
+            return self.inner.borrow().closed.is_none();
+        }
         let size = frame.chunks.len();
         let over_bytes = i.bytes + size > self.limits.max_bytes;
         let over =
@@ -221,6 +379,7 @@ impl Outbox {
         };
         if keep {
             Self::enqueue(&mut i, frame, true);
+            self.try_direct(&mut i);
         } else {
             i.dropped += 1;
             if let Some(since) = i.behind_since {
@@ -231,8 +390,11 @@ impl Outbox {
                 }
             }
         }
+        let pending = !i.items.is_empty() || i.closed.is_some();
         drop(i);
-        self.wake();
+        if pending {
+            self.wake();
+        }
         keep
     }
 
@@ -262,22 +424,19 @@ impl Outbox {
         self.inner.borrow().bytes
     }
 
-    /// Takes up to `max_items` messages / about `max_bytes` if any are
-    /// queued, without waiting.
-    pub fn try_batch(&self, max_items: usize, max_bytes: usize) -> Option<Batch> {
+    /// Moves up to `max_items` messages / about `max_bytes` into `batch`
+    /// (which should be empty); false if nothing is queued.
+    pub fn fill_batch(&self, batch: &mut Batch, max_items: usize, max_bytes: usize) -> bool {
         let mut i = self.inner.borrow_mut();
         if i.items.is_empty() {
-            return None;
+            return false;
         }
-        let mut batch = Batch {
-            bufs: Vec::with_capacity(i.items.len().min(max_items)),
-            ingests: Vec::new(),
-            first_keyframe_of_play: None,
-        };
         let mut taken = 0usize;
-        while batch.bufs.len() < max_items && taken < max_bytes {
+        let mut n = 0usize;
+        while n < max_items && taken < max_bytes {
             let Some(e) = i.items.pop_front() else { break };
             taken += e.bytes.len();
+            n += 1;
             if let Some(t) = e.ingest {
                 batch.ingests.push(t);
             }
@@ -287,18 +446,26 @@ impl Outbox {
             batch.bufs.push(e.bytes);
         }
         i.bytes -= taken;
-        Some(batch)
+        self.writing.set(true);
+        true
     }
 
-    /// Waits for data; returns a batch (see [`Outbox::try_batch`]), or None
-    /// once closed and flushed.
-    pub async fn next_batch(&self, max_items: usize, max_bytes: usize) -> Option<Batch> {
+    /// Takes a batch if any is queued, without waiting (allocates; for
+    /// tests and benches).
+    pub fn try_batch(&self, max_items: usize, max_bytes: usize) -> Option<Batch> {
+        let mut b = Batch::default();
+        self.fill_batch(&mut b, max_items, max_bytes).then_some(b)
+    }
+
+    /// Waits for data and fills `batch` (see [`Outbox::fill_batch`]);
+    /// false once closed and flushed.
+    pub async fn next_batch(&self, batch: &mut Batch, max_items: usize, max_bytes: usize) -> bool {
         poll_fn(|cx| {
-            if let Some(b) = self.try_batch(max_items, max_bytes) {
-                return Poll::Ready(Some(b));
+            if self.fill_batch(batch, max_items, max_bytes) {
+                return Poll::Ready(true);
             }
             if self.inner.borrow().closed.is_some() {
-                return Poll::Ready(None);
+                return Poll::Ready(false);
             }
             self.waker.set(Some(cx.waker().clone()));
             Poll::Pending
@@ -342,7 +509,8 @@ mod tests {
         assert!(!q.push_frame(&frame(MediaKind::Video, 80, false, 10), now));
         assert_eq!(q.dropped(), 2);
         // Drain, then the next keyframe resumes video.
-        let b = futures_lite_block_on(q.next_batch(100, 1 << 20)).unwrap();
+        let mut b = Batch::default();
+        assert!(futures_lite_block_on(q.next_batch(&mut b, 100, 1 << 20)));
         assert_eq!(b.bufs.len(), 2);
         assert!(q.push_frame(&frame(MediaKind::Video, 120, true, 6000), now));
     }
