@@ -5,6 +5,7 @@ use monoio::buf::IoVecBuf;
 
 /// Owns the `Bytes` being written and the `iovec` array pointing into them,
 /// so both stay alive and unmoved while the kernel reads them.
+#[derive(Default)]
 pub struct IoVecs {
     bufs: Vec<Bytes>,
     iov: Vec<libc::iovec>,
@@ -12,15 +13,6 @@ pub struct IoVecs {
     start: usize,
 }
 
-impl Default for IoVecs {
-    fn default() -> Self {
-        IoVecs {
-            bufs: Vec::new(),
-            iov: Vec::new(),
-            start: 0,
-        }
-    }
-}
 
 impl IoVecs {
     #[cfg(test)]
