@@ -13,7 +13,6 @@ pub struct IoVecs {
     start: usize,
 }
 
-
 impl IoVecs {
     #[cfg(test)]
     pub fn new(bufs: Vec<Bytes>) -> IoVecs {

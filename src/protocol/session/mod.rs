@@ -9,6 +9,7 @@
 
 mod aggregate;
 mod client;
+mod data;
 mod server;
 mod status;
 

@@ -18,6 +18,7 @@ use crate::protocol::command::{ClientCommand, StreamPath};
 use crate::protocol::message::{type_id, Message, MessageError, MessageWriter, UserControl};
 
 use super::aggregate::split_aggregate;
+use super::data::{classify_data, DataMessage};
 use super::status::{connect_result, on_status, status_info};
 
 /// Settings the server session needs; all explicit, no globals.
@@ -286,19 +287,9 @@ impl ServerSession {
     /// `@setDataFrame("onMetaData", …)` is stored and forwarded as
     /// `onMetaData …`: a slice past the first string, no re-encoding.
     fn data(&mut self, stream_id: u32, timestamp: u32, payload: Bytes) {
-        let (kind, body) = match first_amf_string(&payload) {
-            Some(("@setDataFrame", len)) => {
-                let rest = payload.slice(len..);
-                match first_amf_string(&rest) {
-                    Some(("onMetaData", _)) => (MediaKind::Metadata, rest),
-                    _ => (MediaKind::Data, rest),
-                }
-            }
-            Some(("@clearDataFrame", _)) => return,
-            Some(("onMetaData", _)) => (MediaKind::Metadata, payload),
-            _ => (MediaKind::Data, payload),
-        };
-        self.media(stream_id, kind, timestamp, body);
+        if let DataMessage::Media(kind, body) = classify_data(payload) {
+            self.media(stream_id, kind, timestamp, body);
+        }
     }
 
     fn command(&mut self, sid: u32, txn: f64, cmd: ClientCommand) -> Result<(), SessionError> {
@@ -594,14 +585,4 @@ impl ServerSession {
         ]);
         self.call(0, "onStatus", info);
     }
-}
-
-/// The first AMF0 value if it is a short string: the string and the bytes it spans.
-fn first_amf_string(p: &[u8]) -> Option<(&str, usize)> {
-    if p.first() != Some(&0x02) {
-        return None;
-    }
-    let len = u16::from_be_bytes([*p.get(1)?, *p.get(2)?]) as usize;
-    let s = std::str::from_utf8(p.get(3..3 + len)?).ok()?;
-    Some((s, 3 + len))
 }

@@ -22,6 +22,7 @@ use crate::protocol::chunk::{encode_message, ChunkDecoder, ChunkLimits, RawMessa
 use crate::protocol::message::{csid, type_id, Command, Message, MessageWriter, UserControl};
 
 use super::aggregate::split_aggregate;
+use super::data::{classify_data, first_amf_string, DataMessage};
 use super::server::{MediaKind, SessionError};
 
 /// Calls awaiting a `_result`/`_error` we act on; a server that never
@@ -397,19 +398,9 @@ impl ClientSession {
     /// `|RtmpSampleAccess` and the `NetStream.Data.Start` notice are
     /// session chatter, not stream content.
     fn data(&mut self, stream_id: u32, timestamp: u32, payload: Bytes) {
-        let (kind, body) = match first_amf_string(&payload) {
-            Some(("@setDataFrame", len)) => {
-                let rest = payload.slice(len..);
-                match first_amf_string(&rest) {
-                    Some(("onMetaData", _)) => (MediaKind::Metadata, rest),
-                    _ => (MediaKind::Data, rest),
-                }
-            }
-            Some(("onMetaData", _)) => (MediaKind::Metadata, payload),
-            Some(("|RtmpSampleAccess" | "onStatus" | "@clearDataFrame", _)) => return,
-            _ => (MediaKind::Data, payload),
-        };
-        self.media(stream_id, kind, timestamp, body);
+        if let DataMessage::Media(kind, body) = classify_data(payload) {
+            self.media(stream_id, kind, timestamp, body);
+        }
     }
 
     fn take_pending(&mut self, txn: f64) -> Option<Call> {
@@ -527,16 +518,6 @@ fn status_fields(c: &Command) -> (Option<String>, Option<String>, String) {
         field("code"),
         field("description").unwrap_or_default(),
     )
-}
-
-/// The first AMF0 value if it is a short string: the string and the bytes it spans.
-fn first_amf_string(p: &[u8]) -> Option<(&str, usize)> {
-    if p.first() != Some(&0x02) {
-        return None;
-    }
-    let len = u16::from_be_bytes([*p.get(1)?, *p.get(2)?]) as usize;
-    let s = std::str::from_utf8(p.get(3..3 + len)?).ok()?;
-    Some((s, 3 + len))
 }
 
 #[cfg(test)]
