@@ -23,6 +23,14 @@ use common::{
 
 const SLOW_WARNING: &str = "slow player disconnected";
 
+/// The tests here compare latencies and count cores: they run one at a
+/// time so they do not skew each other's figures.
+static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn serial() -> std::sync::MutexGuard<'static, ()> {
+    SERIAL.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 fn assert_running(publisher: &mut ChildGuard) {
     if let Some(st) = publisher.try_status() {
         panic!(
@@ -75,6 +83,7 @@ fn connect_player(port: u16, name: &str) -> Result<(RtmpClient, Instant), String
 /// other one through the cross-core mirror.
 #[test]
 fn two_workers_serve_players_on_both_cores() {
+    let _serial = serial();
     let server = Server::start_cascade(&["--workers", "2"]);
     let ffmpeg = tool("ffmpeg");
     let clip = Clip::H264Aac.path();
@@ -222,6 +231,7 @@ fn worst_regression(ts: &[u32]) -> i64 {
 /// players keep playing (no error, a full 10 s decoded) on a monotonic clock.
 #[test]
 fn publisher_reconnect_within_grace_keeps_ffmpeg_players_playing() {
+    let _serial = serial();
     let server = Server::start_cascade(&[]);
     let name = "regrace";
     let key = format!("live/{name}");
@@ -327,6 +337,7 @@ fn publisher_reconnect_within_grace_keeps_ffmpeg_players_playing() {
 /// With a 1 s grace, players get `UnpublishNotify` once it passes, not before.
 #[test]
 fn players_get_end_of_stream_after_grace() {
+    let _serial = serial();
     let dir = temp_dir("cascade-e2e-grace-");
     let config = dir.path().join("cascade.toml");
     std::fs::write(&config, "[stream]\npublisher_grace_ms = 1000\n").expect("write config");
@@ -488,6 +499,7 @@ const STALL_MAX: Duration = Duration::from_secs(15);
 /// same load from the rest of the machine and cover the same time window.
 #[test]
 fn slow_player_is_dropped_to_keyframes_then_disconnected() {
+    let _serial = serial();
     let name = "slowpoke";
     let mut a = start_node(name);
     let mut b = start_node(name);
