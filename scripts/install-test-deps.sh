@@ -21,6 +21,8 @@ declare -A PKG_PROBE=(
   [python3-pip]=
   # promtool checks the /metrics page; a real Prometheus scrapes cascade in a test.
   [prometheus]=/usr/bin/promtool
+  # systemd-analyze verifies deploy/systemd/cascade.service (tests/deploy_artifacts.rs).
+  [systemd]=/usr/bin/systemd-analyze
 )
 
 missing=()
@@ -76,7 +78,7 @@ if command -v rustup >/dev/null 2>&1; then
   done
 fi
 
-for tool in ffmpeg ffprobe rtmpdump gst-launch-1.0 nginx prometheus promtool cargo; do
+for tool in ffmpeg ffprobe rtmpdump gst-launch-1.0 nginx prometheus promtool systemd-analyze cargo; do
   command -v "$tool" >/dev/null 2>&1 || { log "missing after install: $tool"; exit 1; }
 done
 log "ok (ffmpeg 9 at $FF9)"

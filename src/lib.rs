@@ -14,4 +14,5 @@ pub mod hub;
 pub mod metrics;
 pub mod protocol;
 pub mod shard;
+pub mod upstream;
 pub mod xcore;

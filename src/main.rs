@@ -43,6 +43,10 @@ struct Cli {
     /// Control listener for /metrics, /healthz, /readyz and the API (overrides http.listen).
     #[arg(long)]
     http: Option<String>,
+    /// Origin to pull unknown streams from, rtmp://host[:port][/app]
+    /// (repeatable; replaces edge.origins). Makes this node an edge.
+    #[arg(long = "origin")]
+    origins: Vec<String>,
 }
 
 #[derive(Subcommand, Debug)]
@@ -95,6 +99,9 @@ fn load(cli: &Cli, path: Option<&Path>) -> Result<Config, Vec<String>> {
     }
     if let Some(d) = &cli.io_driver {
         config.server.io_driver = d.clone();
+    }
+    if !cli.origins.is_empty() {
+        config.edge.origins = cli.origins.clone();
     }
     let problems = config.problems();
     if problems.is_empty() {
@@ -205,6 +212,7 @@ impl Control {
         applied.server = old.server.clone();
         applied.http = old.http.clone();
         applied.log.format = old.log.format.clone();
+        applied.edge = old.edge.clone();
         applied.limits.max_streams = old.limits.max_streams;
         if let Err(e) = self.log.reload(filter_for(&applied.log.level)) {
             warn!(error = %e, "reload: log level unchanged");

@@ -80,6 +80,13 @@ fn env_value(full: &str, default: &Value, raw: &str) -> Result<Value, String> {
             .parse::<f64>()
             .map(Value::Float)
             .map_err(|_| "expected a number".into()),
+        // Lists (edge.origins): comma or whitespace separated.
+        Value::Array(_) => Ok(Value::Array(
+            raw.split(|c: char| c == ',' || c.is_whitespace())
+                .filter(|s| !s.is_empty())
+                .map(|s| Value::String(s.to_string()))
+                .collect(),
+        )),
         _ if full == "server.workers" => Ok(raw
             .trim()
             .parse::<i64>()
@@ -242,6 +249,12 @@ mod tests {
         assert!(!c.server.tcp_nodelay);
         assert_eq!(c.worker_count(), Ok(3));
         assert!(c.metrics.per_stream);
+        let c = from_text(
+            "",
+            &env(&[("CASCADE_EDGE_ORIGINS", "rtmp://a/live, rtmp://b:1936/live")]),
+        )
+        .unwrap();
+        assert_eq!(c.edge.origins, vec!["rtmp://a/live", "rtmp://b:1936/live"]);
         let errs = from_text("", &env(&[("CASCADE_PLAYER_QUEUE_MAX_MS", "soon")])).unwrap_err();
         assert!(
             errs[0].to_string().contains("player.queue_max_ms"),

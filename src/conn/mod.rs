@@ -50,6 +50,13 @@ enum Role {
     Player { key: String },
 }
 
+/// A play held until an edge pull resolves.
+struct PendingPlay {
+    stream_id: u32,
+    path: StreamPath,
+    reset: bool,
+}
+
 struct Conn {
     id: u64,
     worker: Rc<Worker>,
@@ -159,7 +166,13 @@ impl Conn {
             let now = Instant::now();
             self.session.handle_input(&mut buf)?;
             while let Some(ev) = self.session.poll_event() {
-                self.on_event(ev, now);
+                if let Some(play) = self.on_event(ev, now) {
+                    // Edge: the stream is pulled from an origin first; the
+                    // session holds its answer until then.
+                    let worker = self.worker.clone();
+                    crate::upstream::await_stream(&worker, &play.path).await;
+                    self.on_play(play.stream_id, play.path, play.reset, Instant::now());
+                }
                 self.flush();
             }
             self.flush();
@@ -213,7 +226,9 @@ impl Conn {
         }
     }
 
-    fn on_event(&mut self, ev: ServerEvent, now: Instant) {
+    /// Applies one session event; a play that must wait for an edge pull
+    /// comes back to the (async) caller instead.
+    fn on_event(&mut self, ev: ServerEvent, now: Instant) -> Option<PendingPlay> {
         match ev {
             ServerEvent::Connected { app, tc_url, .. } => {
                 debug!(%app, %tc_url, "connect");
@@ -229,7 +244,16 @@ impl Conn {
                 path,
                 reset,
                 ..
-            } => self.on_play(stream_id, path, reset, now),
+            } => {
+                if self.needs_pull(&path) {
+                    return Some(PendingPlay {
+                        stream_id,
+                        path,
+                        reset,
+                    });
+                }
+                self.on_play(stream_id, path, reset, now)
+            }
             ServerEvent::Media {
                 stream_id,
                 kind,
@@ -262,6 +286,14 @@ impl Conn {
             }
             ServerEvent::ReceiveAudio { .. } | ServerEvent::ReceiveVideo { .. } => {}
         }
+        None
+    }
+
+    /// On an edge, a play for a stream this node does not have waits for a pull.
+    fn needs_pull(&self, path: &StreamPath) -> bool {
+        crate::upstream::enabled(&self.worker.config)
+            && matches!(self.role, Role::None)
+            && !self.worker.hub.borrow().contains(&path.key())
     }
 
     fn on_publish(&mut self, stream_id: u32, path: StreamPath, kind: &str, now: Instant) {

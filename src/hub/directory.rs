@@ -27,8 +27,40 @@ pub enum Claim {
     },
 }
 
+/// Where an edge pull for a key is: at most one per node.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PullState {
+    /// Dialling origins; players wait.
+    Connecting,
+    /// Media flows; the stream is published in the directory.
+    Live,
+    /// The origin was lost; reconnecting while players wait in the grace.
+    Retrying,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PullEntry {
+    /// The core whose task runs the pull.
+    pub core: usize,
+    /// The pull's publisher id in the hub.
+    pub id: u64,
+    pub state: PullState,
+}
+
+/// The answer to [`Directory::register_pull`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PullRegistration {
+    /// The caller won: it must start the pull task.
+    Started,
+    /// A pull exists already (maybe on another core).
+    Existing(PullEntry),
+}
+
 pub struct Directory {
     map: Mutex<HashMap<String, Entry>>,
+    /// Edge pulls by stream key (a separate lock: touched only at play start
+    /// and at pull state changes).
+    pulls: Mutex<HashMap<String, PullEntry>>,
     max_streams: usize,
 }
 
@@ -36,6 +68,7 @@ impl Directory {
     pub fn new(max_streams: usize) -> Directory {
         Directory {
             map: Mutex::new(HashMap::new()),
+            pulls: Mutex::new(HashMap::new()),
             max_streams,
         }
     }
@@ -104,6 +137,53 @@ impl Directory {
         }
     }
 
+    fn pulls(&self) -> std::sync::MutexGuard<'_, HashMap<String, PullEntry>> {
+        self.pulls.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Registers a pull of `key` run by `core` as publisher `id`, unless
+    /// one exists: the first caller wins, so a node pulls a stream once.
+    pub fn register_pull(&self, key: &str, core: usize, id: u64) -> PullRegistration {
+        let mut pulls = self.pulls();
+        if let Some(e) = pulls.get(key) {
+            return PullRegistration::Existing(*e);
+        }
+        pulls.insert(
+            key.to_string(),
+            PullEntry {
+                core,
+                id,
+                state: PullState::Connecting,
+            },
+        );
+        PullRegistration::Started
+    }
+
+    pub fn pull(&self, key: &str) -> Option<PullEntry> {
+        self.pulls().get(key).copied()
+    }
+
+    /// Updates the state of pull `id` (ignored if it is not the current one).
+    pub fn set_pull_state(&self, key: &str, id: u64, state: PullState) {
+        if let Some(e) = self.pulls().get_mut(key) {
+            if e.id == id {
+                e.state = state;
+            }
+        }
+    }
+
+    /// Forgets pull `id` of `key` (its task ended).
+    pub fn remove_pull(&self, key: &str, id: u64) {
+        let mut pulls = self.pulls();
+        if pulls.get(key).is_some_and(|e| e.id == id) {
+            pulls.remove(key);
+        }
+    }
+
+    pub fn pull_count(&self) -> usize {
+        self.pulls().len()
+    }
+
     pub fn len(&self) -> usize {
         self.lock().len()
     }
@@ -139,5 +219,29 @@ mod tests {
         d.claim("x", 0).unwrap();
         d.claim("y", 0).unwrap();
         assert_eq!(d.claim("z", 0), Err(HubError::TooManyStreams(2)));
+    }
+
+    #[test]
+    fn one_pull_per_key() {
+        let d = Directory::new(10);
+        assert_eq!(d.register_pull("live/a", 0, 7), PullRegistration::Started);
+        let first = PullEntry {
+            core: 0,
+            id: 7,
+            state: PullState::Connecting,
+        };
+        assert_eq!(
+            d.register_pull("live/a", 1, 9),
+            PullRegistration::Existing(first)
+        );
+        d.set_pull_state("live/a", 9, PullState::Live);
+        assert_eq!(d.pull("live/a").unwrap().state, PullState::Connecting);
+        d.set_pull_state("live/a", 7, PullState::Live);
+        assert_eq!(d.pull("live/a").unwrap().state, PullState::Live);
+        d.remove_pull("live/a", 9);
+        assert_eq!(d.pull_count(), 1, "only the owner id removes it");
+        d.remove_pull("live/a", 7);
+        assert!(d.pull("live/a").is_none());
+        assert_eq!(d.register_pull("live/a", 1, 9), PullRegistration::Started);
     }
 }

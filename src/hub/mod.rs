@@ -22,7 +22,7 @@ use crate::metrics::{CoreStats, DropReason, StatsSnapshot};
 use crate::protocol::session::{unpublish_notice, MediaKind, ServerConfig};
 use crate::xcore::Mesh;
 pub use cache::GopLimits;
-pub use directory::{Claim, Directory};
+pub use directory::{Claim, Directory, PullEntry, PullRegistration, PullState};
 pub use frame::{classify, Frame, PLAY_STREAM_ID};
 pub use outbox::{CloseReason, Outbox, QueueLimits};
 pub use stream::{LocalStream, Owned};
@@ -200,6 +200,19 @@ impl Hub {
         }
     }
 
+    pub fn directory(&self) -> &Arc<Directory> {
+        &self.directory
+    }
+
+    /// Who watches an owned stream: its players on this core plus the
+    /// other cores that have players (a core unsubscribes when its last
+    /// player leaves). None if this core does not own `key`.
+    pub fn audience(&self, key: &str) -> Option<usize> {
+        let s = self.streams.get(key)?;
+        let o = s.owned.as_ref()?;
+        Some(s.players.len() + o.remote.len())
+    }
+
     /// Whether a play for `key` can be served (here or via another core).
     pub fn contains(&self, key: &str) -> bool {
         self.streams.contains_key(key) || self.directory.owner(key).is_some()
@@ -337,20 +350,44 @@ impl Hub {
             .map(|s| s.key.clone())
             .collect();
         for key in done {
-            if self.directory.remove_if_idle(&key, self.core) {
-                let remote = self
-                    .streams
-                    .get(&*key)
-                    .and_then(|s| s.owned.as_ref())
-                    .map(|o| o.remote.clone())
-                    .unwrap_or_default();
-                for core in remote {
-                    self.send(core, CoreMsg::End { key: key.clone() });
-                }
-                self.end_local(&key);
-            }
+            self.end_owned(&key);
         }
         self.flush_wakes();
+    }
+
+    /// Ends an owned stream at once, without a grace (an edge pull that
+    /// closes because nobody watches).
+    pub fn end_now(&mut self, key: &str, publisher: u64, now: Instant) {
+        let ours = self
+            .streams
+            .get(key)
+            .and_then(|s| s.owned.as_ref())
+            .is_some_and(|o| o.publisher == Some(publisher));
+        if !ours {
+            return;
+        }
+        self.unpublish(key, publisher, now);
+        if self.streams.get(key).is_some_and(|s| s.owned.is_some()) {
+            let key: Arc<str> = Arc::from(key);
+            self.end_owned(&key);
+            self.flush_wakes();
+        }
+    }
+
+    /// Ends an owned stream nobody publishes: its mirrors, then its players.
+    fn end_owned(&mut self, key: &Arc<str>) {
+        if self.directory.remove_if_idle(key, self.core) {
+            let remote = self
+                .streams
+                .get(&**key)
+                .and_then(|s| s.owned.as_ref())
+                .map(|o| o.remote.clone())
+                .unwrap_or_default();
+            for core in remote {
+                self.send(core, CoreMsg::End { key: key.clone() });
+            }
+            self.end_local(key);
+        }
     }
 
     /// Tells this core's players the stream is over and forgets it.

@@ -10,7 +10,7 @@ use prometheus::TextEncoder;
 use super::names::{self as n, buckets};
 use super::{
     ConnRole, DropReason, HandshakeFailure, HistSnapshot, KickReason, Label, ProtocolErrorKind,
-    RejectReason, StatsSnapshot,
+    PullFailure, RejectReason, StatsSnapshot,
 };
 
 /// One stream as exported when `metrics.per_stream` is on.
@@ -251,6 +251,28 @@ pub fn render(s: &Scrape<'_>) -> String {
             "reason",
             &t.kicks,
             MetricType::COUNTER,
+        ),
+        gauge(
+            n::EDGE_PULLS,
+            "Edge pulls from an origin running on this node.",
+            t.pulls_active as f64,
+        ),
+        counter(
+            n::EDGE_PULL_STARTS,
+            "Edge pulls started (one per stream per node, however many players).",
+            t.pull_starts,
+        ),
+        labelled::<PullFailure>(
+            n::EDGE_PULL_FAILURES,
+            "Failed attempts to pull a stream from an origin, by reason.",
+            "reason",
+            &t.pull_failures,
+            MetricType::COUNTER,
+        ),
+        counter(
+            n::EDGE_FAILOVERS,
+            "Edge pulls that moved to another origin.",
+            t.failovers,
         ),
         histogram(
             n::INGEST_TO_EGRESS,

@@ -93,6 +93,19 @@ label_enum!(
     }
 );
 
+label_enum!(
+    /// Why an attempt to pull a stream from an origin failed.
+    PullFailure {
+        Connect => "connect",
+        Handshake => "handshake",
+        Rejected => "rejected",
+        NotFound => "not_found",
+        Timeout => "timeout",
+        Lost => "lost",
+        Protocol => "protocol",
+    }
+);
+
 /// A family of counters indexed by a [`Label`] enum.
 pub struct Counters<L: Label> {
     cells: Vec<Cell<u64>>,
@@ -196,7 +209,7 @@ pub struct CoreStats {
     pub handshake: Hist,
     /// Declared for the auth hook; no observations until it exists.
     pub auth_decision: Hist,
-    /// Declared for edge pulls; no observations until they exist.
+    /// Edge pulls: dial to the origin's NetStream.Play.Start.
     pub origin_connect: Hist,
     /// Connections accepted by this worker's listener.
     pub connections: Cell<u64>,
@@ -216,6 +229,14 @@ pub struct CoreStats {
     pub messages_out: Cell<u64>,
     pub slow_disconnects: Cell<u64>,
     pub publisher_reconnects: Cell<u64>,
+    /// Edge pulls running on this core (gauge).
+    pub pulls_active: Cell<u64>,
+    /// Edge pulls started (one per stream per node, not per attempt).
+    pub pull_starts: Cell<u64>,
+    /// Failed attempts to pull from an origin, by reason.
+    pub pull_failures: Counters<PullFailure>,
+    /// A pull moved to another origin than the one it last used.
+    pub failovers: Cell<u64>,
     /// "io_uring" or "epoll", set when the worker's runtime starts.
     pub io_driver: Cell<&'static str>,
 }
@@ -244,6 +265,10 @@ pub struct StatsSnapshot {
     pub frames_dropped: u64,
     pub slow_disconnects: u64,
     pub publisher_reconnects: u64,
+    pub pulls_active: u64,
+    pub pull_starts: u64,
+    pub pull_failures: Vec<u64>,
+    pub failovers: u64,
     pub io_driver: &'static str,
 }
 
@@ -279,6 +304,10 @@ impl StatsSnapshot {
         self.frames_dropped += o.frames_dropped;
         self.slow_disconnects += o.slow_disconnects;
         self.publisher_reconnects += o.publisher_reconnects;
+        self.pulls_active += o.pulls_active;
+        self.pull_starts += o.pull_starts;
+        add_vec(&mut self.pull_failures, &o.pull_failures);
+        self.failovers += o.failovers;
     }
 }
 
@@ -311,6 +340,10 @@ impl CoreStats {
             messages_out: self.messages_out.get(),
             slow_disconnects: self.slow_disconnects.get(),
             publisher_reconnects: self.publisher_reconnects.get(),
+            pulls_active: self.pulls_active.get(),
+            pull_starts: self.pull_starts.get(),
+            pull_failures: self.pull_failures.values(),
+            failovers: self.failovers.get(),
             io_driver: self.io_driver.get(),
         }
     }

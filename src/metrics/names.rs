@@ -33,6 +33,11 @@ pub const HANDSHAKE_DURATION: &str = "cascade_handshake_duration_seconds";
 pub const AUTH_DECISION: &str = "cascade_auth_decision_seconds";
 pub const ORIGIN_CONNECT: &str = "cascade_origin_connect_seconds";
 
+pub const EDGE_PULLS: &str = "cascade_edge_pulls";
+pub const EDGE_PULL_STARTS: &str = "cascade_edge_pull_starts_total";
+pub const EDGE_PULL_FAILURES: &str = "cascade_edge_pull_failures_total";
+pub const EDGE_FAILOVERS: &str = "cascade_edge_failovers_total";
+
 pub const STREAM_PLAYERS: &str = "cascade_stream_players";
 pub const STREAM_BYTES_IN: &str = "cascade_stream_bytes_in_total";
 pub const STREAM_UPTIME: &str = "cascade_stream_uptime_seconds";

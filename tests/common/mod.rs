@@ -7,6 +7,7 @@
 //! is how the harness itself is checked.
 #![allow(dead_code)]
 
+pub mod edge;
 pub mod engine;
 pub mod ops;
 pub mod process;

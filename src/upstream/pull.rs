@@ -1,0 +1,531 @@
+//! One edge pull: an RTMP client session to an origin (the sans-IO
+//! handshake and client session, dialled out with monoio) whose media goes
+//! into the hub as the stream's publisher on this core.
+//!
+//! Life: dial origins in the selected order until one delivers media
+//! within the start timeout; publish; feed media. If the origin is lost or
+//! ends the stream, unpublish (players wait under the publisher grace) and
+//! retry with backoff within the grace, failing over to the next origin
+//! after a loss. Close `edge.linger_ms` after the last player left.
+
+use std::rc::Rc;
+use std::time::{Duration, Instant};
+
+use bytes::BytesMut;
+use monoio::buf::IoBufMut;
+use monoio::io::{AsyncReadRent, AsyncWriteRentExt, CancelableAsyncReadRent, Canceller};
+use monoio::net::TcpStream;
+use tracing::{debug, info, warn};
+
+use super::select::{self, Mode};
+use crate::config::OriginUrl;
+use crate::hub::PullState;
+use crate::metrics::PullFailure;
+use crate::protocol::command::StreamPath;
+use crate::protocol::handshake::{ClientHandshake, HandshakeStatus};
+use crate::protocol::session::{ClientConfig, ClientEvent, ClientSession};
+use crate::shard::Worker;
+
+/// How often a live pull looks up from its socket: linger and stall checks.
+const TICK: Duration = Duration::from_millis(250);
+const READ_MIN: usize = 16 * 1024;
+/// Enhanced RTMP codecs we ask origins for; they pass through untouched.
+const FOUR_CC: &[&str] = &[
+    "avc1", "hvc1", "av01", "vp09", "vp08", "mp4a", "Opus", "fLaC", "ac-3", "ec-3", ".mp3",
+];
+
+/// What is pulled: the node's key and what to ask the origin for.
+#[derive(Debug, Clone)]
+pub struct Target {
+    /// The routing key `app/name` on this node.
+    pub key: String,
+    /// The player's app, used for origins configured without one.
+    pub app: String,
+    /// The play name sent to the origin (with the player's query when
+    /// `edge.pass_query` is on).
+    pub name: String,
+}
+
+impl Target {
+    pub fn new(path: &StreamPath, pass_query: bool) -> Target {
+        let name = if pass_query && !path.query.is_empty() {
+            format!("{}?{}", path.name, path.query)
+        } else {
+            path.name.clone()
+        };
+        Target {
+            key: path.key(),
+            app: path.app.clone(),
+            name,
+        }
+    }
+}
+
+/// How one attempt on one origin ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Outcome {
+    /// Before any media flowed.
+    Failed(PullFailure),
+    /// The origin ended the stream (UnpublishNotify, Play.Stop, StreamEOF).
+    Ended,
+    /// The connection broke or stalled mid-stream.
+    Lost,
+    /// Stop pulling: nobody watched for the linger time, or the stream is
+    /// no longer ours (kicked, or a local publisher holds the name).
+    Done,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Stage {
+    Connecting,
+    Playing,
+    Live,
+}
+
+struct Pull {
+    worker: Rc<Worker>,
+    target: Target,
+    id: u64,
+    origins: Vec<OriginUrl>,
+    urls: Vec<String>,
+    mode: Mode,
+    connect_timeout: Duration,
+    start_timeout: Duration,
+    backoff: Duration,
+    backoff_max: Duration,
+    linger: Duration,
+    /// Media published in the hub right now.
+    published: bool,
+    /// The origin that last delivered media.
+    last_origin: Option<usize>,
+}
+
+/// Runs the pull of `target` registered in the directory as `id` until it
+/// gives up or lingers out, then forgets it.
+pub async fn run(worker: Rc<Worker>, target: Target, id: u64) {
+    let stats = worker.stats.clone();
+    stats.pulls_active.set(stats.pulls_active.get() + 1);
+    stats.pull_starts.set(stats.pull_starts.get() + 1);
+    let edge = &worker.config.edge;
+    let origins: Vec<OriginUrl> = edge
+        .origins
+        .iter()
+        .filter_map(|o| OriginUrl::parse(o).ok())
+        .collect();
+    let mut pull = Pull {
+        urls: origins.iter().map(|o| o.url.clone()).collect(),
+        origins,
+        mode: Mode::parse(&edge.mode),
+        connect_timeout: Duration::from_millis(edge.connect_timeout_ms),
+        start_timeout: Duration::from_millis(edge.start_timeout_ms),
+        backoff: Duration::from_millis(edge.retry_backoff_ms.max(1)),
+        backoff_max: Duration::from_millis(edge.retry_backoff_max_ms.max(1)),
+        linger: Duration::from_millis(edge.linger_ms),
+        published: false,
+        last_origin: None,
+        worker: worker.clone(),
+        target,
+        id,
+    };
+    let span = tracing::info_span!("pull", worker = worker.id, stream = %pull.target.key);
+    let lingered = tracing::Instrument::instrument(pull.main(), span).await;
+    let now = Instant::now();
+    if lingered {
+        worker
+            .hub
+            .borrow_mut()
+            .end_now(&pull.target.key, pull.id, now);
+    } else {
+        pull.unpublish();
+    }
+    let directory = worker.hub.borrow().directory().clone();
+    directory.remove_pull(&pull.target.key, pull.id);
+    stats
+        .pulls_active
+        .set(stats.pulls_active.get().saturating_sub(1));
+    info!(stream = %pull.target.key, "edge pull closed");
+}
+
+impl Pull {
+    /// Rounds over the origins until one delivers, with backoff between
+    /// rounds. Returns true if it ends because nobody watches (end the
+    /// stream now), false if it gave up (players get the end after the grace).
+    async fn main(&mut self) -> bool {
+        let mut deadline = Instant::now() + self.start_timeout;
+        let mut backoff = self.backoff;
+        let mut after_loss = false;
+        'rounds: loop {
+            let mut order = select::order(self.mode, &self.urls, &self.target.key);
+            if let (true, Some(last)) = (after_loss, self.last_origin) {
+                // Lost mid-stream: the others first, the lost one last.
+                if order.len() > 1 {
+                    order.retain(|i| *i != last);
+                    order.push(last);
+                }
+            }
+            let n = order.len();
+            // Give up early when no origin can have the stream: each one
+            // said not found or is down, and at least one said not found.
+            let (mut definitive, mut not_found) = (true, false);
+            for (i, idx) in order.into_iter().enumerate() {
+                let now = Instant::now();
+                if now >= deadline {
+                    break;
+                }
+                // Share what is left of the deadline among the origins left.
+                let budget = (deadline - now) / (n - i) as u32;
+                let outcome = self.attempt(idx, budget).await;
+                debug!(origin = %self.urls[idx], ?outcome, "pull attempt over");
+                match outcome {
+                    Outcome::Failed(reason) => {
+                        self.worker.stats.pull_failures.inc(reason);
+                        not_found |= reason == PullFailure::NotFound;
+                        definitive &=
+                            matches!(reason, PullFailure::NotFound | PullFailure::Connect);
+                    }
+                    Outcome::Done => return true,
+                    Outcome::Ended | Outcome::Lost => {
+                        // Media flowed: players now wait under the grace
+                        // while we reconnect.
+                        if outcome == Outcome::Lost {
+                            self.worker.stats.pull_failures.inc(PullFailure::Lost);
+                            warn!(origin = %self.urls[idx], "origin lost; reconnecting");
+                        } else {
+                            info!(origin = %self.urls[idx], "origin ended the stream");
+                        }
+                        self.unpublish();
+                        let grace = self.worker.hub.borrow().config().publisher_grace;
+                        if grace.is_zero() {
+                            return false;
+                        }
+                        deadline = Instant::now() + grace;
+                        after_loss = outcome == Outcome::Lost;
+                        backoff = self.backoff;
+                        continue 'rounds;
+                    }
+                }
+            }
+            let now = Instant::now();
+            if now >= deadline || (definitive && not_found) {
+                info!("no origin delivers the stream; giving up");
+                return false;
+            }
+            monoio::time::sleep(backoff.min(deadline - now)).await;
+            backoff = (backoff * 2).min(self.backoff_max);
+        }
+    }
+
+    /// One connection to origin `idx`, until it fails, ends, or we stop.
+    async fn attempt(&mut self, idx: usize, budget: Duration) -> Outcome {
+        let Some(origin) = self.origins.get(idx).cloned() else {
+            return Outcome::Failed(PullFailure::Connect);
+        };
+        let dial = Instant::now();
+        let until = dial + budget;
+        let limit = self.connect_timeout.min(budget);
+        let connect = TcpStream::connect(origin.addr.as_str());
+        let mut stream = match monoio::time::timeout(limit, connect).await {
+            Ok(Ok(s)) => s,
+            Ok(Err(e)) => {
+                debug!(origin = %origin.url, error = %e, "origin connect failed");
+                return Outcome::Failed(PullFailure::Connect);
+            }
+            Err(_) => return Outcome::Failed(PullFailure::Connect),
+        };
+        let _ = stream.set_nodelay(true);
+        let mut buf = BytesMut::with_capacity(READ_MIN);
+        let left = until.saturating_duration_since(Instant::now());
+        let hs = handshake(&mut stream, &mut buf);
+        match monoio::time::timeout(self.connect_timeout.min(left), hs).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => {
+                debug!(origin = %origin.url, error = %e, "origin handshake failed");
+                return Outcome::Failed(PullFailure::Handshake);
+            }
+            Err(_) => return Outcome::Failed(PullFailure::Handshake),
+        }
+        let app = origin
+            .app
+            .clone()
+            .unwrap_or_else(|| self.target.app.clone());
+        let mut config = ClientConfig::new(&app, &origin.tc_url(&app));
+        config.chunk_limits = self.worker.session_config.chunk_limits.clone();
+        config.amf_limits = self.worker.session_config.amf_limits;
+        config.four_cc_list = FOUR_CC.iter().map(|s| s.to_string()).collect();
+        let mut session = ClientSession::new(config);
+        session.received(buf.len());
+        session.connect();
+        let mut stage = Stage::Connecting;
+        let mut last_byte = Instant::now();
+        let mut next_check = last_byte;
+        let mut idle_since: Option<Instant> = None;
+        let stall = self.start_timeout.max(Duration::from_secs(2));
+        loop {
+            let live = stage == Stage::Live;
+            let broken = if live {
+                Outcome::Lost
+            } else {
+                Outcome::Failed(PullFailure::Protocol)
+            };
+            if let Err(e) = session.handle_input(&mut buf) {
+                warn!(origin = %origin.url, error = %e, "origin sent bad data");
+                return broken;
+            }
+            let now = Instant::now();
+            while let Some(ev) = session.poll_event() {
+                if let Some(out) = self.on_event(ev, &mut session, &mut stage, idx, dial, now) {
+                    if let Some(bytes) = session.take_output() {
+                        let _ = monoio::time::timeout(TICK, stream.write_all(bytes)).await;
+                    }
+                    return out;
+                }
+            }
+            if stage == Stage::Live {
+                self.worker.hub.borrow_mut().flush_wakes();
+            }
+            if let Some(bytes) = session.take_output() {
+                let write = stream.write_all(bytes);
+                match monoio::time::timeout(self.connect_timeout, write).await {
+                    Ok((Ok(_), _)) => {}
+                    _ => return broken_or(stage, PullFailure::Connect),
+                }
+            }
+            let now = Instant::now();
+            if stage != Stage::Live && now >= until {
+                return Outcome::Failed(PullFailure::Timeout);
+            }
+            if stage == Stage::Live && now >= next_check {
+                next_check = now + TICK;
+                if now.duration_since(last_byte) >= stall {
+                    return Outcome::Lost;
+                }
+                match self.worker.hub.borrow().audience(&self.target.key) {
+                    None => return Outcome::Done,
+                    Some(0) => {
+                        let since = *idle_since.get_or_insert(now);
+                        if now.duration_since(since) >= self.linger {
+                            info!("no players for the linger time; closing the pull");
+                            return Outcome::Done;
+                        }
+                    }
+                    Some(_) => idle_since = None,
+                }
+            }
+            let (res, back) = read_tick(&mut stream, buf).await;
+            buf = back;
+            match res {
+                Ok(None) => {}
+                Ok(Some(0)) => return broken_or(stage, PullFailure::Rejected),
+                Ok(Some(n)) => {
+                    session.received(n);
+                    self.worker.stats.add_in(n as u64);
+                    last_byte = Instant::now();
+                }
+                Err(e) => {
+                    debug!(origin = %origin.url, error = %e, "origin read failed");
+                    return broken_or(stage, PullFailure::Connect);
+                }
+            }
+        }
+    }
+
+    /// Applies one event of the origin session; `Some` ends the attempt.
+    fn on_event(
+        &mut self,
+        ev: ClientEvent,
+        session: &mut ClientSession,
+        stage: &mut Stage,
+        idx: usize,
+        dial: Instant,
+        now: Instant,
+    ) -> Option<Outcome> {
+        let live = *stage == Stage::Live;
+        match ev {
+            ClientEvent::Connected => session.create_stream(),
+            ClientEvent::ConnectRejected { code, description } => {
+                warn!(%code, %description, "origin refused connect");
+                return Some(Outcome::Failed(PullFailure::Rejected));
+            }
+            ClientEvent::StreamCreated { stream_id } => {
+                session.play(stream_id, &self.target.name);
+                *stage = Stage::Playing;
+            }
+            ClientEvent::PlayStarted { .. } => {
+                if !live {
+                    self.worker.stats.origin_connect.record(dial.elapsed());
+                }
+            }
+            ClientEvent::Status {
+                level,
+                code,
+                description,
+                ..
+            } => {
+                let ends = matches!(
+                    code.as_str(),
+                    "NetStream.Play.UnpublishNotify"
+                        | "NetStream.Play.Stop"
+                        | "NetStream.Play.Complete"
+                        | "NetStream.Play.StreamNotFound"
+                        | "NetStream.Play.Failed"
+                ) || level == "error";
+                if ends {
+                    debug!(%code, %description, "origin status");
+                    return Some(if live {
+                        Outcome::Ended
+                    } else {
+                        Outcome::Failed(PullFailure::NotFound)
+                    });
+                }
+            }
+            ClientEvent::StreamEof { .. } if live => return Some(Outcome::Ended),
+            ClientEvent::StreamEof { .. } => {}
+            ClientEvent::ReconnectRequest { .. } => {
+                return Some(broken_or(*stage, PullFailure::Rejected));
+            }
+            ClientEvent::PublishStarted { .. } => {}
+            ClientEvent::Media {
+                kind,
+                timestamp,
+                payload,
+                ..
+            } => {
+                if !live {
+                    if let Some(out) = self.go_live(idx, now) {
+                        return Some(out);
+                    }
+                    *stage = Stage::Live;
+                }
+                self.worker.hub.borrow_mut().ingest(
+                    &self.target.key,
+                    kind,
+                    timestamp,
+                    payload,
+                    now,
+                );
+            }
+        }
+        None
+    }
+
+    /// First media from origin `idx`: claim the stream as its publisher.
+    fn go_live(&mut self, idx: usize, now: Instant) -> Option<Outcome> {
+        let key = &self.target.key;
+        if let Err(e) = self.worker.hub.borrow_mut().publish(key, self.id, now) {
+            warn!(error = %e, "cannot publish the pulled stream; stopping");
+            return Some(Outcome::Done);
+        }
+        self.published = true;
+        if self.last_origin.is_some_and(|l| l != idx) {
+            let f = &self.worker.stats.failovers;
+            f.set(f.get() + 1);
+        }
+        self.last_origin = Some(idx);
+        if self.mode == Mode::Failover {
+            select::mark_healthy(idx);
+        }
+        let directory = self.worker.hub.borrow().directory().clone();
+        directory.set_pull_state(key, self.id, PullState::Live);
+        info!(origin = %self.urls[idx], "edge pull live");
+        None
+    }
+
+    /// Gives the stream up as publisher; players wait under the grace.
+    fn unpublish(&mut self) {
+        if !std::mem::take(&mut self.published) {
+            return;
+        }
+        let now = Instant::now();
+        let key = &self.target.key;
+        self.worker.hub.borrow_mut().unpublish(key, self.id, now);
+        let directory = self.worker.hub.borrow().directory().clone();
+        directory.set_pull_state(key, self.id, PullState::Retrying);
+        let grace = self.worker.hub.borrow().config().publisher_grace;
+        if !grace.is_zero() {
+            let worker = self.worker.clone();
+            monoio::spawn(async move {
+                monoio::time::sleep(grace).await;
+                worker.hub.borrow_mut().expire(Instant::now());
+            });
+        }
+    }
+}
+
+/// A connection problem: a loss once live, else a failed attempt.
+fn broken_or(stage: Stage, reason: PullFailure) -> Outcome {
+    if stage == Stage::Live {
+        Outcome::Lost
+    } else {
+        Outcome::Failed(reason)
+    }
+}
+
+/// C0+C1 out, S0+S1+S2 in, C2 out; bytes after S2 stay in `buf`.
+/// Complex (FP9) C1, which simple-only servers also accept.
+async fn handshake(stream: &mut TcpStream, buf: &mut BytesMut) -> std::io::Result<()> {
+    let mut hs = ClientHandshake::new(true);
+    let mut out = BytesMut::with_capacity(1537);
+    hs.start(&mut out);
+    loop {
+        if !out.is_empty() {
+            let (res, _) = stream.write_all(out.split().freeze()).await;
+            res?;
+        }
+        let status = hs
+            .feed(buf, &mut out)
+            .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e.to_string()))?;
+        if status == HandshakeStatus::Done {
+            if !out.is_empty() {
+                let (res, _) = stream.write_all(out.split().freeze()).await;
+                res?;
+            }
+            return Ok(());
+        }
+        if !out.is_empty() {
+            continue;
+        }
+        reserve(buf);
+        let len = buf.len();
+        let (res, slice) = stream.read(std::mem::take(buf).slice_mut(len..)).await;
+        *buf = slice.into_inner();
+        if res? == 0 {
+            return Err(std::io::ErrorKind::UnexpectedEof.into());
+        }
+    }
+}
+
+fn reserve(buf: &mut BytesMut) {
+    if buf.capacity() - buf.len() < READ_MIN / 2 {
+        buf.reserve(READ_MIN);
+    }
+}
+
+/// Reads once, or returns `Ok(None)` after [`TICK`] without data. The read
+/// is cancelled rather than dropped, so no received byte is ever lost.
+async fn read_tick(
+    stream: &mut TcpStream,
+    mut buf: BytesMut,
+) -> (std::io::Result<Option<usize>>, BytesMut) {
+    reserve(&mut buf);
+    let len = buf.len();
+    let canceller = Canceller::new();
+    let read = stream.cancelable_read(buf.slice_mut(len..), canceller.handle());
+    let mut read = std::pin::pin!(read);
+    let first = monoio::select! {
+        r = &mut read => Some(r),
+        _ = monoio::time::sleep(TICK) => None,
+    };
+    let (res, slice) = match first {
+        Some(r) => r,
+        None => {
+            let _ = canceller.cancel();
+            read.await
+        }
+    };
+    let buf = slice.into_inner();
+    match res {
+        Ok(n) => (Ok(Some(n)), buf),
+        Err(e) if e.raw_os_error() == Some(libc::ECANCELED) => (Ok(None), buf),
+        Err(e) => (Err(e), buf),
+    }
+}
