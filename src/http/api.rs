@@ -87,6 +87,7 @@ struct StreamView {
     uptime_ms: u64,
     gop_frames: usize,
     players: BTreeMap<usize, usize>,
+    upstream: Option<(usize, String)>,
 }
 
 fn stream_views(snaps: &[Snapshot]) -> BTreeMap<String, StreamView> {
@@ -96,6 +97,9 @@ fn stream_views(snaps: &[Snapshot]) -> BTreeMap<String, StreamView> {
             let v = out.entry(st.key.clone()).or_default();
             if st.players > 0 {
                 v.players.insert(s.core, st.players);
+            }
+            if st.upstream.is_some() {
+                v.upstream = st.upstream.clone();
             }
             if st.owned {
                 v.owner = Some(s.core);
@@ -145,8 +149,8 @@ fn stream_json(key: &str, v: &StreamView) -> Value {
         "gop_frames": v.gop_frames,
         "players": v.players.values().sum::<usize>(),
         "players_per_core": per_core,
-        // Edge pulls do not exist yet: every stream is published here.
-        "upstream": Value::Null,
+        // Set when an edge pull feeds the stream (null: published here).
+        "upstream": v.upstream.as_ref().map(|(core, state)| json!({ "core": core, "state": state })),
     })
 }
 

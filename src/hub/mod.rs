@@ -136,6 +136,8 @@ pub struct StreamInfo {
     pub publisher: Option<u64>,
     /// Milliseconds since the current publisher started (owner core only).
     pub uptime_ms: u64,
+    /// When an edge pull feeds the stream: the pull's core and state.
+    pub upstream: Option<(usize, String)>,
 }
 
 pub struct Hub {
@@ -252,6 +254,10 @@ impl Hub {
                     .map_or(0, |o| {
                         now.saturating_duration_since(o.publish_started).as_millis() as u64
                     }),
+                upstream: self
+                    .directory
+                    .pull(&s.key)
+                    .map(|p| (p.core, format!("{:?}", p.state).to_lowercase())),
             })
             .collect()
     }
