@@ -7,6 +7,7 @@
 //! - `shard`: per-core runtime and acceptor.
 //! - `config`: TOML configuration with embedded defaults.
 
+pub mod auth;
 pub mod config;
 pub mod conn;
 pub mod http;

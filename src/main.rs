@@ -57,6 +57,22 @@ enum Command {
         /// The TOML file to check.
         file: PathBuf,
     },
+    /// Mints a publish or play token for `[auth]` mode "token" and prints
+    /// it with a ready-to-use URL suffix.
+    Sign {
+        /// The HMAC secret (auth.secret).
+        #[arg(long)]
+        secret: String,
+        /// publish or play.
+        #[arg(long)]
+        action: String,
+        /// The stream as app/name.
+        #[arg(long)]
+        stream: String,
+        /// Seconds from now until the token expires.
+        #[arg(long, default_value_t = 3600)]
+        ttl: u64,
+    },
 }
 
 type FilterHandle = reload::Handle<EnvFilter, Registry>;
@@ -127,10 +143,36 @@ fn check_config(file: &Path) -> ExitCode {
     }
 }
 
+/// `cascade sign`: prints the token, then `?token=…` to append to a URL.
+fn sign(secret: &str, action: &str, stream: &str, ttl: u64) -> ExitCode {
+    use cascade::auth::{self, Action};
+    let Some(action) = Action::parse(action) else {
+        eprintln!("cascade sign: --action must be publish or play");
+        return ExitCode::from(2);
+    };
+    let stream = stream.trim_matches('/');
+    if secret.is_empty() || !stream.contains('/') {
+        eprintln!("cascade sign: need a non-empty --secret and --stream app/name");
+        return ExitCode::from(2);
+    }
+    let expiry = auth::now_unix().saturating_add(ttl);
+    let token = auth::sign(secret.as_bytes(), action, stream, expiry);
+    println!("{token}");
+    println!("?token={token}");
+    ExitCode::SUCCESS
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    if let Some(Command::CheckConfig { file }) = &cli.command {
-        return check_config(file);
+    match &cli.command {
+        Some(Command::CheckConfig { file }) => return check_config(file),
+        Some(Command::Sign {
+            secret,
+            action,
+            stream,
+            ttl,
+        }) => return sign(secret, action, stream, *ttl),
+        None => {}
     }
     let config = match load(&cli, cli.config.as_deref()) {
         Ok(c) => c,

@@ -43,6 +43,42 @@ pub struct Config {
     pub log: LogSection,
     pub metrics: MetricsSection,
     pub edge: EdgeSection,
+    pub auth: AuthSection,
+}
+
+/// Publish and play authorization (see `crate::auth`). Open by default.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuthSection {
+    /// "open", "key" (a `key=` in the query from `publish_keys`) or
+    /// "token" (an HMAC token signed with `secret`).
+    pub publish: String,
+    pub play: String,
+    pub publish_keys: Vec<String>,
+    pub play_keys: Vec<String>,
+    /// HMAC-SHA256 secret for tokens (`cascade sign`).
+    pub secret: String,
+    /// CIDR lists; deny wins, an empty allow list allows every address.
+    pub publish_allow: Vec<String>,
+    pub publish_deny: Vec<String>,
+    pub play_allow: Vec<String>,
+    pub play_deny: Vec<String>,
+}
+
+impl Default for AuthSection {
+    fn default() -> Self {
+        AuthSection {
+            publish: "open".into(),
+            play: "open".into(),
+            publish_keys: Vec::new(),
+            play_keys: Vec::new(),
+            secret: String::new(),
+            publish_allow: Vec::new(),
+            publish_deny: Vec::new(),
+            play_allow: Vec::new(),
+            play_deny: Vec::new(),
+        }
+    }
 }
 
 /// Edge mode: a play for a stream this node does not have pulls it from an
@@ -211,6 +247,10 @@ pub struct LimitsSection {
     pub max_streams_per_connection: usize,
     pub amf_max_depth: usize,
     pub max_streams: usize,
+    /// Connections per node; past it new ones are closed at accept.
+    pub max_connections: usize,
+    /// Connections per peer address per node.
+    pub max_connections_per_ip: usize,
 }
 
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
@@ -263,6 +303,8 @@ impl Default for LimitsSection {
             max_streams_per_connection: 8,
             amf_max_depth: 32,
             max_streams: 10_000,
+            max_connections: 100_000,
+            max_connections_per_ip: 1_000,
         }
     }
 }
@@ -308,6 +350,7 @@ impl Default for Config {
             log: LogSection::default(),
             metrics: MetricsSection::default(),
             edge: EdgeSection::default(),
+            auth: AuthSection::default(),
         }
     }
 }
@@ -414,6 +457,15 @@ impl Config {
                 "edge.retry_backoff_max_ms",
                 "must be >= edge.retry_backoff_ms",
             );
+        }
+        if self.limits.max_connections == 0 {
+            bad("limits.max_connections", "must be > 0");
+        }
+        if self.limits.max_connections_per_ip == 0 {
+            bad("limits.max_connections_per_ip", "must be > 0");
+        }
+        for (key, why) in crate::auth::problems(&self.auth) {
+            bad(key, &why);
         }
         errs
     }

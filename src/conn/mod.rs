@@ -15,6 +15,7 @@ use monoio::io::{AsyncReadRent, Splitable};
 use monoio::net::TcpStream;
 use tracing::{debug, info, warn, Instrument};
 
+use crate::auth::{self, Action, Denial};
 use crate::hub::{CloseReason, HubError, Outbox};
 use crate::metrics::{ConnRole, HandshakeFailure, ProtocolErrorKind};
 use crate::protocol::command::StreamPath;
@@ -63,6 +64,8 @@ struct Conn {
     outbox: Rc<Outbox>,
     session: ServerSession,
     role: Role,
+    /// The peer's address, for the `[auth]` address lists.
+    peer: SocketAddr,
     /// The tcUrl of `connect`, echoed in a drain's reconnect request.
     tc_url: String,
     /// A drain's reconnect request went out already.
@@ -113,6 +116,7 @@ async fn run(
         worker,
         outbox: outbox.clone(),
         role: Role::None,
+        peer,
         tc_url: String::new(),
         reconnect_sent: false,
     };
@@ -294,6 +298,12 @@ impl Conn {
         crate::upstream::enabled(&self.worker.config)
             && matches!(self.role, Role::None)
             && !self.worker.hub.borrow().contains(&path.key())
+            // A refused play pulls nothing; on_play answers it.
+            && self
+                .worker
+                .auth
+                .check(Action::Play, self.peer.ip(), path, auth::now_unix())
+                .is_ok()
     }
 
     fn on_publish(&mut self, stream_id: u32, path: StreamPath, kind: &str, now: Instant) {
@@ -306,6 +316,14 @@ impl Conn {
             return;
         }
         let key = path.key();
+        if let Err(d) = self.authorize(Action::Publish, &path) {
+            self.session.reject_publish(
+                stream_id,
+                PublishRejection::Denied,
+                &format!("publish to {key} denied: {d}"),
+            );
+            return;
+        }
         let result = self.worker.hub.borrow_mut().publish(&key, self.id, now);
         match result {
             Ok(()) => {
@@ -333,6 +351,14 @@ impl Conn {
 
     fn on_play(&mut self, stream_id: u32, path: StreamPath, reset: bool, now: Instant) {
         let key = path.key();
+        if let Err(d) = self.authorize(Action::Play, &path) {
+            self.session.reject_play(
+                stream_id,
+                PlayRejection::Denied,
+                &format!("play of {key} denied: {d}"),
+            );
+            return;
+        }
         if !matches!(self.role, Role::None) || !self.worker.hub.borrow().contains(&key) {
             info!(stream = %key, "play: stream not found");
             self.session.reject_play(
@@ -361,6 +387,26 @@ impl Conn {
             }
             Err(e) => debug!(error = %e, "play: subscribe failed"),
         }
+    }
+
+    /// The `[auth]` decision for one publish or play; a refusal is logged
+    /// (reason only, never the key or token) and counted.
+    fn authorize(&self, action: Action, path: &StreamPath) -> Result<(), Denial> {
+        let policy = &self.worker.auth;
+        if policy.is_open(action) {
+            return Ok(());
+        }
+        let started = Instant::now();
+        let result = policy.check(action, self.peer.ip(), path, auth::now_unix());
+        self.worker.stats.auth_decision.record(started.elapsed());
+        if let Err(d) = result {
+            warn!(stream = %path.key(), action = %action.as_str(), reason = %d.as_str(), "auth: denied");
+            self.worker
+                .stats
+                .auth_rejected
+                .inc(auth::rejection_label(action, d));
+        }
+        result
     }
 
     /// A drain started: ask a publisher to move to another node (Enhanced

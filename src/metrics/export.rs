@@ -9,8 +9,8 @@ use prometheus::TextEncoder;
 
 use super::names::{self as n, buckets};
 use super::{
-    ConnRole, DropReason, HandshakeFailure, HistSnapshot, KickReason, Label, ProtocolErrorKind,
-    PullFailure, RejectReason, StatsSnapshot,
+    AuthRejection, ConnRole, DropReason, HandshakeFailure, HistSnapshot, KickReason, Label,
+    ProtocolErrorKind, PullFailure, RejectReason, StatsSnapshot,
 };
 
 /// One stream as exported when `metrics.per_stream` is on.
@@ -195,6 +195,20 @@ pub fn render(s: &Scrape<'_>) -> String {
             "reason",
             &t.rejected,
             MetricType::COUNTER,
+        ),
+        family(
+            n::AUTH_REJECTIONS,
+            "Publishes and plays refused by [auth], by action and reason.",
+            MetricType::COUNTER,
+            AuthRejection::NAMES
+                .iter()
+                .enumerate()
+                .map(|(i, text)| {
+                    let (action, reason) = text.split_once('/').unwrap_or((text, ""));
+                    let v = t.auth_rejected.get(i).copied().unwrap_or(0);
+                    counter_metric(&[("action", action), ("reason", reason)], v)
+                })
+                .collect(),
         ),
         labelled::<HandshakeFailure>(
             n::HANDSHAKE_FAILURES,

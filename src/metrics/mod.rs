@@ -53,6 +53,24 @@ label_enum!(
     RejectReason {
         AcceptError => "accept_error",
         Draining => "draining",
+        MaxConnections => "max_connections",
+        MaxConnectionsPerIp => "max_connections_per_ip",
+    }
+);
+
+label_enum!(
+    /// A refused publish or play, as `action/reason` (exported as two labels).
+    AuthRejection {
+        PublishAddress => "publish/address",
+        PublishMissing => "publish/missing",
+        PublishBadKey => "publish/bad_key",
+        PublishBadToken => "publish/bad_token",
+        PublishExpired => "publish/expired",
+        PlayAddress => "play/address",
+        PlayMissing => "play/missing",
+        PlayBadKey => "play/bad_key",
+        PlayBadToken => "play/bad_token",
+        PlayExpired => "play/expired",
     }
 );
 
@@ -218,6 +236,8 @@ pub struct CoreStats {
     /// Live connections by what they do (gauge).
     pub by_role: Counters<ConnRole>,
     pub rejected: Counters<RejectReason>,
+    /// Publishes and plays refused by `[auth]`.
+    pub auth_rejected: Counters<AuthRejection>,
     pub handshake_failures: Counters<HandshakeFailure>,
     pub protocol_errors: Counters<ProtocolErrorKind>,
     pub dropped: Counters<DropReason>,
@@ -254,6 +274,7 @@ pub struct StatsSnapshot {
     pub connections_active: u64,
     pub by_role: Vec<u64>,
     pub rejected: Vec<u64>,
+    pub auth_rejected: Vec<u64>,
     pub handshake_failures: Vec<u64>,
     pub protocol_errors: Vec<u64>,
     pub dropped: Vec<u64>,
@@ -293,6 +314,7 @@ impl StatsSnapshot {
         self.connections_active += o.connections_active;
         add_vec(&mut self.by_role, &o.by_role);
         add_vec(&mut self.rejected, &o.rejected);
+        add_vec(&mut self.auth_rejected, &o.auth_rejected);
         add_vec(&mut self.handshake_failures, &o.handshake_failures);
         add_vec(&mut self.protocol_errors, &o.protocol_errors);
         add_vec(&mut self.dropped, &o.dropped);
@@ -328,6 +350,7 @@ impl CoreStats {
             connections_active: self.connections_active.get(),
             by_role: self.by_role.values(),
             rejected: self.rejected.values(),
+            auth_rejected: self.auth_rejected.values(),
             handshake_failures: self.handshake_failures.values(),
             protocol_errors: self.protocol_errors.values(),
             // The historical figure: frames a player's full queue refused.

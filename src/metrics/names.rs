@@ -30,6 +30,7 @@ pub const KICKS: &str = "cascade_kicks_total";
 pub const INGEST_TO_EGRESS: &str = "cascade_ingest_to_egress_seconds";
 pub const FIRST_FRAME: &str = "cascade_time_to_first_frame_seconds";
 pub const HANDSHAKE_DURATION: &str = "cascade_handshake_duration_seconds";
+pub const AUTH_REJECTIONS: &str = "cascade_auth_rejections_total";
 pub const AUTH_DECISION: &str = "cascade_auth_decision_seconds";
 pub const ORIGIN_CONNECT: &str = "cascade_origin_connect_seconds";
 

@@ -52,6 +52,8 @@ pub struct Worker {
     pub queue_limits: QueueLimits,
     pub hub: RefCell<Hub>,
     pub stats: Rc<CoreStats>,
+    /// The `[auth]` policy, parsed once (changing it needs a restart).
+    pub auth: crate::auth::Policy,
     next_conn: Cell<u64>,
     /// What a reload may change; read by new connections.
     live: RefCell<LiveSettings>,
@@ -95,6 +97,11 @@ impl Worker {
                 stats.clone(),
             )),
             stats,
+            auth: crate::auth::Policy::from_config(&config.auth).unwrap_or_else(|e| {
+                // Validation refuses such a file first; never fall back to open.
+                error!(error = %e, "bad [auth]; denying every publish and play");
+                crate::auth::Policy::deny_all()
+            }),
             config,
             next_conn: Cell::new(0),
         }
@@ -290,6 +297,7 @@ pub fn run(
         .map_err(|e| std::io::Error::new(e.kind(), format!("cannot listen on {addr}: {e}")))?;
     let cores = core_affinity::get_core_ids().unwrap_or_default();
     let directory = Arc::new(Directory::new(config.limits.max_streams));
+    let limiter = crate::auth::ConnLimiter::new();
     let (mesh, mailboxes) = xcore::build::<CoreMsg>(workers);
     ops.set_mesh(mesh.clone());
     crate::http::start(&config, ops.clone())?;
@@ -300,6 +308,7 @@ pub fn run(
             mesh: mesh.clone(),
             mailbox,
             ops: ops.clone(),
+            limiter: limiter.clone(),
         };
         // Bind on the main thread so address errors surface at start-up.
         let listener = reuseport_listener(addr)?;
@@ -331,6 +340,8 @@ struct Shared {
     mesh: Mesh<CoreMsg>,
     mailbox: Mailbox<CoreMsg>,
     ops: Arc<Ops>,
+    /// Connection counts of the whole node, touched at accept and close.
+    limiter: crate::auth::ConnLimiter,
 }
 
 fn run_worker(
@@ -400,7 +411,29 @@ async fn worker_main(
                     .stats
                     .connections
                     .set(worker.stats.connections.get() + 1);
-                monoio::spawn(crate::conn::serve(worker.clone(), stream, peer));
+                // Limits are read from the live configuration (a reload applies).
+                let limits = shared.ops.config().limits.clone();
+                let permit = match shared.limiter.admit(
+                    peer.ip(),
+                    limits.max_connections,
+                    limits.max_connections_per_ip,
+                ) {
+                    Ok(p) => p,
+                    Err(e) => {
+                        worker.stats.rejected.inc(match e {
+                            crate::auth::LimitExceeded::Total => RejectReason::MaxConnections,
+                            crate::auth::LimitExceeded::PerIp => RejectReason::MaxConnectionsPerIp,
+                        });
+                        warn!(worker = id, %peer, reason = %e, "connection refused");
+                        drop(stream);
+                        continue;
+                    }
+                };
+                let worker = worker.clone();
+                monoio::spawn(async move {
+                    crate::conn::serve(worker, stream, peer).await;
+                    drop(permit);
+                });
             }
             Err(e) => {
                 // EMFILE and friends: back off instead of spinning.
