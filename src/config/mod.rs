@@ -242,6 +242,13 @@ pub enum Workers {
 #[serde(deny_unknown_fields, default)]
 pub struct LimitsSection {
     pub handshake_timeout_ms: u64,
+    /// A publisher that sends nothing for this long is closed (a stuck
+    /// encoder must not hold its stream key forever).
+    pub publisher_timeout_ms: u64,
+    /// A connection that neither publishes nor plays for this long after
+    /// its handshake is closed. Players are never idle-closed: they only
+    /// receive.
+    pub idle_timeout_ms: u64,
     pub max_message_size: u32,
     pub max_chunk_streams: usize,
     pub max_streams_per_connection: usize,
@@ -298,6 +305,8 @@ impl Default for LimitsSection {
     fn default() -> Self {
         LimitsSection {
             handshake_timeout_ms: 10_000,
+            publisher_timeout_ms: 10_000,
+            idle_timeout_ms: 60_000,
             max_message_size: 16 << 20,
             max_chunk_streams: 64,
             max_streams_per_connection: 8,
@@ -431,6 +440,12 @@ impl Config {
                 "http.api_listen",
                 "expected an address like 127.0.0.1:8081, or empty",
             );
+        }
+        if self.limits.publisher_timeout_ms == 0 {
+            bad("limits.publisher_timeout_ms", "must be > 0");
+        }
+        if self.limits.idle_timeout_ms == 0 {
+            bad("limits.idle_timeout_ms", "must be > 0");
         }
         if self.limits.handshake_timeout_ms == 0 {
             bad("limits.handshake_timeout_ms", "must be > 0");

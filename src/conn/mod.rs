@@ -41,6 +41,8 @@ pub enum ConnError {
     Handshake(#[from] HandshakeError),
     #[error("handshake timed out")]
     HandshakeTimeout,
+    #[error("{0}")]
+    Timeout(&'static str),
     #[error("session: {0}")]
     Session(#[from] SessionError),
 }
@@ -189,7 +191,17 @@ impl Conn {
                 return Ok(());
             }
             let n;
-            (n, buf) = read_more(rd, buf).await?;
+            (n, buf) = match self.read_deadline() {
+                None => read_more(rd, buf).await?,
+                Some((limit, what)) => match monoio::time::timeout(limit, read_more(rd, buf)).await
+                {
+                    Ok(r) => r?,
+                    Err(_) => {
+                        warn!(timeout_ms = limit.as_millis() as u64, "{what}: closing");
+                        return Err(ConnError::Timeout(what));
+                    }
+                },
+            };
             if n == 0 {
                 return Ok(());
             }
@@ -221,6 +233,21 @@ impl Conn {
             if n == 0 {
                 return Err(ConnError::Io(std::io::ErrorKind::UnexpectedEof.into()));
             }
+        }
+    }
+
+    /// How long the next read may wait, by role: a publisher must keep
+    /// sending, a connection with no stream must start one; a player only
+    /// receives, so its reads have no deadline.
+    fn read_deadline(&self) -> Option<(Duration, &'static str)> {
+        let (publisher, idle) = self.worker.read_timeouts();
+        match self.role {
+            Role::Publisher { .. } => Some((
+                publisher,
+                "publisher sent nothing within limits.publisher_timeout_ms",
+            )),
+            Role::None => Some((idle, "no publish or play within limits.idle_timeout_ms")),
+            Role::Player { .. } => None,
         }
     }
 

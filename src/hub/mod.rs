@@ -98,6 +98,10 @@ pub struct LiveSettings {
     pub queue: QueueLimits,
     pub session: ServerConfig,
     pub handshake_timeout: Duration,
+    /// A publisher that sends nothing this long is closed.
+    pub publisher_timeout: Duration,
+    /// A connection that neither publishes nor plays this long is closed.
+    pub idle_timeout: Duration,
 }
 
 /// One core's view, sent to the control plane.

@@ -128,6 +128,12 @@ impl Worker {
         self.live.borrow().handshake_timeout
     }
 
+    /// (publisher no-data timeout, idle connection timeout)
+    pub fn read_timeouts(&self) -> (Duration, Duration) {
+        let live = self.live.borrow();
+        (live.publisher_timeout, live.idle_timeout)
+    }
+
     /// True once a drain started: publishers should be asked to move.
     pub fn draining(&self) -> bool {
         self.draining.get()
@@ -262,6 +268,8 @@ pub fn live_settings(config: &Config) -> LiveSettings {
         queue: config.queue_limits(),
         session: config.session_config(),
         handshake_timeout: Duration::from_millis(config.limits.handshake_timeout_ms),
+        publisher_timeout: Duration::from_millis(config.limits.publisher_timeout_ms),
+        idle_timeout: Duration::from_millis(config.limits.idle_timeout_ms),
     }
 }
 
