@@ -459,17 +459,7 @@ impl Conn {
             Role::None => {}
             Role::Publisher { key, .. } => {
                 info!(stream = %key, "unpublish");
-                let now = Instant::now();
-                self.worker.hub.borrow_mut().unpublish(&key, self.id, now);
-                // Players wait for a new publisher; end the stream if none comes.
-                let grace = self.worker.hub.borrow().config().publisher_grace;
-                if !grace.is_zero() {
-                    let worker = self.worker.clone();
-                    monoio::spawn(async move {
-                        monoio::time::sleep(grace).await;
-                        worker.hub.borrow_mut().expire(Instant::now());
-                    });
-                }
+                Worker::unpublish(&self.worker, &key, self.id, Instant::now());
             }
             Role::Player { key, .. } => {
                 self.worker.hub.borrow_mut().unsubscribe(&key, self.id);

@@ -124,6 +124,20 @@ impl Worker {
         self.live.borrow().queue.clone()
     }
 
+    /// A publisher (connection or edge pull) left `key`: players wait for a
+    /// new one, and the stream ends if none comes within the grace.
+    pub fn unpublish(worker: &Rc<Worker>, key: &str, publisher: u64, now: std::time::Instant) {
+        worker.hub.borrow_mut().unpublish(key, publisher, now);
+        let grace = worker.hub.borrow().config().publisher_grace;
+        if !grace.is_zero() {
+            let worker = worker.clone();
+            monoio::spawn(async move {
+                monoio::time::sleep(grace).await;
+                worker.hub.borrow_mut().expire(std::time::Instant::now());
+            });
+        }
+    }
+
     pub fn handshake_timeout(&self) -> Duration {
         self.live.borrow().handshake_timeout
     }

@@ -437,17 +437,9 @@ impl Pull {
         }
         let now = Instant::now();
         let key = &self.target.key;
-        self.worker.hub.borrow_mut().unpublish(key, self.id, now);
+        Worker::unpublish(&self.worker, key, self.id, now);
         let directory = self.worker.hub.borrow().directory().clone();
         directory.set_pull_state(key, self.id, PullState::Retrying);
-        let grace = self.worker.hub.borrow().config().publisher_grace;
-        if !grace.is_zero() {
-            let worker = self.worker.clone();
-            monoio::spawn(async move {
-                monoio::time::sleep(grace).await;
-                worker.hub.borrow_mut().expire(Instant::now());
-            });
-        }
     }
 }
 
