@@ -274,6 +274,9 @@ pub struct PlayerSection {
     pub queue_max_bytes: usize,
     pub queue_max_ms: u32,
     pub slow_disconnect_ms: u64,
+    /// Write-coalescing window: live frames wait up to this long and go to
+    /// the socket together. 0 sends every frame as it arrives.
+    pub write_coalesce_ms: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
@@ -334,6 +337,7 @@ impl Default for PlayerSection {
             queue_max_bytes: 8 << 20,
             queue_max_ms: 2_000,
             slow_disconnect_ms: 5_000,
+            write_coalesce_ms: 0,
         }
     }
 }
@@ -425,6 +429,12 @@ impl Config {
         }
         if self.player.queue_max_bytes < 64 * 1024 {
             bad("player.queue_max_bytes", "must be at least 65536");
+        }
+        if self.player.write_coalesce_ms >= u64::from(self.player.queue_max_ms) / 2 {
+            bad(
+                "player.write_coalesce_ms",
+                "must be below half of player.queue_max_ms (a full window must not look like a slow player)",
+            );
         }
         if !self.http.listen.is_empty() && self.http.listen.parse::<SocketAddr>().is_err() {
             bad(
@@ -536,6 +546,7 @@ impl Config {
             max_bytes: self.player.queue_max_bytes,
             max_duration_ms: self.player.queue_max_ms,
             disconnect_after: Duration::from_millis(self.player.slow_disconnect_ms),
+            coalesce: Duration::from_millis(self.player.write_coalesce_ms),
         }
     }
 }

@@ -6,6 +6,7 @@
 //! [`Directory`] is the only thing shared with other cores.
 
 pub mod cache;
+pub mod coalesce;
 pub mod directory;
 pub mod frame;
 pub mod outbox;
@@ -22,6 +23,7 @@ use crate::metrics::{CoreStats, DropReason, StatsSnapshot};
 use crate::protocol::session::{unpublish_notice, MediaKind, ServerConfig};
 use crate::xcore::Mesh;
 pub use cache::GopLimits;
+pub use coalesce::Coalescer;
 pub use directory::{Claim, Directory, PullEntry, PullRegistration, PullState};
 pub use frame::{classify, Frame, PLAY_STREAM_ID};
 pub use outbox::{CloseReason, Outbox, QueueLimits};
@@ -153,6 +155,8 @@ pub struct Hub {
     /// Cores sent to since the last [`Hub::flush_wakes`].
     dirty: Vec<bool>,
     stats: Rc<CoreStats>,
+    /// Players' write-coalescing timers (run by the worker).
+    coalescer: Rc<Coalescer>,
 }
 
 impl Hub {
@@ -171,7 +175,13 @@ impl Hub {
             directory,
             mesh,
             streams: HashMap::new(),
+            coalescer: Rc::default(),
         }
+    }
+
+    /// The write-coalescing timer queue; the worker runs its task.
+    pub fn coalescer(&self) -> Rc<Coalescer> {
+        self.coalescer.clone()
     }
 
     pub fn config(&self) -> &HubConfig {
@@ -444,7 +454,7 @@ impl Hub {
         };
         let frame = Frame::new(kind, ts, class, payload, chunk_size, now);
         self.stats.messages_in.set(self.stats.messages_in.get() + 1);
-        let Some(dropped) = s.deliver(&frame, &self.config.gop, now) else {
+        let Some(dropped) = s.deliver(&frame, &self.config.gop, &self.coalescer, now) else {
             self.stats.dropped.inc(DropReason::AwaitKeyframe);
             return;
         };
@@ -551,7 +561,7 @@ impl Hub {
                 let gop = self.config.gop.clone();
                 match self.streams.get_mut(&*key) {
                     Some(s) if s.owned.is_none() => {
-                        match s.deliver(&frame, &gop, now) {
+                        match s.deliver(&frame, &gop, &self.coalescer, now) {
                             Some(dropped) => {
                                 self.stats.add_dropped(dropped);
                                 let delivered = (s.players.len() as u64).saturating_sub(dropped);

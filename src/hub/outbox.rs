@@ -24,6 +24,9 @@ pub struct QueueLimits {
     pub max_bytes: usize,
     pub max_duration_ms: u32,
     pub disconnect_after: Duration,
+    /// Write-coalescing window: live frames wait up to this long and go out
+    /// together (see `hub::coalesce`). Zero sends each frame at once.
+    pub coalesce: Duration,
 }
 
 impl Default for QueueLimits {
@@ -32,6 +35,7 @@ impl Default for QueueLimits {
             max_bytes: 8 << 20,
             max_duration_ms: 5000,
             disconnect_after: Duration::from_secs(10),
+            coalesce: Duration::ZERO,
         }
     }
 }
@@ -66,6 +70,8 @@ struct Inner {
     dropped: u64,
     /// Set when a play starts; cleared when its first keyframe is written.
     play_started: Option<Instant>,
+    /// Coalescing: this outbox is listed in the core's flush queue.
+    flush_scheduled: bool,
 }
 
 /// What the writer gets per wake-up: several messages for one vectored
@@ -87,8 +93,9 @@ pub trait DirectSink {
     fn send_now(&self, bufs: &[&[u8]]) -> std::io::Result<usize>;
 }
 
-/// Messages one direct write may carry.
-const DIRECT_MAX_ITEMS: usize = 16;
+/// Messages one direct write may carry (a coalescing window of a few
+/// hundred milliseconds holds a few dozen).
+const DIRECT_MAX_ITEMS: usize = 64;
 
 pub struct Outbox {
     inner: RefCell<Inner>,
@@ -101,6 +108,9 @@ pub struct Outbox {
     /// The writer task holds a batch (its write is in flight).
     writing: Cell<bool>,
     waker: Cell<Option<Waker>>,
+    /// Coalescing: the window of this outbox just opened; whoever pushed the
+    /// frame lists it in the core's flush queue (see [`Outbox::take_flush_request`]).
+    flush_request: Cell<bool>,
     /// Woken when the outbox is closed for a slow player, so a writer stuck
     /// in a write to a peer that stopped reading can give up.
     slow_waker: Cell<Option<Waker>>,
@@ -120,8 +130,10 @@ impl Outbox {
                 chunk_size: 4096,
                 dropped: 0,
                 play_started: None,
+                flush_scheduled: false,
             }),
             waker: Cell::new(None),
+            flush_request: Cell::new(false),
             slow_waker: Cell::new(None),
             sink: RefCell::new(None),
             stats: RefCell::new(None),
@@ -344,6 +356,11 @@ impl Outbox {
                 i.skipping_video = false;
                 i.behind_since = None;
             }
+            if self.coalescing() {
+                Self::enqueue(&mut i, frame, true);
+                self.open_window(&mut i);
+                return true;
+            }
             if self.send_direct(&mut i, frame) {
                 return true;
             }
@@ -379,6 +396,11 @@ impl Outbox {
         };
         if keep {
             Self::enqueue(&mut i, frame, true);
+            if self.coalescing() {
+                self.open_window(&mut i);
+                // The frame waits for the window (or a busy writer).
+                return true;
+            }
             self.try_direct(&mut i);
         } else {
             i.dropped += 1;
@@ -396,6 +418,39 @@ impl Outbox {
             self.wake();
         }
         keep
+    }
+
+    fn coalescing(&self) -> bool {
+        !self.limits.coalesce.is_zero()
+    }
+
+    /// Coalescing: asks for a flush a window from now unless one is due.
+    fn open_window(&self, i: &mut Inner) {
+        if !i.flush_scheduled {
+            i.flush_scheduled = true;
+            self.flush_request.set(true);
+        }
+    }
+
+    /// The window to list this outbox under if a frame just opened one.
+    pub fn take_flush_request(&self) -> Option<Duration> {
+        self.flush_request.take().then_some(self.limits.coalesce)
+    }
+
+    /// Coalescing: the window closed; send what waits in one vectored write
+    /// (the writer task takes over what the socket does not accept).
+    pub fn flush_coalesced(&self) {
+        let mut i = self.inner.borrow_mut();
+        i.flush_scheduled = false;
+        if self.writing.get() || i.items.is_empty() {
+            return;
+        }
+        self.try_direct(&mut i);
+        let pending = !i.items.is_empty() || i.closed.is_some();
+        drop(i);
+        if pending {
+            self.wake();
+        }
     }
 
     /// Ends the queue. `Finish` lets the writer flush first.
@@ -475,96 +530,4 @@ impl Outbox {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn frame(kind: MediaKind, ts: u32, key: bool, size: usize) -> Frame {
-        let class = crate::hub::frame::Class {
-            keyframe: key,
-            ..Default::default()
-        };
-        Frame::new(
-            kind,
-            ts,
-            class,
-            Bytes::from(vec![0u8; size]),
-            4096,
-            Instant::now(),
-        )
-    }
-
-    #[test]
-    fn overflow_skips_video_until_keyframe_and_keeps_audio() {
-        let limits = QueueLimits {
-            max_bytes: 10_000,
-            max_duration_ms: 100_000,
-            disconnect_after: Duration::from_secs(60),
-        };
-        let q = Outbox::new(limits);
-        let now = Instant::now();
-        assert!(q.push_frame(&frame(MediaKind::Video, 0, true, 6000), now));
-        assert!(!q.push_frame(&frame(MediaKind::Video, 40, false, 6000), now));
-        assert!(q.push_frame(&frame(MediaKind::Audio, 40, false, 100), now));
-        // Still skipping: an inter frame that fits is dropped too.
-        assert!(!q.push_frame(&frame(MediaKind::Video, 80, false, 10), now));
-        assert_eq!(q.dropped(), 2);
-        // Drain, then the next keyframe resumes video.
-        let mut b = Batch::default();
-        assert!(futures_lite_block_on(q.next_batch(&mut b, 100, 1 << 20)));
-        assert_eq!(b.bufs.len(), 2);
-        assert!(q.push_frame(&frame(MediaKind::Video, 120, true, 6000), now));
-    }
-
-    #[test]
-    fn stays_behind_then_disconnected() {
-        let limits = QueueLimits {
-            max_bytes: 1000,
-            max_duration_ms: 100_000,
-            disconnect_after: Duration::from_millis(10),
-        };
-        let q = Outbox::new(limits);
-        let t0 = Instant::now();
-        q.push_frame(&frame(MediaKind::Video, 0, true, 900), t0);
-        q.push_frame(&frame(MediaKind::Video, 40, false, 900), t0);
-        q.push_frame(
-            &frame(MediaKind::Video, 80, false, 900),
-            t0 + Duration::from_millis(50),
-        );
-        assert_eq!(q.closed(), Some(CloseReason::SlowPlayer));
-        assert_eq!(q.queued_bytes(), 0);
-    }
-
-    #[test]
-    fn duration_bound_applies() {
-        let limits = QueueLimits {
-            max_bytes: 1 << 20,
-            max_duration_ms: 1000,
-            disconnect_after: Duration::from_secs(60),
-        };
-        let q = Outbox::new(limits);
-        let now = Instant::now();
-        assert!(q.push_frame(&frame(MediaKind::Video, 0, true, 10), now));
-        assert!(q.push_frame(&frame(MediaKind::Video, 900, false, 10), now));
-        assert!(!q.push_frame(&frame(MediaKind::Video, 1500, false, 10), now));
-    }
-
-    #[test]
-    fn metadata_at_zero_does_not_count_as_queued_duration() {
-        let q = Outbox::new(QueueLimits::default());
-        let now = Instant::now();
-        assert!(q.push_frame(&frame(MediaKind::Metadata, 0, false, 100), now));
-        assert!(q.push_frame(&frame(MediaKind::Video, 5000, true, 1000), now));
-        assert_eq!(q.dropped(), 0);
-    }
-
-    /// Minimal executor for a future that is ready at once.
-    fn futures_lite_block_on<F: std::future::Future>(f: F) -> F::Output {
-        let waker = Waker::noop();
-        let mut cx = std::task::Context::from_waker(waker);
-        let mut f = std::pin::pin!(f);
-        match f.as_mut().poll(&mut cx) {
-            Poll::Ready(v) => v,
-            Poll::Pending => panic!("not ready"),
-        }
-    }
-}
+mod tests;

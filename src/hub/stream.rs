@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::cache::{Cache, GopLimits};
+use super::coalesce::Coalescer;
 use super::frame::Frame;
 use super::outbox::Outbox;
 use crate::protocol::flv::{AudioCodec, VideoCodec};
@@ -154,7 +155,13 @@ impl LocalStream {
     /// Records a live frame and hands it to every started player. Returns
     /// None if the frame was held back (waiting for a keyframe), else how
     /// many players dropped it (slow-player policy).
-    pub fn deliver(&mut self, frame: &Frame, limits: &GopLimits, now: Instant) -> Option<u64> {
+    pub fn deliver(
+        &mut self,
+        frame: &Frame,
+        limits: &GopLimits,
+        coalescer: &Coalescer,
+        now: Instant,
+    ) -> Option<u64> {
         if frame.kind == MediaKind::Video && frame.header.is_none() {
             if frame.keyframe {
                 self.await_keyframe = false;
@@ -165,8 +172,13 @@ impl LocalStream {
         self.cache.apply(frame, limits);
         let mut dropped = 0;
         self.players.retain(|p| {
-            if p.started && !p.outbox.push_frame(frame, now) {
-                dropped += 1;
+            if p.started {
+                if !p.outbox.push_frame(frame, now) {
+                    dropped += 1;
+                }
+                if let Some(window) = p.outbox.take_flush_request() {
+                    coalescer.schedule(&p.outbox, window, now);
+                }
             }
             p.outbox.closed().is_none()
         });

@@ -421,6 +421,8 @@ async fn worker_main(
     let worker = Rc::new(Worker::new(id, config, shared.directory, shared.mesh));
     worker.stats.io_driver.set(driver);
     monoio::spawn(inbox_loop(worker.clone(), shared.mailbox));
+    let coalescer = worker.hub.borrow().coalescer();
+    monoio::spawn(coalescer.run());
     shared.ops.worker_ready();
     loop {
         let accepted = monoio::select! {

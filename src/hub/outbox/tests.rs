@@ -1,0 +1,171 @@
+use super::*;
+use std::cell::RefCell;
+
+fn frame(kind: MediaKind, ts: u32, key: bool, size: usize) -> Frame {
+    let class = crate::hub::frame::Class {
+        keyframe: key,
+        ..Default::default()
+    };
+    Frame::new(
+        kind,
+        ts,
+        class,
+        Bytes::from(vec![0u8; size]),
+        4096,
+        Instant::now(),
+    )
+}
+
+#[test]
+fn overflow_skips_video_until_keyframe_and_keeps_audio() {
+    let limits = QueueLimits {
+        max_bytes: 10_000,
+        max_duration_ms: 100_000,
+        disconnect_after: Duration::from_secs(60),
+        coalesce: Duration::ZERO,
+    };
+    let q = Outbox::new(limits);
+    let now = Instant::now();
+    assert!(q.push_frame(&frame(MediaKind::Video, 0, true, 6000), now));
+    assert!(!q.push_frame(&frame(MediaKind::Video, 40, false, 6000), now));
+    assert!(q.push_frame(&frame(MediaKind::Audio, 40, false, 100), now));
+    // Still skipping: an inter frame that fits is dropped too.
+    assert!(!q.push_frame(&frame(MediaKind::Video, 80, false, 10), now));
+    assert_eq!(q.dropped(), 2);
+    // Drain, then the next keyframe resumes video.
+    let mut b = Batch::default();
+    assert!(futures_lite_block_on(q.next_batch(&mut b, 100, 1 << 20)));
+    assert_eq!(b.bufs.len(), 2);
+    assert!(q.push_frame(&frame(MediaKind::Video, 120, true, 6000), now));
+}
+
+#[test]
+fn stays_behind_then_disconnected() {
+    let limits = QueueLimits {
+        max_bytes: 1000,
+        max_duration_ms: 100_000,
+        disconnect_after: Duration::from_millis(10),
+        coalesce: Duration::ZERO,
+    };
+    let q = Outbox::new(limits);
+    let t0 = Instant::now();
+    q.push_frame(&frame(MediaKind::Video, 0, true, 900), t0);
+    q.push_frame(&frame(MediaKind::Video, 40, false, 900), t0);
+    q.push_frame(
+        &frame(MediaKind::Video, 80, false, 900),
+        t0 + Duration::from_millis(50),
+    );
+    assert_eq!(q.closed(), Some(CloseReason::SlowPlayer));
+    assert_eq!(q.queued_bytes(), 0);
+}
+
+#[test]
+fn duration_bound_applies() {
+    let limits = QueueLimits {
+        max_bytes: 1 << 20,
+        max_duration_ms: 1000,
+        disconnect_after: Duration::from_secs(60),
+        coalesce: Duration::ZERO,
+    };
+    let q = Outbox::new(limits);
+    let now = Instant::now();
+    assert!(q.push_frame(&frame(MediaKind::Video, 0, true, 10), now));
+    assert!(q.push_frame(&frame(MediaKind::Video, 900, false, 10), now));
+    assert!(!q.push_frame(&frame(MediaKind::Video, 1500, false, 10), now));
+}
+
+#[test]
+fn metadata_at_zero_does_not_count_as_queued_duration() {
+    let q = Outbox::new(QueueLimits::default());
+    let now = Instant::now();
+    assert!(q.push_frame(&frame(MediaKind::Metadata, 0, false, 100), now));
+    assert!(q.push_frame(&frame(MediaKind::Video, 5000, true, 1000), now));
+    assert_eq!(q.dropped(), 0);
+}
+
+/// Minimal executor for a future that is ready at once.
+fn futures_lite_block_on<F: std::future::Future>(f: F) -> F::Output {
+    let waker = Waker::noop();
+    let mut cx = std::task::Context::from_waker(waker);
+    let mut f = std::pin::pin!(f);
+    match f.as_mut().poll(&mut cx) {
+        Poll::Ready(v) => v,
+        Poll::Pending => panic!("not ready"),
+    }
+}
+
+/// A socket that takes everything and records each send's message count.
+struct RecordingSink(Rc<RefCell<Vec<usize>>>);
+
+impl DirectSink for RecordingSink {
+    fn send_now(&self, bufs: &[&[u8]]) -> std::io::Result<usize> {
+        self.0.borrow_mut().push(bufs.len());
+        Ok(bufs.iter().map(|b| b.len()).sum())
+    }
+}
+
+fn coalescing_outbox(window_ms: u64) -> (Rc<Outbox>, Rc<RefCell<Vec<usize>>>) {
+    let limits = QueueLimits {
+        coalesce: Duration::from_millis(window_ms),
+        ..QueueLimits::default()
+    };
+    let q = Rc::new(Outbox::new(limits));
+    let sends = Rc::new(RefCell::new(Vec::new()));
+    q.set_sink(Some(Box::new(RecordingSink(sends.clone()))), None);
+    (q, sends)
+}
+
+#[test]
+fn without_a_window_each_frame_is_sent_at_once() {
+    let (q, sends) = coalescing_outbox(0);
+    let now = Instant::now();
+    assert!(q.push_frame(&frame(MediaKind::Video, 0, true, 1000), now));
+    assert!(q.push_frame(&frame(MediaKind::Audio, 10, false, 100), now));
+    assert_eq!(*sends.borrow(), vec![1, 1]);
+    assert_eq!(q.take_flush_request(), None);
+}
+
+#[test]
+fn a_window_sends_what_queued_in_one_write() {
+    let (q, sends) = coalescing_outbox(50);
+    let now = Instant::now();
+    assert!(q.push_frame(&frame(MediaKind::Video, 0, true, 1000), now));
+    // The first frame opens the window: one flush request, nothing sent.
+    assert_eq!(q.take_flush_request(), Some(Duration::from_millis(50)));
+    for ts in 1..10 {
+        assert!(q.push_frame(&frame(MediaKind::Audio, ts * 5, false, 100), now));
+        assert_eq!(q.take_flush_request(), None, "window already open");
+    }
+    assert!(sends.borrow().is_empty());
+    assert!(q.queued_bytes() > 1900, "frames wait in the queue");
+    q.flush_coalesced();
+    assert_eq!(*sends.borrow(), vec![10]);
+    assert_eq!(q.queued_bytes(), 0);
+    // The next frame opens a new window.
+    assert!(q.push_frame(&frame(MediaKind::Audio, 60, false, 100), now));
+    assert!(q.take_flush_request().is_some());
+}
+
+#[test]
+fn coalescer_flushes_in_deadline_order() {
+    let c = crate::hub::Coalescer::default();
+    let (a, sends_a) = coalescing_outbox(20);
+    let (b, sends_b) = coalescing_outbox(20);
+    let t0 = Instant::now();
+    a.push_frame(&frame(MediaKind::Video, 0, true, 10), t0);
+    c.schedule(&a, a.take_flush_request().unwrap(), t0);
+    let t1 = t0 + Duration::from_millis(10);
+    b.push_frame(&frame(MediaKind::Video, 0, true, 10), t1);
+    c.schedule(&b, b.take_flush_request().unwrap(), t1);
+    assert_eq!(c.flush_due(t0), Some(t0 + Duration::from_millis(20)));
+    assert!(sends_a.borrow().is_empty());
+    assert_eq!(
+        c.flush_due(t0 + Duration::from_millis(25)),
+        Some(t1 + Duration::from_millis(20))
+    );
+    assert_eq!(*sends_a.borrow(), vec![1]);
+    assert!(sends_b.borrow().is_empty());
+    assert_eq!(c.flush_due(t1 + Duration::from_millis(20)), None);
+    assert_eq!(*sends_b.borrow(), vec![1]);
+    assert_eq!(c.pending(), 0);
+}
