@@ -9,7 +9,8 @@
 #   PLAYERS="100 500 1000 2000"  player counts
 #   DURATION=30                  seconds per run (must exceed ramp + 8 s)
 #   RAMP=500                     new players per second
-#   SERVERS="cascade nginx floor"
+#   SERVERS="cascade nginx floor"  cascade@W runs cascade with a W ms
+#                                write-coalescing window (player.write_coalesce_ms)
 #   CLIP=path.flv                loop this file (default: synthetic stream)
 #   BITRATE=2500k FPS=30 GOP=60  synthetic stream parameters
 #   SERVER_CORE=0 HARNESS_CORE=1
@@ -72,9 +73,12 @@ fi
 start_server() {
     local name=$1 log=$OUT/$1.log
     case $name in
-    cascade)
+    cascade | cascade@*)
+        local window=0
+        [[ $name == cascade@* ]] && window=${name#cascade@}
         # shellcheck disable=SC2086
-        taskset -c "$SERVER_CORE" "$CASCADE" --listen "127.0.0.1:$PORT" $CASCADE_ARGS >"$log" 2>&1 &
+        CASCADE_PLAYER_WRITE_COALESCE_MS=$window \
+            taskset -c "$SERVER_CORE" "$CASCADE" --listen "127.0.0.1:$PORT" $CASCADE_ARGS >"$log" 2>&1 &
         ;;
     nginx)
         local prefix=$OUT/nginx
@@ -193,7 +197,10 @@ jq -rs '
   | ["server", "players", "up", "Gbit/s", "cpu%", "core-s/Gbit", "KB/player", "lat p50", "p99", "max", "ff p50", "ff p99", "drops", "vs nginx", "vs floor"],
     (.[] | [ .server, .players, .up, r(.gbit), r(.cpu_pct), r(.core_s_per_gbit), r(.rss_kb_per_player),
              r(.lat_p50), r(.lat_p99), r(.lat_max), r(.ff_p50), r(.ff_p99), .drops,
-             (if .server == "cascade" and $ng[.players | tostring] and .core_s_per_gbit then r(.core_s_per_gbit / $ng[.players | tostring]) else "" end),
-             (if .server == "cascade" and $fl[.players | tostring] and .core_s_per_gbit then r(.core_s_per_gbit / $fl[.players | tostring]) else "" end) ])
+             (if (.server | startswith("cascade")) and $ng[.players | tostring] and .core_s_per_gbit then r(.core_s_per_gbit / $ng[.players | tostring]) else "" end),
+             (if (.server | startswith("cascade")) and $fl[.players | tostring] and .core_s_per_gbit then r(.core_s_per_gbit / $fl[.players | tostring]) else "" end) ])
   | @tsv' "$OUT/rows.jsonl" | column -t -s $'\t' | tee "$OUT/table.txt"
+if grep -q '"server":"cascade@' "$OUT/rows.jsonl"; then
+    python3 "$ROOT/scripts/plot-windows.py" "$OUT/rows.jsonl" "$OUT/windows.svg"
+fi
 echo "reports, plots and logs: $OUT" >&2

@@ -1,21 +1,28 @@
-//! Publish and play authorization: static stream keys, HMAC-SHA256
-//! expiring tokens, and CIDR allow/deny lists, decided once per
-//! `publish`/`play` command before the session answers it.
+//! Publish and play authorization, per app and action: static stream
+//! keys, HMAC-SHA256 expiring tokens, an HTTP hook, and CIDR allow/deny
+//! lists, decided once per `publish`/`play` command before the session
+//! answers it.
 //!
-//! The checks are pure (the caller passes the peer address and the wall
-//! clock), so they are unit-tested without sockets or time. The per-IP
-//! connection limiter lives in [`limits`].
+//! The local checks are pure (the caller passes the peer address and the
+//! wall clock), so they are unit-tested without sockets or time; the hook
+//! is asked only after they pass ([`hook`]). The per-IP connection limiter
+//! lives in [`limits`].
 
 pub mod cidr;
+pub mod hook;
 pub mod limits;
 pub mod token;
 
+use std::collections::HashMap;
 use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::Duration;
 
-use crate::config::AuthSection;
+use crate::config::{AppAuth, AuthSection};
 use crate::protocol::command::StreamPath;
 
 pub use cidr::Cidr;
+pub use hook::{Hook, HookConfig, HookRequest, Outcome};
 pub use limits::{ConnLimiter, ConnPermit, LimitExceeded};
 pub use token::{sign, verify};
 
@@ -49,6 +56,8 @@ pub enum Mode {
     Open,
     Key,
     Token,
+    /// Asked of `auth.hook_url` (after the address lists).
+    Hook,
 }
 
 impl Mode {
@@ -57,6 +66,7 @@ impl Mode {
             "open" => Some(Mode::Open),
             "key" => Some(Mode::Key),
             "token" => Some(Mode::Token),
+            "hook" => Some(Mode::Hook),
             _ => None,
         }
     }
@@ -75,6 +85,10 @@ pub enum Denial {
     BadToken,
     #[error("token expired")]
     Expired,
+    #[error("refused by the auth hook")]
+    Hook,
+    #[error("auth hook failed")]
+    HookFailed,
 }
 
 impl Denial {
@@ -85,6 +99,8 @@ impl Denial {
             Denial::BadKey => "bad_key",
             Denial::BadToken => "bad_token",
             Denial::Expired => "expired",
+            Denial::Hook => "hook",
+            Denial::HookFailed => "hook_error",
         }
     }
 }
@@ -98,11 +114,15 @@ pub fn rejection_label(action: Action, d: Denial) -> crate::metrics::AuthRejecti
         (Action::Publish, Denial::BadKey) => R::PublishBadKey,
         (Action::Publish, Denial::BadToken) => R::PublishBadToken,
         (Action::Publish, Denial::Expired) => R::PublishExpired,
+        (Action::Publish, Denial::Hook) => R::PublishHook,
+        (Action::Publish, Denial::HookFailed) => R::PublishHookError,
         (Action::Play, Denial::Address) => R::PlayAddress,
         (Action::Play, Denial::Missing) => R::PlayMissing,
         (Action::Play, Denial::BadKey) => R::PlayBadKey,
         (Action::Play, Denial::BadToken) => R::PlayBadToken,
         (Action::Play, Denial::Expired) => R::PlayExpired,
+        (Action::Play, Denial::Hook) => R::PlayHook,
+        (Action::Play, Denial::HookFailed) => R::PlayHookError,
     }
 }
 
@@ -132,12 +152,38 @@ impl Rule {
     }
 }
 
-/// The parsed `[auth]` section, built once per worker.
+/// The rules of one app (or of every app without its own).
 #[derive(Debug, Clone)]
-pub struct Policy {
+struct Rules {
     publish: Rule,
     play: Rule,
+}
+
+impl Rules {
+    fn get(&self, action: Action) -> &Rule {
+        match action {
+            Action::Publish => &self.publish,
+            Action::Play => &self.play,
+        }
+    }
+}
+
+/// What a hook failure means (`auth.hook_on_error`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OnHookError {
+    Deny,
+    Allow,
+}
+
+/// The parsed `[auth]` section. Built once per configuration (start and
+/// each reload) and shared by every worker.
+#[derive(Debug, Clone)]
+pub struct Policy {
+    default: Rules,
+    apps: HashMap<String, Rules>,
     secret: Vec<u8>,
+    hook: Option<Arc<Hook>>,
+    on_hook_error: OnHookError,
 }
 
 /// A key rule with no keys: refuses everything.
@@ -150,35 +196,107 @@ fn closed_rule() -> Rule {
     }
 }
 
+/// One app's settings with the section's as fallback.
+struct Effective<'a> {
+    publish: &'a str,
+    play: &'a str,
+    publish_keys: &'a [String],
+    play_keys: &'a [String],
+    publish_allow: &'a [String],
+    publish_deny: &'a [String],
+    play_allow: &'a [String],
+    play_deny: &'a [String],
+}
+
+impl<'a> Effective<'a> {
+    fn of(a: &'a AuthSection, app: Option<&'a AppAuth>) -> Effective<'a> {
+        fn pick<'a, T: ?Sized>(own: Option<&'a T>, global: &'a T) -> &'a T {
+            own.unwrap_or(global)
+        }
+        Effective {
+            publish: pick(app.and_then(|p| p.publish.as_deref()), &a.publish),
+            play: pick(app.and_then(|p| p.play.as_deref()), &a.play),
+            publish_keys: pick(app.and_then(|p| p.publish_keys.as_deref()), &a.publish_keys),
+            play_keys: pick(app.and_then(|p| p.play_keys.as_deref()), &a.play_keys),
+            publish_allow: pick(
+                app.and_then(|p| p.publish_allow.as_deref()),
+                &a.publish_allow,
+            ),
+            publish_deny: pick(app.and_then(|p| p.publish_deny.as_deref()), &a.publish_deny),
+            play_allow: pick(app.and_then(|p| p.play_allow.as_deref()), &a.play_allow),
+            play_deny: pick(app.and_then(|p| p.play_deny.as_deref()), &a.play_deny),
+        }
+    }
+}
+
 /// Every problem of an `[auth]` section, as (key, why).
 pub fn problems(a: &AuthSection) -> Vec<(&'static str, String)> {
     let mut out = Vec::new();
-    for (key, mode, keys) in [
-        ("auth.publish", &a.publish, &a.publish_keys),
-        ("auth.play", &a.play, &a.play_keys),
-    ] {
-        match Mode::parse(mode) {
-            None => out.push((key, "expected open, key or token".to_string())),
-            Some(Mode::Key) if keys.iter().all(|k| k.is_empty()) => {
-                out.push((key, "mode \"key\" needs a non-empty key list".to_string()))
+    let scopes = std::iter::once(None).chain(a.app.iter().map(Some));
+    for app in scopes {
+        let e = Effective::of(a, app);
+        for (key, mode, keys) in [
+            ("auth.publish", e.publish, e.publish_keys),
+            ("auth.play", e.play, e.play_keys),
+        ] {
+            let scope = app
+                .map(|p| format!(" (app {:?})", p.name))
+                .unwrap_or_default();
+            match Mode::parse(mode) {
+                None => out.push((key, format!("expected open, key, token or hook{scope}"))),
+                Some(Mode::Key) if keys.iter().all(|k| k.is_empty()) => out.push((
+                    key,
+                    format!("mode \"key\" needs a non-empty key list{scope}"),
+                )),
+                Some(Mode::Token) if a.secret.is_empty() => {
+                    out.push((key, format!("mode \"token\" needs auth.secret{scope}")))
+                }
+                Some(Mode::Hook) if a.hook_url.is_empty() => {
+                    out.push((key, format!("mode \"hook\" needs auth.hook_url{scope}")))
+                }
+                _ => {}
             }
-            Some(Mode::Token) if a.secret.is_empty() => {
-                out.push((key, "mode \"token\" needs auth.secret".to_string()))
+        }
+        for (key, list) in [
+            ("auth.publish_allow", e.publish_allow),
+            ("auth.publish_deny", e.publish_deny),
+            ("auth.play_allow", e.play_allow),
+            ("auth.play_deny", e.play_deny),
+        ] {
+            for c in list {
+                if let Err(why) = Cidr::parse(c) {
+                    out.push((key, why));
+                }
             }
-            _ => {}
         }
     }
-    for (key, list) in [
-        ("auth.publish_allow", &a.publish_allow),
-        ("auth.publish_deny", &a.publish_deny),
-        ("auth.play_allow", &a.play_allow),
-        ("auth.play_deny", &a.play_deny),
-    ] {
-        for c in list {
-            if let Err(why) = Cidr::parse(c) {
-                out.push((key, why));
-            }
+    let mut names = std::collections::HashSet::new();
+    for app in &a.app {
+        if app.name.is_empty() || app.name.contains('/') {
+            out.push((
+                "auth.app.name",
+                format!("{:?}: expected an app name", app.name),
+            ));
+        } else if !names.insert(app.name.as_str()) {
+            out.push(("auth.app.name", format!("{:?} appears twice", app.name)));
         }
+    }
+    if !a.hook_url.is_empty() {
+        if let Err(why) = hook::check_url(&a.hook_url) {
+            out.push(("auth.hook_url", why));
+        }
+    }
+    if !["deny", "allow"].contains(&a.hook_on_error.as_str()) {
+        out.push(("auth.hook_on_error", "expected deny or allow".into()));
+    }
+    if a.hook_timeout_ms == 0 {
+        out.push(("auth.hook_timeout_ms", "must be > 0".into()));
+    }
+    if a.hook_threads == 0 {
+        out.push(("auth.hook_threads", "must be > 0".into()));
+    }
+    if a.hook_max_pending == 0 {
+        out.push(("auth.hook_max_pending", "must be > 0".into()));
     }
     out
 }
@@ -187,28 +305,48 @@ fn cidrs(list: &[String]) -> Result<Vec<Cidr>, String> {
     list.iter().map(|c| Cidr::parse(c)).collect()
 }
 
+fn rules(e: &Effective) -> Result<Rules, String> {
+    let rule = |mode: &str, keys: &[String], allow: &[String], deny: &[String]| {
+        Ok::<Rule, String>(Rule {
+            mode: Mode::parse(mode).unwrap_or(Mode::Open),
+            keys: keys.iter().filter(|k| !k.is_empty()).cloned().collect(),
+            allow: cidrs(allow)?,
+            deny: cidrs(deny)?,
+        })
+    };
+    Ok(Rules {
+        publish: rule(e.publish, e.publish_keys, e.publish_allow, e.publish_deny)?,
+        play: rule(e.play, e.play_keys, e.play_allow, e.play_deny)?,
+    })
+}
+
 impl Policy {
     pub fn from_config(a: &AuthSection) -> Result<Policy, String> {
         if let Some((key, why)) = problems(a).into_iter().next() {
             return Err(format!("{key}: {why}"));
         }
-        let rule = |mode: &str, keys: &[String], allow: &[String], deny: &[String]| {
-            Ok::<Rule, String>(Rule {
-                mode: Mode::parse(mode).unwrap_or(Mode::Open),
-                keys: keys.iter().filter(|k| !k.is_empty()).cloned().collect(),
-                allow: cidrs(allow)?,
-                deny: cidrs(deny)?,
+        let mut apps = HashMap::new();
+        for app in &a.app {
+            apps.insert(app.name.clone(), rules(&Effective::of(a, Some(app)))?);
+        }
+        let hook = (!a.hook_url.is_empty()).then(|| {
+            Hook::new(HookConfig {
+                url: a.hook_url.clone(),
+                timeout: Duration::from_millis(a.hook_timeout_ms),
+                threads: a.hook_threads,
+                max_pending: a.hook_max_pending,
             })
-        };
+        });
         Ok(Policy {
-            publish: rule(
-                &a.publish,
-                &a.publish_keys,
-                &a.publish_allow,
-                &a.publish_deny,
-            )?,
-            play: rule(&a.play, &a.play_keys, &a.play_allow, &a.play_deny)?,
+            default: rules(&Effective::of(a, None))?,
+            apps,
             secret: a.secret.as_bytes().to_vec(),
+            hook,
+            on_hook_error: if a.hook_on_error == "allow" {
+                OnHookError::Allow
+            } else {
+                OnHookError::Deny
+            },
         })
     }
 
@@ -216,28 +354,48 @@ impl Policy {
     /// so a mistake never opens the node).
     pub fn deny_all() -> Policy {
         Policy {
-            publish: closed_rule(),
-            play: closed_rule(),
+            default: Rules {
+                publish: closed_rule(),
+                play: closed_rule(),
+            },
+            apps: HashMap::new(),
             secret: Vec::new(),
+            hook: None,
+            on_hook_error: OnHookError::Deny,
         }
     }
 
-    /// True when every check is a no-op (the default): callers may skip
-    /// the decision entirely.
-    pub fn is_open(&self, action: Action) -> bool {
-        let r = self.rule(action);
+    fn rule(&self, action: Action, app: &str) -> &Rule {
+        self.apps.get(app).unwrap_or(&self.default).get(action)
+    }
+
+    /// True when every check of `action` in `app` is a no-op (the
+    /// default): callers may skip the decision entirely.
+    pub fn is_open(&self, action: Action, app: &str) -> bool {
+        let r = self.rule(action, app);
         r.mode == Mode::Open && r.allow.is_empty() && r.deny.is_empty()
     }
 
-    fn rule(&self, action: Action) -> &Rule {
-        match action {
-            Action::Publish => &self.publish,
-            Action::Play => &self.play,
+    /// The hook to ask after [`Policy::check`] passes, if `app` uses one.
+    pub fn hook_for(&self, action: Action, app: &str) -> Option<&Arc<Hook>> {
+        (self.rule(action, app).mode == Mode::Hook)
+            .then_some(self.hook.as_ref())
+            .flatten()
+    }
+
+    /// The hook's answer as a decision, under `auth.hook_on_error`.
+    pub fn hook_verdict(&self, outcome: &Outcome) -> Result<(), Denial> {
+        match outcome {
+            Outcome::Allow => Ok(()),
+            Outcome::Deny(_) => Err(Denial::Hook),
+            Outcome::Failed(_) if self.on_hook_error == OnHookError::Allow => Ok(()),
+            Outcome::Failed(_) => Err(Denial::HookFailed),
         }
     }
 
-    /// Decides one action: addresses first (deny wins, an empty allow list
-    /// allows all), then the credential in the query.
+    /// Decides one action locally: addresses first (deny wins, an empty
+    /// allow list allows all), then the credential in the query. A rule in
+    /// hook mode passes here; its hook decides next.
     pub fn check(
         &self,
         action: Action,
@@ -245,12 +403,12 @@ impl Policy {
         path: &StreamPath,
         now_unix: u64,
     ) -> Result<(), Denial> {
-        let rule = self.rule(action);
+        let rule = self.rule(action, &path.app);
         if !rule.address_ok(peer) {
             return Err(Denial::Address);
         }
         match rule.mode {
-            Mode::Open => Ok(()),
+            Mode::Open | Mode::Hook => Ok(()),
             Mode::Key => {
                 let given = query_param(&path.query, "key").ok_or(Denial::Missing)?;
                 if rule
@@ -303,7 +461,7 @@ mod tests {
     #[test]
     fn default_is_open() {
         let p = Policy::from_config(&section()).unwrap();
-        assert!(p.is_open(Action::Publish) && p.is_open(Action::Play));
+        assert!(p.is_open(Action::Publish, "live") && p.is_open(Action::Play, "live"));
         let path = StreamPath::new("live", "x");
         assert_eq!(p.check(Action::Publish, ip("1.2.3.4"), &path, 0), Ok(()));
     }
@@ -390,5 +548,79 @@ mod tests {
         assert_eq!(query_param("a=1&token=x&b", "token"), Some("x"));
         assert_eq!(query_param("tokens=1", "token"), None);
         assert_eq!(query_param("", "key"), None);
+    }
+
+    #[test]
+    fn app_rules_override_the_section_and_fall_back_to_it() {
+        let mut a = section();
+        a.publish = "key".into();
+        a.publish_keys = vec!["k".into()];
+        a.app = vec![
+            AppAuth {
+                name: "open".into(),
+                publish: Some("open".into()),
+                ..AppAuth::default()
+            },
+            AppAuth {
+                name: "other".into(),
+                publish_keys: Some(vec!["o".into()]),
+                play_deny: Some(vec!["10.0.0.0/8".into()]),
+                ..AppAuth::default()
+            },
+        ];
+        let p = Policy::from_config(&a).unwrap();
+        let peer = ip("10.1.2.3");
+        let publish =
+            |app: &str, name: &str| p.check(Action::Publish, peer, &StreamPath::new(app, name), 0);
+        assert_eq!(publish("open", "cam"), Ok(()));
+        assert_eq!(publish("live", "cam"), Err(Denial::Missing));
+        assert_eq!(publish("live", "cam?key=k"), Ok(()));
+        // "other" keeps the section's mode with its own keys.
+        assert_eq!(publish("other", "cam?key=k"), Err(Denial::BadKey));
+        assert_eq!(publish("other", "cam?key=o"), Ok(()));
+        assert_eq!(
+            p.check(Action::Play, peer, &StreamPath::new("other", "cam"), 0),
+            Err(Denial::Address)
+        );
+        assert!(p.is_open(Action::Play, "live"));
+        assert!(!p.is_open(Action::Play, "other"));
+    }
+
+    #[test]
+    fn hook_mode_needs_a_url_and_maps_outcomes() {
+        let mut a = section();
+        a.play = "hook".into();
+        assert!(Policy::from_config(&a).is_err());
+        a.hook_url = "http://127.0.0.1:9/auth".into();
+        let p = Policy::from_config(&a).unwrap();
+        assert!(p.hook_for(Action::Play, "live").is_some());
+        assert!(p.hook_for(Action::Publish, "live").is_none());
+        assert_eq!(p.hook_verdict(&Outcome::Allow), Ok(()));
+        assert_eq!(p.hook_verdict(&Outcome::Deny(403)), Err(Denial::Hook));
+        assert_eq!(
+            p.hook_verdict(&Outcome::Failed("x".into())),
+            Err(Denial::HookFailed)
+        );
+        a.hook_on_error = "allow".into();
+        let p = Policy::from_config(&a).unwrap();
+        assert_eq!(p.hook_verdict(&Outcome::Failed("x".into())), Ok(()));
+        a.hook_on_error = "maybe".into();
+        assert!(Policy::from_config(&a).is_err());
+    }
+
+    #[test]
+    fn duplicate_or_bad_app_names_are_errors() {
+        let mut a = section();
+        a.app = vec![
+            AppAuth {
+                name: "x".into(),
+                ..AppAuth::default()
+            },
+            AppAuth {
+                name: "x".into(),
+                ..AppAuth::default()
+            },
+        ];
+        assert!(problems(&a).iter().any(|(k, _)| *k == "auth.app.name"));
     }
 }

@@ -171,7 +171,7 @@ fn is_live(full: &str) -> bool {
     let section = full.split('.').next().unwrap_or("");
     match section {
         "limits" => full != "limits.max_streams",
-        "stream" | "player" | "metrics" => true,
+        "stream" | "player" | "metrics" | "auth" => true,
         "log" => full == "log.level",
         _ => false,
     }

@@ -63,6 +63,40 @@ pub struct AuthSection {
     pub publish_deny: Vec<String>,
     pub play_allow: Vec<String>,
     pub play_deny: Vec<String>,
+    /// Mode "hook": POST JSON here; 2xx allows.
+    pub hook_url: String,
+    pub hook_timeout_ms: u64,
+    /// "deny" or "allow" when the hook gives no usable answer.
+    pub hook_on_error: String,
+    /// Blocking request threads shared by every worker.
+    pub hook_threads: usize,
+    /// Requests waiting for a thread; past it a request is a hook failure.
+    pub hook_max_pending: usize,
+    /// Per-app overrides (`[[auth.app]]`).
+    pub app: Vec<AppAuth>,
+}
+
+/// One app's own auth rules; an unset key falls back to `[auth]`'s.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct AppAuth {
+    pub name: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub publish: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub play: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub publish_keys: Option<Vec<String>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub play_keys: Option<Vec<String>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub publish_allow: Option<Vec<String>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub publish_deny: Option<Vec<String>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub play_allow: Option<Vec<String>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub play_deny: Option<Vec<String>>,
 }
 
 impl Default for AuthSection {
@@ -77,6 +111,12 @@ impl Default for AuthSection {
             publish_deny: Vec::new(),
             play_allow: Vec::new(),
             play_deny: Vec::new(),
+            hook_url: String::new(),
+            hook_timeout_ms: 2_000,
+            hook_on_error: "deny".into(),
+            hook_threads: 4,
+            hook_max_pending: 1024,
+            app: Vec::new(),
         }
     }
 }

@@ -53,11 +53,19 @@ enum Role {
     Player { key: String },
 }
 
-/// A play held until an edge pull resolves.
-struct PendingPlay {
-    stream_id: u32,
-    path: StreamPath,
-    reset: bool,
+/// A publish or play whose answer waits: for the auth hook, or (plays on
+/// an edge) for an origin pull.
+enum Deferred {
+    Publish {
+        stream_id: u32,
+        path: StreamPath,
+        kind: String,
+    },
+    Play {
+        stream_id: u32,
+        path: StreamPath,
+        reset: bool,
+    },
 }
 
 struct Conn {
@@ -172,12 +180,10 @@ impl Conn {
             let now = Instant::now();
             self.session.handle_input(&mut buf)?;
             while let Some(ev) = self.session.poll_event() {
-                if let Some(play) = self.on_event(ev, now) {
-                    // Edge: the stream is pulled from an origin first; the
-                    // session holds its answer until then.
-                    let worker = self.worker.clone();
-                    crate::upstream::await_stream(&worker, &play.path).await;
-                    self.on_play(play.stream_id, play.path, play.reset, Instant::now());
+                if let Some(deferred) = self.on_event(ev, now) {
+                    // The session holds its answer meanwhile; media the
+                    // client sends stays buffered in the socket.
+                    self.resolve(deferred).await;
                 }
                 self.flush();
             }
@@ -257,9 +263,9 @@ impl Conn {
         }
     }
 
-    /// Applies one session event; a play that must wait for an edge pull
-    /// comes back to the (async) caller instead.
-    fn on_event(&mut self, ev: ServerEvent, now: Instant) -> Option<PendingPlay> {
+    /// Applies one session event; a publish or play that must wait (auth
+    /// hook, edge pull) comes back to the (async) caller instead.
+    fn on_event(&mut self, ev: ServerEvent, now: Instant) -> Option<Deferred> {
         match ev {
             ServerEvent::Connected { app, tc_url, .. } => {
                 debug!(%app, %tc_url, "connect");
@@ -269,21 +275,43 @@ impl Conn {
                 stream_id,
                 path,
                 kind,
-            } => self.on_publish(stream_id, path, &kind, now),
+            } => {
+                if self
+                    .worker
+                    .auth()
+                    .hook_for(Action::Publish, &path.app)
+                    .is_some()
+                {
+                    return Some(Deferred::Publish {
+                        stream_id,
+                        path,
+                        kind,
+                    });
+                }
+                let verdict = self.authorize(Action::Publish, &path);
+                self.on_publish(stream_id, path, &kind, now, verdict)
+            }
             ServerEvent::PlayRequested {
                 stream_id,
                 path,
                 reset,
                 ..
             } => {
-                if self.needs_pull(&path) {
-                    return Some(PendingPlay {
+                if self
+                    .worker
+                    .auth()
+                    .hook_for(Action::Play, &path.app)
+                    .is_some()
+                    || self.needs_pull(&path)
+                {
+                    return Some(Deferred::Play {
                         stream_id,
                         path,
                         reset,
                     });
                 }
-                self.on_play(stream_id, path, reset, now)
+                let verdict = self.authorize(Action::Play, &path);
+                self.on_play(stream_id, path, reset, now, verdict)
             }
             ServerEvent::Media {
                 stream_id,
@@ -325,15 +353,43 @@ impl Conn {
         crate::upstream::enabled(&self.worker.config)
             && matches!(self.role, Role::None)
             && !self.worker.hub.borrow().contains(&path.key())
-            // A refused play pulls nothing; on_play answers it.
-            && self
-                .worker
-                .auth
-                .check(Action::Play, self.peer.ip(), path, auth::now_unix())
-                .is_ok()
     }
 
-    fn on_publish(&mut self, stream_id: u32, path: StreamPath, kind: &str, now: Instant) {
+    /// Decides a deferred publish or play: local checks, then the hook,
+    /// then (a play on an edge) the origin pull. A refused play pulls nothing.
+    async fn resolve(&mut self, deferred: Deferred) {
+        match deferred {
+            Deferred::Publish {
+                stream_id,
+                path,
+                kind,
+            } => {
+                let verdict = self.authorize_with_hook(Action::Publish, &path).await;
+                self.on_publish(stream_id, path, &kind, Instant::now(), verdict);
+            }
+            Deferred::Play {
+                stream_id,
+                path,
+                reset,
+            } => {
+                let verdict = self.authorize_with_hook(Action::Play, &path).await;
+                if verdict.is_ok() && self.needs_pull(&path) {
+                    let worker = self.worker.clone();
+                    crate::upstream::await_stream(&worker, &path).await;
+                }
+                self.on_play(stream_id, path, reset, Instant::now(), verdict);
+            }
+        }
+    }
+
+    fn on_publish(
+        &mut self,
+        stream_id: u32,
+        path: StreamPath,
+        kind: &str,
+        now: Instant,
+        verdict: Result<(), Denial>,
+    ) {
         if !matches!(self.role, Role::None) {
             self.session.reject_publish(
                 stream_id,
@@ -343,7 +399,7 @@ impl Conn {
             return;
         }
         let key = path.key();
-        if let Err(d) = self.authorize(Action::Publish, &path) {
+        if let Err(d) = verdict {
             self.session.reject_publish(
                 stream_id,
                 PublishRejection::Denied,
@@ -376,9 +432,16 @@ impl Conn {
         }
     }
 
-    fn on_play(&mut self, stream_id: u32, path: StreamPath, reset: bool, now: Instant) {
+    fn on_play(
+        &mut self,
+        stream_id: u32,
+        path: StreamPath,
+        reset: bool,
+        now: Instant,
+        verdict: Result<(), Denial>,
+    ) {
         let key = path.key();
-        if let Err(d) = self.authorize(Action::Play, &path) {
+        if let Err(d) = verdict {
             self.session.reject_play(
                 stream_id,
                 PlayRejection::Denied,
@@ -419,13 +482,56 @@ impl Conn {
     /// The `[auth]` decision for one publish or play; a refusal is logged
     /// (reason only, never the key or token) and counted.
     fn authorize(&self, action: Action, path: &StreamPath) -> Result<(), Denial> {
-        let policy = &self.worker.auth;
-        if policy.is_open(action) {
+        let policy = self.worker.auth();
+        if policy.is_open(action, &path.app) {
             return Ok(());
         }
         let started = Instant::now();
         let result = policy.check(action, self.peer.ip(), path, auth::now_unix());
         self.worker.stats.auth_decision.record(started.elapsed());
+        self.count_denial(action, path, result)
+    }
+
+    /// [`Conn::authorize`], then the auth hook where the app uses one.
+    async fn authorize_with_hook(&self, action: Action, path: &StreamPath) -> Result<(), Denial> {
+        self.authorize(action, path)?;
+        let policy = self.worker.auth();
+        let Some(hook) = policy.hook_for(action, &path.app) else {
+            return Ok(());
+        };
+        let request = auth::HookRequest {
+            action: action.as_str(),
+            app: path.app.clone(),
+            stream: path.name.clone(),
+            query: path.query.clone(),
+            client_ip: self.peer.ip().to_string(),
+            client_port: self.peer.port(),
+            tc_url: self.tc_url.clone(),
+        };
+        let started = Instant::now();
+        let outcome = hook.ask(&request).await;
+        self.worker.stats.auth_decision.record(started.elapsed());
+        match &outcome {
+            auth::Outcome::Allow => debug!(stream = %path.key(), "auth hook: allowed"),
+            auth::Outcome::Deny(status) => {
+                info!(stream = %path.key(), action = %action.as_str(), status, "auth hook: refused")
+            }
+            auth::Outcome::Failed(why) => warn!(
+                stream = %path.key(),
+                action = %action.as_str(),
+                error = %why,
+                "auth hook failed; applying auth.hook_on_error"
+            ),
+        }
+        self.count_denial(action, path, policy.hook_verdict(&outcome))
+    }
+
+    fn count_denial(
+        &self,
+        action: Action,
+        path: &StreamPath,
+        result: Result<(), Denial>,
+    ) -> Result<(), Denial> {
         if let Err(d) = result {
             warn!(stream = %path.key(), action = %action.as_str(), reason = %d.as_str(), "auth: denied");
             self.worker

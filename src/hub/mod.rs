@@ -104,6 +104,8 @@ pub struct LiveSettings {
     pub publisher_timeout: Duration,
     /// A connection that neither publishes nor plays this long is closed.
     pub idle_timeout: Duration,
+    /// The `[auth]` policy (one per configuration, shared by the workers).
+    pub auth: Arc<crate::auth::Policy>,
 }
 
 /// One core's view, sent to the control plane.

@@ -66,11 +66,15 @@ label_enum!(
         PublishBadKey => "publish/bad_key",
         PublishBadToken => "publish/bad_token",
         PublishExpired => "publish/expired",
+        PublishHook => "publish/hook",
+        PublishHookError => "publish/hook_error",
         PlayAddress => "play/address",
         PlayMissing => "play/missing",
         PlayBadKey => "play/bad_key",
         PlayBadToken => "play/bad_token",
         PlayExpired => "play/expired",
+        PlayHook => "play/hook",
+        PlayHookError => "play/hook_error",
     }
 );
 

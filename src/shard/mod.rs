@@ -52,8 +52,6 @@ pub struct Worker {
     pub queue_limits: QueueLimits,
     pub hub: RefCell<Hub>,
     pub stats: Rc<CoreStats>,
-    /// The `[auth]` policy, parsed once (changing it needs a restart).
-    pub auth: crate::auth::Policy,
     next_conn: Cell<u64>,
     /// What a reload may change; read by new connections.
     live: RefCell<LiveSettings>,
@@ -97,11 +95,6 @@ impl Worker {
                 stats.clone(),
             )),
             stats,
-            auth: crate::auth::Policy::from_config(&config.auth).unwrap_or_else(|e| {
-                // Validation refuses such a file first; never fall back to open.
-                error!(error = %e, "bad [auth]; denying every publish and play");
-                crate::auth::Policy::deny_all()
-            }),
             config,
             next_conn: Cell::new(0),
         }
@@ -117,6 +110,11 @@ impl Worker {
     /// Session settings for a new connection (changes on reload).
     pub fn live_session_config(&self) -> ServerConfig {
         self.live.borrow().session.clone()
+    }
+
+    /// The `[auth]` policy for the next decision (changes on reload).
+    pub fn auth(&self) -> Arc<crate::auth::Policy> {
+        self.live.borrow().auth.clone()
     }
 
     /// Queue limits for a new connection (changes on reload).
@@ -284,6 +282,13 @@ pub fn live_settings(config: &Config) -> LiveSettings {
         handshake_timeout: Duration::from_millis(config.limits.handshake_timeout_ms),
         publisher_timeout: Duration::from_millis(config.limits.publisher_timeout_ms),
         idle_timeout: Duration::from_millis(config.limits.idle_timeout_ms),
+        auth: Arc::new(
+            crate::auth::Policy::from_config(&config.auth).unwrap_or_else(|e| {
+                // Validation refuses such a file first; never fall back to open.
+                error!(error = %e, "bad [auth]; denying every publish and play");
+                crate::auth::Policy::deny_all()
+            }),
+        ),
     }
 }
 

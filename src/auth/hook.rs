@@ -1,0 +1,226 @@
+//! The HTTP auth hook: a publish or play is described in a JSON POST to an
+//! operator's service, and a 2xx answer allows it.
+//!
+//! The request runs on a small pool of blocking threads shared by every
+//! worker (started on first use), so a slow hook never stalls a core: the
+//! connection awaits the answer while the core goes on. The queue in front
+//! of the pool is bounded; a full queue, a timeout, an unreachable hook or
+//! a 5xx answer is a hook *failure*, resolved by `auth.hook_on_error`.
+
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use crossbeam_channel::{Receiver, Sender, TrySendError};
+use serde::Serialize;
+
+/// What the hook is told about one publish or play.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct HookRequest {
+    /// "publish" or "play".
+    pub action: &'static str,
+    pub app: String,
+    /// The stream name without its query.
+    pub stream: String,
+    /// The query the client sent (stream name's, else tcUrl's), unparsed.
+    pub query: String,
+    /// The client's address and port.
+    pub client_ip: String,
+    pub client_port: u16,
+    /// The tcUrl of the client's `connect`.
+    pub tc_url: String,
+}
+
+/// How the hook answered.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// A 2xx status.
+    Allow,
+    /// A 3xx or 4xx status: the hook refused.
+    Deny(u16),
+    /// No usable answer (timeout, connection error, 5xx, queue full).
+    Failed(String),
+}
+
+#[derive(Debug, Clone)]
+pub struct HookConfig {
+    pub url: String,
+    pub timeout: Duration,
+    pub threads: usize,
+    pub max_pending: usize,
+}
+
+struct Job {
+    body: String,
+    reply: futures_channel::oneshot::Sender<Outcome>,
+}
+
+/// A hook endpoint with its (lazily started) request pool.
+pub struct Hook {
+    config: HookConfig,
+    queue: OnceLock<Sender<Job>>,
+}
+
+impl std::fmt::Debug for Hook {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Hook")
+            .field("url", &self.config.url)
+            .finish()
+    }
+}
+
+/// Checks a hook URL: http or https with a host.
+pub fn check_url(url: &str) -> Result<(), String> {
+    let rest = url
+        .strip_prefix("http://")
+        .or_else(|| url.strip_prefix("https://"))
+        .ok_or_else(|| format!("{url}: expected http://host[:port]/path or https://..."))?;
+    if rest.split('/').next().unwrap_or("").is_empty() {
+        return Err(format!("{url}: missing host"));
+    }
+    Ok(())
+}
+
+impl Hook {
+    pub fn new(config: HookConfig) -> Arc<Hook> {
+        Arc::new(Hook {
+            config,
+            queue: OnceLock::new(),
+        })
+    }
+
+    fn queue(&self) -> &Sender<Job> {
+        self.queue.get_or_init(|| {
+            let (tx, rx) = crossbeam_channel::bounded(self.config.max_pending.max(1));
+            let agent = ureq::AgentBuilder::new()
+                .timeout(self.config.timeout)
+                .redirects(0)
+                .build();
+            for i in 0..self.config.threads.max(1) {
+                let rx: Receiver<Job> = rx.clone();
+                let agent = agent.clone();
+                let url = self.config.url.clone();
+                let spawned = std::thread::Builder::new()
+                    .name(format!("auth-hook-{i}"))
+                    .spawn(move || serve(rx, agent, url));
+                if let Err(e) = spawned {
+                    tracing::error!(error = %e, "auth hook: cannot start a request thread");
+                }
+            }
+            tx
+        })
+    }
+
+    /// Asks the hook about one request; never waits longer than the
+    /// configured timeout (plus a little for the thread hand-off).
+    pub async fn ask(&self, request: &HookRequest) -> Outcome {
+        let body = match serde_json::to_string(request) {
+            Ok(b) => b,
+            Err(e) => return Outcome::Failed(format!("encode: {e}")),
+        };
+        let (reply, answer) = futures_channel::oneshot::channel();
+        match self.queue().try_send(Job { body, reply }) {
+            Ok(()) => {}
+            Err(TrySendError::Full(_)) => {
+                return Outcome::Failed(format!(
+                    "more than auth.hook_max_pending ({}) requests waiting",
+                    self.config.max_pending
+                ))
+            }
+            Err(TrySendError::Disconnected(_)) => {
+                return Outcome::Failed("no hook request thread".into())
+            }
+        }
+        let limit = self.config.timeout + Duration::from_millis(250);
+        match monoio::time::timeout(limit, answer).await {
+            Ok(Ok(outcome)) => outcome,
+            Ok(Err(_)) => Outcome::Failed("hook request thread gone".into()),
+            Err(_) => Outcome::Failed("timed out".into()),
+        }
+    }
+}
+
+/// One request thread: posts each job and sends back the outcome. Ends
+/// when the hook is dropped (a reload replaced it).
+fn serve(rx: Receiver<Job>, agent: ureq::Agent, url: String) {
+    for job in rx {
+        let outcome = match agent
+            .post(&url)
+            .set("Content-Type", "application/json")
+            .send_string(&job.body)
+        {
+            Ok(resp) if (200..300).contains(&resp.status()) => Outcome::Allow,
+            Ok(resp) => Outcome::Deny(resp.status()),
+            Err(ureq::Error::Status(code, _)) if code >= 500 => {
+                Outcome::Failed(format!("status {code}"))
+            }
+            Err(ureq::Error::Status(code, _)) => Outcome::Deny(code),
+            Err(ureq::Error::Transport(t)) => Outcome::Failed(t.to_string()),
+        };
+        // The connection may have given up (timeout or closed): fine.
+        let _ = job.reply.send(outcome);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls() {
+        assert!(check_url("http://127.0.0.1:9000/auth").is_ok());
+        assert!(check_url("https://auth.example.com/rtmp").is_ok());
+        assert!(check_url("ftp://x/").is_err());
+        assert!(check_url("http:///path").is_err());
+        assert!(check_url("127.0.0.1:9000").is_err());
+    }
+
+    #[test]
+    fn request_json_names_every_field() {
+        let r = HookRequest {
+            action: "publish",
+            app: "live".into(),
+            stream: "cam".into(),
+            query: "key=1".into(),
+            client_ip: "10.0.0.1".into(),
+            client_port: 5000,
+            tc_url: "rtmp://h/live".into(),
+        };
+        let v: serde_json::Value = serde_json::to_value(&r).unwrap();
+        assert_eq!(v["action"], "publish");
+        assert_eq!(v["stream"], "cam");
+        assert_eq!(v["query"], "key=1");
+        assert_eq!(v["client_ip"], "10.0.0.1");
+        assert_eq!(v["client_port"], 5000);
+    }
+
+    #[test]
+    fn an_unreachable_hook_is_a_failure_not_a_hang() {
+        // A port nothing listens on: connection refused at once.
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let hook = Hook::new(HookConfig {
+            url: format!("http://127.0.0.1:{port}/auth"),
+            timeout: Duration::from_millis(500),
+            threads: 1,
+            max_pending: 4,
+        });
+        let req = HookRequest {
+            action: "play",
+            app: "live".into(),
+            stream: "s".into(),
+            query: String::new(),
+            client_ip: "127.0.0.1".into(),
+            client_port: 1,
+            tc_url: String::new(),
+        };
+        let mut rt = monoio::RuntimeBuilder::<monoio::LegacyDriver>::new()
+            .enable_timer()
+            .build()
+            .unwrap();
+        let out = rt.block_on(async { hook.ask(&req).await });
+        assert!(matches!(out, Outcome::Failed(_)), "{out:?}");
+    }
+}
