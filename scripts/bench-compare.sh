@@ -76,8 +76,9 @@ start_server() {
     cascade | cascade@*)
         local window=0
         [[ $name == cascade@* ]] && window=${name#cascade@}
+        # Every player comes from 127.0.0.1: lift the per-address limit.
         # shellcheck disable=SC2086
-        CASCADE_PLAYER_WRITE_COALESCE_MS=$window \
+        CASCADE_PLAYER_WRITE_COALESCE_MS=$window CASCADE_LIMITS_MAX_CONNECTIONS_PER_IP=1000000 \
             taskset -c "$SERVER_CORE" "$CASCADE" --listen "127.0.0.1:$PORT" $CASCADE_ARGS >"$log" 2>&1 &
         ;;
     nginx)
