@@ -15,5 +15,6 @@ pub mod hub;
 pub mod metrics;
 pub mod protocol;
 pub mod shard;
+pub mod transport;
 pub mod upstream;
 pub mod xcore;

@@ -173,6 +173,8 @@ fn is_live(full: &str) -> bool {
         "limits" => full != "limits.max_streams",
         "stream" | "player" | "metrics" => true,
         "log" => full == "log.level",
+        // Re-read on every reload; the listener needs a restart.
+        "tls" => full != "tls.listen",
         _ => false,
     }
 }
