@@ -190,8 +190,7 @@ impl OriginUrl {
         if host.is_empty() {
             return Err(format!("{url}: missing host"));
         }
-        if tls && rustls::pki_types::ServerName::try_from(host.trim_matches(['[', ']'])).is_err()
-        {
+        if tls && rustls::pki_types::ServerName::try_from(host.trim_matches(['[', ']'])).is_err() {
             return Err(format!("{url}: {host:?} is not a valid TLS server name"));
         }
         Ok(OriginUrl {
@@ -206,8 +205,7 @@ impl OriginUrl {
 
     /// The name a TLS origin's certificate must carry (IPv6 unbracketed).
     pub fn server_name(&self) -> Option<rustls::pki_types::ServerName<'static>> {
-        rustls::pki_types::ServerName::try_from(self.host.trim_matches(['[', ']']).to_string())
-            .ok()
+        rustls::pki_types::ServerName::try_from(self.host.trim_matches(['[', ']']).to_string()).ok()
     }
 
     /// The tcUrl sent in `connect` for `app`.
@@ -527,14 +525,20 @@ impl Config {
         }
         if !self.tls.listen.is_empty() {
             match self.tls.listen.parse::<SocketAddr>() {
-                Err(_) => bad("tls.listen", "expected an address like 0.0.0.0:443, or empty"),
+                Err(_) => bad(
+                    "tls.listen",
+                    "expected an address like 0.0.0.0:443, or empty",
+                ),
                 Ok(a) if Some(a) == self.server.listen.parse().ok() => {
                     bad("tls.listen", "must differ from server.listen")
                 }
                 Ok(_) => {}
             }
             if self.tls.cert.is_empty() {
-                bad("tls.cert", "a PEM certificate file is needed when tls.listen is set");
+                bad(
+                    "tls.cert",
+                    "a PEM certificate file is needed when tls.listen is set",
+                );
             }
             if self.tls.key.is_empty() {
                 bad("tls.key", "a PEM key file is needed when tls.listen is set");

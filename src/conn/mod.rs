@@ -86,7 +86,8 @@ pub async fn serve(
     tls: Option<Arc<rustls::ServerConfig>>,
 ) {
     let id = worker.next_conn_id();
-    let span = tracing::info_span!("conn", worker = worker.id, conn = id, %peer, tls = tls.is_some());
+    let span =
+        tracing::info_span!("conn", worker = worker.id, conn = id, %peer, tls = tls.is_some());
     async move {
         debug!("accepted");
         let _ = tcp.set_nodelay(worker.config.server.tcp_nodelay);

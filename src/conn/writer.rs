@@ -5,10 +5,10 @@ use std::os::fd::RawFd;
 use std::rc::Rc;
 use std::time::Instant;
 
-use crate::transport::{IoVecs, WriteHalf};
 use crate::hub::outbox::Batch;
 use crate::hub::{CloseReason, Outbox};
 use crate::metrics::CoreStats;
+use crate::transport::{IoVecs, WriteHalf};
 
 /// Messages and bytes per vectored write: enough to batch a burst, small
 /// enough to keep one slow socket from holding much memory in flight.

@@ -481,53 +481,55 @@ impl Accept {
     /// each connection starts with a TLS handshake using the certificate in
     /// force at accept time.
     async fn run(&self, listener: monoio::net::TcpListener, tls: Option<Arc<TlsServer>>) {
-    let worker = &self.worker;
-    let id = worker.id;
-    loop {
-        let accepted = monoio::select! {
-            r = listener.accept() => r,
-            _ = worker.drained() => break,
-        };
-        match accepted {
-            Ok((stream, peer)) => {
-                worker
-                    .stats
-                    .connections
-                    .set(worker.stats.connections.get() + 1);
-                // Limits are read from the live configuration (a reload applies).
-                let limits = self.ops.config().limits.clone();
-                let permit = match self.limiter.admit(
-                    peer.ip(),
-                    limits.max_connections,
-                    limits.max_connections_per_ip,
-                ) {
-                    Ok(p) => p,
-                    Err(e) => {
-                        worker.stats.rejected.inc(match e {
-                            crate::auth::LimitExceeded::Total => RejectReason::MaxConnections,
-                            crate::auth::LimitExceeded::PerIp => RejectReason::MaxConnectionsPerIp,
-                        });
-                        warn!(worker = id, %peer, reason = %e, "connection refused");
-                        drop(stream);
-                        continue;
-                    }
-                };
-                let worker = worker.clone();
-                let tls = tls.as_ref().map(|t| t.config());
-                monoio::spawn(async move {
-                    crate::conn::serve(worker, stream, peer, tls).await;
-                    drop(permit);
-                });
-            }
-            Err(e) => {
-                // EMFILE and friends: back off instead of spinning.
-                worker.stats.rejected.inc(RejectReason::AcceptError);
-                warn!(worker = id, error = %e, "accept failed");
-                monoio::time::sleep(std::time::Duration::from_millis(50)).await;
+        let worker = &self.worker;
+        let id = worker.id;
+        loop {
+            let accepted = monoio::select! {
+                r = listener.accept() => r,
+                _ = worker.drained() => break,
+            };
+            match accepted {
+                Ok((stream, peer)) => {
+                    worker
+                        .stats
+                        .connections
+                        .set(worker.stats.connections.get() + 1);
+                    // Limits are read from the live configuration (a reload applies).
+                    let limits = self.ops.config().limits.clone();
+                    let permit = match self.limiter.admit(
+                        peer.ip(),
+                        limits.max_connections,
+                        limits.max_connections_per_ip,
+                    ) {
+                        Ok(p) => p,
+                        Err(e) => {
+                            worker.stats.rejected.inc(match e {
+                                crate::auth::LimitExceeded::Total => RejectReason::MaxConnections,
+                                crate::auth::LimitExceeded::PerIp => {
+                                    RejectReason::MaxConnectionsPerIp
+                                }
+                            });
+                            warn!(worker = id, %peer, reason = %e, "connection refused");
+                            drop(stream);
+                            continue;
+                        }
+                    };
+                    let worker = worker.clone();
+                    let tls = tls.as_ref().map(|t| t.config());
+                    monoio::spawn(async move {
+                        crate::conn::serve(worker, stream, peer, tls).await;
+                        drop(permit);
+                    });
+                }
+                Err(e) => {
+                    // EMFILE and friends: back off instead of spinning.
+                    worker.stats.rejected.inc(RejectReason::AcceptError);
+                    warn!(worker = id, error = %e, "accept failed");
+                    monoio::time::sleep(std::time::Duration::from_millis(50)).await;
+                }
             }
         }
-    }
-    drop(listener);
+        drop(listener);
     }
 }
 

@@ -79,7 +79,10 @@ fn server_config(cert: &str, key: &str) -> Result<ServerConfig, TlsConfigError> 
     Ok(config)
 }
 
-fn read_certs(key: &'static str, path: &str) -> Result<Vec<CertificateDer<'static>>, TlsConfigError> {
+fn read_certs(
+    key: &'static str,
+    path: &str,
+) -> Result<Vec<CertificateDer<'static>>, TlsConfigError> {
     let file_err = |why: String| TlsConfigError::File {
         key,
         path: path.to_string(),

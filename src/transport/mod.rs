@@ -17,6 +17,6 @@ pub mod certs;
 mod iovec;
 mod stream;
 
-pub use iovec::IoVecs;
 pub use certs::{client_config, TlsConfigError, TlsServer};
+pub use iovec::IoVecs;
 pub use stream::{ReadHalf, Stream, WriteHalf};

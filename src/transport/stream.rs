@@ -119,10 +119,7 @@ impl Stream {
                     tls: None,
                     eof: false,
                 },
-                WriteHalf {
-                    tcp: wr,
-                    tls: None,
-                },
+                WriteHalf { tcp: wr, tls: None },
             ),
             Some(Tls { conn, cipher }) => {
                 let conn = Rc::new(RefCell::new(conn));
@@ -340,7 +337,11 @@ async fn send_pending(
 }
 
 /// Sends what rustls has queued during the handshake.
-async fn flush_tls(conn: &mut Connection, tcp: &mut TcpStream, out: &mut Vec<u8>) -> io::Result<()> {
+async fn flush_tls(
+    conn: &mut Connection,
+    tcp: &mut TcpStream,
+    out: &mut Vec<u8>,
+) -> io::Result<()> {
     out.clear();
     while conn.wants_write() {
         conn.write_tls(out)?;

@@ -249,7 +249,10 @@ impl Pull {
         let _ = tcp.set_nodelay(true);
         let left = until.saturating_duration_since(Instant::now());
         let stream = if origin.tls {
-            match self.connect_tls(tcp, &origin, self.connect_timeout.min(left)).await {
+            match self
+                .connect_tls(tcp, &origin, self.connect_timeout.min(left))
+                .await
+            {
                 Some(s) => s,
                 None => return Outcome::Failed(PullFailure::Tls),
             }
@@ -543,7 +546,10 @@ fn reserve(buf: &mut BytesMut) {
 
 /// Reads once, or returns `Ok(None)` after [`TICK`] without data. The read
 /// is cancelled rather than dropped, so no received byte is ever lost.
-async fn read_tick(rd: &mut ReadHalf, mut buf: BytesMut) -> (std::io::Result<Option<usize>>, BytesMut) {
+async fn read_tick(
+    rd: &mut ReadHalf,
+    mut buf: BytesMut,
+) -> (std::io::Result<Option<usize>>, BytesMut) {
     reserve(&mut buf);
     let canceller = Canceller::new();
     let read = rd.read_cancelable(buf, canceller.handle());
