@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs the real programs the end-to-end tests drive (ffmpeg 5.1, ffmpeg 9,
-# rtmpdump, GStreamer, nginx-rtmp, Prometheus) plus the Rust lint tools. Idempotent: it
+# rtmpdump, GStreamer, nginx-rtmp, Prometheus, openssl) plus the Rust lint tools. Idempotent: it
 # only touches what is missing, so a warm machine pays a few milliseconds.
 # Meant for root on Debian 12 (CI and the developer machines).
 set -euo pipefail
@@ -23,6 +23,8 @@ declare -A PKG_PROBE=(
   [prometheus]=/usr/bin/promtool
   # systemd-analyze verifies deploy/systemd/cascade.service (tests/deploy_artifacts.rs).
   [systemd]=/usr/bin/systemd-analyze
+  # tests/e2e_tls.rs makes its certificates and reads the served one with it.
+  [openssl]=/usr/bin/openssl
 )
 
 missing=()

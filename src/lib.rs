@@ -4,6 +4,7 @@
 //! - `protocol`: sans-IO RTMP (handshake, chunks, AMF, messages, FLV, sessions).
 //! - `hub`: streams, GOP cache, fan-out queues. Knows publishers and subscribers, not sockets.
 //! - `conn`: a connection's life on one worker.
+//! - `transport`: plain TCP or TLS under a connection or an edge pull.
 //! - `shard`: per-core runtime and acceptor.
 //! - `config`: TOML configuration with embedded defaults.
 
@@ -15,5 +16,6 @@ pub mod hub;
 pub mod metrics;
 pub mod protocol;
 pub mod shard;
+pub mod transport;
 pub mod upstream;
 pub mod xcore;

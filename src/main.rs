@@ -20,6 +20,7 @@ use cascade::config::{load, Config, Workers};
 use cascade::http::Ops;
 use cascade::hub::KickTarget;
 use cascade::shard::{self, IoDriver};
+use cascade::transport::TlsServer;
 
 /// Thread-per-core RTMP edge relay.
 #[derive(Parser, Debug)]
@@ -47,6 +48,15 @@ struct Cli {
     /// (repeatable; replaces edge.origins). Makes this node an edge.
     #[arg(long = "origin")]
     origins: Vec<String>,
+    /// RTMPS listen address, e.g. 0.0.0.0:443 (overrides tls.listen).
+    #[arg(long = "tls-listen")]
+    tls_listen: Option<String>,
+    /// PEM certificate chain for RTMPS (overrides tls.cert).
+    #[arg(long = "tls-cert")]
+    tls_cert: Option<String>,
+    /// PEM private key for RTMPS (overrides tls.key).
+    #[arg(long = "tls-key")]
+    tls_key: Option<String>,
 }
 
 #[derive(Subcommand, Debug)]
@@ -119,6 +129,15 @@ fn load(cli: &Cli, path: Option<&Path>) -> Result<Config, Vec<String>> {
     if !cli.origins.is_empty() {
         config.edge.origins = cli.origins.clone();
     }
+    if let Some(l) = &cli.tls_listen {
+        config.tls.listen = l.clone();
+    }
+    if let Some(c) = &cli.tls_cert {
+        config.tls.cert = c.clone();
+    }
+    if let Some(k) = &cli.tls_key {
+        config.tls.key = k.clone();
+    }
     let problems = config.problems();
     if problems.is_empty() {
         Ok(config)
@@ -189,6 +208,18 @@ fn main() -> ExitCode {
         return ExitCode::FAILURE;
     }
     let log = init_logging(&config);
+    // A bad certificate stops the start; on reload it keeps the old one.
+    let tls = if config.tls.listen.is_empty() {
+        None
+    } else {
+        match TlsServer::load(&config.tls.cert, &config.tls.key) {
+            Ok(t) => Some(Arc::new(t)),
+            Err(e) => {
+                eprintln!("cascade: {e}");
+                return ExitCode::from(2);
+            }
+        }
+    };
     let workers = config.worker_count().unwrap_or(1);
     let driver = IoDriver::parse(&config.server.io_driver).unwrap_or(IoDriver::Auto);
     let config = Arc::new(config);
@@ -197,6 +228,7 @@ fn main() -> ExitCode {
         cli,
         ops: ops.clone(),
         log,
+        tls: tls.clone(),
     };
     if let Err(e) = std::thread::Builder::new()
         .name("cascade-signals".into())
@@ -205,7 +237,7 @@ fn main() -> ExitCode {
         eprintln!("cascade: cannot start the signal thread: {e}");
         return ExitCode::FAILURE;
     }
-    match shard::run(config, workers, driver, ops) {
+    match shard::run(config, workers, driver, ops, tls) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("cascade: {e}");
@@ -219,6 +251,8 @@ struct Control {
     cli: Cli,
     ops: Arc<Ops>,
     log: FilterHandle,
+    /// The RTMPS certificate, re-read on SIGHUP.
+    tls: Option<Arc<TlsServer>>,
 }
 
 impl Control {
@@ -235,8 +269,9 @@ impl Control {
         }
     }
 
-    /// SIGHUP: re-read the file and the environment; apply what can change
-    /// live, say what cannot. A bad file changes nothing.
+    /// SIGHUP: re-read the file and the environment (and the TLS certificate
+    /// and key); apply what can change live, say what cannot. A bad file
+    /// changes nothing; a bad certificate keeps the one in use.
     fn reload(&self) {
         let new = match load(&self.cli, self.cli.config.as_deref()) {
             Ok(c) => c,
@@ -255,6 +290,18 @@ impl Control {
         applied.http = old.http.clone();
         applied.log.format = old.log.format.clone();
         applied.edge = old.edge.clone();
+        applied.tls.listen = old.tls.listen.clone();
+        if let Some(tls) = &self.tls {
+            // Re-read even if the paths are unchanged: renewed files.
+            match tls.reload(&applied.tls.cert, &applied.tls.key) {
+                Ok(()) => info!(cert = %applied.tls.cert, "reload: TLS certificate loaded"),
+                Err(e) => {
+                    error!(error = %e, "reload: TLS certificate not loaded; keeping the old one");
+                    applied.tls.cert = old.tls.cert.clone();
+                    applied.tls.key = old.tls.key.clone();
+                }
+            }
+        }
         applied.limits.max_streams = old.limits.max_streams;
         if let Err(e) = self.log.reload(filter_for(&applied.log.level)) {
             warn!(error = %e, "reload: log level unchanged");

@@ -173,6 +173,8 @@ fn is_live(full: &str) -> bool {
         "limits" => full != "limits.max_streams",
         "stream" | "player" | "metrics" | "auth" => true,
         "log" => full == "log.level",
+        // Re-read on every reload; the listener needs a restart.
+        "tls" => full != "tls.listen",
         _ => false,
     }
 }
@@ -272,5 +274,11 @@ mod tests {
         let (live, restart) = diff(&a, &b);
         assert_eq!(live, vec!["log.level", "player.queue_max_ms"]);
         assert_eq!(restart, vec!["server.listen"]);
+        let mut c = a.clone();
+        c.tls.cert = "/etc/new.pem".into();
+        c.tls.listen = "127.0.0.1:443".into();
+        let (live, restart) = diff(&a, &c);
+        assert_eq!(live, vec!["tls.cert"]);
+        assert_eq!(restart, vec!["tls.listen"]);
     }
 }

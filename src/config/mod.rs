@@ -44,6 +44,20 @@ pub struct Config {
     pub metrics: MetricsSection,
     pub edge: EdgeSection,
     pub auth: AuthSection,
+    pub tls: TlsSection,
+}
+
+/// RTMPS: a TLS listener beside the plain one, serving the same publish
+/// and play. Off while `listen` is empty.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct TlsSection {
+    /// RTMPS listen address, e.g. 0.0.0.0:443; empty: no TLS listener.
+    pub listen: String,
+    /// PEM certificate chain (leaf first); re-read on SIGHUP.
+    pub cert: String,
+    /// PEM private key (PKCS#8, PKCS#1 or SEC1); re-read on SIGHUP.
+    pub key: String,
 }
 
 /// Publish and play authorization (see `crate::auth`). Open by default.
@@ -126,7 +140,8 @@ impl Default for AuthSection {
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct EdgeSection {
-    /// `rtmp://host[:port][/app]` URLs; without an app the player's app is used.
+    /// `rtmp://host[:port][/app]` or `rtmps://…` (port 443 by default)
+    /// URLs; without an app the player's app is used.
     pub origins: Vec<String>,
     /// "failover" (in order, sticky to a healthy origin) or "hash"
     /// (rendezvous hashing of the stream key over the origins).
@@ -142,6 +157,12 @@ pub struct EdgeSection {
     pub linger_ms: u64,
     /// Forward the player's query string (tokens) to the origin's play name.
     pub pass_query: bool,
+    /// Check `rtmps://` origins' certificates (chain and host name). Off
+    /// only for test origins with self-signed certificates.
+    pub tls_verify: bool,
+    /// PEM file of CA certificates to trust for `rtmps://` origins instead
+    /// of the bundled Mozilla roots (a private CA); empty: bundled roots.
+    pub tls_ca_file: String,
 }
 
 impl Default for EdgeSection {
@@ -155,37 +176,46 @@ impl Default for EdgeSection {
             retry_backoff_max_ms: 5_000,
             linger_ms: 5_000,
             pass_query: false,
+            tls_verify: true,
+            tls_ca_file: String::new(),
         }
     }
 }
 
-/// One origin as dialled: where, and what to say in `connect`.
+/// One origin as dialled: where, how, and what to say in `connect`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct OriginUrl {
     /// The URL as configured (for logs).
     pub url: String,
     /// `host:port` to dial.
     pub addr: String,
+    /// The host as written (an IPv6 address keeps its brackets).
     pub host: String,
     pub port: u16,
+    /// `rtmps://`: TLS to the origin, verified against `host`.
+    pub tls: bool,
     /// Application path; `None` means "the player's app".
     pub app: Option<String>,
 }
 
+/// Default ports: 1935 for rtmp, and 443 for rtmps, as ffmpeg and librtmp
+/// assume.
+const RTMP_PORT: u16 = 1935;
+const RTMPS_PORT: u16 = 443;
+
 impl OriginUrl {
-    /// Parses `rtmp://host[:port][/app]`. rtmps is refused until TLS exists.
+    /// Parses `rtmp://host[:port][/app]` or `rtmps://host[:port][/app]`.
     pub fn parse(url: &str) -> Result<OriginUrl, String> {
-        let rest = match url.split_once("://") {
-            Some((scheme, rest)) if scheme.eq_ignore_ascii_case("rtmp") => rest,
-            Some((scheme, _)) if scheme.eq_ignore_ascii_case("rtmps") => {
-                return Err(format!("{url}: rtmps origins are not supported yet"))
-            }
-            _ => return Err(format!("{url}: expected rtmp://host[:port][/app]")),
+        let (tls, rest) = match url.split_once("://") {
+            Some((scheme, rest)) if scheme.eq_ignore_ascii_case("rtmp") => (false, rest),
+            Some((scheme, rest)) if scheme.eq_ignore_ascii_case("rtmps") => (true, rest),
+            _ => return Err(format!("{url}: expected rtmp[s]://host[:port][/app]")),
         };
         let (hostport, path) = match rest.split_once('/') {
             Some((h, p)) => (h, p.trim_matches('/')),
             None => (rest, ""),
         };
+        let default_port = if tls { RTMPS_PORT } else { RTMP_PORT };
         let (host, port) = match hostport.rsplit_once(':') {
             // A bracketed IPv6 address without a port has its colons inside.
             Some((h, p)) if !p.contains(']') => (
@@ -195,23 +225,33 @@ impl OriginUrl {
                     .filter(|p| *p > 0)
                     .ok_or_else(|| format!("{url}: bad port {p:?}"))?,
             ),
-            _ => (hostport, 1935),
+            _ => (hostport, default_port),
         };
         if host.is_empty() {
             return Err(format!("{url}: missing host"));
+        }
+        if tls && rustls::pki_types::ServerName::try_from(host.trim_matches(['[', ']'])).is_err() {
+            return Err(format!("{url}: {host:?} is not a valid TLS server name"));
         }
         Ok(OriginUrl {
             url: url.to_string(),
             addr: format!("{host}:{port}"),
             host: host.to_string(),
             port,
+            tls,
             app: (!path.is_empty()).then(|| path.to_string()),
         })
     }
 
+    /// The name a TLS origin's certificate must carry (IPv6 unbracketed).
+    pub fn server_name(&self) -> Option<rustls::pki_types::ServerName<'static>> {
+        rustls::pki_types::ServerName::try_from(self.host.trim_matches(['[', ']']).to_string()).ok()
+    }
+
     /// The tcUrl sent in `connect` for `app`.
     pub fn tc_url(&self, app: &str) -> String {
-        format!("rtmp://{}:{}/{app}", self.host, self.port)
+        let scheme = if self.tls { "rtmps" } else { "rtmp" };
+        format!("{scheme}://{}:{}/{app}", self.host, self.port)
     }
 }
 
@@ -404,6 +444,7 @@ impl Default for Config {
             metrics: MetricsSection::default(),
             edge: EdgeSection::default(),
             auth: AuthSection::default(),
+            tls: TlsSection::default(),
         }
     }
 }
@@ -508,6 +549,9 @@ impl Config {
                 bad("edge.origins", &why);
             }
         }
+        if !self.edge.tls_ca_file.is_empty() && !Path::new(&self.edge.tls_ca_file).is_file() {
+            bad("edge.tls_ca_file", "no such file");
+        }
         if !["failover", "hash"].contains(&self.edge.mode.as_str()) {
             bad("edge.mode", "expected failover or hash");
         }
@@ -528,6 +572,27 @@ impl Config {
         }
         if self.limits.max_connections_per_ip == 0 {
             bad("limits.max_connections_per_ip", "must be > 0");
+        }
+        if !self.tls.listen.is_empty() {
+            match self.tls.listen.parse::<SocketAddr>() {
+                Err(_) => bad(
+                    "tls.listen",
+                    "expected an address like 0.0.0.0:443, or empty",
+                ),
+                Ok(a) if Some(a) == self.server.listen.parse().ok() => {
+                    bad("tls.listen", "must differ from server.listen")
+                }
+                Ok(_) => {}
+            }
+            if self.tls.cert.is_empty() {
+                bad(
+                    "tls.cert",
+                    "a PEM certificate file is needed when tls.listen is set",
+                );
+            }
+            if self.tls.key.is_empty() {
+                bad("tls.key", "a PEM key file is needed when tls.listen is set");
+            }
         }
         for (key, why) in crate::auth::problems(&self.auth) {
             bad(key, &why);
@@ -628,14 +693,21 @@ mod tests {
         assert_eq!(o.tc_url("live"), "rtmp://127.0.0.1:1936/live");
         let o = OriginUrl::parse("rtmp://origin.example").unwrap();
         assert_eq!((o.addr.as_str(), o.app), ("origin.example:1935", None));
-        assert!(OriginUrl::parse("rtmps://x/live")
-            .unwrap_err()
-            .contains("rtmps"));
+        let o = OriginUrl::parse("rtmps://origin.example/live").unwrap();
+        assert!(o.tls);
+        assert_eq!(o.addr, "origin.example:443");
+        assert_eq!(o.tc_url("live"), "rtmps://origin.example:443/live");
+        assert!(o.server_name().is_some());
+        let o = OriginUrl::parse("RTMPS://127.0.0.1:1443").unwrap();
+        assert_eq!((o.addr.as_str(), o.tls), ("127.0.0.1:1443", true));
+        assert!(!OriginUrl::parse("rtmp://x/live").unwrap().tls);
         assert!(OriginUrl::parse("http://x/live").is_err());
         assert!(OriginUrl::parse("rtmp://x:0/live").is_err());
         assert!(OriginUrl::parse("rtmp://:1935/live").is_err());
-        let e = Config::from_toml("[edge]\norigins = [\"rtmps://x/live\"]\n").unwrap_err();
+        let e = Config::from_toml("[edge]\norigins = [\"rtmpt://x/live\"]\n").unwrap_err();
         assert!(e.to_string().contains("edge.origins"), "{e}");
+        let e = Config::from_toml("[tls]\nlisten = \"127.0.0.1:1443\"\n").unwrap_err();
+        assert!(e.to_string().contains("tls.cert"), "{e}");
         let e = Config::from_toml("[edge]\nmode = \"random\"\n").unwrap_err();
         assert!(e.to_string().contains("edge.mode"), "{e}");
         let c =

@@ -1,29 +1,28 @@
 //! A connection's life on one worker: handshake, then a server session
 //! whose events become hub calls (publish, play, media).
 
-mod iovec;
 mod writer;
 
 use std::net::SocketAddr;
-use std::os::fd::AsRawFd;
+use std::os::fd::{AsRawFd, RawFd};
 use std::rc::Rc;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
-use monoio::buf::IoBufMut;
-use monoio::io::{AsyncReadRent, Splitable};
 use monoio::net::TcpStream;
 use tracing::{debug, info, warn, Instrument};
 
 use crate::auth::{self, Action, Denial};
 use crate::hub::{CloseReason, HubError, Outbox};
-use crate::metrics::{ConnRole, HandshakeFailure, ProtocolErrorKind};
+use crate::metrics::{ConnRole, HandshakeFailure, ProtocolErrorKind, TlsHandshake};
 use crate::protocol::command::StreamPath;
 use crate::protocol::handshake::{HandshakeError, HandshakeStatus, ServerHandshake};
 use crate::protocol::session::{
     PlayRejection, PublishRejection, ServerEvent, ServerSession, SessionError,
 };
 use crate::shard::Worker;
+use crate::transport::{ReadHalf, Stream};
 
 /// Read buffer sizes. Players send almost nothing, so they keep a small
 /// buffer (memory per player matters at thousands of players); a publisher's
@@ -41,6 +40,10 @@ pub enum ConnError {
     Handshake(#[from] HandshakeError),
     #[error("handshake timed out")]
     HandshakeTimeout,
+    #[error("tls handshake: {0}")]
+    Tls(std::io::Error),
+    #[error("tls handshake timed out")]
+    TlsTimeout,
     #[error("{0}")]
     Timeout(&'static str),
     #[error("session: {0}")]
@@ -83,11 +86,30 @@ struct Conn {
 }
 
 /// Serves one accepted socket until it closes; never panics on its input.
-pub async fn serve(worker: Rc<Worker>, stream: TcpStream, peer: SocketAddr) {
+/// With `tls`, a TLS handshake comes first (the RTMPS listener).
+pub async fn serve(
+    worker: Rc<Worker>,
+    tcp: TcpStream,
+    peer: SocketAddr,
+    tls: Option<Arc<rustls::ServerConfig>>,
+) {
     let id = worker.next_conn_id();
-    let span = tracing::info_span!("conn", worker = worker.id, conn = id, %peer);
+    let span =
+        tracing::info_span!("conn", worker = worker.id, conn = id, %peer, tls = tls.is_some());
     async move {
         debug!("accepted");
+        let _ = tcp.set_nodelay(worker.config.server.tcp_nodelay);
+        set_notsent_lowat(tcp.as_raw_fd(), worker.config.server.tcp_notsent_lowat);
+        let stream = match tls {
+            None => Stream::plain(tcp),
+            Some(config) => match accept_tls(&worker, tcp, config).await {
+                Ok(s) => s,
+                Err(e) => {
+                    info!(error = %e, "closed");
+                    return;
+                }
+            },
+        };
         match run(worker, stream, id, peer).await {
             Ok(()) => debug!("closed"),
             Err(e) => info!(error = %e, "closed"),
@@ -97,19 +119,45 @@ pub async fn serve(worker: Rc<Worker>, stream: TcpStream, peer: SocketAddr) {
     .await
 }
 
+/// The TLS handshake of an RTMPS connection, bounded by the handshake
+/// timeout and counted by result.
+async fn accept_tls(
+    worker: &Worker,
+    tcp: TcpStream,
+    config: Arc<rustls::ServerConfig>,
+) -> Result<Stream, ConnError> {
+    let stats = &worker.stats.tls_handshakes;
+    let limit = worker.handshake_timeout();
+    match monoio::time::timeout(limit, Stream::accept_tls(tcp, config)).await {
+        Ok(Ok(s)) => {
+            stats.inc(TlsHandshake::Ok);
+            Ok(s)
+        }
+        Ok(Err(e)) => {
+            stats.inc(TlsHandshake::Failed);
+            Err(ConnError::Tls(e))
+        }
+        Err(_) => {
+            stats.inc(TlsHandshake::Timeout);
+            Err(ConnError::TlsTimeout)
+        }
+    }
+}
+
 async fn run(
     worker: Rc<Worker>,
-    stream: TcpStream,
+    stream: Stream,
     id: u64,
     peer: SocketAddr,
 ) -> Result<(), ConnError> {
-    let _ = stream.set_nodelay(worker.config.server.tcp_nodelay);
-    set_notsent_lowat(&stream, worker.config.server.tcp_notsent_lowat);
     let stats = worker.stats.clone();
     stats
         .connections_active
         .set(stats.connections_active.get() + 1);
-    let fd = stream.as_raw_fd();
+    let fd = stream.fd();
+    // TLS bytes must go through the writer task's TLS stream: no direct
+    // sends on the raw socket for those.
+    let direct = worker.config.server.direct_writes && !stream.is_tls();
     let (mut rd, wr) = stream.into_split();
     let outbox = Rc::new(Outbox::new(worker.live_queue_limits()));
     worker.add_client(id, peer, outbox.clone());
@@ -130,7 +178,7 @@ async fn run(
         tc_url: String::new(),
         reconnect_sent: false,
     };
-    if conn.worker.config.server.direct_writes {
+    if direct {
         outbox.set_sink(
             Some(Box::new(writer::FdSink(fd))),
             Some(conn.worker.stats.clone()),
@@ -158,7 +206,7 @@ async fn run(
 }
 
 impl Conn {
-    async fn read_loop<R: AsyncReadRent>(&mut self, rd: &mut R) -> Result<(), ConnError> {
+    async fn read_loop(&mut self, rd: &mut ReadHalf) -> Result<(), ConnError> {
         let mut buf = BytesMut::with_capacity(READ_MIN);
         let timeout = self.worker.handshake_timeout();
         let started = Instant::now();
@@ -217,11 +265,7 @@ impl Conn {
         }
     }
 
-    async fn handshake<R: AsyncReadRent>(
-        &mut self,
-        rd: &mut R,
-        buf: &mut BytesMut,
-    ) -> Result<(), ConnError> {
+    async fn handshake(&mut self, rd: &mut ReadHalf, buf: &mut BytesMut) -> Result<(), ConnError> {
         let mut hs = ServerHandshake::new();
         let mut out = BytesMut::with_capacity(3073);
         loop {
@@ -608,17 +652,17 @@ fn count_error(stats: &crate::metrics::CoreStats, e: &ConnError) {
 /// Without it, loopback and fast links let the send buffer grow to
 /// megabytes (tens of seconds of a stream), which hides a stalled player
 /// from the slow-player policy and costs memory. 0 leaves the default.
-fn set_notsent_lowat(stream: &TcpStream, bytes: u32) {
+fn set_notsent_lowat(fd: RawFd, bytes: u32) {
     if bytes == 0 {
         return;
     }
     let value: libc::c_int = bytes.min(i32::MAX as u32) as libc::c_int;
-    // SAFETY: the descriptor is an open TCP socket owned by `stream` for
+    // SAFETY: `fd` is an open TCP socket owned by the caller's stream for
     // the duration of the call; we pass a pointer to a live c_int and its
     // exact size, as setsockopt(2) requires for TCP_NOTSENT_LOWAT.
     let rc = unsafe {
         libc::setsockopt(
-            stream.as_raw_fd(),
+            fd,
             libc::IPPROTO_TCP,
             libc::TCP_NOTSENT_LOWAT,
             (&value as *const libc::c_int).cast(),
@@ -633,10 +677,7 @@ fn set_notsent_lowat(stream: &TcpStream, bytes: u32) {
 /// Reads once into the spare capacity of `buf`, growing it first if needed:
 /// to the small size normally, to the large one when the buffer already
 /// holds a lot (a publisher mid-message).
-async fn read_more<R: AsyncReadRent>(
-    rd: &mut R,
-    mut buf: BytesMut,
-) -> Result<(usize, BytesMut), ConnError> {
+async fn read_more(rd: &mut ReadHalf, mut buf: BytesMut) -> Result<(usize, BytesMut), ConnError> {
     if buf.capacity() - buf.len() < READ_MIN / 2 {
         let want = if buf.len() >= READ_MIN / 2 {
             READ_MAX
@@ -645,9 +686,7 @@ async fn read_more<R: AsyncReadRent>(
         };
         buf.reserve(want);
     }
-    // Read into the spare capacity only: a plain read of a BytesMut would
-    // overwrite the unconsumed bytes at its front.
-    let len = buf.len();
-    let (res, slice) = rd.read(buf.slice_mut(len..)).await;
-    Ok((res?, slice.into_inner()))
+    // Reads go into the spare capacity, after the unconsumed bytes.
+    let (res, buf) = rd.read(buf).await;
+    Ok((res?, buf))
 }

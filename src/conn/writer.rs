@@ -1,23 +1,22 @@
-//! The writer task of a connection: drains its outbox with vectored writes.
+//! The writer task of a connection: drains its outbox with vectored writes
+//! (through TLS on an RTMPS connection).
 
 use std::os::fd::RawFd;
 use std::rc::Rc;
 use std::time::Instant;
 
-use monoio::io::AsyncWriteRent;
-
-use super::iovec::IoVecs;
 use crate::hub::outbox::Batch;
 use crate::hub::{CloseReason, Outbox};
 use crate::metrics::CoreStats;
+use crate::transport::{IoVecs, WriteHalf};
 
 /// Messages and bytes per vectored write: enough to batch a burst, small
 /// enough to keep one slow socket from holding much memory in flight.
 const BATCH_ITEMS: usize = 64;
 const BATCH_BYTES: usize = 512 * 1024;
 
-pub async fn write_loop<W: AsyncWriteRent>(
-    mut wr: W,
+pub async fn write_loop(
+    mut wr: WriteHalf,
     outbox: Rc<Outbox>,
     stats: Rc<CoreStats>,
     fd: RawFd,

@@ -10,7 +10,7 @@ use prometheus::TextEncoder;
 use super::names::{self as n, buckets};
 use super::{
     AuthRejection, ConnRole, DropReason, HandshakeFailure, HistSnapshot, KickReason, Label,
-    ProtocolErrorKind, PullFailure, RejectReason, StatsSnapshot,
+    ProtocolErrorKind, PullFailure, RejectReason, StatsSnapshot, TlsHandshake,
 };
 
 /// One stream as exported when `metrics.per_stream` is on.
@@ -215,6 +215,13 @@ pub fn render(s: &Scrape<'_>) -> String {
             "RTMP handshakes that failed, by reason.",
             "reason",
             &t.handshake_failures,
+            MetricType::COUNTER,
+        ),
+        labelled::<TlsHandshake>(
+            n::TLS_HANDSHAKES,
+            "TLS handshakes on the RTMPS listener, by result.",
+            "result",
+            &t.tls_handshakes,
             MetricType::COUNTER,
         ),
         labelled::<ProtocolErrorKind>(

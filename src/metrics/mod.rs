@@ -90,6 +90,15 @@ label_enum!(
 );
 
 label_enum!(
+    /// How a TLS handshake on the RTMPS listener ended.
+    TlsHandshake {
+        Ok => "ok",
+        Failed => "failed",
+        Timeout => "timeout",
+    }
+);
+
+label_enum!(
     /// Which layer rejected a peer's bytes after the handshake.
     ProtocolErrorKind {
         Chunk => "chunk",
@@ -120,6 +129,7 @@ label_enum!(
     PullFailure {
         Connect => "connect",
         Handshake => "handshake",
+        Tls => "tls",
         Rejected => "rejected",
         NotFound => "not_found",
         Timeout => "timeout",
@@ -243,6 +253,8 @@ pub struct CoreStats {
     /// Publishes and plays refused by `[auth]`.
     pub auth_rejected: Counters<AuthRejection>,
     pub handshake_failures: Counters<HandshakeFailure>,
+    /// TLS handshakes on the RTMPS listener, by result.
+    pub tls_handshakes: Counters<TlsHandshake>,
     pub protocol_errors: Counters<ProtocolErrorKind>,
     pub dropped: Counters<DropReason>,
     pub kicks: Counters<KickReason>,
@@ -280,6 +292,7 @@ pub struct StatsSnapshot {
     pub rejected: Vec<u64>,
     pub auth_rejected: Vec<u64>,
     pub handshake_failures: Vec<u64>,
+    pub tls_handshakes: Vec<u64>,
     pub protocol_errors: Vec<u64>,
     pub dropped: Vec<u64>,
     pub kicks: Vec<u64>,
@@ -320,6 +333,7 @@ impl StatsSnapshot {
         add_vec(&mut self.rejected, &o.rejected);
         add_vec(&mut self.auth_rejected, &o.auth_rejected);
         add_vec(&mut self.handshake_failures, &o.handshake_failures);
+        add_vec(&mut self.tls_handshakes, &o.tls_handshakes);
         add_vec(&mut self.protocol_errors, &o.protocol_errors);
         add_vec(&mut self.dropped, &o.dropped);
         add_vec(&mut self.kicks, &o.kicks);
@@ -356,6 +370,7 @@ impl CoreStats {
             rejected: self.rejected.values(),
             auth_rejected: self.auth_rejected.values(),
             handshake_failures: self.handshake_failures.values(),
+            tls_handshakes: self.tls_handshakes.values(),
             protocol_errors: self.protocol_errors.values(),
             // The historical figure: frames a player's full queue refused.
             frames_dropped: self.dropped.get(DropReason::QueueFull),

@@ -13,6 +13,7 @@ pub const CONNECTIONS: &str = "cascade_connections";
 pub const CONNECTIONS_ACCEPTED: &str = "cascade_connections_accepted_total";
 pub const CONNECTIONS_REJECTED: &str = "cascade_connections_rejected_total";
 pub const HANDSHAKE_FAILURES: &str = "cascade_handshake_failures_total";
+pub const TLS_HANDSHAKES: &str = "cascade_tls_handshakes_total";
 pub const PROTOCOL_ERRORS: &str = "cascade_protocol_errors_total";
 
 pub const BYTES_IN: &str = "cascade_bytes_in_total";

@@ -22,6 +22,7 @@ use crate::hub::{
 };
 use crate::metrics::{ConnRole, CoreStats, KickReason, Label, RejectReason};
 use crate::protocol::session::ServerConfig;
+use crate::transport::TlsServer;
 use crate::xcore::{self, Mailbox, Mesh};
 
 /// Which IO driver to run.
@@ -305,23 +306,19 @@ pub fn reuseport_listener(addr: SocketAddr) -> std::io::Result<std::net::TcpList
 }
 
 /// Starts `workers` pinned threads and blocks until they end.
+/// With `tls`, every worker also listens on `tls.listen` for RTMPS.
 pub fn run(
     config: Arc<Config>,
     workers: usize,
     driver: IoDriver,
     ops: Arc<Ops>,
+    tls: Option<Arc<TlsServer>>,
 ) -> std::io::Result<()> {
-    let addr: SocketAddr = config.server.listen.parse().map_err(|e| {
-        std::io::Error::new(
-            std::io::ErrorKind::InvalidInput,
-            format!("server.listen: {e}"),
-        )
-    })?;
-    // SO_REUSEPORT would let a second cascade silently share the port (and
-    // half the connections) with a running one: check it is free first with
-    // a plain bind, which fails if anyone holds the address.
-    std::net::TcpListener::bind(addr)
-        .map_err(|e| std::io::Error::new(e.kind(), format!("cannot listen on {addr}: {e}")))?;
+    let addr = listen_addr("server.listen", &config.server.listen)?;
+    let tls_addr = match &tls {
+        Some(_) => Some(listen_addr("tls.listen", &config.tls.listen)?),
+        None => None,
+    };
     let cores = core_affinity::get_core_ids().unwrap_or_default();
     let directory = Arc::new(Directory::new(config.limits.max_streams));
     let limiter = crate::auth::ConnLimiter::new();
@@ -338,7 +335,13 @@ pub fn run(
             limiter: limiter.clone(),
         };
         // Bind on the main thread so address errors surface at start-up.
-        let listener = reuseport_listener(addr)?;
+        let listeners = Listeners {
+            plain: reuseport_listener(addr)?,
+            tls: match (&tls, tls_addr) {
+                (Some(server), Some(a)) => Some((reuseport_listener(a)?, server.clone())),
+                _ => None,
+            },
+        };
         let core = cores.get(id % cores.len().max(1)).copied();
         let config = config.clone();
         let handle = std::thread::Builder::new()
@@ -349,15 +352,36 @@ pub fn run(
                         warn!(worker = id, "could not pin to core {}", core.id);
                     }
                 }
-                run_worker(id, config, listener, driver, shared);
+                run_worker(id, config, listeners, driver, shared);
             })?;
         handles.push(handle);
     }
-    info!(%addr, workers, "listening");
+    match tls_addr {
+        Some(tls_addr) => info!(%addr, %tls_addr, workers, "listening (rtmp, rtmps)"),
+        None => info!(%addr, workers, "listening"),
+    }
     for h in handles {
         let _ = h.join();
     }
     Ok(())
+}
+
+/// Parses a listen address and checks nobody holds it. SO_REUSEPORT would
+/// let a second cascade silently share the port (and half the
+/// connections) with a running one; a plain bind fails if anyone holds it.
+fn listen_addr(key: &str, text: &str) -> std::io::Result<SocketAddr> {
+    let addr: SocketAddr = text.parse().map_err(|e| {
+        std::io::Error::new(std::io::ErrorKind::InvalidInput, format!("{key}: {e}"))
+    })?;
+    std::net::TcpListener::bind(addr)
+        .map_err(|e| std::io::Error::new(e.kind(), format!("cannot listen on {addr}: {e}")))?;
+    Ok(addr)
+}
+
+/// A worker's listening sockets: plain RTMP, and RTMPS when configured.
+struct Listeners {
+    plain: std::net::TcpListener,
+    tls: Option<(std::net::TcpListener, Arc<TlsServer>)>,
 }
 
 /// What a worker gets from start-up: the directory, the channels to every
@@ -374,7 +398,7 @@ struct Shared {
 fn run_worker(
     id: usize,
     config: Arc<Config>,
-    listener: std::net::TcpListener,
+    listener: Listeners,
     driver: IoDriver,
     shared: Shared,
 ) {
@@ -412,70 +436,108 @@ fn run_worker(
 async fn worker_main(
     id: usize,
     config: Arc<Config>,
-    listener: std::net::TcpListener,
+    listeners: Listeners,
     shared: Shared,
     driver: &'static str,
 ) {
-    let listener = match monoio::net::TcpListener::from_std(listener) {
-        Ok(l) => l,
-        Err(e) => {
-            error!(worker = id, error = %e, "cannot register listener");
-            return;
-        }
+    let register = |l: std::net::TcpListener| {
+        monoio::net::TcpListener::from_std(l)
+            .map_err(|e| error!(worker = id, error = %e, "cannot register listener"))
+    };
+    let Ok(plain) = register(listeners.plain) else {
+        return;
+    };
+    let tls = match listeners.tls {
+        Some((l, server)) => match register(l) {
+            Ok(l) => Some((l, server)),
+            Err(()) => return,
+        },
+        None => None,
     };
     let worker = Rc::new(Worker::new(id, config, shared.directory, shared.mesh));
     worker.stats.io_driver.set(driver);
     monoio::spawn(inbox_loop(worker.clone(), shared.mailbox));
     let coalescer = worker.hub.borrow().coalescer();
     monoio::spawn(coalescer.run());
-    shared.ops.worker_ready();
-    loop {
-        let accepted = monoio::select! {
-            r = listener.accept() => r,
-            _ = worker.drained() => break,
-        };
-        match accepted {
-            Ok((stream, peer)) => {
-                worker
-                    .stats
-                    .connections
-                    .set(worker.stats.connections.get() + 1);
-                // Limits are read from the live configuration (a reload applies).
-                let limits = shared.ops.config().limits.clone();
-                let permit = match shared.limiter.admit(
-                    peer.ip(),
-                    limits.max_connections,
-                    limits.max_connections_per_ip,
-                ) {
-                    Ok(p) => p,
-                    Err(e) => {
-                        worker.stats.rejected.inc(match e {
-                            crate::auth::LimitExceeded::Total => RejectReason::MaxConnections,
-                            crate::auth::LimitExceeded::PerIp => RejectReason::MaxConnectionsPerIp,
-                        });
-                        warn!(worker = id, %peer, reason = %e, "connection refused");
-                        drop(stream);
-                        continue;
-                    }
-                };
-                let worker = worker.clone();
-                monoio::spawn(async move {
-                    crate::conn::serve(worker, stream, peer).await;
-                    drop(permit);
-                });
-            }
-            Err(e) => {
-                // EMFILE and friends: back off instead of spinning.
-                worker.stats.rejected.inc(RejectReason::AcceptError);
-                warn!(worker = id, error = %e, "accept failed");
-                monoio::time::sleep(std::time::Duration::from_millis(50)).await;
-            }
-        }
+    let accept = Accept {
+        worker: worker.clone(),
+        ops: shared.ops.clone(),
+        limiter: shared.limiter,
+    };
+    if let Some((listener, server)) = tls {
+        let accept = accept.clone();
+        monoio::spawn(async move { accept.run(listener, Some(server)).await });
     }
+    shared.ops.worker_ready();
+    accept.run(plain, None).await;
     // Draining: new connections go to other nodes; the ones here run on
     // until the control plane closes them and the process exits.
-    drop(listener);
     std::future::pending::<()>().await;
+}
+
+/// One listener's accept loop on one worker.
+#[derive(Clone)]
+struct Accept {
+    worker: Rc<Worker>,
+    ops: Arc<Ops>,
+    limiter: crate::auth::ConnLimiter,
+}
+
+impl Accept {
+    /// Accepts until a drain starts, then closes the listener. With `tls`,
+    /// each connection starts with a TLS handshake using the certificate in
+    /// force at accept time.
+    async fn run(&self, listener: monoio::net::TcpListener, tls: Option<Arc<TlsServer>>) {
+        let worker = &self.worker;
+        let id = worker.id;
+        loop {
+            let accepted = monoio::select! {
+                r = listener.accept() => r,
+                _ = worker.drained() => break,
+            };
+            match accepted {
+                Ok((stream, peer)) => {
+                    worker
+                        .stats
+                        .connections
+                        .set(worker.stats.connections.get() + 1);
+                    // Limits are read from the live configuration (a reload applies).
+                    let limits = self.ops.config().limits.clone();
+                    let permit = match self.limiter.admit(
+                        peer.ip(),
+                        limits.max_connections,
+                        limits.max_connections_per_ip,
+                    ) {
+                        Ok(p) => p,
+                        Err(e) => {
+                            worker.stats.rejected.inc(match e {
+                                crate::auth::LimitExceeded::Total => RejectReason::MaxConnections,
+                                crate::auth::LimitExceeded::PerIp => {
+                                    RejectReason::MaxConnectionsPerIp
+                                }
+                            });
+                            warn!(worker = id, %peer, reason = %e, "connection refused");
+                            drop(stream);
+                            continue;
+                        }
+                    };
+                    let worker = worker.clone();
+                    let tls = tls.as_ref().map(|t| t.config());
+                    monoio::spawn(async move {
+                        crate::conn::serve(worker, stream, peer, tls).await;
+                        drop(permit);
+                    });
+                }
+                Err(e) => {
+                    // EMFILE and friends: back off instead of spinning.
+                    worker.stats.rejected.inc(RejectReason::AcceptError);
+                    warn!(worker = id, error = %e, "accept failed");
+                    monoio::time::sleep(std::time::Duration::from_millis(50)).await;
+                }
+            }
+        }
+        drop(listener);
+    }
 }
 
 /// Applies what other cores send, a whole batch per wake-up.

@@ -1,6 +1,7 @@
 //! One edge pull: an RTMP client session to an origin (the sans-IO
-//! handshake and client session, dialled out with monoio) whose media goes
-//! into the hub as the stream's publisher on this core.
+//! handshake and client session, dialled out with monoio, over TLS for
+//! `rtmps://` origins) whose media goes into the hub as the stream's
+//! publisher on this core.
 //!
 //! Life: dial origins in the selected order until one delivers media
 //! within the start timeout; publish; feed media. If the origin is lost or
@@ -11,9 +12,10 @@
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
+use std::sync::Arc;
+
 use bytes::BytesMut;
-use monoio::buf::IoBufMut;
-use monoio::io::{AsyncReadRent, AsyncWriteRentExt, CancelableAsyncReadRent, Canceller};
+use monoio::io::Canceller;
 use monoio::net::TcpStream;
 use tracing::{debug, info, warn};
 
@@ -25,6 +27,7 @@ use crate::protocol::command::StreamPath;
 use crate::protocol::handshake::{ClientHandshake, HandshakeStatus};
 use crate::protocol::session::{ClientConfig, ClientEvent, ClientSession};
 use crate::shard::Worker;
+use crate::transport::{self, ReadHalf, Stream, WriteHalf};
 
 /// How often a live pull looks up from its socket: linger and stall checks.
 const TICK: Duration = Duration::from_millis(250);
@@ -98,6 +101,9 @@ struct Pull {
     published: bool,
     /// The origin that last delivered media.
     last_origin: Option<usize>,
+    /// Client TLS settings, when an origin is `rtmps://` (None also when
+    /// `edge.tls_ca_file` could not be read: those attempts fail).
+    tls: Option<Arc<rustls::ClientConfig>>,
 }
 
 /// Runs the pull of `target` registered in the directory as `id` until it
@@ -112,7 +118,15 @@ pub async fn run(worker: Rc<Worker>, target: Target, id: u64) {
         .iter()
         .filter_map(|o| OriginUrl::parse(o).ok())
         .collect();
+    let tls = if origins.iter().any(|o| o.tls) {
+        transport::client_config(&edge.tls_ca_file, edge.tls_verify)
+            .map_err(|e| warn!(error = %e, "rtmps origins unusable"))
+            .ok()
+    } else {
+        None
+    };
     let mut pull = Pull {
+        tls,
         urls: origins.iter().map(|o| o.url.clone()).collect(),
         origins,
         mode: Mode::parse(&edge.mode),
@@ -224,7 +238,7 @@ impl Pull {
         let until = dial + budget;
         let limit = self.connect_timeout.min(budget);
         let connect = TcpStream::connect(origin.addr.as_str());
-        let mut stream = match monoio::time::timeout(limit, connect).await {
+        let tcp = match monoio::time::timeout(limit, connect).await {
             Ok(Ok(s)) => s,
             Ok(Err(e)) => {
                 debug!(origin = %origin.url, error = %e, "origin connect failed");
@@ -232,10 +246,23 @@ impl Pull {
             }
             Err(_) => return Outcome::Failed(PullFailure::Connect),
         };
-        let _ = stream.set_nodelay(true);
+        let _ = tcp.set_nodelay(true);
+        let left = until.saturating_duration_since(Instant::now());
+        let stream = if origin.tls {
+            match self
+                .connect_tls(tcp, &origin, self.connect_timeout.min(left))
+                .await
+            {
+                Some(s) => s,
+                None => return Outcome::Failed(PullFailure::Tls),
+            }
+        } else {
+            Stream::plain(tcp)
+        };
+        let (mut rd, mut wr) = stream.into_split();
         let mut buf = BytesMut::with_capacity(READ_MIN);
         let left = until.saturating_duration_since(Instant::now());
-        let hs = handshake(&mut stream, &mut buf);
+        let hs = handshake(&mut rd, &mut wr, &mut buf);
         match monoio::time::timeout(self.connect_timeout.min(left), hs).await {
             Ok(Ok(())) => {}
             Ok(Err(e)) => {
@@ -275,7 +302,7 @@ impl Pull {
             while let Some(ev) = session.poll_event() {
                 if let Some(out) = self.on_event(ev, &mut session, &mut stage, idx, dial, now) {
                     if let Some(bytes) = session.take_output() {
-                        let _ = monoio::time::timeout(TICK, stream.write_all(bytes)).await;
+                        let _ = monoio::time::timeout(TICK, wr.write_all(bytes)).await;
                     }
                     return out;
                 }
@@ -284,9 +311,9 @@ impl Pull {
                 self.worker.hub.borrow_mut().flush_wakes();
             }
             if let Some(bytes) = session.take_output() {
-                let write = stream.write_all(bytes);
+                let write = wr.write_all(bytes);
                 match monoio::time::timeout(self.connect_timeout, write).await {
-                    Ok((Ok(_), _)) => {}
+                    Ok(Ok(())) => {}
                     _ => return broken_or(stage, PullFailure::Connect),
                 }
             }
@@ -311,7 +338,7 @@ impl Pull {
                     Some(_) => idle_since = None,
                 }
             }
-            let (res, back) = read_tick(&mut stream, buf).await;
+            let (res, back) = read_tick(&mut rd, buf).await;
             buf = back;
             match res {
                 Ok(None) => {}
@@ -325,6 +352,30 @@ impl Pull {
                     debug!(origin = %origin.url, error = %e, "origin read failed");
                     return broken_or(stage, PullFailure::Connect);
                 }
+            }
+        }
+    }
+
+    /// The TLS handshake with an `rtmps://` origin; None (logged) if it fails.
+    async fn connect_tls(
+        &self,
+        tcp: TcpStream,
+        origin: &OriginUrl,
+        limit: Duration,
+    ) -> Option<Stream> {
+        let (Some(config), Some(name)) = (self.tls.clone(), origin.server_name()) else {
+            warn!(origin = %origin.url, "no TLS client settings for this origin");
+            return None;
+        };
+        match monoio::time::timeout(limit, Stream::connect_tls(tcp, config, name)).await {
+            Ok(Ok(s)) => Some(s),
+            Ok(Err(e)) => {
+                warn!(origin = %origin.url, error = %e, "origin TLS handshake failed");
+                None
+            }
+            Err(_) => {
+                debug!(origin = %origin.url, "origin TLS handshake timed out");
+                None
             }
         }
     }
@@ -454,22 +505,24 @@ fn broken_or(stage: Stage, reason: PullFailure) -> Outcome {
 
 /// C0+C1 out, S0+S1+S2 in, C2 out; bytes after S2 stay in `buf`.
 /// Complex (FP9) C1, which simple-only servers also accept.
-async fn handshake(stream: &mut TcpStream, buf: &mut BytesMut) -> std::io::Result<()> {
+async fn handshake(
+    rd: &mut ReadHalf,
+    wr: &mut WriteHalf,
+    buf: &mut BytesMut,
+) -> std::io::Result<()> {
     let mut hs = ClientHandshake::new(true);
     let mut out = BytesMut::with_capacity(1537);
     hs.start(&mut out);
     loop {
         if !out.is_empty() {
-            let (res, _) = stream.write_all(out.split().freeze()).await;
-            res?;
+            wr.write_all(out.split().freeze()).await?;
         }
         let status = hs
             .feed(buf, &mut out)
             .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e.to_string()))?;
         if status == HandshakeStatus::Done {
             if !out.is_empty() {
-                let (res, _) = stream.write_all(out.split().freeze()).await;
-                res?;
+                wr.write_all(out.split().freeze()).await?;
             }
             return Ok(());
         }
@@ -477,9 +530,8 @@ async fn handshake(stream: &mut TcpStream, buf: &mut BytesMut) -> std::io::Resul
             continue;
         }
         reserve(buf);
-        let len = buf.len();
-        let (res, slice) = stream.read(std::mem::take(buf).slice_mut(len..)).await;
-        *buf = slice.into_inner();
+        let (res, back) = rd.read(std::mem::take(buf)).await;
+        *buf = back;
         if res? == 0 {
             return Err(std::io::ErrorKind::UnexpectedEof.into());
         }
@@ -495,26 +547,24 @@ fn reserve(buf: &mut BytesMut) {
 /// Reads once, or returns `Ok(None)` after [`TICK`] without data. The read
 /// is cancelled rather than dropped, so no received byte is ever lost.
 async fn read_tick(
-    stream: &mut TcpStream,
+    rd: &mut ReadHalf,
     mut buf: BytesMut,
 ) -> (std::io::Result<Option<usize>>, BytesMut) {
     reserve(&mut buf);
-    let len = buf.len();
     let canceller = Canceller::new();
-    let read = stream.cancelable_read(buf.slice_mut(len..), canceller.handle());
+    let read = rd.read_cancelable(buf, canceller.handle());
     let mut read = std::pin::pin!(read);
     let first = monoio::select! {
         r = &mut read => Some(r),
         _ = monoio::time::sleep(TICK) => None,
     };
-    let (res, slice) = match first {
+    let (res, buf) = match first {
         Some(r) => r,
         None => {
             let _ = canceller.cancel();
             read.await
         }
     };
-    let buf = slice.into_inner();
     match res {
         Ok(n) => (Ok(Some(n)), buf),
         Err(e) if e.raw_os_error() == Some(libc::ECANCELED) => (Ok(None), buf),

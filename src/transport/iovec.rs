@@ -41,6 +41,11 @@ impl IoVecs {
         self.start = 0;
     }
 
+    /// The bytes not yet written, buffer by buffer.
+    pub fn slices(&self) -> impl Iterator<Item = &[u8]> {
+        self.bufs[self.start..].iter().map(|b| &b[..])
+    }
+
     pub fn remaining(&self) -> usize {
         self.iov[self.start..].iter().map(|v| v.iov_len).sum()
     }
