@@ -255,6 +255,7 @@ impl Control {
         applied.http = old.http.clone();
         applied.log.format = old.log.format.clone();
         applied.edge = old.edge.clone();
+        applied.push = old.push.clone();
         applied.limits.max_streams = old.limits.max_streams;
         if let Err(e) = self.log.reload(filter_for(&applied.log.level)) {
             warn!(error = %e, "reload: log level unchanged");

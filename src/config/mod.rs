@@ -5,7 +5,10 @@
 //! the key, so a typo never silently falls back to a default. Environment
 //! variables `CASCADE_SECTION_KEY` override the file (see [`load`]).
 
+pub mod edge;
 pub mod load;
+
+pub use edge::{EdgeApp, EdgeSection, OriginUrl, PushEntry, RTMPS_AVAILABLE};
 
 use std::net::SocketAddr;
 use std::path::Path;
@@ -44,6 +47,8 @@ pub struct Config {
     pub metrics: MetricsSection,
     pub edge: EdgeSection,
     pub auth: AuthSection,
+    /// Static push targets (`[[push]]`), in file order.
+    pub push: Vec<PushEntry>,
 }
 
 /// Publish and play authorization (see `crate::auth`). Open by default.
@@ -78,100 +83,6 @@ impl Default for AuthSection {
             play_allow: Vec::new(),
             play_deny: Vec::new(),
         }
-    }
-}
-
-/// Edge mode: a play for a stream this node does not have pulls it from an
-/// origin. Inert while `origins` is empty.
-#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct EdgeSection {
-    /// `rtmp://host[:port][/app]` URLs; without an app the player's app is used.
-    pub origins: Vec<String>,
-    /// "failover" (in order, sticky to a healthy origin) or "hash"
-    /// (rendezvous hashing of the stream key over the origins).
-    pub mode: String,
-    /// TCP connect plus RTMP handshake to an origin.
-    pub connect_timeout_ms: u64,
-    /// How long players wait for a pull to deliver its first media.
-    pub start_timeout_ms: u64,
-    /// First pause between reconnect rounds; doubles up to the max.
-    pub retry_backoff_ms: u64,
-    pub retry_backoff_max_ms: u64,
-    /// A pull closes this long after its last player left.
-    pub linger_ms: u64,
-    /// Forward the player's query string (tokens) to the origin's play name.
-    pub pass_query: bool,
-}
-
-impl Default for EdgeSection {
-    fn default() -> Self {
-        EdgeSection {
-            origins: Vec::new(),
-            mode: "failover".into(),
-            connect_timeout_ms: 3_000,
-            start_timeout_ms: 5_000,
-            retry_backoff_ms: 500,
-            retry_backoff_max_ms: 5_000,
-            linger_ms: 5_000,
-            pass_query: false,
-        }
-    }
-}
-
-/// One origin as dialled: where, and what to say in `connect`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct OriginUrl {
-    /// The URL as configured (for logs).
-    pub url: String,
-    /// `host:port` to dial.
-    pub addr: String,
-    pub host: String,
-    pub port: u16,
-    /// Application path; `None` means "the player's app".
-    pub app: Option<String>,
-}
-
-impl OriginUrl {
-    /// Parses `rtmp://host[:port][/app]`. rtmps is refused until TLS exists.
-    pub fn parse(url: &str) -> Result<OriginUrl, String> {
-        let rest = match url.split_once("://") {
-            Some((scheme, rest)) if scheme.eq_ignore_ascii_case("rtmp") => rest,
-            Some((scheme, _)) if scheme.eq_ignore_ascii_case("rtmps") => {
-                return Err(format!("{url}: rtmps origins are not supported yet"))
-            }
-            _ => return Err(format!("{url}: expected rtmp://host[:port][/app]")),
-        };
-        let (hostport, path) = match rest.split_once('/') {
-            Some((h, p)) => (h, p.trim_matches('/')),
-            None => (rest, ""),
-        };
-        let (host, port) = match hostport.rsplit_once(':') {
-            // A bracketed IPv6 address without a port has its colons inside.
-            Some((h, p)) if !p.contains(']') => (
-                h,
-                p.parse::<u16>()
-                    .ok()
-                    .filter(|p| *p > 0)
-                    .ok_or_else(|| format!("{url}: bad port {p:?}"))?,
-            ),
-            _ => (hostport, 1935),
-        };
-        if host.is_empty() {
-            return Err(format!("{url}: missing host"));
-        }
-        Ok(OriginUrl {
-            url: url.to_string(),
-            addr: format!("{host}:{port}"),
-            host: host.to_string(),
-            port,
-            app: (!path.is_empty()).then(|| path.to_string()),
-        })
-    }
-
-    /// The tcUrl sent in `connect` for `app`.
-    pub fn tc_url(&self, app: &str) -> String {
-        format!("rtmp://{}:{}/{app}", self.host, self.port)
     }
 }
 
@@ -360,6 +271,7 @@ impl Default for Config {
             metrics: MetricsSection::default(),
             edge: EdgeSection::default(),
             auth: AuthSection::default(),
+            push: Vec::new(),
         }
     }
 }
@@ -453,25 +365,11 @@ impl Config {
         if tracing_subscriber::EnvFilter::try_new(&self.log.level).is_err() {
             bad("log.level", "not a valid tracing filter");
         }
-        for o in &self.edge.origins {
-            if let Err(why) = OriginUrl::parse(o) {
-                bad("edge.origins", &why);
-            }
+        for (key, why) in self.edge.problems() {
+            bad(key, &why);
         }
-        if !["failover", "hash"].contains(&self.edge.mode.as_str()) {
-            bad("edge.mode", "expected failover or hash");
-        }
-        if self.edge.connect_timeout_ms == 0 {
-            bad("edge.connect_timeout_ms", "must be > 0");
-        }
-        if self.edge.start_timeout_ms == 0 {
-            bad("edge.start_timeout_ms", "must be > 0");
-        }
-        if self.edge.retry_backoff_max_ms < self.edge.retry_backoff_ms {
-            bad(
-                "edge.retry_backoff_max_ms",
-                "must be >= edge.retry_backoff_ms",
-            );
+        for (key, why) in edge::push_problems(&self.push) {
+            bad(key, &why);
         }
         if self.limits.max_connections == 0 {
             bad("limits.max_connections", "must be > 0");
@@ -570,19 +468,7 @@ mod tests {
     }
 
     #[test]
-    fn edge_origins_parse_and_are_checked() {
-        let o = OriginUrl::parse("rtmp://127.0.0.1:1936/live").unwrap();
-        assert_eq!(o.addr, "127.0.0.1:1936");
-        assert_eq!(o.app.as_deref(), Some("live"));
-        assert_eq!(o.tc_url("live"), "rtmp://127.0.0.1:1936/live");
-        let o = OriginUrl::parse("rtmp://origin.example").unwrap();
-        assert_eq!((o.addr.as_str(), o.app), ("origin.example:1935", None));
-        assert!(OriginUrl::parse("rtmps://x/live")
-            .unwrap_err()
-            .contains("rtmps"));
-        assert!(OriginUrl::parse("http://x/live").is_err());
-        assert!(OriginUrl::parse("rtmp://x:0/live").is_err());
-        assert!(OriginUrl::parse("rtmp://:1935/live").is_err());
+    fn edge_and_push_are_checked() {
         let e = Config::from_toml("[edge]\norigins = [\"rtmps://x/live\"]\n").unwrap_err();
         assert!(e.to_string().contains("edge.origins"), "{e}");
         let e = Config::from_toml("[edge]\nmode = \"random\"\n").unwrap_err();
@@ -590,5 +476,17 @@ mod tests {
         let c =
             Config::from_toml("[edge]\norigins = [\"rtmp://a/live\", \"rtmp://b:1\"]\n").unwrap();
         assert_eq!(c.edge.origins.len(), 2);
+        let text = "[edge]\nforward_publish = true\n\
+                    [[edge.app]]\nname = \"studio\"\norigins = [\"rtmp://o/studio\"]\n\
+                    [[push]]\napp = \"live\"\nurls = [\"rtmp://yt/live2\", \"rtmp://tw/app/key\"]\n";
+        let c = Config::from_toml(text).unwrap();
+        assert_eq!(c.edge.app[0].name, "studio");
+        assert_eq!(c.push[0].urls.len(), 2);
+        let e = Config::from_toml("[[push]]\nurls = [\"rtmp://x\"]\n").unwrap_err();
+        assert!(e.to_string().contains("push.urls"), "{e}");
+        let e = Config::from_toml("[[push]]\nurl = \"rtmp://x/a\"\n").unwrap_err();
+        assert!(e.to_string().contains("url"), "{e}");
+        let e = Config::from_toml("[[edge.app]]\nname = \"a\"\nlinger = 1\n").unwrap_err();
+        assert!(e.to_string().contains("linger"), "{e}");
     }
 }

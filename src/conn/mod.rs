@@ -322,7 +322,7 @@ impl Conn {
 
     /// On an edge, a play for a stream this node does not have waits for a pull.
     fn needs_pull(&self, path: &StreamPath) -> bool {
-        crate::upstream::enabled(&self.worker.config)
+        crate::upstream::enabled(&self.worker.config, &path.app)
             && matches!(self.role, Role::None)
             && !self.worker.hub.borrow().contains(&path.key())
             // A refused play pulls nothing; on_play answers it.

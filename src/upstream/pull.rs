@@ -12,23 +12,17 @@ use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
-use monoio::buf::IoBufMut;
-use monoio::io::{AsyncReadRent, AsyncWriteRentExt, CancelableAsyncReadRent, Canceller};
-use monoio::net::TcpStream;
+use monoio::io::AsyncWriteRentExt;
 use tracing::{debug, info, warn};
 
+use super::dial::{self, read_tick, DialError, READ_MIN, TICK};
 use super::select::{self, Mode};
-use crate::config::OriginUrl;
+use crate::config::{EdgeSection, OriginUrl};
 use crate::hub::PullState;
 use crate::metrics::PullFailure;
 use crate::protocol::command::StreamPath;
-use crate::protocol::handshake::{ClientHandshake, HandshakeStatus};
 use crate::protocol::session::{ClientConfig, ClientEvent, ClientSession};
 use crate::shard::Worker;
-
-/// How often a live pull looks up from its socket: linger and stall checks.
-const TICK: Duration = Duration::from_millis(250);
-const READ_MIN: usize = 16 * 1024;
 /// Enhanced RTMP codecs we ask origins for; they pass through untouched.
 const FOUR_CC: &[&str] = &[
     "avc1", "hvc1", "av01", "vp09", "vp08", "mp4a", "Opus", "fLaC", "ac-3", "ec-3", ".mp3",
@@ -106,7 +100,8 @@ pub async fn run(worker: Rc<Worker>, target: Target, id: u64) {
     let stats = worker.stats.clone();
     stats.pulls_active.set(stats.pulls_active.get() + 1);
     stats.pull_starts.set(stats.pull_starts.get() + 1);
-    let edge = &worker.config.edge;
+    let edge: EdgeSection = worker.config.edge.for_app(&target.app);
+    let edge = &edge;
     let origins: Vec<OriginUrl> = edge
         .origins
         .iter()
@@ -223,30 +218,22 @@ impl Pull {
         let dial = Instant::now();
         let until = dial + budget;
         let limit = self.connect_timeout.min(budget);
-        let connect = TcpStream::connect(origin.addr.as_str());
-        let mut stream = match monoio::time::timeout(limit, connect).await {
-            Ok(Ok(s)) => s,
-            Ok(Err(e)) => {
-                debug!(origin = %origin.url, error = %e, "origin connect failed");
-                return Outcome::Failed(PullFailure::Connect);
-            }
-            Err(_) => return Outcome::Failed(PullFailure::Connect),
-        };
-        let _ = stream.set_nodelay(true);
         let mut buf = BytesMut::with_capacity(READ_MIN);
-        let left = until.saturating_duration_since(Instant::now());
-        let hs = handshake(&mut stream, &mut buf);
-        match monoio::time::timeout(self.connect_timeout.min(left), hs).await {
-            Ok(Ok(())) => {}
-            Ok(Err(e)) => {
-                debug!(origin = %origin.url, error = %e, "origin handshake failed");
-                return Outcome::Failed(PullFailure::Handshake);
+        let mut stream = match dial::connect(&origin, limit, &mut buf).await {
+            Ok(s) => s,
+            Err(e) => {
+                debug!(origin = %origin.url, error = %e, "origin dial failed");
+                return Outcome::Failed(match e {
+                    DialError::Handshake(_) | DialError::HandshakeTimeout => {
+                        PullFailure::Handshake
+                    }
+                    _ => PullFailure::Connect,
+                });
             }
-            Err(_) => return Outcome::Failed(PullFailure::Handshake),
-        }
+        };
+        // The whole path of an origin URL is its app (`rtmp://o/app/inst`).
         let app = origin
-            .app
-            .clone()
+            .path()
             .unwrap_or_else(|| self.target.app.clone());
         let mut config = ClientConfig::new(&app, &origin.tc_url(&app));
         config.chunk_limits = self.worker.session_config.chunk_limits.clone();
@@ -449,75 +436,5 @@ fn broken_or(stage: Stage, reason: PullFailure) -> Outcome {
         Outcome::Lost
     } else {
         Outcome::Failed(reason)
-    }
-}
-
-/// C0+C1 out, S0+S1+S2 in, C2 out; bytes after S2 stay in `buf`.
-/// Complex (FP9) C1, which simple-only servers also accept.
-async fn handshake(stream: &mut TcpStream, buf: &mut BytesMut) -> std::io::Result<()> {
-    let mut hs = ClientHandshake::new(true);
-    let mut out = BytesMut::with_capacity(1537);
-    hs.start(&mut out);
-    loop {
-        if !out.is_empty() {
-            let (res, _) = stream.write_all(out.split().freeze()).await;
-            res?;
-        }
-        let status = hs
-            .feed(buf, &mut out)
-            .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e.to_string()))?;
-        if status == HandshakeStatus::Done {
-            if !out.is_empty() {
-                let (res, _) = stream.write_all(out.split().freeze()).await;
-                res?;
-            }
-            return Ok(());
-        }
-        if !out.is_empty() {
-            continue;
-        }
-        reserve(buf);
-        let len = buf.len();
-        let (res, slice) = stream.read(std::mem::take(buf).slice_mut(len..)).await;
-        *buf = slice.into_inner();
-        if res? == 0 {
-            return Err(std::io::ErrorKind::UnexpectedEof.into());
-        }
-    }
-}
-
-fn reserve(buf: &mut BytesMut) {
-    if buf.capacity() - buf.len() < READ_MIN / 2 {
-        buf.reserve(READ_MIN);
-    }
-}
-
-/// Reads once, or returns `Ok(None)` after [`TICK`] without data. The read
-/// is cancelled rather than dropped, so no received byte is ever lost.
-async fn read_tick(
-    stream: &mut TcpStream,
-    mut buf: BytesMut,
-) -> (std::io::Result<Option<usize>>, BytesMut) {
-    reserve(&mut buf);
-    let len = buf.len();
-    let canceller = Canceller::new();
-    let read = stream.cancelable_read(buf.slice_mut(len..), canceller.handle());
-    let mut read = std::pin::pin!(read);
-    let first = monoio::select! {
-        r = &mut read => Some(r),
-        _ = monoio::time::sleep(TICK) => None,
-    };
-    let (res, slice) = match first {
-        Some(r) => r,
-        None => {
-            let _ = canceller.cancel();
-            read.await
-        }
-    };
-    let buf = slice.into_inner();
-    match res {
-        Ok(n) => (Ok(Some(n)), buf),
-        Err(e) if e.raw_os_error() == Some(libc::ECANCELED) => (Ok(None), buf),
-        Err(e) => (Err(e), buf),
     }
 }
