@@ -1,8 +1,8 @@
 //! A connection's life on one worker: handshake, then a server session
 //! whose events become hub calls (publish, play, media).
 
-mod iovec;
-mod writer;
+pub(crate) mod iovec;
+pub(crate) mod writer;
 
 use std::net::SocketAddr;
 use std::os::fd::AsRawFd;
@@ -359,6 +359,7 @@ impl Conn {
                     .set_client_role(self.id, ConnRole::Publisher, Some(&key));
                 self.session.accept_publish(stream_id);
                 self.role = Role::Publisher { key, stream_id };
+                crate::upstream::forward::on_publish(&self.worker, &path);
             }
             Err(HubError::InUse(_)) => {
                 warn!(stream = %key, "publish rejected: name in use");

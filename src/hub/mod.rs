@@ -408,7 +408,7 @@ impl Hub {
         let name = key.rsplit('/').next().unwrap_or(key);
         let notice = unpublish_notice(PLAY_STREAM_ID, self.config.chunk_size, name);
         for p in s.players {
-            p.outbox.push_control(notice.clone());
+            p.outbox.stream_ended(notice.clone());
         }
     }
 

@@ -5,8 +5,14 @@
 //! The play path (conn) calls [`await_stream`]; the directory decides which
 //! caller starts the pull ([`pull::run`]), the others wait for the stream to
 //! appear. Nothing here runs unless `edge.origins` is set.
+//!
+//! The other direction: a publish accepted here may be sent on to an
+//! origin and to static push targets ([`forward`], one [`outbound`]
+//! connection per target).
 
 pub mod dial;
+pub mod forward;
+pub mod outbound;
 pub mod pull;
 pub mod select;
 
