@@ -9,8 +9,8 @@ use prometheus::TextEncoder;
 
 use super::names::{self as n, buckets};
 use super::{
-    AuthRejection, ConnRole, OutboundFailure, OutboundKind, DropReason, HandshakeFailure, HistSnapshot, KickReason, Label,
-    ProtocolErrorKind, PullFailure, RejectReason, StatsSnapshot,
+    AuthRejection, ConnRole, DropReason, HandshakeFailure, HistSnapshot, KickReason, Label,
+    OutboundFailure, OutboundKind, ProtocolErrorKind, PullFailure, RejectReason, StatsSnapshot,
 };
 
 /// One stream as exported when `metrics.per_stream` is on.

@@ -175,11 +175,11 @@ impl Live<'_> {
             self.job.kind,
             self.fd,
         ));
-        let subscribed = self
-            .worker
-            .hub
-            .borrow_mut()
-            .subscribe(&self.job.key, self.id, outbox.clone());
+        let subscribed =
+            self.worker
+                .hub
+                .borrow_mut()
+                .subscribe(&self.job.key, self.id, outbox.clone());
         let outcome = match subscribed {
             // Metadata, sequence headers and the GOP from its keyframe are
             // queued now; live frames follow.

@@ -224,17 +224,13 @@ impl Pull {
             Err(e) => {
                 debug!(origin = %origin.url, error = %e, "origin dial failed");
                 return Outcome::Failed(match e {
-                    DialError::Handshake(_) | DialError::HandshakeTimeout => {
-                        PullFailure::Handshake
-                    }
+                    DialError::Handshake(_) | DialError::HandshakeTimeout => PullFailure::Handshake,
                     _ => PullFailure::Connect,
                 });
             }
         };
         // The whole path of an origin URL is its app (`rtmp://o/app/inst`).
-        let app = origin
-            .path()
-            .unwrap_or_else(|| self.target.app.clone());
+        let app = origin.path().unwrap_or_else(|| self.target.app.clone());
         let mut config = ClientConfig::new(&app, &origin.tc_url(&app));
         config.chunk_limits = self.worker.session_config.chunk_limits.clone();
         config.amf_limits = self.worker.session_config.amf_limits;

@@ -243,8 +243,7 @@ mod tests {
         p.client
             .send_media(stream_id, MediaKind::Metadata, 0, &meta);
         let video = vec![0x17u8; 10_000];
-        p.client
-            .send_media(stream_id, MediaKind::Video, 40, &video);
+        p.client.send_media(stream_id, MediaKind::Video, 40, &video);
         p.pump();
         let media: Vec<(MediaKind, u32, usize)> = p
             .server_events
@@ -285,7 +284,10 @@ mod tests {
     fn a_live_publish_ends_on_stream_eof_or_error() {
         let mut client = ClientSession::new(ClientConfig::new("live", "rtmp://o/live"));
         let mut flow = PublishFlow::start(&mut client, "cam");
-        assert_eq!(flow.on_event(&mut client, ClientEvent::Connected), PublishStep::Pending);
+        assert_eq!(
+            flow.on_event(&mut client, ClientEvent::Connected),
+            PublishStep::Pending
+        );
         let created = ClientEvent::StreamCreated { stream_id: 7 };
         assert_eq!(flow.on_event(&mut client, created), PublishStep::Pending);
         assert_eq!(flow.stage(), PublishStage::Publishing(7));
