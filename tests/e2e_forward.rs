@@ -105,6 +105,9 @@ fn forward_case(origin_port: u16, origin_has_publisher: &dyn Fn() -> bool) {
         edge.metric("cascade_outbound_publish_starts_total{kind=\"forward\"}"),
         Some(1.0)
     );
+    // The forward is not counted as a viewer at the edge.
+    let players = edge.json("/api/v1/streams/live/fwd")["players"].as_u64();
+    assert_eq!(players, Some(0), "players at the edge");
     // The publisher leaves: after the grace the forward ends at the origin.
     drop(publisher);
     wait_until(

@@ -232,7 +232,8 @@ impl Hub {
                 key: s.key.to_string(),
                 owned: s.owned.is_some(),
                 publishing: s.owned.as_ref().is_some_and(|o| o.publisher.is_some()),
-                players: s.players.len(),
+                // Forwards and pushes subscribe like players but are not viewers.
+                players: s.players.iter().filter(|p| !p.outbox.is_upstream()).count(),
                 remote_cores: s
                     .owned
                     .as_ref()

@@ -330,6 +330,11 @@ impl Outbox {
         }
     }
 
+    /// Whether this outbox feeds an upstream publish rather than a player.
+    pub fn is_upstream(&self) -> bool {
+        self.inner.borrow().upstream
+    }
+
     /// Whether [`Outbox::stream_ended`] was called on an upstream publish.
     pub fn ended(&self) -> bool {
         self.inner.borrow().ended
@@ -522,96 +527,4 @@ impl Outbox {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn frame(kind: MediaKind, ts: u32, key: bool, size: usize) -> Frame {
-        let class = crate::hub::frame::Class {
-            keyframe: key,
-            ..Default::default()
-        };
-        Frame::new(
-            kind,
-            ts,
-            class,
-            Bytes::from(vec![0u8; size]),
-            4096,
-            Instant::now(),
-        )
-    }
-
-    #[test]
-    fn overflow_skips_video_until_keyframe_and_keeps_audio() {
-        let limits = QueueLimits {
-            max_bytes: 10_000,
-            max_duration_ms: 100_000,
-            disconnect_after: Duration::from_secs(60),
-        };
-        let q = Outbox::new(limits);
-        let now = Instant::now();
-        assert!(q.push_frame(&frame(MediaKind::Video, 0, true, 6000), now));
-        assert!(!q.push_frame(&frame(MediaKind::Video, 40, false, 6000), now));
-        assert!(q.push_frame(&frame(MediaKind::Audio, 40, false, 100), now));
-        // Still skipping: an inter frame that fits is dropped too.
-        assert!(!q.push_frame(&frame(MediaKind::Video, 80, false, 10), now));
-        assert_eq!(q.dropped(), 2);
-        // Drain, then the next keyframe resumes video.
-        let mut b = Batch::default();
-        assert!(futures_lite_block_on(q.next_batch(&mut b, 100, 1 << 20)));
-        assert_eq!(b.bufs.len(), 2);
-        assert!(q.push_frame(&frame(MediaKind::Video, 120, true, 6000), now));
-    }
-
-    #[test]
-    fn stays_behind_then_disconnected() {
-        let limits = QueueLimits {
-            max_bytes: 1000,
-            max_duration_ms: 100_000,
-            disconnect_after: Duration::from_millis(10),
-        };
-        let q = Outbox::new(limits);
-        let t0 = Instant::now();
-        q.push_frame(&frame(MediaKind::Video, 0, true, 900), t0);
-        q.push_frame(&frame(MediaKind::Video, 40, false, 900), t0);
-        q.push_frame(
-            &frame(MediaKind::Video, 80, false, 900),
-            t0 + Duration::from_millis(50),
-        );
-        assert_eq!(q.closed(), Some(CloseReason::SlowPlayer));
-        assert_eq!(q.queued_bytes(), 0);
-    }
-
-    #[test]
-    fn duration_bound_applies() {
-        let limits = QueueLimits {
-            max_bytes: 1 << 20,
-            max_duration_ms: 1000,
-            disconnect_after: Duration::from_secs(60),
-        };
-        let q = Outbox::new(limits);
-        let now = Instant::now();
-        assert!(q.push_frame(&frame(MediaKind::Video, 0, true, 10), now));
-        assert!(q.push_frame(&frame(MediaKind::Video, 900, false, 10), now));
-        assert!(!q.push_frame(&frame(MediaKind::Video, 1500, false, 10), now));
-    }
-
-    #[test]
-    fn metadata_at_zero_does_not_count_as_queued_duration() {
-        let q = Outbox::new(QueueLimits::default());
-        let now = Instant::now();
-        assert!(q.push_frame(&frame(MediaKind::Metadata, 0, false, 100), now));
-        assert!(q.push_frame(&frame(MediaKind::Video, 5000, true, 1000), now));
-        assert_eq!(q.dropped(), 0);
-    }
-
-    /// Minimal executor for a future that is ready at once.
-    fn futures_lite_block_on<F: std::future::Future>(f: F) -> F::Output {
-        let waker = Waker::noop();
-        let mut cx = std::task::Context::from_waker(waker);
-        let mut f = std::pin::pin!(f);
-        match f.as_mut().poll(&mut cx) {
-            Poll::Ready(v) => v,
-            Poll::Pending => panic!("not ready"),
-        }
-    }
-}
+mod tests;
