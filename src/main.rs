@@ -302,6 +302,7 @@ impl Control {
                 }
             }
         }
+        applied.push = old.push.clone();
         applied.limits.max_streams = old.limits.max_streams;
         if let Err(e) = self.log.reload(filter_for(&applied.log.level)) {
             warn!(error = %e, "reload: log level unchanged");

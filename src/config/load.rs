@@ -36,9 +36,22 @@ fn type_ok(key: &str, default: &Value, got: &Value) -> bool {
 fn check_shape(file: &Table, defaults: &Table) -> Vec<ConfigError> {
     let mut errs = Vec::new();
     for (section, body) in file {
-        let Some(Value::Table(known)) = defaults.get(section) else {
-            errs.push(ConfigError::Parse(format!("unknown section `{section}`")));
-            continue;
+        let known = match defaults.get(section) {
+            Some(Value::Table(known)) => known,
+            // `[[push]]`: an array of tables whose keys serde checks.
+            Some(Value::Array(_)) => {
+                let tables = matches!(body, Value::Array(a) if a.iter().all(Value::is_table));
+                if !tables {
+                    errs.push(ConfigError::Parse(format!(
+                        "`{section}` must be a list of tables ([[{section}]])"
+                    )));
+                }
+                continue;
+            }
+            _ => {
+                errs.push(ConfigError::Parse(format!("unknown section `{section}`")));
+                continue;
+            }
         };
         let Value::Table(body) = body else {
             errs.push(ConfigError::Parse(format!(
@@ -96,6 +109,11 @@ fn env_value(full: &str, default: &Value, raw: &str) -> Result<Value, String> {
     }
 }
 
+/// Lists of tables (`[[edge.app]]`) have no environment form.
+fn full_is_table_list(section: &str, key: &str) -> bool {
+    section == "edge" && key == "app"
+}
+
 /// Lays `CASCADE_SECTION_KEY` variables over `file`. Variables that name no
 /// key are ignored (other tools share the prefix); bad values are errors
 /// naming the variable and the key.
@@ -104,6 +122,9 @@ fn apply_env(file: &mut Table, defaults: &Table, env: &[(String, String)]) -> Ve
     for (section, known) in defaults {
         let Value::Table(known) = known else { continue };
         for (key, default) in known {
+            if full_is_table_list(section, key) {
+                continue;
+            }
             let var = format!("{ENV_PREFIX}{}_{}", section, key).to_uppercase();
             let Some((_, raw)) = env.iter().find(|(k, _)| *k == var) else {
                 continue;
@@ -189,6 +210,10 @@ pub fn diff(old: &Config, new: &Config) -> (Vec<String>, Vec<String>) {
     let (mut live, mut restart) = (Vec::new(), Vec::new());
     for (section, av) in &a {
         let (Value::Table(at), Some(Value::Table(bt))) = (av, b.get(section)) else {
+            // `[[push]]` as a whole.
+            if b.get(section) != Some(av) {
+                restart.push(section.clone());
+            }
             continue;
         };
         for (key, v) in at {

@@ -5,7 +5,10 @@
 //! the key, so a typo never silently falls back to a default. Environment
 //! variables `CASCADE_SECTION_KEY` override the file (see [`load`]).
 
+pub mod edge;
 pub mod load;
+
+pub use edge::{EdgeApp, EdgeSection, OriginUrl, PushEntry};
 
 use std::net::SocketAddr;
 use std::path::Path;
@@ -45,6 +48,8 @@ pub struct Config {
     pub edge: EdgeSection,
     pub auth: AuthSection,
     pub tls: TlsSection,
+    /// Static push targets (`[[push]]`), in file order.
+    pub push: Vec<PushEntry>,
 }
 
 /// RTMPS: a TLS listener beside the plain one, serving the same publish
@@ -132,126 +137,6 @@ impl Default for AuthSection {
             hook_max_pending: 1024,
             app: Vec::new(),
         }
-    }
-}
-
-/// Edge mode: a play for a stream this node does not have pulls it from an
-/// origin. Inert while `origins` is empty.
-#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct EdgeSection {
-    /// `rtmp://host[:port][/app]` or `rtmps://…` (port 443 by default)
-    /// URLs; without an app the player's app is used.
-    pub origins: Vec<String>,
-    /// "failover" (in order, sticky to a healthy origin) or "hash"
-    /// (rendezvous hashing of the stream key over the origins).
-    pub mode: String,
-    /// TCP connect plus RTMP handshake to an origin.
-    pub connect_timeout_ms: u64,
-    /// How long players wait for a pull to deliver its first media.
-    pub start_timeout_ms: u64,
-    /// First pause between reconnect rounds; doubles up to the max.
-    pub retry_backoff_ms: u64,
-    pub retry_backoff_max_ms: u64,
-    /// A pull closes this long after its last player left.
-    pub linger_ms: u64,
-    /// Forward the player's query string (tokens) to the origin's play name.
-    pub pass_query: bool,
-    /// Check `rtmps://` origins' certificates (chain and host name). Off
-    /// only for test origins with self-signed certificates.
-    pub tls_verify: bool,
-    /// PEM file of CA certificates to trust for `rtmps://` origins instead
-    /// of the bundled Mozilla roots (a private CA); empty: bundled roots.
-    pub tls_ca_file: String,
-}
-
-impl Default for EdgeSection {
-    fn default() -> Self {
-        EdgeSection {
-            origins: Vec::new(),
-            mode: "failover".into(),
-            connect_timeout_ms: 3_000,
-            start_timeout_ms: 5_000,
-            retry_backoff_ms: 500,
-            retry_backoff_max_ms: 5_000,
-            linger_ms: 5_000,
-            pass_query: false,
-            tls_verify: true,
-            tls_ca_file: String::new(),
-        }
-    }
-}
-
-/// One origin as dialled: where, how, and what to say in `connect`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct OriginUrl {
-    /// The URL as configured (for logs).
-    pub url: String,
-    /// `host:port` to dial.
-    pub addr: String,
-    /// The host as written (an IPv6 address keeps its brackets).
-    pub host: String,
-    pub port: u16,
-    /// `rtmps://`: TLS to the origin, verified against `host`.
-    pub tls: bool,
-    /// Application path; `None` means "the player's app".
-    pub app: Option<String>,
-}
-
-/// Default ports: 1935 for rtmp, and 443 for rtmps, as ffmpeg and librtmp
-/// assume.
-const RTMP_PORT: u16 = 1935;
-const RTMPS_PORT: u16 = 443;
-
-impl OriginUrl {
-    /// Parses `rtmp://host[:port][/app]` or `rtmps://host[:port][/app]`.
-    pub fn parse(url: &str) -> Result<OriginUrl, String> {
-        let (tls, rest) = match url.split_once("://") {
-            Some((scheme, rest)) if scheme.eq_ignore_ascii_case("rtmp") => (false, rest),
-            Some((scheme, rest)) if scheme.eq_ignore_ascii_case("rtmps") => (true, rest),
-            _ => return Err(format!("{url}: expected rtmp[s]://host[:port][/app]")),
-        };
-        let (hostport, path) = match rest.split_once('/') {
-            Some((h, p)) => (h, p.trim_matches('/')),
-            None => (rest, ""),
-        };
-        let default_port = if tls { RTMPS_PORT } else { RTMP_PORT };
-        let (host, port) = match hostport.rsplit_once(':') {
-            // A bracketed IPv6 address without a port has its colons inside.
-            Some((h, p)) if !p.contains(']') => (
-                h,
-                p.parse::<u16>()
-                    .ok()
-                    .filter(|p| *p > 0)
-                    .ok_or_else(|| format!("{url}: bad port {p:?}"))?,
-            ),
-            _ => (hostport, default_port),
-        };
-        if host.is_empty() {
-            return Err(format!("{url}: missing host"));
-        }
-        if tls && rustls::pki_types::ServerName::try_from(host.trim_matches(['[', ']'])).is_err() {
-            return Err(format!("{url}: {host:?} is not a valid TLS server name"));
-        }
-        Ok(OriginUrl {
-            url: url.to_string(),
-            addr: format!("{host}:{port}"),
-            host: host.to_string(),
-            port,
-            tls,
-            app: (!path.is_empty()).then(|| path.to_string()),
-        })
-    }
-
-    /// The name a TLS origin's certificate must carry (IPv6 unbracketed).
-    pub fn server_name(&self) -> Option<rustls::pki_types::ServerName<'static>> {
-        rustls::pki_types::ServerName::try_from(self.host.trim_matches(['[', ']']).to_string()).ok()
-    }
-
-    /// The tcUrl sent in `connect` for `app`.
-    pub fn tc_url(&self, app: &str) -> String {
-        let scheme = if self.tls { "rtmps" } else { "rtmp" };
-        format!("{scheme}://{}:{}/{app}", self.host, self.port)
     }
 }
 
@@ -445,6 +330,7 @@ impl Default for Config {
             edge: EdgeSection::default(),
             auth: AuthSection::default(),
             tls: TlsSection::default(),
+            push: Vec::new(),
         }
     }
 }
@@ -544,28 +430,11 @@ impl Config {
         if tracing_subscriber::EnvFilter::try_new(&self.log.level).is_err() {
             bad("log.level", "not a valid tracing filter");
         }
-        for o in &self.edge.origins {
-            if let Err(why) = OriginUrl::parse(o) {
-                bad("edge.origins", &why);
-            }
+        for (key, why) in self.edge.problems() {
+            bad(key, &why);
         }
-        if !self.edge.tls_ca_file.is_empty() && !Path::new(&self.edge.tls_ca_file).is_file() {
-            bad("edge.tls_ca_file", "no such file");
-        }
-        if !["failover", "hash"].contains(&self.edge.mode.as_str()) {
-            bad("edge.mode", "expected failover or hash");
-        }
-        if self.edge.connect_timeout_ms == 0 {
-            bad("edge.connect_timeout_ms", "must be > 0");
-        }
-        if self.edge.start_timeout_ms == 0 {
-            bad("edge.start_timeout_ms", "must be > 0");
-        }
-        if self.edge.retry_backoff_max_ms < self.edge.retry_backoff_ms {
-            bad(
-                "edge.retry_backoff_max_ms",
-                "must be >= edge.retry_backoff_ms",
-            );
+        for (key, why) in edge::push_problems(&self.push) {
+            bad(key, &why);
         }
         if self.limits.max_connections == 0 {
             bad("limits.max_connections", "must be > 0");
@@ -686,24 +555,7 @@ mod tests {
     }
 
     #[test]
-    fn edge_origins_parse_and_are_checked() {
-        let o = OriginUrl::parse("rtmp://127.0.0.1:1936/live").unwrap();
-        assert_eq!(o.addr, "127.0.0.1:1936");
-        assert_eq!(o.app.as_deref(), Some("live"));
-        assert_eq!(o.tc_url("live"), "rtmp://127.0.0.1:1936/live");
-        let o = OriginUrl::parse("rtmp://origin.example").unwrap();
-        assert_eq!((o.addr.as_str(), o.app), ("origin.example:1935", None));
-        let o = OriginUrl::parse("rtmps://origin.example/live").unwrap();
-        assert!(o.tls);
-        assert_eq!(o.addr, "origin.example:443");
-        assert_eq!(o.tc_url("live"), "rtmps://origin.example:443/live");
-        assert!(o.server_name().is_some());
-        let o = OriginUrl::parse("RTMPS://127.0.0.1:1443").unwrap();
-        assert_eq!((o.addr.as_str(), o.tls), ("127.0.0.1:1443", true));
-        assert!(!OriginUrl::parse("rtmp://x/live").unwrap().tls);
-        assert!(OriginUrl::parse("http://x/live").is_err());
-        assert!(OriginUrl::parse("rtmp://x:0/live").is_err());
-        assert!(OriginUrl::parse("rtmp://:1935/live").is_err());
+    fn edge_and_push_are_checked() {
         let e = Config::from_toml("[edge]\norigins = [\"rtmpt://x/live\"]\n").unwrap_err();
         assert!(e.to_string().contains("edge.origins"), "{e}");
         let e = Config::from_toml("[tls]\nlisten = \"127.0.0.1:1443\"\n").unwrap_err();
@@ -713,5 +565,17 @@ mod tests {
         let c =
             Config::from_toml("[edge]\norigins = [\"rtmp://a/live\", \"rtmp://b:1\"]\n").unwrap();
         assert_eq!(c.edge.origins.len(), 2);
+        let text = "[edge]\nforward_publish = true\n\
+                    [[edge.app]]\nname = \"studio\"\norigins = [\"rtmp://o/studio\"]\n\
+                    [[push]]\napp = \"live\"\nurls = [\"rtmp://yt/live2\", \"rtmp://tw/app/key\"]\n";
+        let c = Config::from_toml(text).unwrap();
+        assert_eq!(c.edge.app[0].name, "studio");
+        assert_eq!(c.push[0].urls.len(), 2);
+        let e = Config::from_toml("[[push]]\nurls = [\"rtmp://x\"]\n").unwrap_err();
+        assert!(e.to_string().contains("push.urls"), "{e}");
+        let e = Config::from_toml("[[push]]\nurl = \"rtmp://x/a\"\n").unwrap_err();
+        assert!(e.to_string().contains("url"), "{e}");
+        let e = Config::from_toml("[[edge.app]]\nname = \"a\"\nlinger = 1\n").unwrap_err();
+        assert!(e.to_string().contains("linger"), "{e}");
     }
 }

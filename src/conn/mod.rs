@@ -1,7 +1,7 @@
 //! A connection's life on one worker: handshake, then a server session
 //! whose events become hub calls (publish, play, media).
 
-mod writer;
+pub(crate) mod writer;
 
 use std::net::SocketAddr;
 use std::os::fd::{AsRawFd, RawFd};
@@ -394,7 +394,7 @@ impl Conn {
 
     /// On an edge, a play for a stream this node does not have waits for a pull.
     fn needs_pull(&self, path: &StreamPath) -> bool {
-        crate::upstream::enabled(&self.worker.config)
+        crate::upstream::enabled(&self.worker.config, &path.app)
             && matches!(self.role, Role::None)
             && !self.worker.hub.borrow().contains(&path.key())
     }
@@ -459,6 +459,7 @@ impl Conn {
                     .set_client_role(self.id, ConnRole::Publisher, Some(&key));
                 self.session.accept_publish(stream_id);
                 self.role = Role::Publisher { key, stream_id };
+                crate::upstream::forward::on_publish(&self.worker, &path);
             }
             Err(HubError::InUse(_)) => {
                 warn!(stream = %key, "publish rejected: name in use");

@@ -7,7 +7,7 @@ use bytes::{Bytes, BytesMut};
 use crate::protocol::chunk::{encode_message, encoded_len};
 use crate::protocol::flv::{self, AudioCodec, VideoCodec};
 use crate::protocol::message::{csid, type_id};
-use crate::protocol::session::MediaKind;
+use crate::protocol::session::{set_data_frame, MediaKind};
 
 /// The message stream id cascade gives a player's first `createStream`;
 /// shared frames are serialized for it.
@@ -80,6 +80,8 @@ pub struct Frame {
     pub payload: Bytes,
     /// The message serialized as RTMP chunks on message stream 1.
     pub chunks: Bytes,
+    /// The chunk size `chunks` was cut with.
+    pub chunk_size: u32,
     /// When the publisher's last byte of this message was read.
     pub ingest: Instant,
 }
@@ -101,6 +103,7 @@ impl Frame {
             header: class.header,
             payload,
             chunks,
+            chunk_size,
             ingest,
         }
     }
@@ -122,9 +125,10 @@ impl Frame {
         )
     }
 
-    /// Chunks for a player whose play stream is not [`PLAY_STREAM_ID`].
+    /// Chunks for a peer on message stream `stream_id` that was told
+    /// `chunk_size`: the shared bytes when both match, else serialized anew.
     pub fn chunks_for(&self, stream_id: u32, chunk_size: u32) -> Bytes {
-        if stream_id == PLAY_STREAM_ID {
+        if stream_id == PLAY_STREAM_ID && chunk_size == self.chunk_size {
             self.chunks.clone()
         } else {
             serialize(
@@ -135,6 +139,17 @@ impl Frame {
                 chunk_size,
             )
         }
+    }
+
+    /// Chunks for an upstream we publish to (forward, push): like
+    /// [`Frame::chunks_for`], except that metadata goes out as
+    /// `@setDataFrame("onMetaData", …)`, the way publishers send it.
+    pub fn publish_chunks(&self, stream_id: u32, chunk_size: u32) -> Bytes {
+        if self.kind != MediaKind::Metadata {
+            return self.chunks_for(stream_id, chunk_size);
+        }
+        let body = set_data_frame(&self.payload);
+        serialize(self.kind, self.timestamp, &body, stream_id, chunk_size)
     }
 
     pub fn is_video(&self) -> bool {

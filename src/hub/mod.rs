@@ -244,7 +244,8 @@ impl Hub {
                 key: s.key.to_string(),
                 owned: s.owned.is_some(),
                 publishing: s.owned.as_ref().is_some_and(|o| o.publisher.is_some()),
-                players: s.players.len(),
+                // Forwards and pushes subscribe like players but are not viewers.
+                players: s.players.iter().filter(|p| !p.outbox.is_upstream()).count(),
                 remote_cores: s
                     .owned
                     .as_ref()
@@ -420,7 +421,7 @@ impl Hub {
         let name = key.rsplit('/').next().unwrap_or(key);
         let notice = unpublish_notice(PLAY_STREAM_ID, self.config.chunk_size, name);
         for p in s.players {
-            p.outbox.push_control(notice.clone());
+            p.outbox.stream_ended(notice.clone());
         }
     }
 

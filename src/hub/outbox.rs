@@ -72,6 +72,12 @@ struct Inner {
     play_started: Option<Instant>,
     /// Coalescing: this outbox is listed in the core's flush queue.
     flush_scheduled: bool,
+    /// An upstream we publish to (forward, push), not a player: frames are
+    /// framed the way a publisher sends them, and the end of the stream is
+    /// a flag for its task rather than a player's notice.
+    upstream: bool,
+    /// The stream this upstream carries has ended.
+    ended: bool,
 }
 
 /// What the writer gets per wake-up: several messages for one vectored
@@ -131,6 +137,8 @@ impl Outbox {
                 dropped: 0,
                 play_started: None,
                 flush_scheduled: false,
+                upstream: false,
+                ended: false,
             }),
             waker: Cell::new(None),
             flush_request: Cell::new(false),
@@ -224,7 +232,10 @@ impl Outbox {
     /// writer task, or the outbox is closed if the socket is dead.
     fn send_direct(&self, i: &mut Inner, frame: &Frame) -> bool {
         let sink = self.sink.borrow();
-        let direct = !self.writing.get() && i.stream_id == super::frame::PLAY_STREAM_ID;
+        let direct = !self.writing.get()
+            && !i.upstream
+            && i.stream_id == super::frame::PLAY_STREAM_ID
+            && i.chunk_size == frame.chunk_size;
         let Some(sink) = sink.as_ref().filter(|_| direct) else {
             drop(sink);
             Self::enqueue(i, frame, true);
@@ -304,6 +315,43 @@ impl Outbox {
         i.behind_since = None;
     }
 
+    /// Makes this outbox an upstream publish on `stream_id` (the id the
+    /// origin gave in createStream) with the chunk size we announced to it.
+    pub fn start_publish(&self, stream_id: u32, chunk_size: u32) {
+        let mut i = self.inner.borrow_mut();
+        i.stream_id = stream_id;
+        i.chunk_size = chunk_size;
+        i.upstream = true;
+        i.ended = false;
+    }
+
+    /// The stream is over: a player gets `notice` (Play.UnpublishNotify);
+    /// an upstream publish is flagged for its task to end it.
+    pub fn stream_ended(&self, notice: Bytes) {
+        let upstream = {
+            let mut i = self.inner.borrow_mut();
+            if i.upstream {
+                i.ended = true;
+            }
+            i.upstream
+        };
+        if upstream {
+            self.wake();
+        } else {
+            self.push_control(notice);
+        }
+    }
+
+    /// Whether this outbox feeds an upstream publish rather than a player.
+    pub fn is_upstream(&self) -> bool {
+        self.inner.borrow().upstream
+    }
+
+    /// Whether [`Outbox::stream_ended`] was called on an upstream publish.
+    pub fn ended(&self) -> bool {
+        self.inner.borrow().ended
+    }
+
     /// Queues the cached start of a stream (metadata, headers, GOP) without
     /// the overflow policy: it is bounded by the GOP cache limits.
     pub fn push_start(&self, frame: &Frame) {
@@ -317,7 +365,11 @@ impl Outbox {
     }
 
     fn enqueue(i: &mut Inner, frame: &Frame, live: bool) {
-        let bytes = frame.chunks_for(i.stream_id, i.chunk_size);
+        let bytes = if i.upstream {
+            frame.publish_chunks(i.stream_id, i.chunk_size)
+        } else {
+            frame.chunks_for(i.stream_id, i.chunk_size)
+        };
         i.bytes += bytes.len();
         i.items.push_back(Entry {
             bytes,

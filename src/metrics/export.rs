@@ -10,7 +10,8 @@ use prometheus::TextEncoder;
 use super::names::{self as n, buckets};
 use super::{
     AuthRejection, ConnRole, DropReason, HandshakeFailure, HistSnapshot, KickReason, Label,
-    ProtocolErrorKind, PullFailure, RejectReason, StatsSnapshot, TlsHandshake,
+    OutboundFailure, OutboundKind, ProtocolErrorKind, PullFailure, RejectReason, StatsSnapshot,
+    TlsHandshake,
 };
 
 /// One stream as exported when `metrics.per_stream` is on.
@@ -294,6 +295,48 @@ pub fn render(s: &Scrape<'_>) -> String {
             n::EDGE_FAILOVERS,
             "Edge pulls that moved to another origin.",
             t.failovers,
+        ),
+        labelled::<OutboundKind>(
+            n::OUTBOUND,
+            "Outbound publishes running: forward (a local publish sent on to an origin) or push (a [[push]] target).",
+            "kind",
+            &t.outbound_active,
+            MetricType::GAUGE,
+        ),
+        labelled::<OutboundKind>(
+            n::OUTBOUND_STARTS,
+            "Outbound publishes started (one per stream per target), by kind.",
+            "kind",
+            &t.outbound_starts,
+            MetricType::COUNTER,
+        ),
+        family(
+            n::OUTBOUND_FAILURES,
+            "Failed outbound publish attempts, by kind and reason.",
+            MetricType::COUNTER,
+            OutboundFailure::NAMES
+                .iter()
+                .enumerate()
+                .map(|(i, text)| {
+                    let (kind, reason) = text.split_once('/').unwrap_or((text, ""));
+                    let v = t.outbound_failures.get(i).copied().unwrap_or(0);
+                    counter_metric(&[("kind", kind), ("reason", reason)], v)
+                })
+                .collect(),
+        ),
+        labelled::<OutboundKind>(
+            n::OUTBOUND_RECONNECTS,
+            "Outbound publish attempts after the first, by kind.",
+            "kind",
+            &t.outbound_reconnects,
+            MetricType::COUNTER,
+        ),
+        labelled::<OutboundKind>(
+            n::FORWARDED_BYTES,
+            "Bytes written to origins (forward) and push targets (push).",
+            "kind",
+            &t.outbound_bytes,
+            MetricType::COUNTER,
         ),
         histogram(
             n::INGEST_TO_EGRESS,

@@ -138,6 +138,84 @@ label_enum!(
     }
 );
 
+label_enum!(
+    /// An outbound publish: `forward` (a local publish sent on to an edge
+    /// origin) or `push` (a static `[[push]]` target).
+    OutboundKind {
+        Forward => "forward",
+        Push => "push",
+    }
+);
+
+label_enum!(
+    /// A failed outbound publish attempt, as `kind/reason` (exported as
+    /// two labels).
+    OutboundFailure {
+        ForwardConnect => "forward/connect",
+        ForwardHandshake => "forward/handshake",
+        ForwardRejected => "forward/rejected",
+        ForwardRefused => "forward/refused",
+        ForwardTimeout => "forward/timeout",
+        ForwardLost => "forward/lost",
+        ForwardSlow => "forward/slow",
+        ForwardProtocol => "forward/protocol",
+        PushConnect => "push/connect",
+        PushHandshake => "push/handshake",
+        PushRejected => "push/rejected",
+        PushRefused => "push/refused",
+        PushTimeout => "push/timeout",
+        PushLost => "push/lost",
+        PushSlow => "push/slow",
+        PushProtocol => "push/protocol",
+    }
+);
+
+/// Why an outbound publish attempt failed (the reason half of
+/// [`OutboundFailure`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OutboundReason {
+    /// TCP connect failed or timed out.
+    Connect,
+    Handshake,
+    /// `connect` refused.
+    Rejected,
+    /// `publish` refused (BadName: the name is in use there, Denied, …).
+    Refused,
+    /// No Publish.Start within the start timeout.
+    Timeout,
+    /// The connection broke or the peer ended our publish once live.
+    Lost,
+    /// The peer read too slowly; its queue overflowed past the slow limit.
+    Slow,
+    /// The peer sent bytes that break the protocol.
+    Protocol,
+}
+
+impl OutboundFailure {
+    pub fn of(kind: OutboundKind, reason: OutboundReason) -> OutboundFailure {
+        use OutboundFailure as F;
+        use OutboundReason as R;
+        match (kind, reason) {
+            (OutboundKind::Forward, R::Connect) => F::ForwardConnect,
+            (OutboundKind::Forward, R::Handshake) => F::ForwardHandshake,
+            (OutboundKind::Forward, R::Rejected) => F::ForwardRejected,
+            (OutboundKind::Forward, R::Refused) => F::ForwardRefused,
+            (OutboundKind::Forward, R::Timeout) => F::ForwardTimeout,
+            (OutboundKind::Forward, R::Lost) => F::ForwardLost,
+            (OutboundKind::Forward, R::Slow) => F::ForwardSlow,
+            (OutboundKind::Forward, R::Protocol) => F::ForwardProtocol,
+            (OutboundKind::Push, R::Connect) => F::PushConnect,
+            (OutboundKind::Push, R::Handshake) => F::PushHandshake,
+            (OutboundKind::Push, R::Rejected) => F::PushRejected,
+            (OutboundKind::Push, R::Refused) => F::PushRefused,
+            (OutboundKind::Push, R::Timeout) => F::PushTimeout,
+            (OutboundKind::Push, R::Lost) => F::PushLost,
+            (OutboundKind::Push, R::Slow) => F::PushSlow,
+            (OutboundKind::Push, R::Protocol) => F::PushProtocol,
+        }
+    }
+}
+
 /// A family of counters indexed by a [`Label`] enum.
 pub struct Counters<L: Label> {
     cells: Vec<Cell<u64>>,
@@ -273,6 +351,15 @@ pub struct CoreStats {
     pub pull_failures: Counters<PullFailure>,
     /// A pull moved to another origin than the one it last used.
     pub failovers: Cell<u64>,
+    /// Outbound publishes (forwards, pushes) running on this core (gauge).
+    pub outbound_active: Counters<OutboundKind>,
+    /// Outbound publishes started (one per stream per target).
+    pub outbound_starts: Counters<OutboundKind>,
+    pub outbound_failures: Counters<OutboundFailure>,
+    /// Attempts after the first of an outbound publish.
+    pub outbound_reconnects: Counters<OutboundKind>,
+    /// Bytes written to origins and push targets.
+    pub outbound_bytes: Counters<OutboundKind>,
     /// "io_uring" or "epoll", set when the worker's runtime starts.
     pub io_driver: Cell<&'static str>,
 }
@@ -307,6 +394,11 @@ pub struct StatsSnapshot {
     pub pull_starts: u64,
     pub pull_failures: Vec<u64>,
     pub failovers: u64,
+    pub outbound_active: Vec<u64>,
+    pub outbound_starts: Vec<u64>,
+    pub outbound_failures: Vec<u64>,
+    pub outbound_reconnects: Vec<u64>,
+    pub outbound_bytes: Vec<u64>,
     pub io_driver: &'static str,
 }
 
@@ -348,6 +440,11 @@ impl StatsSnapshot {
         self.pull_starts += o.pull_starts;
         add_vec(&mut self.pull_failures, &o.pull_failures);
         self.failovers += o.failovers;
+        add_vec(&mut self.outbound_active, &o.outbound_active);
+        add_vec(&mut self.outbound_starts, &o.outbound_starts);
+        add_vec(&mut self.outbound_failures, &o.outbound_failures);
+        add_vec(&mut self.outbound_reconnects, &o.outbound_reconnects);
+        add_vec(&mut self.outbound_bytes, &o.outbound_bytes);
     }
 }
 
@@ -386,6 +483,11 @@ impl CoreStats {
             pull_starts: self.pull_starts.get(),
             pull_failures: self.pull_failures.values(),
             failovers: self.failovers.get(),
+            outbound_active: self.outbound_active.values(),
+            outbound_starts: self.outbound_starts.values(),
+            outbound_failures: self.outbound_failures.values(),
+            outbound_reconnects: self.outbound_reconnects.values(),
+            outbound_bytes: self.outbound_bytes.values(),
             io_driver: self.io_driver.get(),
         }
     }

@@ -40,6 +40,12 @@ pub const EDGE_PULL_STARTS: &str = "cascade_edge_pull_starts_total";
 pub const EDGE_PULL_FAILURES: &str = "cascade_edge_pull_failures_total";
 pub const EDGE_FAILOVERS: &str = "cascade_edge_failovers_total";
 
+pub const OUTBOUND: &str = "cascade_outbound_publishes";
+pub const OUTBOUND_STARTS: &str = "cascade_outbound_publish_starts_total";
+pub const OUTBOUND_FAILURES: &str = "cascade_outbound_publish_failures_total";
+pub const OUTBOUND_RECONNECTS: &str = "cascade_outbound_publish_reconnects_total";
+pub const FORWARDED_BYTES: &str = "cascade_forwarded_bytes_total";
+
 pub const STREAM_PLAYERS: &str = "cascade_stream_players";
 pub const STREAM_BYTES_IN: &str = "cascade_stream_bytes_in_total";
 pub const STREAM_UPTIME: &str = "cascade_stream_uptime_seconds";

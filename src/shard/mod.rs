@@ -3,7 +3,7 @@
 //! worker that accepted it.
 
 use std::cell::{Cell, RefCell};
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::future::poll_fn;
 use std::net::SocketAddr;
 use std::rc::Rc;
@@ -53,6 +53,10 @@ pub struct Worker {
     pub queue_limits: QueueLimits,
     pub hub: RefCell<Hub>,
     pub stats: Rc<CoreStats>,
+    /// Outbound publishes (forwards, pushes) running on this core, by
+    /// kind, stream and targets: a publisher that comes back within the
+    /// grace does not start them twice.
+    pub outbound: RefCell<HashSet<String>>,
     next_conn: Cell<u64>,
     /// What a reload may change; read by new connections.
     live: RefCell<LiveSettings>,
@@ -98,6 +102,7 @@ impl Worker {
             stats,
             config,
             next_conn: Cell::new(0),
+            outbound: RefCell::new(HashSet::new()),
         }
     }
 

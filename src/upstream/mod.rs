@@ -5,7 +5,14 @@
 //! The play path (conn) calls [`await_stream`]; the directory decides which
 //! caller starts the pull ([`pull::run`]), the others wait for the stream to
 //! appear. Nothing here runs unless `edge.origins` is set.
+//!
+//! The other direction: a publish accepted here may be sent on to an
+//! origin and to static push targets ([`forward`], one [`outbound`]
+//! connection per target).
 
+pub mod dial;
+pub mod forward;
+pub mod outbound;
 pub mod pull;
 pub mod select;
 
@@ -25,9 +32,13 @@ const WAIT_POLL: Duration = Duration::from_millis(20);
 /// its verdict rather than race it.
 const WAIT_SLACK: Duration = Duration::from_millis(500);
 
-/// Whether this node pulls unknown streams from origins.
-pub fn enabled(config: &Config) -> bool {
-    !config.edge.origins.is_empty()
+/// Whether this node pulls unknown streams of `app` from origins.
+pub fn enabled(config: &Config, app: &str) -> bool {
+    let edge = &config.edge;
+    if edge.app.is_empty() {
+        return !edge.origins.is_empty();
+    }
+    !edge.for_app(app).origins.is_empty()
 }
 
 /// At play start, for a key the directory does not have: makes sure one
@@ -36,7 +47,7 @@ pub fn enabled(config: &Config) -> bool {
 /// timeout passed. Returns whether the stream can be played now.
 pub async fn await_stream(worker: &Rc<Worker>, path: &StreamPath) -> bool {
     let key = path.key();
-    let edge = &worker.config.edge;
+    let edge = worker.config.edge.for_app(&path.app);
     let directory = worker.hub.borrow().directory().clone();
     let id = worker.next_conn_id();
     if directory.register_pull(&key, worker.id, id) == PullRegistration::Started {

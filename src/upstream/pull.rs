@@ -15,23 +15,16 @@ use std::time::{Duration, Instant};
 use std::sync::Arc;
 
 use bytes::BytesMut;
-use monoio::io::Canceller;
-use monoio::net::TcpStream;
 use tracing::{debug, info, warn};
 
+use super::dial::{self, read_tick, DialError, READ_MIN, TICK};
 use super::select::{self, Mode};
-use crate::config::OriginUrl;
+use crate::config::{EdgeSection, OriginUrl};
 use crate::hub::PullState;
 use crate::metrics::PullFailure;
 use crate::protocol::command::StreamPath;
-use crate::protocol::handshake::{ClientHandshake, HandshakeStatus};
 use crate::protocol::session::{ClientConfig, ClientEvent, ClientSession};
 use crate::shard::Worker;
-use crate::transport::{self, ReadHalf, Stream, WriteHalf};
-
-/// How often a live pull looks up from its socket: linger and stall checks.
-const TICK: Duration = Duration::from_millis(250);
-const READ_MIN: usize = 16 * 1024;
 /// Enhanced RTMP codecs we ask origins for; they pass through untouched.
 const FOUR_CC: &[&str] = &[
     "avc1", "hvc1", "av01", "vp09", "vp08", "mp4a", "Opus", "fLaC", "ac-3", "ec-3", ".mp3",
@@ -112,19 +105,14 @@ pub async fn run(worker: Rc<Worker>, target: Target, id: u64) {
     let stats = worker.stats.clone();
     stats.pulls_active.set(stats.pulls_active.get() + 1);
     stats.pull_starts.set(stats.pull_starts.get() + 1);
-    let edge = &worker.config.edge;
+    let edge: EdgeSection = worker.config.edge.for_app(&target.app);
+    let edge = &edge;
     let origins: Vec<OriginUrl> = edge
         .origins
         .iter()
         .filter_map(|o| OriginUrl::parse(o).ok())
         .collect();
-    let tls = if origins.iter().any(|o| o.tls) {
-        transport::client_config(&edge.tls_ca_file, edge.tls_verify)
-            .map_err(|e| warn!(error = %e, "rtmps origins unusable"))
-            .ok()
-    } else {
-        None
-    };
+    let tls = dial::tls_for(&origins, edge);
     let mut pull = Pull {
         tls,
         urls: origins.iter().map(|o| o.url.clone()).collect(),
@@ -237,44 +225,27 @@ impl Pull {
         let dial = Instant::now();
         let until = dial + budget;
         let limit = self.connect_timeout.min(budget);
-        let connect = TcpStream::connect(origin.addr.as_str());
-        let tcp = match monoio::time::timeout(limit, connect).await {
-            Ok(Ok(s)) => s,
-            Ok(Err(e)) => {
-                debug!(origin = %origin.url, error = %e, "origin connect failed");
-                return Outcome::Failed(PullFailure::Connect);
-            }
-            Err(_) => return Outcome::Failed(PullFailure::Connect),
-        };
-        let _ = tcp.set_nodelay(true);
-        let left = until.saturating_duration_since(Instant::now());
-        let stream = if origin.tls {
-            match self
-                .connect_tls(tcp, &origin, self.connect_timeout.min(left))
-                .await
-            {
-                Some(s) => s,
-                None => return Outcome::Failed(PullFailure::Tls),
-            }
-        } else {
-            Stream::plain(tcp)
-        };
-        let (mut rd, mut wr) = stream.into_split();
         let mut buf = BytesMut::with_capacity(READ_MIN);
-        let left = until.saturating_duration_since(Instant::now());
-        let hs = handshake(&mut rd, &mut wr, &mut buf);
-        match monoio::time::timeout(self.connect_timeout.min(left), hs).await {
-            Ok(Ok(())) => {}
-            Ok(Err(e)) => {
-                debug!(origin = %origin.url, error = %e, "origin handshake failed");
-                return Outcome::Failed(PullFailure::Handshake);
+        let (mut rd, mut wr) = match dial::connect(&origin, limit, self.tls.as_ref(), &mut buf)
+            .await
+        {
+            Ok(d) => (d.rd, d.wr),
+            Err(e) => {
+                match &e {
+                    DialError::Tls(_) => {
+                        warn!(origin = %origin.url, error = %e, "origin TLS failed")
+                    }
+                    _ => debug!(origin = %origin.url, error = %e, "origin dial failed"),
+                }
+                return Outcome::Failed(match e {
+                    DialError::Handshake(_) | DialError::HandshakeTimeout => PullFailure::Handshake,
+                    DialError::Tls(_) => PullFailure::Tls,
+                    _ => PullFailure::Connect,
+                });
             }
-            Err(_) => return Outcome::Failed(PullFailure::Handshake),
-        }
-        let app = origin
-            .app
-            .clone()
-            .unwrap_or_else(|| self.target.app.clone());
+        };
+        // The whole path of an origin URL is its app (`rtmp://o/app/inst`).
+        let app = origin.path().unwrap_or_else(|| self.target.app.clone());
         let mut config = ClientConfig::new(&app, &origin.tc_url(&app));
         config.chunk_limits = self.worker.session_config.chunk_limits.clone();
         config.amf_limits = self.worker.session_config.amf_limits;
@@ -352,30 +323,6 @@ impl Pull {
                     debug!(origin = %origin.url, error = %e, "origin read failed");
                     return broken_or(stage, PullFailure::Connect);
                 }
-            }
-        }
-    }
-
-    /// The TLS handshake with an `rtmps://` origin; None (logged) if it fails.
-    async fn connect_tls(
-        &self,
-        tcp: TcpStream,
-        origin: &OriginUrl,
-        limit: Duration,
-    ) -> Option<Stream> {
-        let (Some(config), Some(name)) = (self.tls.clone(), origin.server_name()) else {
-            warn!(origin = %origin.url, "no TLS client settings for this origin");
-            return None;
-        };
-        match monoio::time::timeout(limit, Stream::connect_tls(tcp, config, name)).await {
-            Ok(Ok(s)) => Some(s),
-            Ok(Err(e)) => {
-                warn!(origin = %origin.url, error = %e, "origin TLS handshake failed");
-                None
-            }
-            Err(_) => {
-                debug!(origin = %origin.url, "origin TLS handshake timed out");
-                None
             }
         }
     }
@@ -500,74 +447,5 @@ fn broken_or(stage: Stage, reason: PullFailure) -> Outcome {
         Outcome::Lost
     } else {
         Outcome::Failed(reason)
-    }
-}
-
-/// C0+C1 out, S0+S1+S2 in, C2 out; bytes after S2 stay in `buf`.
-/// Complex (FP9) C1, which simple-only servers also accept.
-async fn handshake(
-    rd: &mut ReadHalf,
-    wr: &mut WriteHalf,
-    buf: &mut BytesMut,
-) -> std::io::Result<()> {
-    let mut hs = ClientHandshake::new(true);
-    let mut out = BytesMut::with_capacity(1537);
-    hs.start(&mut out);
-    loop {
-        if !out.is_empty() {
-            wr.write_all(out.split().freeze()).await?;
-        }
-        let status = hs
-            .feed(buf, &mut out)
-            .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e.to_string()))?;
-        if status == HandshakeStatus::Done {
-            if !out.is_empty() {
-                wr.write_all(out.split().freeze()).await?;
-            }
-            return Ok(());
-        }
-        if !out.is_empty() {
-            continue;
-        }
-        reserve(buf);
-        let (res, back) = rd.read(std::mem::take(buf)).await;
-        *buf = back;
-        if res? == 0 {
-            return Err(std::io::ErrorKind::UnexpectedEof.into());
-        }
-    }
-}
-
-fn reserve(buf: &mut BytesMut) {
-    if buf.capacity() - buf.len() < READ_MIN / 2 {
-        buf.reserve(READ_MIN);
-    }
-}
-
-/// Reads once, or returns `Ok(None)` after [`TICK`] without data. The read
-/// is cancelled rather than dropped, so no received byte is ever lost.
-async fn read_tick(
-    rd: &mut ReadHalf,
-    mut buf: BytesMut,
-) -> (std::io::Result<Option<usize>>, BytesMut) {
-    reserve(&mut buf);
-    let canceller = Canceller::new();
-    let read = rd.read_cancelable(buf, canceller.handle());
-    let mut read = std::pin::pin!(read);
-    let first = monoio::select! {
-        r = &mut read => Some(r),
-        _ = monoio::time::sleep(TICK) => None,
-    };
-    let (res, buf) = match first {
-        Some(r) => r,
-        None => {
-            let _ = canceller.cancel();
-            read.await
-        }
-    };
-    match res {
-        Ok(n) => (Ok(Some(n)), buf),
-        Err(e) if e.raw_os_error() == Some(libc::ECANCELED) => (Ok(None), buf),
-        Err(e) => (Err(e), buf),
     }
 }

@@ -1,3 +1,5 @@
+//! Unit tests of the outbox's queue policy and upstream framing.
+
 use super::*;
 use std::cell::RefCell;
 
@@ -81,6 +83,43 @@ fn metadata_at_zero_does_not_count_as_queued_duration() {
     assert!(q.push_frame(&frame(MediaKind::Metadata, 0, false, 100), now));
     assert!(q.push_frame(&frame(MediaKind::Video, 5000, true, 1000), now));
     assert_eq!(q.dropped(), 0);
+}
+
+#[test]
+fn upstream_publish_uses_its_stream_id_chunk_size_and_set_data_frame() {
+    use crate::protocol::chunk::{ChunkDecoder, ChunkLimits};
+    let q = Outbox::new(QueueLimits::default());
+    q.start_publish(5, 128);
+    let now = Instant::now();
+    // Shared frames are cut at 4096 for stream 1: re-cut for this peer.
+    let mut meta = bytes::BytesMut::new();
+    crate::protocol::amf::encode_amf0(
+        &crate::protocol::amf::Amf0Value::String("onMetaData".into()),
+        &mut meta,
+    );
+    let class = crate::hub::frame::Class::default();
+    let m = Frame::new(MediaKind::Metadata, 0, class, meta.freeze(), 4096, now);
+    q.push_start(&m);
+    assert!(q.push_frame(&frame(MediaKind::Video, 40, true, 1000), now));
+    let b = q.try_batch(16, 1 << 20).expect("queued");
+    let mut wire = bytes::BytesMut::new();
+    for part in &b.bufs {
+        wire.extend_from_slice(part);
+    }
+    let mut dec = ChunkDecoder::new(ChunkLimits::default());
+    dec.set_chunk_size(128).unwrap();
+    let m1 = dec.decode(&mut wire).unwrap().expect("metadata");
+    let m2 = dec.decode(&mut wire).unwrap().expect("video");
+    assert!(wire.is_empty());
+    assert_eq!((m1.stream_id, m2.stream_id), (5, 5));
+    assert!(m1
+        .payload
+        .starts_with(b"\x02\x00\x0d@setDataFrame\x02\x00\x0aonMetaData"));
+    assert_eq!(m2.payload.len(), 1000);
+    // The end of the stream is a flag for the task, not a player notice.
+    q.stream_ended(Bytes::from_static(b"notice"));
+    assert!(q.ended());
+    assert!(q.try_batch(16, 1 << 20).is_none());
 }
 
 /// Minimal executor for a future that is ready at once.

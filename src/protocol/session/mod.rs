@@ -14,7 +14,10 @@ mod server;
 mod status;
 
 pub use aggregate::split_aggregate;
-pub use client::{ClientConfig, ClientEvent, ClientSession};
+pub use client::{
+    set_data_frame, ClientConfig, ClientEvent, ClientSession, PublishFlow, PublishStage,
+    PublishStep,
+};
 pub use server::{
     MediaKind, PlayRejection, PublishRejection, ServerConfig, ServerEvent, ServerSession,
     SessionError,

@@ -17,9 +17,13 @@ use std::collections::VecDeque;
 
 use bytes::{Bytes, BytesMut};
 
-use crate::protocol::amf::{encode_amf0, Amf0Value, AmfLimits};
+use crate::protocol::amf::{Amf0Value, AmfLimits};
 use crate::protocol::chunk::{encode_message, ChunkDecoder, ChunkLimits, RawMessage};
 use crate::protocol::message::{csid, type_id, Command, Message, MessageWriter, UserControl};
+
+mod publish;
+
+pub use publish::{set_data_frame, PublishFlow, PublishStage, PublishStep};
 
 use super::aggregate::split_aggregate;
 use super::data::{classify_data, first_amf_string, DataMessage};
@@ -262,9 +266,7 @@ impl ClientSession {
             MediaKind::Metadata | MediaKind::Data => (csid::DATA, type_id::DATA_AMF0),
         };
         if t == type_id::DATA_AMF0 && matches!(first_amf_string(payload), Some(("onMetaData", _))) {
-            let mut body = BytesMut::with_capacity(payload.len() + 16);
-            encode_amf0(&Amf0Value::String("@setDataFrame".into()), &mut body);
-            body.extend_from_slice(payload);
+            let body = set_data_frame(payload);
             encode_message(cs, timestamp, t, stream_id, &body, size, &mut self.out);
         } else {
             encode_message(cs, timestamp, t, stream_id, payload, size, &mut self.out);
