@@ -251,8 +251,15 @@ pub struct LimitsSection {
     pub idle_timeout_ms: u64,
     pub max_message_size: u32,
     pub max_chunk_streams: usize,
+    /// Largest Set Chunk Size a peer may announce (1..=2147483647).
+    pub max_chunk_size: u32,
+    /// Bytes one connection may hold for messages it has not fully
+    /// received, over all its chunk streams (at least `max_message_size`).
+    pub max_reassembly_bytes: usize,
     pub max_streams_per_connection: usize,
     pub amf_max_depth: usize,
+    /// Values one AMF command may decode to (references counted as copies).
+    pub amf_max_items: usize,
     pub max_streams: usize,
     /// Connections per node; past it new ones are closed at accept.
     pub max_connections: usize,
@@ -309,8 +316,11 @@ impl Default for LimitsSection {
             idle_timeout_ms: 60_000,
             max_message_size: 16 << 20,
             max_chunk_streams: 64,
+            max_chunk_size: 0x7FFF_FFFF,
+            max_reassembly_bytes: 32 << 20,
             max_streams_per_connection: 8,
             amf_max_depth: 32,
+            amf_max_items: 65_536,
             max_streams: 10_000,
             max_connections: 100_000,
             max_connections_per_ip: 1_000,
@@ -417,6 +427,18 @@ impl Config {
         if self.limits.max_chunk_streams == 0 {
             bad("limits.max_chunk_streams", "must be > 0");
         }
+        if !(128..=0x7FFF_FFFF).contains(&self.limits.max_chunk_size) {
+            bad("limits.max_chunk_size", "must be 128..=2147483647");
+        }
+        if self.limits.max_reassembly_bytes < self.limits.max_message_size as usize {
+            bad(
+                "limits.max_reassembly_bytes",
+                "must be at least limits.max_message_size",
+            );
+        }
+        if self.limits.amf_max_items == 0 {
+            bad("limits.amf_max_items", "must be > 0");
+        }
         if self.limits.max_streams_per_connection == 0 {
             bad("limits.max_streams_per_connection", "must be > 0");
         }
@@ -511,10 +533,12 @@ impl Config {
             chunk_limits: ChunkLimits {
                 max_message_size: self.limits.max_message_size,
                 max_chunk_streams: self.limits.max_chunk_streams,
+                max_chunk_size: self.limits.max_chunk_size,
+                max_reassembly_bytes: self.limits.max_reassembly_bytes,
             },
             amf_limits: AmfLimits {
                 max_depth: self.limits.amf_max_depth,
-                ..AmfLimits::default()
+                max_items: self.limits.amf_max_items,
             },
         }
     }
@@ -556,6 +580,25 @@ mod tests {
         assert!(e.to_string().contains("listen_addr"), "{e}");
         let e = Config::from_toml("[nosuch]\n").unwrap_err();
         assert!(e.to_string().contains("nosuch"), "{e}");
+    }
+
+    #[test]
+    fn chunk_limits_reach_the_session() {
+        let c = Config::from_toml(
+            "[limits]\nmax_chunk_size = 65536\nmax_reassembly_bytes = 20000000\namf_max_items = 100\n",
+        )
+        .unwrap();
+        let s = c.session_config();
+        assert_eq!(s.chunk_limits.max_chunk_size, 65_536);
+        assert_eq!(s.chunk_limits.max_reassembly_bytes, 20_000_000);
+        assert_eq!(s.amf_limits.max_items, 100);
+        let d = Config::default().session_config();
+        assert_eq!(d.chunk_limits.max_chunk_size, 0x7FFF_FFFF);
+        assert_eq!(d.chunk_limits.max_reassembly_bytes, 32 << 20);
+        let e = Config::from_toml("[limits]\nmax_reassembly_bytes = 1000000\n").unwrap_err();
+        assert!(e.to_string().contains("limits.max_reassembly_bytes"), "{e}");
+        let e = Config::from_toml("[limits]\nmax_chunk_size = 2147483648\n").unwrap_err();
+        assert!(e.to_string().contains("limits.max_chunk_size"), "{e}");
     }
 
     #[test]
