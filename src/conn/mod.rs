@@ -116,6 +116,7 @@ async fn run(
         worker.stats.clone(),
         fd,
         id,
+        peer,
     ));
     let mut conn = Conn {
         id,

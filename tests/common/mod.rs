@@ -9,6 +9,7 @@
 
 pub mod edge;
 pub mod engine;
+pub mod hostile;
 pub mod ops;
 pub mod process;
 pub mod rtmp_client;
