@@ -372,7 +372,8 @@ fn timestamps(node: &Node) {
             .server
             .log()
             .lines()
-            .any(|l| l.contains(&format!("peer={peer}")) && l.contains("closed")),
+            .any(|l| l.contains(&format!("peer={peer}"))
+                && (l.contains("closed") || l.contains("limit hit"))),
         "timestamps: the publisher's connection was closed"
     );
     eprintln!(

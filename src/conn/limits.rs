@@ -46,10 +46,14 @@ pub(super) fn limit_of(e: &ConnError, worker: &Worker) -> Option<(LimitKind, u64
     })
 }
 
-/// Logs and counts `e` if a limit caused it.
-pub(super) fn report(worker: &Worker, e: &ConnError, peer: SocketAddr) {
-    if let Some((kind, value)) = limit_of(e, worker) {
-        report_hit(worker, kind, value, peer, &e.to_string());
+/// Logs and counts `e` if a limit caused it; false if none did.
+pub(super) fn report(worker: &Worker, e: &ConnError, peer: SocketAddr) -> bool {
+    match limit_of(e, worker) {
+        Some((kind, value)) => {
+            report_hit(worker, kind, value, peer, &e.to_string());
+            true
+        }
+        None => false,
     }
 }
 

@@ -85,9 +85,9 @@ pub async fn serve(worker: Rc<Worker>, stream: TcpStream, peer: SocketAddr) {
     let span = tracing::info_span!("conn", worker = worker.id, conn = id, %peer);
     async move {
         debug!("accepted");
-        match run(worker, stream, id, peer).await {
-            Ok(()) => debug!("closed"),
-            Err(e) => info!(error = %e, "closed"),
+        // An error was logged where it happened, before the socket closed.
+        if run(worker, stream, id, peer).await.is_ok() {
+            debug!("closed");
         }
     }
     .instrument(span)
@@ -135,6 +135,14 @@ async fn run(
         );
     }
     let result = conn.read_loop(&mut rd).await;
+    // Logged before the socket closes, so a peer that sees the close can
+    // already find the reason in the log.
+    if let Err(e) = &result {
+        count_error(&stats, e);
+        if !limits::report(&conn.worker, e, peer) {
+            info!(error = %e, "closed");
+        }
+    }
     // The socket closes after this function: no more direct writes.
     outbox.set_sink(None, None);
     conn.leave();
@@ -146,10 +154,7 @@ async fn run(
     }
     drop(rd);
     conn.worker.remove_client(id);
-    if let Err(e) = &result {
-        count_error(&stats, e);
-        limits::report(&conn.worker, e, peer);
-    }
+
     stats
         .connections_active
         .set(stats.connections_active.get() - 1);
