@@ -21,21 +21,22 @@
 
 mod common;
 
-use std::net::TcpStream;
 use std::path::Path;
 use std::thread;
 use std::time::{Duration, Instant};
 
+use common::attacks::{
+    assert_closed, connected, flood_and_stalled_players, raw, slowloris, timestamps, T,
+};
 use common::edge::{loadtest_bin, loadtest_report};
 use common::engine::{conn_events, stat_u64, stats, vm_rss_kib};
 use common::hostile::*;
-use common::rtmp_client::{RtmpClient, TYPE_COMMAND_AMF0, TYPE_DATA_AMF0, TYPE_VIDEO};
+use common::rtmp_client::{RtmpClient, TYPE_COMMAND_AMF0, TYPE_DATA_AMF0};
 use common::{tail, temp_dir, ChildGuard, Server};
 
 const HEALTHY: u64 = 50;
 /// Long enough for every attack below plus the loadtest's warm-up.
 const LOAD_SECS: f64 = 45.0;
-const T: Duration = Duration::from_secs(5);
 
 /// Both nodes: short handshake timeout and slow-player cut-off so the test
 /// stays short, and a message size / reassembly budget small enough that
@@ -74,9 +75,9 @@ fn start_node() -> Node {
 }
 
 /// `cascade-loadtest run`: a 1 Mbit/s stamped stream and `HEALTHY` players.
-fn start_load(node: &Node, report: &Path) -> ChildGuard {
+fn start_load(server: &Server, report: &Path) -> ChildGuard {
     let mut cmd = std::process::Command::new(loadtest_bin());
-    cmd.args(["run", "--url", &node.server.url("healthy"), "--quiet"])
+    cmd.args(["run", "--url", &server.url("healthy"), "--quiet"])
         .args(["--generate", "--bitrate", "1000k", "--audio-bitrate", "64k"])
         .args(["--players", &HEALTHY.to_string(), "--ramp", "100"])
         .args(["--duration", &LOAD_SECS.to_string()])
@@ -86,46 +87,13 @@ fn start_load(node: &Node, report: &Path) -> ChildGuard {
     ChildGuard::spawn("loadtest", cmd)
 }
 
-/// Asserts the connection at `peer` was closed and the log says why.
-fn assert_closed(
-    node: &Node,
-    case: &str,
-    peer: std::net::SocketAddr,
-    closed: Result<Duration, String>,
-    words: &[&str],
-) {
-    let after = closed.unwrap_or_else(|e| {
-        panic!(
-            "{case}: the offending connection was not closed: {e}\n{}",
-            tail(&node.server.log(), 30)
-        )
-    });
-    assert!(
-        node.server.wait_log_line(peer, words, T),
-        "{case}: no log line with peer={peer} and {words:?}\n{}",
-        tail(&node.server.log(), 30)
-    );
-    eprintln!("{case}: closed after {after:?}");
-}
-
-fn raw(node: &Node) -> TcpStream {
-    let addr = ([127, 0, 0, 1], node.server.port).into();
-    let s = TcpStream::connect_timeout(&addr, T).expect("tcp connect");
-    s.set_nodelay(true).unwrap();
-    s
-}
-
-fn connected(node: &Node) -> RtmpClient {
-    RtmpClient::connect(node.server.port, "live", T).expect("connect")
-}
-
-fn handshakes(node: &Node) {
+fn handshakes(server: &Server) {
     // An HTTP request where C0 belongs: refused at the first byte.
-    let mut s = raw(node);
+    let mut s = raw(server);
     let peer = s.local_addr().unwrap();
     let _ = std::io::Write::write_all(&mut s, b"GET / HTTP/1.1\r\nHost: x\r\n\r\n");
     assert_closed(
-        node,
+        server,
         "garbage handshake",
         peer,
         wait_eof(&mut s, T),
@@ -133,14 +101,14 @@ fn handshakes(node: &Node) {
     );
 
     // Half a C1, then the client goes away.
-    let mut s = raw(node);
+    let mut s = raw(server);
     let peer = s.local_addr().unwrap();
     let mut c0c1 = vec![3u8];
     c0c1.extend(std::iter::repeat(7).take(700));
     std::io::Write::write_all(&mut s, &c0c1).unwrap();
     s.shutdown(std::net::Shutdown::Write).unwrap();
     assert_closed(
-        node,
+        server,
         "truncated handshake",
         peer,
         wait_eof(&mut s, T),
@@ -148,16 +116,16 @@ fn handshakes(node: &Node) {
     );
 }
 
-fn chunk_sizes(node: &Node) {
+fn chunk_sizes(server: &Server) {
     for (size, words) in [
         (0u32, ["invalid chunk size 0 "]),
         (0x8000_0000, ["invalid chunk size 2147483648"]),
     ] {
-        let mut c = connected(node);
+        let mut c = connected(server);
         c.set_out_chunk_size(size, false).unwrap();
         let peer = c.local_addr();
         assert_closed(
-            node,
+            server,
             &format!("chunk size {size}"),
             peer,
             c.wait_closed(T),
@@ -166,18 +134,18 @@ fn chunk_sizes(node: &Node) {
     }
 }
 
-fn message_lengths(node: &Node) {
+fn message_lengths(server: &Server) {
     // The largest length a header can carry (16 MiB - 1), over the 8 MiB
     // limit: refused at the header, with the largest chunk size so that a
     // decoder sizing buffers by chunk size would try to take it all at once.
-    let mut c = connected(node);
+    let mut c = connected(server);
     c.set_out_chunk_size(0x7FFF_FFFF, true).unwrap();
     let mut header = vec![0x06, 0, 0, 0, 0xFF, 0xFF, 0xFF, 9, 1, 0, 0, 0];
     header.extend(std::iter::repeat(0).take(4096));
     c.send_raw(&header).unwrap();
     let peer = c.local_addr();
     assert_closed(
-        node,
+        server,
         "largest message length",
         peer,
         c.wait_closed(T),
@@ -186,7 +154,7 @@ fn message_lengths(node: &Node) {
 
     // 58 chunk streams each announcing 8 MiB - 1 (464 MiB in all), fed 64 KiB
     // at a time round robin: the reassembly budget (16 MiB) ends it.
-    let mut c = connected(node);
+    let mut c = connected(server);
     let chunk = 65_536usize;
     c.set_out_chunk_size(chunk as u32, true).unwrap();
     let len = 8 * 1024 * 1024 - 1u32;
@@ -214,7 +182,7 @@ fn message_lengths(node: &Node) {
         }
     }
     assert_closed(
-        node,
+        server,
         "reassembly budget",
         peer,
         c.wait_closed(T),
@@ -227,13 +195,13 @@ fn message_lengths(node: &Node) {
     eprintln!("reassembly budget: refused after {} KiB sent", sent / 1024);
 }
 
-fn chunk_streams(node: &Node) {
-    let mut c = connected(node);
+fn chunk_streams(server: &Server) {
+    let mut c = connected(server);
     let peer = c.local_addr();
     let flood = many_chunk_streams(65_000);
     let _ = c.send_raw(&flood);
     assert_closed(
-        node,
+        server,
         "65,000 chunk stream ids",
         peer,
         c.wait_closed(T),
@@ -241,13 +209,13 @@ fn chunk_streams(node: &Node) {
     );
 
     // A type-3 chunk on a chunk stream that never had a header.
-    let mut c = connected(node);
+    let mut c = connected(server);
     let peer = c.local_addr();
     let mut bytes = vec![0xC7];
     bytes.extend(std::iter::repeat(1).take(200));
     c.send_raw(&bytes).unwrap();
     assert_closed(
-        node,
+        server,
         "type-3 chunk without a header",
         peer,
         c.wait_closed(T),
@@ -255,7 +223,7 @@ fn chunk_streams(node: &Node) {
     );
 }
 
-fn amf_bombs(node: &Node) {
+fn amf_bombs(server: &Server) {
     let cases: Vec<(&str, Vec<u8>, &[&str])> = vec![
         (
             "connect: 200 nested arrays",
@@ -284,15 +252,15 @@ fn amf_bombs(node: &Node) {
         ),
     ];
     for (case, body, words) in cases {
-        let mut c = RtmpClient::handshake_only(node.server.port, T).expect("handshake");
+        let mut c = RtmpClient::handshake_only(server.port, T).expect("handshake");
         let peer = c.local_addr();
         c.send_message(3, TYPE_COMMAND_AMF0, 0, 0, &body).unwrap();
-        assert_closed(node, case, peer, c.wait_closed(T), words);
+        assert_closed(server, case, peer, c.wait_closed(T), words);
     }
 
     // Metadata is cached and replayed to every player: a bomb in
     // @setDataFrame closes its publisher.
-    let mut c = connected(node);
+    let mut c = connected(server);
     let sid = c.publish("bomb", T).expect("publish");
     let mut body = amf_str("@setDataFrame");
     body.extend(amf_str("onMetaData"));
@@ -300,208 +268,12 @@ fn amf_bombs(node: &Node) {
     c.send_message(4, TYPE_DATA_AMF0, sid, 0, &body).unwrap();
     let peer = c.local_addr();
     assert_closed(
-        node,
+        server,
         "@setDataFrame: 500 nested arrays",
         peer,
         c.wait_closed(T),
         &["limit=limits.amf_max_depth"],
     );
-}
-
-/// Timestamps that jump back 15 s, then run across the 2^32 wrap. The
-/// publisher must stay; its player must get every frame. What cascade does
-/// with them (asserted): a first publisher's timestamps reach players as
-/// they are, the backward jump included, and the wrap stays a +33 ms step
-/// in wrapping arithmetic.
-fn timestamps(node: &Node) {
-    let mut publisher = connected(node);
-    let sid = publisher.publish("tsjump", T).expect("publish");
-    let send = |p: &mut RtmpClient, ts: u32, key: bool| {
-        p.send_message(6, TYPE_VIDEO, sid, ts, &avc_frame(key, 800))
-            .expect("publisher write")
-    };
-    publisher
-        .send_message(6, TYPE_VIDEO, sid, 0, &avc_sequence_header())
-        .unwrap();
-    send(&mut publisher, 20_000, true);
-    let mut player = connected(node);
-    let psid = player.create_stream(T).expect("createStream");
-    player.play(psid, "tsjump").expect("play");
-    thread::sleep(Duration::from_millis(300));
-
-    let mut sent = Vec::new();
-    for (start, n) in [(20_033u32, 30u32), (5_000, 30), (u32::MAX - 500, 30)] {
-        for i in 0..n {
-            let ts = start.wrapping_add(i * 33);
-            send(&mut publisher, ts, i % 15 == 0);
-            sent.push(ts);
-            thread::sleep(Duration::from_millis(5));
-        }
-    }
-    let deadline = Instant::now() + T;
-    let mut got = Vec::new();
-    while got.len() < sent.len() + 2 && Instant::now() < deadline {
-        match player.next_message(Instant::now() + Duration::from_millis(500)) {
-            Ok(Some(m)) if m.type_id == TYPE_VIDEO && m.payload.get(1) == Some(&1) => {
-                got.push(m.timestamp)
-            }
-            Ok(Some(_)) => {}
-            Ok(None) => {
-                if got.ends_with(&sent[sent.len() - 1..]) {
-                    break;
-                }
-            }
-            Err(e) => panic!("timestamps: the player was closed: {e}"),
-        }
-    }
-    // The player may also get the cached keyframe at 20,000 first.
-    let tail_got: Vec<u32> = got.iter().copied().skip_while(|t| *t == 20_000).collect();
-    assert_eq!(
-        tail_got, sent,
-        "timestamps: the player did not get every frame with the publisher's timestamps"
-    );
-    let wrap_at = sent.iter().position(|t| *t < 1000).expect("wrapped");
-    assert_eq!(sent[wrap_at].wrapping_sub(sent[wrap_at - 1]), 33);
-    // The publisher is still there: it gets an answer to createStream.
-    publisher
-        .create_stream(T)
-        .expect("timestamps: the publisher was closed");
-    let peer = publisher.local_addr();
-    assert!(
-        !node
-            .server
-            .log()
-            .lines()
-            .any(|l| l.contains(&format!("peer={peer}"))
-                && (l.contains("closed") || l.contains("limit hit"))),
-        "timestamps: the publisher's connection was closed"
-    );
-    eprintln!(
-        "timestamps: {} frames, backward jump and wrap passed through",
-        sent.len()
-    );
-}
-
-/// A publisher at 10x real time with a player that never reads, and a
-/// never-reading player of the healthy stream: both players are cut by the
-/// slow-player policy; the flooding publisher itself is legal and stays.
-fn flood_and_stalled_players(node: &Node) {
-    let mut publisher = connected(node);
-    let sid = publisher.publish("flood", T).expect("publish");
-    publisher.set_out_chunk_size(4096, true).unwrap();
-    publisher
-        .send_message(6, TYPE_VIDEO, sid, 0, &avc_sequence_header())
-        .unwrap();
-    publisher
-        .send_message(6, TYPE_VIDEO, sid, 0, &avc_frame(true, 4000))
-        .unwrap();
-    let mut stalled = Vec::new();
-    for name in ["flood", "healthy"] {
-        let mut p = connected(node);
-        let psid = p.create_stream(T).expect("createStream");
-        p.play(psid, name).expect("play");
-        stalled.push((name, p));
-    }
-    let started = Instant::now();
-    let mut ts = 0u32;
-    let mut frames = 0u64;
-    // 300 frames/s of 30 fps timestamps (10x real time), ~1.2 MB/s.
-    while started.elapsed() < Duration::from_secs(8) {
-        for _ in 0..30 {
-            ts = ts.wrapping_add(33);
-            frames += 1;
-            publisher
-                .send_message(6, TYPE_VIDEO, sid, ts, &avc_frame(frames % 60 == 0, 4000))
-                .expect("the flooding publisher was closed");
-        }
-        thread::sleep(Duration::from_millis(100));
-    }
-    for (name, p) in &mut stalled {
-        let peer = p.local_addr();
-        let cut =
-            node.server
-                .wait_log_line(peer, &["slow player disconnected"], Duration::from_secs(12));
-        assert!(
-            cut,
-            "never-reading player of {name} was not cut off\n{}",
-            tail(&node.server.log(), 30)
-        );
-        assert_closed(
-            node,
-            &format!("never-reading player of {name}"),
-            peer,
-            p.wait_closed(T),
-            &["slow player disconnected"],
-        );
-    }
-    publisher
-        .create_stream(T)
-        .expect("the flooding publisher was closed");
-    eprintln!("flood: {frames} frames in {:?}", started.elapsed());
-}
-
-/// 300 connections sending their handshake one byte a second: each is
-/// closed at the handshake timeout (2 s), and a healthy player connects and
-/// plays meanwhile.
-fn slowloris(node: &Node) {
-    let mut socks: Vec<(TcpStream, Option<Duration>)> = (0..300)
-        .map(|_| {
-            let s = raw(node);
-            s.set_nonblocking(true).unwrap();
-            (s, None)
-        })
-        .collect();
-    let peers: Vec<_> = socks.iter().map(|(s, _)| s.local_addr().unwrap()).collect();
-    let started = Instant::now();
-    let mut healthy_checked = false;
-    let mut byte = 3u8;
-    while started.elapsed() < Duration::from_secs(8) && socks.iter().any(|(_, c)| c.is_none()) {
-        for (s, closed) in socks.iter_mut().filter(|(_, c)| c.is_none()) {
-            let _ = std::io::Write::write(s, &[byte]);
-            let mut buf = [0u8; 4096];
-            match std::io::Read::read(s, &mut buf) {
-                Ok(0) => *closed = Some(started.elapsed()),
-                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
-                Ok(_) => {}
-                Err(_) => *closed = Some(started.elapsed()),
-            }
-        }
-        byte = 7;
-        if !healthy_checked && started.elapsed() > Duration::from_millis(500) {
-            let t = Instant::now();
-            let mut p = connected(node);
-            let sid = p.create_stream(T).expect("createStream");
-            p.play(sid, "healthy").expect("play");
-            let deadline = Instant::now() + T;
-            loop {
-                match p.next_message(deadline) {
-                    Ok(Some(m)) if m.type_id == TYPE_VIDEO => break,
-                    Ok(Some(_)) => {}
-                    other => panic!("slowloris: a new player got no video: {other:?}"),
-                }
-            }
-            eprintln!("slowloris: a new player got video after {:?}", t.elapsed());
-            healthy_checked = true;
-        }
-        thread::sleep(Duration::from_millis(1000));
-    }
-    let open = socks.iter().filter(|(_, c)| c.is_none()).count();
-    assert_eq!(
-        open, 0,
-        "slowloris: {open} of 300 connections still open after 8 s"
-    );
-    let last = socks.iter().filter_map(|(_, c)| *c).max().unwrap();
-    let log = node.server.log();
-    let named = peers
-        .iter()
-        .filter(|p| {
-            let peer = format!("peer={p}");
-            log.lines()
-                .any(|l| l.contains(&peer) && l.contains("limit=limits.handshake_timeout_ms"))
-        })
-        .count();
-    assert_eq!(named, 300, "slowloris: {named} of 300 timeouts logged");
-    eprintln!("slowloris: 300 connections closed, the last after {last:?}");
 }
 
 #[test]
@@ -510,8 +282,8 @@ fn hostile_peers_are_closed_and_healthy_players_are_not_hurt() {
     let mut b = start_node();
     let dir = temp_dir("cascade-malformed-reports");
     let (report_a, report_b) = (dir.path().join("a.json"), dir.path().join("b.json"));
-    let mut load_a = start_load(&a, &report_a);
-    let mut load_b = start_load(&b, &report_b);
+    let mut load_a = start_load(&a.server, &report_a);
+    let mut load_b = start_load(&b.server, &report_b);
     for n in [&a, &b] {
         let all_in = n.server.wait_log(Duration::from_secs(20), |log| {
             conn_events(log, "play", "live/healthy").len() >= HEALTHY as usize
@@ -523,17 +295,17 @@ fn hostile_peers_are_closed_and_healthy_players_are_not_hurt() {
     let rss_before = vm_rss_kib(b.server.pid());
     let attacks_started = Instant::now();
 
-    handshakes(&b);
-    chunk_sizes(&b);
-    message_lengths(&b);
-    chunk_streams(&b);
-    amf_bombs(&b);
-    timestamps(&b);
+    handshakes(&b.server);
+    chunk_sizes(&b.server);
+    message_lengths(&b.server);
+    chunk_streams(&b.server);
+    amf_bombs(&b.server);
+    timestamps(&b.server);
     // The two slow cases overlap: a flood and stalled players on one side,
     // 300 slow handshakes on the other.
     let flood = thread::scope(|s| {
-        let f = s.spawn(|| flood_and_stalled_players(&b));
-        slowloris(&b);
+        let f = s.spawn(|| flood_and_stalled_players(&b.server));
+        slowloris(&b.server);
         f.join()
     });
     if let Err(e) = flood {
@@ -602,13 +374,14 @@ fn hostile_peers_are_closed_and_healthy_players_are_not_hurt() {
     let p99_a = rep_a["latency_ms"]["p99"].as_f64().expect("p99 A");
     let p99_b = rep_b["latency_ms"]["p99"].as_f64().expect("p99 B");
     let bound = p99_a * 1.1 + 2.0;
-    assert!(
-        p99_b <= bound,
-        "the attacks raised the healthy players' p99 from {p99_a} ms to {p99_b} ms (bound {bound} ms)"
-    );
     let srv_a = stat_u64(&stats(a.http), &["total", "ingest_to_egress", "p99_us"]);
     let srv_b = stat_u64(&doc_b, &["total", "ingest_to_egress", "p99_us"]);
     eprintln!("server-side ingest->egress p99: A {srv_a} us, B {srv_b} us");
+    assert!(
+        p99_b <= bound,
+        "the attacks raised the healthy players' p99 from {p99_a} ms to {p99_b} ms \
+         (bound {bound} ms; server-side ingest->egress p99 A {srv_a} us, B {srv_b} us)"
+    );
 
     // Partial messages, floods and slow players leave no lasting growth:
     // well under what the attacks announced (hundreds of MiB).

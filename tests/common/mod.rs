@@ -7,6 +7,7 @@
 //! is how the harness itself is checked.
 #![allow(dead_code)]
 
+pub mod attacks;
 pub mod edge;
 pub mod engine;
 pub mod hostile;

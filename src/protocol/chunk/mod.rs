@@ -6,6 +6,11 @@
 //! type-0 header, so one serialized message can be sent to any player no
 //! matter what that player's chunk-stream state is.
 //!
+//! Memory is bounded per connection by [`ChunkLimits`]: a message length is
+//! checked at its header, a chunk size by Set Chunk Size, and the bytes held
+//! for incomplete messages (over all chunk streams, plus the chunk being
+//! waited for) against `max_reassembly_bytes` before anything is allocated.
+//!
 //! Choices where peers disagree (documented here because they decide interop):
 //! - A type-3 chunk that *starts* a message after a type-0 header reuses the
 //!   type-0 timestamp as its delta (the spec's note in 5.3.1.2.4, and what
