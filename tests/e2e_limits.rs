@@ -1,5 +1,6 @@
 //! Connection limits that close one connection and nothing else: a
-//! publisher that goes silent, a connection that never publishes or plays.
+//! publisher that goes silent, a connection that never publishes or plays,
+//! a publish past the node's stream limit, a chunk size over the limit.
 
 mod common;
 
@@ -107,5 +108,74 @@ fn idle_connection_is_closed_but_players_are_not() {
     assert!(
         wait_closed(&mut player, Duration::from_millis(500)).is_none(),
         "a player was idle-closed"
+    );
+}
+
+#[test]
+fn stream_limit_refuses_the_publish_and_closes_only_that_connection() {
+    let (server, _dir) = start("[limits]\nmax_streams = 1\n");
+    let mut first = publish(server.port, "one");
+    let mut second =
+        RtmpClient::connect(server.port, "live", Duration::from_secs(5)).expect("connect");
+    let sid = second
+        .create_stream(Duration::from_secs(5))
+        .expect("createStream");
+    second
+        .command(
+            sid,
+            "publish",
+            vec![Amf0Value::from("two"), Amf0Value::from("live")],
+        )
+        .expect("publish");
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let code = loop {
+        let msg = second
+            .next_message(deadline)
+            .expect("read")
+            .expect("no reply to publish");
+        if let Some(code) = status_code(&msg) {
+            break code;
+        }
+    };
+    assert_eq!(code, "NetStream.Publish.Rejected");
+    assert!(
+        wait_closed(&mut second, Duration::from_secs(5)).is_some(),
+        "the refused publisher was not closed"
+    );
+    let peer = format!("peer={}", second.local_addr());
+    assert!(
+        server.wait_log(Duration::from_secs(5), |log| log.lines().any(|l| l
+            .contains(&peer)
+            && l.contains("limit=limits.max_streams value=1"))),
+        "{}",
+        common::tail(&server.log(), 20)
+    );
+    // The stream that fits is untouched.
+    first
+        .create_stream(Duration::from_secs(5))
+        .expect("the first publisher was closed");
+}
+
+#[test]
+fn chunk_size_above_the_limit_closes_the_connection() {
+    let (server, _dir) = start("[limits]\nmax_chunk_size = 65536\n");
+    let mut ok = RtmpClient::connect(server.port, "live", Duration::from_secs(5)).expect("connect");
+    ok.set_out_chunk_size(65_536, true).unwrap();
+    ok.create_stream(Duration::from_secs(5))
+        .expect("a chunk size at the limit was refused");
+    let mut big =
+        RtmpClient::connect(server.port, "live", Duration::from_secs(5)).expect("connect");
+    big.set_out_chunk_size(65_537, true).unwrap();
+    assert!(
+        wait_closed(&mut big, Duration::from_secs(5)).is_some(),
+        "a chunk size over the limit was accepted"
+    );
+    let peer = format!("peer={}", big.local_addr());
+    assert!(
+        server.wait_log(Duration::from_secs(5), |log| log.lines().any(|l| l
+            .contains(&peer)
+            && l.contains("limit=limits.max_chunk_size value=65536"))),
+        "{}",
+        common::tail(&server.log(), 20)
     );
 }

@@ -21,6 +21,7 @@ pub fn chunk_decoder(data: &[u8]) {
     let limits = ChunkLimits {
         max_message_size,
         max_chunk_streams: 1 + usize::from(input.config[1] % 8),
+        ..ChunkLimits::default()
     };
 
     let (split_msgs, split_err) = decode_all(&limits, input.pieces());

@@ -216,8 +216,16 @@ pub struct LimitsSection {
     pub idle_timeout_ms: u64,
     pub max_message_size: u32,
     pub max_chunk_streams: usize,
+    /// Largest Set Chunk Size a peer may announce (1..=2147483647).
+    pub max_chunk_size: u32,
+    /// Bytes one connection may hold for messages it has not fully
+    /// received, over all its chunk streams (at least `max_message_size`).
+    pub max_reassembly_bytes: usize,
     pub max_streams_per_connection: usize,
     pub amf_max_depth: usize,
+    /// Values one AMF command or metadata message may decode to (references
+    /// counted as copies).
+    pub amf_max_items: usize,
     pub max_streams: usize,
     /// Connections per node; past it new ones are closed at accept.
     pub max_connections: usize,
@@ -277,8 +285,11 @@ impl Default for LimitsSection {
             idle_timeout_ms: 60_000,
             max_message_size: 16 << 20,
             max_chunk_streams: 64,
+            max_chunk_size: 0x7FFF_FFFF,
+            max_reassembly_bytes: 32 << 20,
             max_streams_per_connection: 8,
             amf_max_depth: 32,
+            amf_max_items: 65_536,
             max_streams: 10_000,
             max_connections: 100_000,
             max_connections_per_ip: 1_000,
@@ -388,6 +399,18 @@ impl Config {
         if self.limits.max_chunk_streams == 0 {
             bad("limits.max_chunk_streams", "must be > 0");
         }
+        if !(128..=0x7FFF_FFFF).contains(&self.limits.max_chunk_size) {
+            bad("limits.max_chunk_size", "must be 128..=2147483647");
+        }
+        if self.limits.max_reassembly_bytes < self.limits.max_message_size as usize {
+            bad(
+                "limits.max_reassembly_bytes",
+                "must be at least limits.max_message_size",
+            );
+        }
+        if self.limits.amf_max_items == 0 {
+            bad("limits.amf_max_items", "must be > 0");
+        }
         if self.limits.max_streams_per_connection == 0 {
             bad("limits.max_streams_per_connection", "must be > 0");
         }
@@ -495,10 +518,12 @@ impl Config {
             chunk_limits: ChunkLimits {
                 max_message_size: self.limits.max_message_size,
                 max_chunk_streams: self.limits.max_chunk_streams,
+                max_chunk_size: self.limits.max_chunk_size,
+                max_reassembly_bytes: self.limits.max_reassembly_bytes,
             },
             amf_limits: AmfLimits {
                 max_depth: self.limits.amf_max_depth,
-                ..AmfLimits::default()
+                max_items: self.limits.amf_max_items,
             },
         }
     }
@@ -526,56 +551,4 @@ impl Config {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn example_file_matches_defaults() {
-        let text = include_str!("../../config/cascade.toml");
-        assert_eq!(Config::from_toml(text).unwrap(), Config::default());
-    }
-
-    #[test]
-    fn unknown_key_is_named() {
-        let e = Config::from_toml("[server]\nlisten_addr = \"1.2.3.4:1\"\n").unwrap_err();
-        assert!(e.to_string().contains("listen_addr"), "{e}");
-        let e = Config::from_toml("[nosuch]\n").unwrap_err();
-        assert!(e.to_string().contains("nosuch"), "{e}");
-    }
-
-    #[test]
-    fn bad_values_are_named() {
-        let e = Config::from_toml("[server]\nchunk_size = 0\n").unwrap_err();
-        assert!(e.to_string().contains("server.chunk_size"), "{e}");
-        let e = Config::from_toml("[server]\nworkers = \"many\"\n").unwrap_err();
-        assert!(e.to_string().contains("server.workers"), "{e}");
-        let e = Config::from_toml("[server]\nchunk_size = \"big\"\n").unwrap_err();
-        assert!(e.to_string().contains("chunk_size"), "{e}");
-        assert!(Config::from_toml("[server]\nworkers = \"auto\"\n").is_ok());
-    }
-
-    #[test]
-    fn edge_and_push_are_checked() {
-        let e = Config::from_toml("[edge]\norigins = [\"rtmpt://x/live\"]\n").unwrap_err();
-        assert!(e.to_string().contains("edge.origins"), "{e}");
-        let e = Config::from_toml("[tls]\nlisten = \"127.0.0.1:1443\"\n").unwrap_err();
-        assert!(e.to_string().contains("tls.cert"), "{e}");
-        let e = Config::from_toml("[edge]\nmode = \"random\"\n").unwrap_err();
-        assert!(e.to_string().contains("edge.mode"), "{e}");
-        let c =
-            Config::from_toml("[edge]\norigins = [\"rtmp://a/live\", \"rtmp://b:1\"]\n").unwrap();
-        assert_eq!(c.edge.origins.len(), 2);
-        let text = "[edge]\nforward_publish = true\n\
-                    [[edge.app]]\nname = \"studio\"\norigins = [\"rtmp://o/studio\"]\n\
-                    [[push]]\napp = \"live\"\nurls = [\"rtmp://yt/live2\", \"rtmp://tw/app/key\"]\n";
-        let c = Config::from_toml(text).unwrap();
-        assert_eq!(c.edge.app[0].name, "studio");
-        assert_eq!(c.push[0].urls.len(), 2);
-        let e = Config::from_toml("[[push]]\nurls = [\"rtmp://x\"]\n").unwrap_err();
-        assert!(e.to_string().contains("push.urls"), "{e}");
-        let e = Config::from_toml("[[push]]\nurl = \"rtmp://x/a\"\n").unwrap_err();
-        assert!(e.to_string().contains("url"), "{e}");
-        let e = Config::from_toml("[[edge.app]]\nname = \"a\"\nlinger = 1\n").unwrap_err();
-        assert!(e.to_string().contains("linger"), "{e}");
-    }
-}
+mod tests;

@@ -1,6 +1,7 @@
 //! A connection's life on one worker: handshake, then a server session
 //! whose events become hub calls (publish, play, media).
 
+mod limits;
 pub(crate) mod writer;
 
 use std::net::SocketAddr;
@@ -15,7 +16,7 @@ use tracing::{debug, info, warn, Instrument};
 
 use crate::auth::{self, Action, Denial};
 use crate::hub::{CloseReason, HubError, Outbox};
-use crate::metrics::{ConnRole, HandshakeFailure, ProtocolErrorKind, TlsHandshake};
+use crate::metrics::{ConnRole, HandshakeFailure, LimitKind, ProtocolErrorKind, TlsHandshake};
 use crate::protocol::command::StreamPath;
 use crate::protocol::handshake::{HandshakeError, HandshakeStatus, ServerHandshake};
 use crate::protocol::session::{
@@ -38,14 +39,18 @@ pub enum ConnError {
     Io(#[from] std::io::Error),
     #[error("handshake: {0}")]
     Handshake(#[from] HandshakeError),
-    #[error("handshake timed out")]
-    HandshakeTimeout,
+    #[error("handshake not finished within limits.handshake_timeout_ms ({ms} ms)")]
+    HandshakeTimeout { ms: u64 },
     #[error("tls handshake: {0}")]
     Tls(std::io::Error),
     #[error("tls handshake timed out")]
     TlsTimeout,
-    #[error("{0}")]
-    Timeout(&'static str),
+    #[error("{what} ({ms} ms)")]
+    Timeout {
+        limit: LimitKind,
+        ms: u64,
+        what: &'static str,
+    },
     #[error("session: {0}")]
     Session(#[from] SessionError),
 }
@@ -110,9 +115,9 @@ pub async fn serve(
                 }
             },
         };
-        match run(worker, stream, id, peer).await {
-            Ok(()) => debug!("closed"),
-            Err(e) => info!(error = %e, "closed"),
+        // An error was logged where it happened, before the socket closed.
+        if run(worker, stream, id, peer).await.is_ok() {
+            debug!("closed");
         }
     }
     .instrument(span)
@@ -167,6 +172,7 @@ async fn run(
         worker.stats.clone(),
         fd,
         id,
+        peer,
     ));
     let mut conn = Conn {
         id,
@@ -185,6 +191,14 @@ async fn run(
         );
     }
     let result = conn.read_loop(&mut rd).await;
+    // Logged before the socket closes, so a peer that sees the close can
+    // already find the reason in the log.
+    if let Err(e) = &result {
+        count_error(&stats, e);
+        if !limits::report(&conn.worker, e, peer) {
+            info!(error = %e, "closed");
+        }
+    }
     // The socket closes after this function: no more direct writes.
     outbox.set_sink(None, None);
     conn.leave();
@@ -196,9 +210,7 @@ async fn run(
     }
     drop(rd);
     conn.worker.remove_client(id);
-    if let Err(e) = &result {
-        count_error(&stats, e);
-    }
+
     stats
         .connections_active
         .set(stats.connections_active.get() - 1);
@@ -212,7 +224,9 @@ impl Conn {
         let started = Instant::now();
         let done = match monoio::time::timeout(timeout, self.handshake(rd, &mut buf)).await {
             Ok(r) => r,
-            Err(_) => Err(ConnError::HandshakeTimeout),
+            Err(_) => Err(ConnError::HandshakeTimeout {
+                ms: timeout.as_millis() as u64,
+            }),
         };
         if let Err(e) = done {
             self.worker
@@ -247,14 +261,18 @@ impl Conn {
             let n;
             (n, buf) = match self.read_deadline() {
                 None => read_more(rd, buf).await?,
-                Some((limit, what)) => match monoio::time::timeout(limit, read_more(rd, buf)).await
-                {
-                    Ok(r) => r?,
-                    Err(_) => {
-                        warn!(timeout_ms = limit.as_millis() as u64, "{what}: closing");
-                        return Err(ConnError::Timeout(what));
+                Some((after, limit, what)) => {
+                    match monoio::time::timeout(after, read_more(rd, buf)).await {
+                        Ok(r) => r?,
+                        Err(_) => {
+                            return Err(ConnError::Timeout {
+                                limit,
+                                ms: after.as_millis() as u64,
+                                what,
+                            })
+                        }
                     }
-                },
+                }
             };
             if n == 0 {
                 return Ok(());
@@ -289,14 +307,19 @@ impl Conn {
     /// How long the next read may wait, by role: a publisher must keep
     /// sending, a connection with no stream must start one; a player only
     /// receives, so its reads have no deadline.
-    fn read_deadline(&self) -> Option<(Duration, &'static str)> {
+    fn read_deadline(&self) -> Option<(Duration, LimitKind, &'static str)> {
         let (publisher, idle) = self.worker.read_timeouts();
         match self.role {
             Role::Publisher { .. } => Some((
                 publisher,
+                LimitKind::PublisherTimeout,
                 "publisher sent nothing within limits.publisher_timeout_ms",
             )),
-            Role::None => Some((idle, "no publish or play within limits.idle_timeout_ms")),
+            Role::None => Some((
+                idle,
+                LimitKind::IdleTimeout,
+                "no publish or play within limits.idle_timeout_ms",
+            )),
             Role::Player { .. } => None,
         }
     }
@@ -469,6 +492,24 @@ impl Conn {
                     &format!("{key} is already being published"),
                 );
             }
+            Err(HubError::TooManyStreams(max)) => {
+                // The node is full: answer, then close this connection (an
+                // encoder retries elsewhere or later; holding it open helps no one).
+                limits::report_hit(
+                    &self.worker,
+                    LimitKind::MaxStreams,
+                    max as u64,
+                    self.peer,
+                    &format!("publish of {key} refused: the node carries {max} streams"),
+                );
+                self.session.reject_publish(
+                    stream_id,
+                    PublishRejection::Rejected,
+                    &format!("stream limit of this node reached ({max})"),
+                );
+                self.flush();
+                self.outbox.close(CloseReason::Finish);
+            }
             Err(e) => {
                 warn!(stream = %key, error = %e, "publish rejected");
                 self.session
@@ -621,7 +662,7 @@ impl Conn {
 
 fn handshake_failure(e: &ConnError) -> HandshakeFailure {
     match e {
-        ConnError::HandshakeTimeout => HandshakeFailure::Timeout,
+        ConnError::HandshakeTimeout { .. } => HandshakeFailure::Timeout,
         ConnError::Handshake(HandshakeError::UnsupportedVersion(_)) => HandshakeFailure::Version,
         ConnError::Io(io) if io.kind() == std::io::ErrorKind::UnexpectedEof => {
             HandshakeFailure::Eof

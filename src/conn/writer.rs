@@ -1,6 +1,7 @@
 //! The writer task of a connection: drains its outbox with vectored writes
 //! (through TLS on an RTMPS connection).
 
+use std::net::SocketAddr;
 use std::os::fd::RawFd;
 use std::rc::Rc;
 use std::time::Instant;
@@ -21,6 +22,7 @@ pub async fn write_loop(
     stats: Rc<CoreStats>,
     fd: RawFd,
     conn: u64,
+    peer: SocketAddr,
 ) {
     // Not instrumented with the connection's span: entering a span on every
     // poll costs more than the rest of this loop. Logs name the connection.
@@ -37,7 +39,7 @@ pub async fn write_loop(
             let (res, back) = monoio::select! {
                 r = wr.writev(iov) => r,
                 _ = outbox.slow_closed() => {
-                    return finish(&outbox, &stats, fd, conn);
+                    return finish(&outbox, &stats, fd, conn, peer);
                 }
             };
             iov = back;
@@ -63,14 +65,15 @@ pub async fn write_loop(
             stats.record_first_frame(Instant::now().duration_since(t));
         }
     }
-    finish(&outbox, &stats, fd, conn);
+    finish(&outbox, &stats, fd, conn, peer);
 }
 
-fn finish(outbox: &Outbox, stats: &CoreStats, fd: RawFd, conn: u64) {
+fn finish(outbox: &Outbox, stats: &CoreStats, fd: RawFd, conn: u64, peer: SocketAddr) {
     if outbox.closed() == Some(CloseReason::SlowPlayer) {
         stats.slow_disconnects.set(stats.slow_disconnects.get() + 1);
         tracing::warn!(
             conn,
+            %peer,
             dropped = outbox.dropped(),
             "slow player disconnected: stayed behind past player.slow_disconnect_ms"
         );

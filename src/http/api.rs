@@ -9,7 +9,7 @@ use serde_json::{json, Value};
 use super::{Ops, Reply};
 use crate::hub::{KickTarget, Snapshot};
 use crate::metrics::export::{render, Scrape, StreamSeries};
-use crate::metrics::StatsSnapshot;
+use crate::metrics::{HandshakeFailure, Label, LimitKind, ProtocolErrorKind, StatsSnapshot};
 
 fn histogram_json(h: &Histogram<u64>) -> Value {
     json!({
@@ -34,7 +34,20 @@ fn stats_json(s: &StatsSnapshot) -> Value {
         "bytes_out": s.bytes_out,
         "publisher_reconnects": s.publisher_reconnects,
         "io_driver": s.io_driver,
+        "limit_hits": labelled_json(LimitKind::NAMES, &s.limit_hits),
+        "protocol_errors": labelled_json(ProtocolErrorKind::NAMES, &s.protocol_errors),
+        "handshake_failures": labelled_json(HandshakeFailure::NAMES, &s.handshake_failures),
     })
+}
+
+/// A labelled counter family as `{label: count}`.
+fn labelled_json(names: &[&str], values: &[u64]) -> Value {
+    let map: serde_json::Map<String, Value> = names
+        .iter()
+        .zip(values.iter().chain(std::iter::repeat(&0)))
+        .map(|(n, v)| (n.to_string(), json!(v)))
+        .collect();
+    Value::Object(map)
 }
 
 fn merged(snaps: &[Snapshot]) -> Option<StatsSnapshot> {

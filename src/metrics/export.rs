@@ -10,8 +10,8 @@ use prometheus::TextEncoder;
 use super::names::{self as n, buckets};
 use super::{
     AuthRejection, ConnRole, DropReason, HandshakeFailure, HistSnapshot, KickReason, Label,
-    OutboundFailure, OutboundKind, ProtocolErrorKind, PullFailure, RejectReason, StatsSnapshot,
-    TlsHandshake,
+    LimitKind, OutboundFailure, OutboundKind, ProtocolErrorKind, PullFailure, RejectReason,
+    StatsSnapshot, TlsHandshake,
 };
 
 /// One stream as exported when `metrics.per_stream` is on.
@@ -230,6 +230,13 @@ pub fn render(s: &Scrape<'_>) -> String {
             "Connections closed for a protocol error after the handshake, by kind.",
             "kind",
             &t.protocol_errors,
+            MetricType::COUNTER,
+        ),
+        labelled::<LimitKind>(
+            n::LIMIT_HITS,
+            "Connections closed, refused or publishes refused by a [limits] key, by key.",
+            "limit",
+            &t.limit_hits,
             MetricType::COUNTER,
         ),
         counter(n::BYTES_IN, "Bytes read from RTMP peers.", t.bytes_in),

@@ -23,6 +23,10 @@ pub trait Label: Copy {
     const COUNT: usize;
     const NAMES: &'static [&'static str];
     fn index(self) -> usize;
+    /// The label value as exported.
+    fn name(self) -> &'static str {
+        Self::NAMES.get(self.index()).copied().unwrap_or("unknown")
+    }
 }
 
 macro_rules! label_enum {
@@ -105,6 +109,26 @@ label_enum!(
         Message => "message",
         NotConnected => "command_before_connect",
         TooManyStreams => "too_many_streams",
+    }
+);
+
+label_enum!(
+    /// Which `[limits]` key closed a connection (or refused it, or refused a
+    /// publish): the `limit` label of `cascade_limit_hits_total`.
+    LimitKind {
+        HandshakeTimeout => "handshake_timeout_ms",
+        PublisherTimeout => "publisher_timeout_ms",
+        IdleTimeout => "idle_timeout_ms",
+        MaxMessageSize => "max_message_size",
+        MaxChunkStreams => "max_chunk_streams",
+        MaxChunkSize => "max_chunk_size",
+        MaxReassemblyBytes => "max_reassembly_bytes",
+        MaxStreamsPerConnection => "max_streams_per_connection",
+        AmfMaxDepth => "amf_max_depth",
+        AmfMaxItems => "amf_max_items",
+        MaxStreams => "max_streams",
+        MaxConnections => "max_connections",
+        MaxConnectionsPerIp => "max_connections_per_ip",
     }
 );
 
@@ -334,6 +358,8 @@ pub struct CoreStats {
     /// TLS handshakes on the RTMPS listener, by result.
     pub tls_handshakes: Counters<TlsHandshake>,
     pub protocol_errors: Counters<ProtocolErrorKind>,
+    /// Connections closed or refused by a `[limits]` key.
+    pub limit_hits: Counters<LimitKind>,
     pub dropped: Counters<DropReason>,
     pub kicks: Counters<KickReason>,
     pub bytes_in: Cell<u64>,
@@ -381,6 +407,7 @@ pub struct StatsSnapshot {
     pub handshake_failures: Vec<u64>,
     pub tls_handshakes: Vec<u64>,
     pub protocol_errors: Vec<u64>,
+    pub limit_hits: Vec<u64>,
     pub dropped: Vec<u64>,
     pub kicks: Vec<u64>,
     pub bytes_in: u64,
@@ -427,6 +454,7 @@ impl StatsSnapshot {
         add_vec(&mut self.handshake_failures, &o.handshake_failures);
         add_vec(&mut self.tls_handshakes, &o.tls_handshakes);
         add_vec(&mut self.protocol_errors, &o.protocol_errors);
+        add_vec(&mut self.limit_hits, &o.limit_hits);
         add_vec(&mut self.dropped, &o.dropped);
         add_vec(&mut self.kicks, &o.kicks);
         self.bytes_in += o.bytes_in;
@@ -469,6 +497,7 @@ impl CoreStats {
             handshake_failures: self.handshake_failures.values(),
             tls_handshakes: self.tls_handshakes.values(),
             protocol_errors: self.protocol_errors.values(),
+            limit_hits: self.limit_hits.values(),
             // The historical figure: frames a player's full queue refused.
             frames_dropped: self.dropped.get(DropReason::QueueFull),
             dropped,

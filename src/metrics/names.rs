@@ -15,6 +15,7 @@ pub const CONNECTIONS_REJECTED: &str = "cascade_connections_rejected_total";
 pub const HANDSHAKE_FAILURES: &str = "cascade_handshake_failures_total";
 pub const TLS_HANDSHAKES: &str = "cascade_tls_handshakes_total";
 pub const PROTOCOL_ERRORS: &str = "cascade_protocol_errors_total";
+pub const LIMIT_HITS: &str = "cascade_limit_hits_total";
 
 pub const BYTES_IN: &str = "cascade_bytes_in_total";
 pub const BYTES_OUT: &str = "cascade_bytes_out_total";

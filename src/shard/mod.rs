@@ -20,7 +20,7 @@ use crate::hub::{
     ClientInfo, CloseReason, CoreMsg, Directory, Hub, KickTarget, LiveSettings, Outbox,
     QueueLimits, Snapshot,
 };
-use crate::metrics::{ConnRole, CoreStats, KickReason, Label, RejectReason};
+use crate::metrics::{ConnRole, CoreStats, KickReason, Label, LimitKind, RejectReason};
 use crate::protocol::session::ServerConfig;
 use crate::transport::TlsServer;
 use crate::xcore::{self, Mailbox, Mesh};
@@ -515,13 +515,28 @@ impl Accept {
                     ) {
                         Ok(p) => p,
                         Err(e) => {
-                            worker.stats.rejected.inc(match e {
-                                crate::auth::LimitExceeded::Total => RejectReason::MaxConnections,
-                                crate::auth::LimitExceeded::PerIp => {
-                                    RejectReason::MaxConnectionsPerIp
-                                }
-                            });
-                            warn!(worker = id, %peer, reason = %e, "connection refused");
+                            let (reason, kind, value) = match e {
+                                crate::auth::LimitExceeded::Total => (
+                                    RejectReason::MaxConnections,
+                                    LimitKind::MaxConnections,
+                                    limits.max_connections,
+                                ),
+                                crate::auth::LimitExceeded::PerIp => (
+                                    RejectReason::MaxConnectionsPerIp,
+                                    LimitKind::MaxConnectionsPerIp,
+                                    limits.max_connections_per_ip,
+                                ),
+                            };
+                            worker.stats.rejected.inc(reason);
+                            worker.stats.limit_hits.inc(kind);
+                            warn!(
+                                worker = id,
+                                limit = %format_args!("limits.{}", kind.name()),
+                                value,
+                                %peer,
+                                reason = %e,
+                                "limit hit: connection refused"
+                            );
                             drop(stream);
                             continue;
                         }

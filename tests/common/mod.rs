@@ -7,8 +7,10 @@
 //! is how the harness itself is checked.
 #![allow(dead_code)]
 
+pub mod attacks;
 pub mod edge;
 pub mod engine;
+pub mod hostile;
 pub mod ops;
 pub mod process;
 pub mod rtmp_client;

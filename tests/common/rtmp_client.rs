@@ -26,7 +26,7 @@ const CSID_CONTROL: u32 = 2;
 const CSID_COMMAND: u32 = 3;
 const CSID_PLAY: u32 = 8;
 
-/// Our outgoing chunk size: the protocol default, never changed.
+/// Our outgoing chunk size until `set_out_chunk_size`: the protocol default.
 const OUT_CHUNK_SIZE: u32 = 128;
 
 pub struct RtmpClient {
@@ -40,6 +40,8 @@ pub struct RtmpClient {
     received: u32,
     last_ack: u32,
     ack_window: u32,
+    /// Chunk size of what we send (128 until `set_out_chunk_size`).
+    out_chunk: u32,
 }
 
 impl RtmpClient {
@@ -47,21 +49,8 @@ impl RtmpClient {
     /// server's `_result`.
     pub fn connect(port: u16, app: &str, timeout: Duration) -> Result<RtmpClient, String> {
         let deadline = Instant::now() + timeout;
-        let addr = ([127, 0, 0, 1], port).into();
-        let sock = TcpStream::connect_timeout(&addr, timeout).map_err(|e| format!("tcp: {e}"))?;
-        sock.set_nodelay(true).map_err(|e| e.to_string())?;
-        let mut client = RtmpClient {
-            sock,
-            input: BytesMut::with_capacity(64 * 1024),
-            decoder: ChunkDecoder::new(ChunkLimits::default()),
-            port,
-            app: app.to_string(),
-            next_txn: 1.0,
-            received: 0,
-            last_ack: 0,
-            ack_window: 0,
-        };
-        client.handshake(deadline)?;
+        let mut client = RtmpClient::handshake_only(port, timeout)?;
+        client.app = app.to_string();
         let tc_url = format!("rtmp://127.0.0.1:{port}/{app}");
         let props = Amf0Value::object([
             ("app", Amf0Value::from(app)),
@@ -85,6 +74,130 @@ impl RtmpClient {
             return Err(format!("connect answered {reply:?}"));
         }
         Ok(client)
+    }
+
+    /// TCP connect and the plain handshake, nothing more: for tests that
+    /// send their own (possibly broken) chunks next.
+    pub fn handshake_only(port: u16, timeout: Duration) -> Result<RtmpClient, String> {
+        let deadline = Instant::now() + timeout;
+        let addr = ([127, 0, 0, 1], port).into();
+        let sock = TcpStream::connect_timeout(&addr, timeout).map_err(|e| format!("tcp: {e}"))?;
+        sock.set_nodelay(true).map_err(|e| e.to_string())?;
+        let mut client = RtmpClient {
+            sock,
+            input: BytesMut::with_capacity(64 * 1024),
+            decoder: ChunkDecoder::new(ChunkLimits::default()),
+            port,
+            app: String::new(),
+            next_txn: 1.0,
+            received: 0,
+            last_ack: 0,
+            ack_window: 0,
+            out_chunk: OUT_CHUNK_SIZE,
+        };
+        client.handshake(deadline)?;
+        Ok(client)
+    }
+
+    /// Our end of the connection (the server logs it as `peer=`).
+    pub fn local_addr(&self) -> std::net::SocketAddr {
+        self.sock.local_addr().expect("local address")
+    }
+
+    /// Writes bytes as they are, no chunking.
+    pub fn send_raw(&mut self, bytes: &[u8]) -> Result<(), String> {
+        self.write(bytes)
+    }
+
+    /// Sends Set Chunk Size `size` (any value, even illegal ones) and, if
+    /// `apply`, chunks what we send next with it.
+    pub fn set_out_chunk_size(&mut self, size: u32, apply: bool) -> Result<(), String> {
+        let mut out = BytesMut::new();
+        encode_message(
+            CSID_CONTROL,
+            0,
+            TYPE_SET_CHUNK_SIZE,
+            0,
+            &size.to_be_bytes(),
+            self.out_chunk,
+            &mut out,
+        );
+        self.write(&out)?;
+        if apply {
+            self.out_chunk = size;
+        }
+        Ok(())
+    }
+
+    /// One message as is (`type_id` and payload of the caller's choosing).
+    pub fn send_message(
+        &mut self,
+        csid: u32,
+        type_id: u8,
+        stream_id: u32,
+        timestamp: u32,
+        payload: &[u8],
+    ) -> Result<(), String> {
+        let mut out = BytesMut::new();
+        encode_message(
+            csid,
+            timestamp,
+            type_id,
+            stream_id,
+            payload,
+            self.out_chunk,
+            &mut out,
+        );
+        self.write(&out)
+    }
+
+    /// createStream then `publish(name, "live")`; waits for
+    /// NetStream.Publish.Start and returns the message stream id.
+    pub fn publish(&mut self, name: &str, timeout: Duration) -> Result<u32, String> {
+        let deadline = Instant::now() + timeout;
+        let sid = self.create_stream(timeout)?;
+        self.command(
+            sid,
+            "publish",
+            vec![Amf0Value::from(name), Amf0Value::from("live")],
+        )?;
+        loop {
+            let msg = self
+                .next_message(deadline)?
+                .ok_or_else(|| "no answer to publish".to_string())?;
+            if let Some(code) = status_code(&msg) {
+                if code == "NetStream.Publish.Start" {
+                    return Ok(sid);
+                }
+                return Err(format!("publish answered {code}"));
+            }
+        }
+    }
+
+    /// Reads and discards until the server closes the connection (EOF or
+    /// reset); how long that took, or an error at the deadline.
+    pub fn wait_closed(&mut self, within: Duration) -> Result<Duration, String> {
+        let started = Instant::now();
+        let deadline = started + within;
+        self.sock
+            .set_read_timeout(Some(Duration::from_millis(100)))
+            .map_err(|e| e.to_string())?;
+        let mut buf = [0u8; 16 * 1024];
+        loop {
+            match self.sock.read(&mut buf) {
+                Ok(0) => return Ok(started.elapsed()),
+                Ok(_) => {}
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                    ) => {}
+                Err(_) => return Ok(started.elapsed()),
+            }
+            if Instant::now() >= deadline {
+                return Err(format!("still open after {within:?}"));
+            }
+        }
     }
 
     pub fn port(&self) -> u16 {
@@ -149,7 +262,7 @@ impl RtmpClient {
             TYPE_COMMAND_AMF0,
             stream_id,
             &body,
-            OUT_CHUNK_SIZE,
+            self.out_chunk,
             &mut out,
         );
         self.write(&out)
@@ -184,7 +297,7 @@ impl RtmpClient {
             TYPE_USER_CONTROL,
             0,
             &ev,
-            OUT_CHUNK_SIZE,
+            self.out_chunk,
             &mut out,
         );
         self.write(&out)?;
@@ -288,7 +401,7 @@ impl RtmpClient {
             self.last_ack = self.received;
             let mut out = BytesMut::new();
             let seq = self.received.to_be_bytes();
-            encode_message(CSID_CONTROL, 0, TYPE_ACK, 0, &seq, OUT_CHUNK_SIZE, &mut out);
+            encode_message(CSID_CONTROL, 0, TYPE_ACK, 0, &seq, self.out_chunk, &mut out);
             self.write(&out)?;
         }
         Ok(())

@@ -28,6 +28,9 @@ pub struct ChunkDecoder {
     /// At most `limits.max_chunk_streams` entries; a linear scan over a few
     /// entries beats hashing, and real peers use 3 to 6 chunk streams.
     streams: Vec<StreamState>,
+    /// Capacity of every chunk stream's reassembly buffer, summed: what
+    /// `limits.max_reassembly_bytes` bounds.
+    held: usize,
 }
 
 /// What a chunk stream remembers for header compression.
@@ -71,7 +74,13 @@ impl ChunkDecoder {
             limits,
             chunk_size: DEFAULT_CHUNK_SIZE,
             streams: Vec::new(),
+            held: 0,
         }
+    }
+
+    /// Bytes reserved for messages not yet complete, over all chunk streams.
+    pub fn reassembly_bytes(&self) -> usize {
+        self.held
     }
 
     /// Current incoming chunk size.
@@ -79,10 +88,17 @@ impl ChunkDecoder {
         self.chunk_size
     }
 
-    /// Changes the incoming chunk size; legal values are 1..=2^31-1.
+    /// Changes the incoming chunk size; legal values are 1..=2^31-1 (the
+    /// top bit is reserved), and at most `limits.max_chunk_size`.
     pub fn set_chunk_size(&mut self, size: u32) -> Result<(), ChunkError> {
         if size == 0 || size > MAX_CHUNK_SIZE {
             return Err(ChunkError::InvalidChunkSize(size));
+        }
+        if size > self.limits.max_chunk_size {
+            return Err(ChunkError::ChunkSizeTooLarge {
+                size,
+                max: self.limits.max_chunk_size,
+            });
         }
         self.chunk_size = size;
         Ok(())
@@ -92,7 +108,9 @@ impl ChunkDecoder {
     /// header state stays, as later chunks may still compress against it.
     pub fn abort(&mut self, csid: u32) {
         if let Some(s) = self.streams.iter_mut().find(|s| s.csid == csid) {
-            s.partial = None;
+            if let Some(p) = s.partial.take() {
+                self.held = self.held.saturating_sub(p.capacity());
+            }
         }
     }
 
@@ -124,9 +142,9 @@ impl ChunkDecoder {
             });
         };
         if msg.type_id == TYPE_SET_CHUNK_SIZE {
-            // The top bit is reserved and must be 0; ignore it rather than
-            // fail on a peer that sets it.
-            self.set_chunk_size(value & MAX_CHUNK_SIZE)
+            // The top bit is reserved and must be 0: a peer that sets it is
+            // broken or probing, and is refused like a chunk size of 0.
+            self.set_chunk_size(value)
         } else {
             self.abort(value);
             Ok(())
@@ -243,11 +261,21 @@ impl ChunkDecoder {
                 max: self.limits.max_message_size,
             });
         }
-        let received = state
-            .and_then(|s| s.partial.as_ref())
-            .map_or(0, BytesMut::len);
+        let partial = state.and_then(|s| s.partial.as_ref());
+        let received = partial.map_or(0, BytesMut::len);
+        let spare = partial.map_or(0, |p| p.capacity() - p.len());
         let remaining = (header.length as usize).saturating_sub(received);
         let take = remaining.min(self.chunk_size as usize);
+        // The budget covers the chunk being waited for too: with a huge
+        // chunk size it sits in the read buffer, not in a reassembly buffer.
+        let needed = self.held.saturating_add(take.saturating_sub(spare));
+        if needed > self.limits.max_reassembly_bytes {
+            return Err(ChunkError::ReassemblyBudget {
+                csid,
+                needed,
+                max: self.limits.max_reassembly_bytes,
+            });
+        }
         if data.len() < pos.saturating_add(take) {
             return Ok(Step::NeedMore);
         }
@@ -266,6 +294,11 @@ impl ChunkDecoder {
         buf.advance(pos);
         state.set_header(&header);
 
+        // What this stream's buffer may grow to without breaking the budget
+        // (the check above guarantees it is at least what the chunk needs).
+        let old_capacity = state.partial.as_ref().map_or(0, BytesMut::capacity);
+        let others = self.held.saturating_sub(old_capacity);
+        let room = self.limits.max_reassembly_bytes.saturating_sub(others);
         let mut partial = match state.partial.take() {
             Some(p) => p,
             None if take == remaining => {
@@ -274,16 +307,23 @@ impl ChunkDecoder {
                     header.message(csid, buf.split_to(take).freeze()),
                 ));
             }
-            None => BytesMut::with_capacity(remaining.min(INITIAL_REASSEMBLY_CAPACITY).max(take)),
+            None => BytesMut::with_capacity(
+                remaining
+                    .min(INITIAL_REASSEMBLY_CAPACITY)
+                    .min(room)
+                    .max(take),
+            ),
         };
         if partial.capacity() - partial.len() < take {
-            partial = grow(partial, take, header.length as usize);
+            partial = grow(partial, take, (header.length as usize).min(room));
         }
         partial.extend_from_slice(buf.get(..take).unwrap_or_default());
         buf.advance(take);
         if partial.len() >= header.length as usize {
+            self.held = others;
             return Ok(Step::Message(header.message(csid, partial.freeze())));
         }
+        self.held = others.saturating_add(partial.capacity());
         state.partial = Some(partial);
         Ok(Step::Progress)
     }
@@ -343,7 +383,8 @@ impl Header {
 /// Moves a reassembly buffer into a larger one: at most 4x what has really
 /// arrived (an announced length alone buys little memory), and exactly the
 /// message length for the final step, so a frozen keyframe kept in a GOP
-/// cache carries no slack (`BytesMut`'s own growth would double).
+/// cache carries no slack (`BytesMut`'s own growth would double). `length`
+/// is also lowered by the caller to what the reassembly budget leaves.
 fn grow(partial: BytesMut, take: usize, length: usize) -> BytesMut {
     let needed = partial.len().saturating_add(take);
     let capacity = partial.capacity().saturating_mul(4).max(needed).min(length);

@@ -6,6 +6,11 @@
 //! type-0 header, so one serialized message can be sent to any player no
 //! matter what that player's chunk-stream state is.
 //!
+//! Memory is bounded per connection by [`ChunkLimits`]: a message length is
+//! checked at its header, a chunk size by Set Chunk Size, and the bytes held
+//! for incomplete messages (over all chunk streams, plus the chunk being
+//! waited for) against `max_reassembly_bytes` before anything is allocated.
+//!
 //! Choices where peers disagree (documented here because they decide interop):
 //! - A type-3 chunk that *starts* a message after a type-0 header reuses the
 //!   type-0 timestamp as its delta (the spec's note in 5.3.1.2.4, and what
@@ -21,6 +26,8 @@
 mod decoder;
 mod encoder;
 
+#[cfg(test)]
+mod limit_tests;
 #[cfg(test)]
 mod proptests;
 #[cfg(test)]
@@ -68,6 +75,16 @@ pub struct ChunkLimits {
     pub max_message_size: u32,
     /// Most distinct chunk stream ids that may carry state at once.
     pub max_chunk_streams: usize,
+    /// Largest chunk size the peer may announce with Set Chunk Size. A large
+    /// chunk size costs no memory by itself: a chunk is never buffered past
+    /// what the message length and `max_reassembly_bytes` allow.
+    pub max_chunk_size: u32,
+    /// Bytes one connection may hold for messages not yet complete: the
+    /// reassembly buffers of all its chunk streams plus the chunk it is
+    /// waiting for. Checked before anything is allocated. Without it, one
+    /// peer could hold `max_chunk_streams` x `max_message_size` (1 GiB with
+    /// the defaults).
+    pub max_reassembly_bytes: usize,
 }
 
 impl Default for ChunkLimits {
@@ -75,6 +92,8 @@ impl Default for ChunkLimits {
         Self {
             max_message_size: 16 * 1024 * 1024,
             max_chunk_streams: 64,
+            max_chunk_size: MAX_CHUNK_SIZE,
+            max_reassembly_bytes: 32 * 1024 * 1024,
         }
     }
 }
@@ -88,6 +107,14 @@ pub enum ChunkError {
     TooManyChunkStreams { csid: u32, max: usize },
     #[error("invalid chunk size {0} (must be 1..=2147483647)")]
     InvalidChunkSize(u32),
+    #[error("chunk size {size} exceeds the limit of {max}")]
+    ChunkSizeTooLarge { size: u32, max: u32 },
+    #[error("{needed} bytes of incomplete messages on chunk stream {csid} would exceed the reassembly budget of {max} bytes")]
+    ReassemblyBudget {
+        csid: u32,
+        needed: usize,
+        max: usize,
+    },
     #[error("compressed chunk header on chunk stream {csid} without a previous full header")]
     NoPreviousHeader { csid: u32 },
     #[error("chunk of format {fmt} on chunk stream {csid} in the middle of a message")]

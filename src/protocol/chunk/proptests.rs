@@ -293,6 +293,11 @@ fn run_round_trip(
         prop_assert_eq!(g, e);
     }
     prop_assert_eq!(dec.chunk_size(), chunk_size);
+    prop_assert_eq!(
+        dec.reassembly_bytes(),
+        0,
+        "complete messages hold no budget"
+    );
     Ok(())
 }
 

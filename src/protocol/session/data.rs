@@ -5,6 +5,7 @@
 use bytes::Bytes;
 
 use super::server::MediaKind;
+use crate::protocol::amf::{decode_amf0_all, AmfError, AmfLimits};
 
 pub enum DataMessage {
     /// Stream content: metadata (body starting with "onMetaData") or other data.
@@ -30,6 +31,17 @@ pub fn classify_data(payload: Bytes) -> DataMessage {
         Some(("onMetaData", _)) => DataMessage::Media(MediaKind::Metadata, payload),
         Some(("|RtmpSampleAccess" | "onStatus", _)) => DataMessage::Chatter,
         _ => DataMessage::Media(MediaKind::Data, payload),
+    }
+}
+
+/// Checks metadata against the AMF limits before it is cached and replayed
+/// to every player: a nesting or item bomb is refused here rather than
+/// handed to players' parsers. Other decode errors pass (the body is
+/// forwarded untouched, as encoders' metadata is not always clean AMF).
+pub fn check_metadata(body: &[u8], limits: &AmfLimits) -> Result<(), AmfError> {
+    match decode_amf0_all(body, limits) {
+        Err(e @ (AmfError::TooDeep | AmfError::TooManyItems)) => Err(e),
+        _ => Ok(()),
     }
 }
 
@@ -66,6 +78,24 @@ mod tests {
         assert_eq!(kind, MediaKind::Metadata);
         assert_eq!(first_amf_string(&body), Some(("onMetaData", 13)));
         assert_eq!(body.as_ptr(), payload[16..].as_ptr());
+    }
+
+    #[test]
+    fn metadata_bombs_are_refused_and_sloppy_metadata_passes() {
+        let limits = AmfLimits::default();
+        let mut deep = amf_str("onMetaData");
+        for _ in 0..100 {
+            deep.extend_from_slice(&[0x0A, 0, 0, 0, 1]); // strict array of one
+        }
+        deep.push(0x05);
+        assert_eq!(check_metadata(&deep, &limits), Err(AmfError::TooDeep));
+        let mut wide = amf_str("onMetaData");
+        wide.extend_from_slice(&[0x0A, 0, 1, 0, 0]); // 65,536 items
+        wide.extend(std::iter::repeat(0x05).take(65_536));
+        assert_eq!(check_metadata(&wide, &limits), Err(AmfError::TooManyItems));
+        let mut truncated = amf_str("onMetaData");
+        truncated.extend_from_slice(&[0x08, 0, 0, 0, 5]);
+        assert_eq!(check_metadata(&truncated, &limits), Ok(()));
     }
 
     #[test]

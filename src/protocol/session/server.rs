@@ -18,7 +18,7 @@ use crate::protocol::command::{ClientCommand, StreamPath};
 use crate::protocol::message::{type_id, Message, MessageError, MessageWriter, UserControl};
 
 use super::aggregate::split_aggregate;
-use super::data::{classify_data, DataMessage};
+use super::data::{check_metadata, classify_data, DataMessage};
 use super::status::{connect_result, on_status, status_info};
 
 /// Settings the server session needs; all explicit, no globals.
@@ -240,13 +240,13 @@ impl ServerSession {
             Message::UserControl(_) | Message::Ignored { .. } => {}
             Message::Audio(p) => self.media(sid, MediaKind::Audio, raw.timestamp, p),
             Message::Video(p) => self.media(sid, MediaKind::Video, raw.timestamp, p),
-            Message::Data(p) => self.data(sid, raw.timestamp, p),
+            Message::Data(p) => self.data(sid, raw.timestamp, p)?,
             Message::Aggregate(p) => {
                 for m in split_aggregate(&p, raw.timestamp) {
                     match m.type_id {
                         type_id::AUDIO => self.media(sid, MediaKind::Audio, m.timestamp, m.payload),
                         type_id::VIDEO => self.media(sid, MediaKind::Video, m.timestamp, m.payload),
-                        type_id::DATA_AMF0 => self.data(sid, m.timestamp, m.payload),
+                        type_id::DATA_AMF0 => self.data(sid, m.timestamp, m.payload)?,
                         _ => {}
                     }
                 }
@@ -286,10 +286,19 @@ impl ServerSession {
 
     /// `@setDataFrame("onMetaData", …)` is stored and forwarded as
     /// `onMetaData …`: a slice past the first string, no re-encoding.
-    fn data(&mut self, stream_id: u32, timestamp: u32, payload: Bytes) {
+    fn data(&mut self, stream_id: u32, timestamp: u32, payload: Bytes) -> Result<(), SessionError> {
         if let DataMessage::Media(kind, body) = classify_data(payload) {
+            if kind == MediaKind::Metadata {
+                check_metadata(&body, &self.config.amf_limits).map_err(|source| {
+                    MessageError::Amf {
+                        type_id: type_id::DATA_AMF0,
+                        source,
+                    }
+                })?;
+            }
             self.media(stream_id, kind, timestamp, body);
         }
+        Ok(())
     }
 
     fn command(&mut self, sid: u32, txn: f64, cmd: ClientCommand) -> Result<(), SessionError> {
