@@ -52,8 +52,11 @@ pub async fn connect(
     tls: Option<&Arc<rustls::ClientConfig>>,
     buf: &mut BytesMut,
 ) -> Result<Dialed, DialError> {
-    let connect = TcpStream::connect(origin.addr.as_str());
-    let tcp = match monoio::time::timeout(timeout, connect).await {
+    let started = std::time::Instant::now();
+    let addr = resolve(&origin.addr, timeout).await?;
+    let left = timeout.saturating_sub(started.elapsed());
+    let connect = TcpStream::connect_addr(addr);
+    let tcp = match monoio::time::timeout(left, connect).await {
         Ok(Ok(s)) => s,
         Ok(Err(e)) => return Err(DialError::Connect(e)),
         Err(_) => return Err(DialError::ConnectTimeout),
@@ -79,6 +82,36 @@ pub async fn connect(
         Ok(Ok(())) => Ok(Dialed { rd, wr, fd }),
         Ok(Err(e)) => Err(DialError::Handshake(e)),
         Err(_) => Err(DialError::HandshakeTimeout),
+    }
+}
+
+/// `host:port` to a socket address. An IP address is used as it is; a
+/// name is looked up on a short-lived thread, so a slow resolver never
+/// stalls the core (and the lookup is bounded by `timeout`).
+async fn resolve(addr: &str, timeout: Duration) -> Result<std::net::SocketAddr, DialError> {
+    if let Ok(a) = addr.parse::<std::net::SocketAddr>() {
+        return Ok(a);
+    }
+    let (tx, rx) = futures_channel::oneshot::channel();
+    let name = addr.to_string();
+    std::thread::Builder::new()
+        .name("dns".into())
+        .spawn(move || {
+            use std::net::ToSocketAddrs;
+            let _ = tx.send(name.to_socket_addrs().map(|mut a| a.next()));
+        })
+        .map_err(DialError::Connect)?;
+    let not_found = || {
+        DialError::Connect(std::io::Error::new(
+            std::io::ErrorKind::NotFound,
+            format!("{addr}: no address"),
+        ))
+    };
+    match monoio::time::timeout(timeout, rx).await {
+        Ok(Ok(Ok(Some(a)))) => Ok(a),
+        Ok(Ok(Ok(None))) | Ok(Err(_)) => Err(not_found()),
+        Ok(Ok(Err(e))) => Err(DialError::Connect(e)),
+        Err(_) => Err(DialError::ConnectTimeout),
     }
 }
 
@@ -162,5 +195,35 @@ pub async fn read_tick(
         Ok(n) => (Ok(Some(n)), buf),
         Err(e) if e.raw_os_error() == Some(libc::ECANCELED) => (Ok(None), buf),
         Err(e) => (Err(e), buf),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn block_on<F: std::future::Future>(f: F) -> F::Output {
+        monoio::RuntimeBuilder::<monoio::LegacyDriver>::new()
+            .enable_timer()
+            .build()
+            .expect("runtime")
+            .block_on(f)
+    }
+
+    #[test]
+    fn addresses_resolve_off_the_core() {
+        let t = Duration::from_secs(2);
+        let ip = block_on(resolve("127.0.0.1:1935", t)).unwrap();
+        assert_eq!(ip, "127.0.0.1:1935".parse().unwrap());
+        let named = block_on(resolve("localhost:1936", t)).unwrap();
+        assert!(named.ip().is_loopback() && named.port() == 1936, "{named}");
+        // A name that cannot resolve fails within the bound, whatever the resolver does.
+        let started = std::time::Instant::now();
+        assert!(block_on(resolve(
+            "no-such-host.invalid:1",
+            Duration::from_millis(500)
+        ))
+        .is_err());
+        assert!(started.elapsed() < Duration::from_secs(2));
     }
 }

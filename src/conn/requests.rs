@@ -1,0 +1,229 @@
+//! Publish and play requests of a connection: the `[auth]` decision
+//! (local checks, then the HTTP hook where the app uses one), the wait for
+//! an edge pull, and the hub calls that start publishing or playing.
+
+use std::time::Instant;
+
+use tracing::{debug, info, warn};
+
+use super::{limits, Conn, Deferred, Role};
+use crate::auth::{self, Action, Denial};
+use crate::hub::{CloseReason, HubError};
+use crate::metrics::{ConnRole, LimitKind};
+use crate::protocol::command::StreamPath;
+use crate::protocol::session::{PlayRejection, PublishRejection};
+
+impl Conn {
+    /// On an edge, a play for a stream this node does not have waits for a pull.
+    pub(super) fn needs_pull(&self, path: &StreamPath) -> bool {
+        crate::upstream::enabled(&self.worker.config, &path.app)
+            && matches!(self.role, Role::None)
+            && !self.worker.hub.borrow().contains(&path.key())
+    }
+
+    /// Decides a deferred publish or play: local checks, then the hook,
+    /// then (a play on an edge) the origin pull. A refused play pulls nothing.
+    pub(super) async fn resolve(&mut self, deferred: Deferred) {
+        match deferred {
+            Deferred::Publish {
+                stream_id,
+                path,
+                kind,
+            } => {
+                let verdict = self.authorize_with_hook(Action::Publish, &path).await;
+                self.on_publish(stream_id, path, &kind, Instant::now(), verdict);
+            }
+            Deferred::Play {
+                stream_id,
+                path,
+                reset,
+            } => {
+                let verdict = self.authorize_with_hook(Action::Play, &path).await;
+                if verdict.is_ok() && self.needs_pull(&path) {
+                    let worker = self.worker.clone();
+                    crate::upstream::await_stream(&worker, &path).await;
+                }
+                self.on_play(stream_id, path, reset, Instant::now(), verdict);
+            }
+        }
+    }
+
+    pub(super) fn on_publish(
+        &mut self,
+        stream_id: u32,
+        path: StreamPath,
+        kind: &str,
+        now: Instant,
+        verdict: Result<(), Denial>,
+    ) {
+        if !matches!(self.role, Role::None) {
+            self.session.reject_publish(
+                stream_id,
+                PublishRejection::Rejected,
+                "connection already has a stream",
+            );
+            return;
+        }
+        let key = path.key();
+        if let Err(d) = verdict {
+            self.session.reject_publish(
+                stream_id,
+                PublishRejection::Denied,
+                &format!("publish to {key} denied: {d}"),
+            );
+            return;
+        }
+        let result = self.worker.hub.borrow_mut().publish(&key, self.id, now);
+        match result {
+            Ok(()) => {
+                info!(stream = %key, %kind, "publish");
+                self.worker
+                    .set_client_role(self.id, ConnRole::Publisher, Some(&key));
+                self.session.accept_publish(stream_id);
+                self.role = Role::Publisher { key, stream_id };
+                crate::upstream::forward::on_publish(&self.worker, &path);
+            }
+            Err(HubError::InUse(_)) => {
+                warn!(stream = %key, "publish rejected: name in use");
+                self.session.reject_publish(
+                    stream_id,
+                    PublishRejection::BadName,
+                    &format!("{key} is already being published"),
+                );
+            }
+            Err(HubError::TooManyStreams(max)) => {
+                // The node is full: answer, then close this connection (an
+                // encoder retries elsewhere or later; holding it open helps no one).
+                limits::report_hit(
+                    &self.worker,
+                    LimitKind::MaxStreams,
+                    max as u64,
+                    self.peer,
+                    &format!("publish of {key} refused: the node carries {max} streams"),
+                );
+                self.session.reject_publish(
+                    stream_id,
+                    PublishRejection::Rejected,
+                    &format!("stream limit of this node reached ({max})"),
+                );
+                self.flush();
+                self.outbox.close(CloseReason::Finish);
+            }
+            Err(e) => {
+                warn!(stream = %key, error = %e, "publish rejected");
+                self.session
+                    .reject_publish(stream_id, PublishRejection::Rejected, &e.to_string());
+            }
+        }
+    }
+
+    pub(super) fn on_play(
+        &mut self,
+        stream_id: u32,
+        path: StreamPath,
+        reset: bool,
+        now: Instant,
+        verdict: Result<(), Denial>,
+    ) {
+        let key = path.key();
+        if let Err(d) = verdict {
+            self.session.reject_play(
+                stream_id,
+                PlayRejection::Denied,
+                &format!("play of {key} denied: {d}"),
+            );
+            return;
+        }
+        if !matches!(self.role, Role::None) || !self.worker.hub.borrow().contains(&key) {
+            info!(stream = %key, "play: stream not found");
+            self.session.reject_play(
+                stream_id,
+                PlayRejection::StreamNotFound,
+                &format!("{key} not found"),
+            );
+            return;
+        }
+        // The play replies must be queued before the cached start frames.
+        self.session.accept_play(stream_id, reset, &path.name);
+        self.flush();
+        self.outbox
+            .start_play(stream_id, self.session.out_chunk_size(), now);
+        match self
+            .worker
+            .hub
+            .borrow_mut()
+            .subscribe(&key, self.id, self.outbox.clone())
+        {
+            Ok(()) => {
+                info!(stream = %key, "play");
+                self.worker
+                    .set_client_role(self.id, ConnRole::Player, Some(&key));
+                self.role = Role::Player { key };
+            }
+            Err(e) => debug!(error = %e, "play: subscribe failed"),
+        }
+    }
+
+    /// The `[auth]` decision for one publish or play; a refusal is logged
+    /// (reason only, never the key or token) and counted.
+    pub(super) fn authorize(&self, action: Action, path: &StreamPath) -> Result<(), Denial> {
+        let policy = self.worker.auth();
+        if policy.is_open(action, &path.app) {
+            return Ok(());
+        }
+        let started = Instant::now();
+        let result = policy.check(action, self.peer.ip(), path, auth::now_unix());
+        self.worker.stats.auth_decision.record(started.elapsed());
+        self.count_denial(action, path, result)
+    }
+
+    /// [`Conn::authorize`], then the auth hook where the app uses one.
+    async fn authorize_with_hook(&self, action: Action, path: &StreamPath) -> Result<(), Denial> {
+        self.authorize(action, path)?;
+        let policy = self.worker.auth();
+        let Some(hook) = policy.hook_for(action, &path.app) else {
+            return Ok(());
+        };
+        let request = auth::HookRequest {
+            action: action.as_str(),
+            app: path.app.clone(),
+            stream: path.name.clone(),
+            query: path.query.clone(),
+            client_ip: self.peer.ip().to_string(),
+            client_port: self.peer.port(),
+            tc_url: self.tc_url.clone(),
+        };
+        let started = Instant::now();
+        let outcome = hook.ask(&request).await;
+        self.worker.stats.auth_decision.record(started.elapsed());
+        match &outcome {
+            auth::Outcome::Allow => debug!(stream = %path.key(), "auth hook: allowed"),
+            auth::Outcome::Deny(status) => {
+                info!(stream = %path.key(), action = %action.as_str(), status, "auth hook: refused")
+            }
+            auth::Outcome::Failed(why) => warn!(
+                stream = %path.key(),
+                action = %action.as_str(),
+                error = %why,
+                "auth hook failed; applying auth.hook_on_error"
+            ),
+        }
+        self.count_denial(action, path, policy.hook_verdict(&outcome))
+    }
+
+    fn count_denial(
+        &self,
+        action: Action,
+        path: &StreamPath,
+        result: Result<(), Denial>,
+    ) -> Result<(), Denial> {
+        if let Err(d) = result {
+            warn!(stream = %path.key(), action = %action.as_str(), reason = %d.as_str(), "auth: denied");
+            self.worker
+                .stats
+                .auth_rejected
+                .inc(auth::rejection_label(action, d));
+        }
+        result
+    }
+}
