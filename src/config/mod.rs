@@ -192,6 +192,9 @@ pub struct ServerSection {
     /// fan-out loop (one send per player per message, no task wake-up);
     /// the writer task takes over when a socket pushes back.
     pub direct_writes: bool,
+    /// With io_uring: the direct sends of one fan-out pass go to the kernel
+    /// in one submission instead of one system call per player.
+    pub batch_sends: bool,
     /// On SIGTERM, how long streams may run on before connections are closed.
     pub drain_timeout_ms: u64,
 }
@@ -272,6 +275,7 @@ impl Default for ServerSection {
             tcp_nodelay: true,
             tcp_notsent_lowat: 131072,
             direct_writes: true,
+            batch_sends: true,
             drain_timeout_ms: 30_000,
         }
     }

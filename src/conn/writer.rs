@@ -113,7 +113,7 @@ impl crate::hub::outbox::DirectSink for FdSink {
         let mut iov = [libc::iovec {
             iov_base: std::ptr::null_mut(),
             iov_len: 0,
-        }; 16];
+        }; 64];
         let n = bufs.len().min(iov.len());
         for (slot, b) in iov.iter_mut().zip(bufs) {
             *slot = libc::iovec {
@@ -134,6 +134,10 @@ impl crate::hub::outbox::DirectSink for FdSink {
         // the runtime owns.
         let rc = unsafe { libc::sendmsg(self.0, &msg, libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL) };
         sent(rc)
+    }
+
+    fn batch_handle(&self) -> Option<RawFd> {
+        Some(self.0)
     }
 }
 

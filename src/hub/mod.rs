@@ -8,6 +8,7 @@
 pub mod cache;
 pub mod coalesce;
 pub mod directory;
+pub mod fanout;
 pub mod frame;
 pub mod outbox;
 pub mod stream;
@@ -25,6 +26,7 @@ use crate::xcore::Mesh;
 pub use cache::GopLimits;
 pub use coalesce::Coalescer;
 pub use directory::{Claim, Directory, PullEntry, PullRegistration, PullState};
+pub use fanout::{BatchSend, Fanout};
 pub use frame::{classify, Frame, PLAY_STREAM_ID};
 pub use outbox::{CloseReason, Outbox, QueueLimits};
 pub use stream::{LocalStream, Owned};
@@ -157,8 +159,8 @@ pub struct Hub {
     /// Cores sent to since the last [`Hub::flush_wakes`].
     dirty: Vec<bool>,
     stats: Rc<CoreStats>,
-    /// Players' write-coalescing timers (run by the worker).
-    coalescer: Rc<Coalescer>,
+    /// Batched direct sends and write-coalescing timers.
+    fanout: Rc<Fanout>,
 }
 
 impl Hub {
@@ -177,13 +179,18 @@ impl Hub {
             directory,
             mesh,
             streams: HashMap::new(),
-            coalescer: Rc::default(),
+            fanout: Rc::default(),
         }
     }
 
     /// The write-coalescing timer queue; the worker runs its task.
     pub fn coalescer(&self) -> Rc<Coalescer> {
-        self.coalescer.clone()
+        self.fanout.coalescer.clone()
+    }
+
+    /// The fan-out state (the worker installs its batch sender there).
+    pub fn fanout(&self) -> Rc<Fanout> {
+        self.fanout.clone()
     }
 
     pub fn config(&self) -> &HubConfig {
@@ -457,7 +464,7 @@ impl Hub {
         };
         let frame = Frame::new(kind, ts, class, payload, chunk_size, now);
         self.stats.messages_in.set(self.stats.messages_in.get() + 1);
-        let Some(dropped) = s.deliver(&frame, &self.config.gop, &self.coalescer, now) else {
+        let Some(dropped) = s.deliver(&frame, &self.config.gop, &self.fanout, now) else {
             self.stats.dropped.inc(DropReason::AwaitKeyframe);
             return;
         };
@@ -564,7 +571,7 @@ impl Hub {
                 let gop = self.config.gop.clone();
                 match self.streams.get_mut(&*key) {
                     Some(s) if s.owned.is_none() => {
-                        match s.deliver(&frame, &gop, &self.coalescer, now) {
+                        match s.deliver(&frame, &gop, &self.fanout, now) {
                             Some(dropped) => {
                                 self.stats.add_dropped(dropped);
                                 let delivered = (s.players.len() as u64).saturating_sub(dropped);

@@ -15,6 +15,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 
+use super::fanout::Fanout;
 use super::frame::Frame;
 use crate::metrics::CoreStats;
 use crate::protocol::session::MediaKind;
@@ -97,6 +98,12 @@ pub trait DirectSink {
     /// Writes as much of `bufs` as the socket accepts without blocking:
     /// Ok(bytes written), Ok(0) when it would block, Err when it is dead.
     fn send_now(&self, bufs: &[&[u8]]) -> std::io::Result<usize>;
+
+    /// The handle a core's batch sender writes to (see `hub::fanout`);
+    /// None for sinks that cannot be batched.
+    fn batch_handle(&self) -> Option<std::os::fd::RawFd> {
+        None
+    }
 }
 
 /// Messages one direct write may carry (a coalescing window of a few
@@ -226,24 +233,35 @@ impl Outbox {
         }
     }
 
+    /// Whether a live frame may go straight to the socket now: the writer
+    /// is idle and the shared bytes fit this player as they are.
+    fn direct_ok(&self, i: &Inner, frame: &Frame) -> bool {
+        !self.writing.get()
+            && !i.upstream
+            && i.stream_id == super::frame::PLAY_STREAM_ID
+            && i.chunk_size == frame.chunk_size
+    }
+
     /// The fast path of a live frame to an idle player: written straight
     /// from the shared frame, not queued. Returns true when it is fully
     /// sent; otherwise what is left (or the whole frame) is queued for the
     /// writer task, or the outbox is closed if the socket is dead.
     fn send_direct(&self, i: &mut Inner, frame: &Frame) -> bool {
         let sink = self.sink.borrow();
-        let direct = !self.writing.get()
-            && !i.upstream
-            && i.stream_id == super::frame::PLAY_STREAM_ID
-            && i.chunk_size == frame.chunk_size;
-        let Some(sink) = sink.as_ref().filter(|_| direct) else {
+        let Some(sink) = sink.as_ref().filter(|_| self.direct_ok(i, frame)) else {
             drop(sink);
             Self::enqueue(i, frame, true);
             return false;
         };
-        let data = &frame.chunks[..];
-        match sink.send_now(&[data]) {
-            Ok(n) if n == data.len() => {
+        let result = sink.send_now(&[&frame.chunks[..]]);
+        self.apply_send(i, frame, result)
+    }
+
+    /// What a direct send of the whole `frame` did: true when all of it
+    /// went out; the rest is queued, or the outbox closed on an error.
+    fn apply_send(&self, i: &mut Inner, frame: &Frame, result: std::io::Result<usize>) -> bool {
+        match result {
+            Ok(n) if n == frame.chunks.len() => {
                 if let Some(stats) = self.stats.borrow().as_ref() {
                     let now = Instant::now();
                     stats.record_egress(now.duration_since(frame.ingest));
@@ -256,8 +274,8 @@ impl Outbox {
                 true
             }
             Ok(n) => {
-                // Part of it went out: the rest waits for the writer.
-                let rest = frame.chunks.slice(n..);
+                // Part of it (or none) went out: the rest waits for the writer.
+                let rest = frame.chunks.slice(n.min(frame.chunks.len())..);
                 i.bytes += rest.len();
                 i.items.push_back(Entry {
                     bytes: rest,
@@ -273,6 +291,45 @@ impl Outbox {
                 false
             }
         }
+    }
+
+    /// As [`Outbox::push_frame`], except that an idle player's send may be
+    /// deferred to the fan-out's batch (see [`Fanout`]); the batch reports
+    /// back through [`Outbox::direct_done`] before anything else can touch
+    /// this outbox.
+    pub fn push_live(self: &Rc<Self>, frame: &Frame, now: Instant, fanout: &Fanout) -> bool {
+        if fanout.batching() {
+            if let Some(handle) = self.batch_handle(frame) {
+                fanout.defer(self, handle);
+                return true;
+            }
+        }
+        self.push_frame(frame, now)
+    }
+
+    /// The sink's batch handle if this frame would be sent directly.
+    fn batch_handle(&self, frame: &Frame) -> Option<std::os::fd::RawFd> {
+        let i = self.inner.borrow();
+        let idle = i.closed.is_none()
+            && i.items.is_empty()
+            && !(frame.is_video() && i.skipping_video)
+            && !self.coalescing()
+            && self.direct_ok(&i, frame);
+        if !idle {
+            return None;
+        }
+        self.sink.borrow().as_ref()?.batch_handle()
+    }
+
+    /// The outcome of a batched send of `frame` (None: the batch could not
+    /// send it, so it is queued for the writer).
+    pub fn direct_done(&self, frame: &Frame, result: Option<std::io::Result<usize>>) {
+        let mut i = self.inner.borrow_mut();
+        if self.apply_send(&mut i, frame, result.unwrap_or(Ok(0))) {
+            return;
+        }
+        drop(i);
+        self.wake();
     }
 
     /// Resolves once the player has been cut off for being too slow.

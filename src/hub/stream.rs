@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::cache::{Cache, GopLimits};
-use super::coalesce::Coalescer;
+use super::fanout::Fanout;
 use super::frame::Frame;
 use super::outbox::Outbox;
 use crate::protocol::flv::{AudioCodec, VideoCodec};
@@ -159,7 +159,7 @@ impl LocalStream {
         &mut self,
         frame: &Frame,
         limits: &GopLimits,
-        coalescer: &Coalescer,
+        fanout: &Fanout,
         now: Instant,
     ) -> Option<u64> {
         if frame.kind == MediaKind::Video && frame.header.is_none() {
@@ -173,15 +173,18 @@ impl LocalStream {
         let mut dropped = 0;
         self.players.retain(|p| {
             if p.started {
-                if !p.outbox.push_frame(frame, now) {
+                if !p.outbox.push_live(frame, now, fanout) {
                     dropped += 1;
                 }
                 if let Some(window) = p.outbox.take_flush_request() {
-                    coalescer.schedule(&p.outbox, window, now);
+                    fanout.coalescer.schedule(&p.outbox, window, now);
                 }
             }
             p.outbox.closed().is_none()
         });
+        // The deferred sends of this pass, together; a player whose socket
+        // died here is dropped from the list on the next frame.
+        fanout.flush(frame);
         Some(dropped)
     }
 

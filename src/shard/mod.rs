@@ -464,6 +464,20 @@ async fn worker_main(
     monoio::spawn(inbox_loop(worker.clone(), shared.mailbox));
     let coalescer = worker.hub.borrow().coalescer();
     monoio::spawn(coalescer.run());
+    if driver == "io_uring"
+        && worker.config.server.direct_writes
+        && worker.config.server.batch_sends
+    {
+        match crate::transport::UringBatch::new() {
+            Ok(b) => {
+                worker.hub.borrow().fanout().set_sender(Some(Box::new(b)));
+                tracing::debug!(worker = id, "fan-out sends batched on io_uring");
+            }
+            Err(e) => {
+                warn!(worker = id, error = %e, "batched sends unavailable; sending one by one")
+            }
+        }
+    }
     let accept = Accept {
         worker: worker.clone(),
         ops: shared.ops.clone(),

@@ -39,12 +39,17 @@ pub struct ConnLine {
 
 /// Connections the log shows doing `event` (`publish` or `play`) on
 /// `stream` (`live/NAME`), in log order. Matches
-/// `conn{worker=W conn=C peer=P}: cascade::conn: EVENT stream=KEY[ ...]`.
+/// `conn{worker=W conn=C peer=P}: cascade::conn[::MODULE]: EVENT stream=KEY[ ...]`.
 pub fn conn_events(log: &str, event: &str, stream: &str) -> Vec<ConnLine> {
-    let needle = format!("cascade::conn: {event} stream={stream}");
+    let needle = format!(": {event} stream={stream}");
     log.lines()
         .filter_map(|line| {
             let at = line.find(&needle)?;
+            // The event's target is the connection module or one of its own.
+            let target = line[..at].rsplit(' ').next()?;
+            if !target.starts_with("cascade::conn") {
+                return None;
+            }
             let rest = &line[at + needle.len()..];
             if !(rest.is_empty() || rest.starts_with(' ')) {
                 return None;
