@@ -12,8 +12,8 @@ use std::time::{Duration, Instant};
 
 use cascade::auth::{self, Action};
 use common::{
-    decoded_frames, ffmpeg_play, publish_ffmpeg, run_with_timeout, tail, temp_dir, tool,
-    wait_playable, Clip, RunOutput, Server,
+    assert_refused, decoded_frames, ffmpeg_play, publish_ffmpeg, publish_once, tail, temp_dir,
+    tool, wait_playable, Clip, Server,
 };
 
 /// cascade with `config` written to a temporary file.
@@ -23,24 +23,6 @@ fn start(config: &str) -> (Server, tempfile::TempDir) {
     std::fs::write(&path, config).unwrap();
     let server = Server::start_cascade(&["--config", path.to_str().unwrap()]);
     (server, dir)
-}
-
-/// A one-shot publish (no loop): refused ones end quickly with an error.
-fn publish_once(url: &str) -> RunOutput {
-    let mut cmd = Command::new(tool("ffmpeg"));
-    cmd.args(["-hide_banner", "-nostdin", "-v", "info", "-re", "-i"])
-        .arg(Clip::H264Aac.path())
-        .args(["-c", "copy", "-f", "flv", url]);
-    run_with_timeout("ffmpeg-publish-once", cmd, Duration::from_secs(10))
-}
-
-fn assert_refused(out: &RunOutput, what: &str) {
-    assert!(
-        !out.timed_out && !out.success(),
-        "{what}: expected a refusal, got {}:\n{}",
-        out.describe(),
-        tail(&out.stderr, 20)
-    );
 }
 
 /// Waits until the server logged a publish of `stream`.

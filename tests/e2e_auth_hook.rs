@@ -12,8 +12,8 @@ use std::time::{Duration, Instant};
 
 use common::ops::OpsServer;
 use common::{
-    ffprobe, publish_ffmpeg, run_with_timeout, tail, temp_dir, tool, wait_playable, ChildGuard,
-    Clip, RunOutput,
+    assert_refused, ffprobe, publish_ffmpeg, publish_once, tail, temp_dir, tool, wait_playable,
+    ChildGuard, Clip,
 };
 
 /// The hook: allows a stream whose name starts with "ok" unless the query
@@ -105,24 +105,6 @@ fn start(dir: &Path, config: &str) -> OpsServer {
 
 fn url(ops: &OpsServer, app: &str, name: &str) -> String {
     format!("rtmp://127.0.0.1:{}/{app}/{name}", ops.server.port)
-}
-
-/// A one-shot publish: a refused one ends quickly with an error.
-fn publish_once(url: &str) -> RunOutput {
-    let mut cmd = Command::new(tool("ffmpeg"));
-    cmd.args(["-hide_banner", "-nostdin", "-v", "info", "-re", "-i"])
-        .arg(Clip::H264Aac.path())
-        .args(["-c", "copy", "-f", "flv", url]);
-    run_with_timeout("ffmpeg-publish-once", cmd, Duration::from_secs(15))
-}
-
-fn assert_refused(out: &RunOutput, what: &str) {
-    assert!(
-        !out.timed_out && !out.success(),
-        "{what}: expected a refusal, got {}:\n{}",
-        out.describe(),
-        tail(&out.stderr, 20)
-    );
 }
 
 fn assert_play_refused(url: &str, what: &str) {

@@ -16,16 +16,27 @@ use crate::transport::{IoVecs, WriteHalf};
 const BATCH_ITEMS: usize = 64;
 const BATCH_BYTES: usize = 512 * 1024;
 
-pub async fn write_loop(
-    mut wr: WriteHalf,
-    outbox: Rc<Outbox>,
-    stats: Rc<CoreStats>,
+/// How [`drain`] ended.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Drained {
+    /// The outbox closed and everything queued was written.
+    Done,
+    /// The slow-player policy cut the peer off (the socket is shut down).
+    Slow,
+    /// The socket failed (the outbox is closed, the socket shut down).
+    Broken,
+}
+
+/// Drains `outbox` to `wr` with vectored writes until it closes: the loop
+/// shared by players' writers and upstream publishes. `wrote` hears every
+/// write's byte count, `done` every batch once it is fully written.
+pub async fn drain(
+    wr: &mut WriteHalf,
+    outbox: &Outbox,
     fd: RawFd,
-    conn: u64,
-    peer: SocketAddr,
-) {
-    // Not instrumented with the connection's span: entering a span on every
-    // poll costs more than the rest of this loop. Logs name the connection.
+    mut wrote: impl FnMut(usize),
+    mut done: impl FnMut(&mut Batch),
+) -> Drained {
     let mut batch = Batch::default();
     let mut iov = IoVecs::default();
     while outbox
@@ -39,7 +50,8 @@ pub async fn write_loop(
             let (res, back) = monoio::select! {
                 r = wr.writev(iov) => r,
                 _ = outbox.slow_closed() => {
-                    return finish(&outbox, &stats, fd, conn, peer);
+                    shutdown(fd);
+                    return Drained::Slow;
                 }
             };
             iov = back;
@@ -48,13 +60,34 @@ pub async fn write_loop(
                     // Peer gone: drop what is queued and unblock the reader.
                     outbox.close(CloseReason::Broken);
                     shutdown(fd);
-                    return;
+                    return Drained::Broken;
                 }
-                Ok(n) => iov.advance(n),
+                Ok(n) => {
+                    iov.advance(n);
+                    wrote(n);
+                }
             }
         }
         iov.clear();
         outbox.write_done();
+        done(&mut batch);
+    }
+    Drained::Done
+}
+
+/// A player connection's writer: [`drain`], recording egress latency and
+/// first frames.
+pub async fn write_loop(
+    mut wr: WriteHalf,
+    outbox: Rc<Outbox>,
+    stats: Rc<CoreStats>,
+    fd: RawFd,
+    conn: u64,
+    peer: SocketAddr,
+) {
+    // Not instrumented with the connection's span: entering a span on every
+    // poll costs more than the rest of this loop. Logs name the connection.
+    let record = |batch: &mut Batch| {
         if !batch.ingests.is_empty() {
             let now = Instant::now();
             for t in batch.ingests.drain(..) {
@@ -64,8 +97,10 @@ pub async fn write_loop(
         if let Some(t) = batch.first_keyframe_of_play.take() {
             stats.record_first_frame(Instant::now().duration_since(t));
         }
+    };
+    if drain(&mut wr, &outbox, fd, |_| {}, record).await != Drained::Broken {
+        finish(&outbox, &stats, fd, conn, peer);
     }
-    finish(&outbox, &stats, fd, conn, peer);
 }
 
 fn finish(outbox: &Outbox, stats: &CoreStats, fd: RawFd, conn: u64, peer: SocketAddr) {

@@ -19,19 +19,15 @@ use tracing::{debug, info, warn};
 use super::dial::{self, read_tick, reserve, DialError, Dialed, READ_MIN, TICK};
 use super::forward::{alive, Job};
 use super::select::{self, Mode};
-use crate::conn::writer::shutdown;
-use crate::hub::outbox::Batch;
+use crate::conn::writer::{self, shutdown};
 use crate::hub::{CloseReason, Outbox};
 use crate::metrics::{CoreStats, OutboundKind, OutboundReason};
 use crate::protocol::session::{ClientConfig, ClientSession, PublishFlow, PublishStep};
 use crate::shard::Worker;
-use crate::transport::{IoVecs, ReadHalf, WriteHalf};
+use crate::transport::{ReadHalf, WriteHalf};
 
 /// How long a closing publish may take to flush its last messages.
 const FLUSH_TIMEOUT: Duration = Duration::from_secs(2);
-/// Messages and bytes per vectored write.
-const BATCH_ITEMS: usize = 64;
-const BATCH_BYTES: usize = 512 * 1024;
 
 /// How one attempt ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -279,38 +275,11 @@ async fn write_loop(
     kind: OutboundKind,
     fd: RawFd,
 ) {
-    let mut batch = Batch::default();
-    let mut iov = IoVecs::default();
-    while outbox
-        .next_batch(&mut batch, BATCH_ITEMS, BATCH_BYTES)
-        .await
-    {
-        // Latency and first-frame figures are the players'; not ours.
+    let count = |n: usize| stats.outbound_bytes.add(kind, n as u64);
+    // Latency and first-frame figures are the players'; not ours.
+    let forget = |batch: &mut crate::hub::outbox::Batch| {
         batch.ingests.clear();
         batch.first_keyframe_of_play = None;
-        iov.load(&mut batch.bufs);
-        while iov.remaining() > 0 {
-            let (res, back) = monoio::select! {
-                r = wr.writev(iov) => r,
-                _ = outbox.slow_closed() => {
-                    shutdown(fd);
-                    return;
-                }
-            };
-            iov = back;
-            match res {
-                Ok(0) | Err(_) => {
-                    outbox.close(CloseReason::Broken);
-                    shutdown(fd);
-                    return;
-                }
-                Ok(n) => {
-                    iov.advance(n);
-                    stats.outbound_bytes.add(kind, n as u64);
-                }
-            }
-        }
-        iov.clear();
-        outbox.write_done();
-    }
+    };
+    writer::drain(&mut wr, &outbox, fd, count, forget).await;
 }

@@ -505,3 +505,23 @@ pub fn read_lossy(path: &Path) -> String {
     }
     String::from_utf8_lossy(&buf).into_owned()
 }
+
+/// A one-shot publish of the test clip (no loop): a refused one ends
+/// quickly with an error.
+pub fn publish_once(url: &str) -> RunOutput {
+    let mut cmd = Command::new(tool("ffmpeg"));
+    cmd.args(["-hide_banner", "-nostdin", "-v", "info", "-re", "-i"])
+        .arg(Clip::H264Aac.path())
+        .args(["-c", "copy", "-f", "flv", url]);
+    run_with_timeout("ffmpeg-publish-once", cmd, Duration::from_secs(15))
+}
+
+/// `out` is ffmpeg giving up on a refused publish (not a timeout).
+pub fn assert_refused(out: &RunOutput, what: &str) {
+    assert!(
+        !out.timed_out && !out.success(),
+        "{what}: expected a refusal, got {}:\n{}",
+        out.describe(),
+        tail(&out.stderr, 20)
+    );
+}

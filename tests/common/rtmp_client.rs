@@ -177,27 +177,7 @@ impl RtmpClient {
     /// Reads and discards until the server closes the connection (EOF or
     /// reset); how long that took, or an error at the deadline.
     pub fn wait_closed(&mut self, within: Duration) -> Result<Duration, String> {
-        let started = Instant::now();
-        let deadline = started + within;
-        self.sock
-            .set_read_timeout(Some(Duration::from_millis(100)))
-            .map_err(|e| e.to_string())?;
-        let mut buf = [0u8; 16 * 1024];
-        loop {
-            match self.sock.read(&mut buf) {
-                Ok(0) => return Ok(started.elapsed()),
-                Ok(_) => {}
-                Err(e)
-                    if matches!(
-                        e.kind(),
-                        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
-                    ) => {}
-                Err(_) => return Ok(started.elapsed()),
-            }
-            if Instant::now() >= deadline {
-                return Err(format!("still open after {within:?}"));
-            }
-        }
+        super::hostile::wait_eof(&mut self.sock, within)
     }
 
     pub fn port(&self) -> u16 {
