@@ -20,6 +20,13 @@ pub struct Player {
 }
 
 /// State only the owning core has.
+/// A publisher clock step back past this (ms) is a discontinuity (audio and
+/// video interleave within a few hundred ms; B-frames reorder presentation
+/// times, not these decode times).
+pub const JUMP_BACK_MS: i32 = 1_000;
+/// A step ahead past this (ms) is one too: players would stall on it.
+pub const JUMP_AHEAD_MS: i32 = 30_000;
+
 pub struct Owned {
     /// The connection publishing, if any.
     pub publisher: Option<u64>,
@@ -30,6 +37,9 @@ pub struct Owned {
     /// Timestamp mapping so players see a monotonic clock across publishers.
     offset: u32,
     pub last_out: Option<u32>,
+    /// The last decode time players saw (audio and video, not headers):
+    /// a publisher's clock jumping away from it is a discontinuity.
+    last_dts: Option<u32>,
     rebase: bool,
     pub video_codec: Option<VideoCodec>,
     pub audio_codec: Option<AudioCodec>,
@@ -45,6 +55,7 @@ impl Owned {
             remote: Vec::new(),
             offset: 0,
             last_out: last_ts,
+            last_dts: None,
             rebase: last_ts.is_some(),
             video_codec: None,
             audio_codec: None,
@@ -67,7 +78,21 @@ impl Owned {
     /// `last_out` is the high-water mark of presentation times players saw,
     /// so a new publisher's first frames land after every frame a player's
     /// decoder may still hold for B-frame reordering.
-    pub fn map_timestamp(&mut self, ts: u32, cts: i32) -> u32 {
+    ///
+    /// A publisher's clock that jumps back more than [`JUMP_BACK_MS`] or
+    /// ahead more than [`JUMP_AHEAD_MS`] (a restarted encoder, a glitch) is
+    /// rebased the same way, so players never see time run backwards or
+    /// stall; steps across the 2^32 wrap are ordinary steps. Sequence
+    /// headers (`header`, often stamped 0) are not taken for a jump.
+    pub fn map_timestamp(&mut self, ts: u32, cts: i32, header: bool) -> u32 {
+        if !self.rebase && !header {
+            if let Some(prev) = self.last_dts {
+                let step = ts.wrapping_add(self.offset).wrapping_sub(prev) as i32;
+                if step < -JUMP_BACK_MS || step > JUMP_AHEAD_MS {
+                    self.rebase = true;
+                }
+            }
+        }
         if self.rebase {
             self.rebase = false;
             // Continue one frame interval after the last time players saw.
@@ -75,6 +100,9 @@ impl Owned {
             self.offset = next.wrapping_sub(ts);
         }
         let out = ts.wrapping_add(self.offset);
+        if !header {
+            self.last_dts = Some(out);
+        }
         let shown = out.wrapping_add(cts.max(0) as u32);
         self.last_out = Some(match self.last_out {
             // Keep the high-water mark; small reorderings pass through as is.
@@ -190,5 +218,57 @@ impl LocalStream {
 
     pub fn remove_player(&mut self, id: u64) {
         self.players.retain(|p| p.id != id);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn owned() -> Owned {
+        Owned::new(1, None, Instant::now())
+    }
+
+    #[test]
+    fn a_steady_clock_passes_through_also_across_the_wrap() {
+        let mut o = owned();
+        assert_eq!(o.map_timestamp(0, 0, true), 0);
+        let start = u32::MAX - 100;
+        for i in 0..10u32 {
+            let ts = start.wrapping_add(i * 33);
+            assert_eq!(o.map_timestamp(ts, 0, false), ts);
+        }
+    }
+
+    #[test]
+    fn jumps_back_or_far_ahead_continue_one_frame_later() {
+        let mut o = owned();
+        assert_eq!(o.map_timestamp(20_000, 0, false), 20_000);
+        assert_eq!(o.map_timestamp(20_033, 0, false), 20_033);
+        // Back 15 s: rebased to continue right after what players saw.
+        assert_eq!(o.map_timestamp(5_000, 0, false), 20_066);
+        assert_eq!(o.map_timestamp(5_033, 0, false), 20_099);
+        // Small reorderings (audio after video) are not jumps.
+        assert_eq!(o.map_timestamp(5_010, 0, false), 20_076);
+        // An hour ahead: rebased too.
+        assert_eq!(o.map_timestamp(3_605_033, 0, false), 20_132);
+        assert_eq!(o.map_timestamp(3_605_066, 0, false), 20_165);
+    }
+
+    #[test]
+    fn headers_stamped_zero_are_not_jumps() {
+        let mut o = owned();
+        o.map_timestamp(50_000, 0, false);
+        assert_eq!(o.map_timestamp(0, 0, true), 0);
+        assert_eq!(o.map_timestamp(50_033, 0, false), 50_033);
+    }
+
+    #[test]
+    fn a_new_publisher_continues_after_the_old_one() {
+        let mut o = Owned::new(2, Some(90_000), Instant::now());
+        // Its header takes the rebase; its frames follow from 0.
+        assert_eq!(o.map_timestamp(0, 0, true), 90_033);
+        assert_eq!(o.map_timestamp(0, 0, false), 90_033);
+        assert_eq!(o.map_timestamp(33, 0, false), 90_066);
     }
 }
