@@ -88,7 +88,7 @@ impl Owned {
         if !self.rebase && !header {
             if let Some(prev) = self.last_dts {
                 let step = ts.wrapping_add(self.offset).wrapping_sub(prev) as i32;
-                if step < -JUMP_BACK_MS || step > JUMP_AHEAD_MS {
+                if !(-JUMP_BACK_MS..=JUMP_AHEAD_MS).contains(&step) {
                     self.rebase = true;
                 }
             }
