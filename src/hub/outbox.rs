@@ -260,19 +260,30 @@ impl Outbox {
     /// What a direct send of the whole `frame` did: true when all of it
     /// went out; the rest is queued, or the outbox closed on an error.
     fn apply_send(&self, i: &mut Inner, frame: &Frame, result: std::io::Result<usize>) -> bool {
-        match result {
-            Ok(n) if n == frame.chunks.len() => {
-                if let Some(stats) = self.stats.borrow().as_ref() {
-                    let now = Instant::now();
-                    stats.record_egress(now.duration_since(frame.ingest));
-                    if frame.keyframe {
-                        if let Some(t) = i.play_started.take() {
-                            stats.record_first_frame(now.duration_since(t));
-                        }
-                    }
-                }
-                true
+        let sent = self.settle(i, frame, result);
+        if sent {
+            if let Some(stats) = self.stats.borrow().as_ref() {
+                let now = Instant::now();
+                stats.record_egress(now.duration_since(frame.ingest));
+                self.note_first_frame(i, frame, stats, now);
             }
+        }
+        sent
+    }
+
+    /// A play's first keyframe went out at `now`.
+    fn note_first_frame(&self, i: &mut Inner, frame: &Frame, stats: &CoreStats, now: Instant) {
+        if frame.keyframe {
+            if let Some(t) = i.play_started.take() {
+                stats.record_first_frame(now.duration_since(t));
+            }
+        }
+    }
+
+    /// The queue side of a direct send's result: true when all went out.
+    fn settle(&self, i: &mut Inner, frame: &Frame, result: std::io::Result<usize>) -> bool {
+        match result {
+            Ok(n) if n == frame.chunks.len() => true,
             Ok(n) => {
                 // Part of it (or none) went out: the rest waits for the writer.
                 let rest = frame.chunks.slice(n.min(frame.chunks.len())..);
@@ -321,15 +332,26 @@ impl Outbox {
         self.sink.borrow().as_ref()?.batch_handle()
     }
 
-    /// The outcome of a batched send of `frame` (None: the batch could not
-    /// send it, so it is queued for the writer).
-    pub fn direct_done(&self, frame: &Frame, result: Option<std::io::Result<usize>>) {
+    /// The outcome of a batched send of `frame` that completed by `now`
+    /// (None: the batch could not send it, so it is queued for the
+    /// writer). True when all of it went out: the caller records the
+    /// egress latency of the whole batch at once.
+    pub fn direct_done(
+        &self,
+        frame: &Frame,
+        result: Option<std::io::Result<usize>>,
+        now: Instant,
+    ) -> bool {
         let mut i = self.inner.borrow_mut();
-        if self.apply_send(&mut i, frame, result.unwrap_or(Ok(0))) {
-            return;
+        if self.settle(&mut i, frame, result.unwrap_or(Ok(0))) {
+            if let Some(stats) = self.stats.borrow().as_ref() {
+                self.note_first_frame(&mut i, frame, stats, now);
+            }
+            return true;
         }
         drop(i);
         self.wake();
+        false
     }
 
     /// Resolves once the player has been cut off for being too slow.

@@ -297,9 +297,18 @@ impl Default for Hist {
 
 impl Hist {
     pub fn record(&self, d: Duration) {
+        self.record_n(d, 1);
+    }
+
+    /// `n` observations of the same value (a batch that finished together).
+    pub fn record_n(&self, d: Duration, n: u64) {
+        if n == 0 {
+            return;
+        }
         let us = (d.as_micros().min(u128::from(HIST_MAX_US)) as u64).max(1);
-        let _ = self.h.borrow_mut().record(us);
-        self.sum_us.set(self.sum_us.get().saturating_add(us));
+        let _ = self.h.borrow_mut().record_n(us, n);
+        self.sum_us
+            .set(self.sum_us.get().saturating_add(us.saturating_mul(n)));
     }
     pub fn snapshot(&self) -> HistSnapshot {
         HistSnapshot {
@@ -528,6 +537,11 @@ impl CoreStats {
 
     pub fn record_egress(&self, d: Duration) {
         self.ingest_to_egress.record(d);
+    }
+
+    /// `n` players' sends of one frame that completed together.
+    pub fn record_egress_n(&self, d: Duration, n: u64) {
+        self.ingest_to_egress.record_n(d, n);
     }
 
     pub fn record_first_frame(&self, d: Duration) {

@@ -470,7 +470,12 @@ async fn worker_main(
     {
         match crate::transport::UringBatch::new() {
             Ok(b) => {
-                worker.hub.borrow().fanout().set_sender(Some(Box::new(b)));
+                let stats = Some(worker.stats.clone());
+                worker
+                    .hub
+                    .borrow()
+                    .fanout()
+                    .set_sender(Some(Box::new(b)), stats);
                 tracing::debug!(worker = id, "fan-out sends batched on io_uring");
             }
             Err(e) => {
