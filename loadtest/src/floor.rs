@@ -108,7 +108,11 @@ pub fn run_floor(cfg: FloorConfig) -> Result<(), String> {
         let due = start + Duration::from_millis(u64::from(next.timestamp));
         if due <= now {
             let msg = std::mem::replace(&mut next, source.next_msg());
-            stamper.stamp(msg, unix_micros(), &mut batch);
+            // Stamped with the time it was due, as a real-time publisher
+            // sends it then: a message that waited for an earlier one's
+            // fan-out counts that wait, as it does behind any relay.
+            let late = now.saturating_duration_since(due).as_micros() as u64;
+            stamper.stamp(msg, unix_micros().saturating_sub(late), &mut batch);
             for m in batch.drain(..) {
                 let wire = serialize(&m, cfg.chunk_size);
                 let key = m.type_id == type_id::VIDEO && is_key(&m.payload);
