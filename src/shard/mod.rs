@@ -20,10 +20,13 @@ use crate::hub::{
     ClientInfo, CloseReason, CoreMsg, Directory, Hub, KickTarget, LiveSettings, Outbox,
     QueueLimits, Snapshot,
 };
-use crate::metrics::{ConnRole, CoreStats, KickReason, Label, LimitKind, RejectReason};
+use crate::metrics::{ConnRole, CoreStats, KickReason, Label};
 use crate::protocol::session::ServerConfig;
 use crate::transport::TlsServer;
 use crate::xcore::{self, Mailbox, Mesh};
+
+mod accept;
+use accept::Accept;
 
 /// Which IO driver to run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -497,86 +500,6 @@ async fn worker_main(
     // Draining: new connections go to other nodes; the ones here run on
     // until the control plane closes them and the process exits.
     std::future::pending::<()>().await;
-}
-
-/// One listener's accept loop on one worker.
-#[derive(Clone)]
-struct Accept {
-    worker: Rc<Worker>,
-    ops: Arc<Ops>,
-    limiter: crate::auth::ConnLimiter,
-}
-
-impl Accept {
-    /// Accepts until a drain starts, then closes the listener. With `tls`,
-    /// each connection starts with a TLS handshake using the certificate in
-    /// force at accept time.
-    async fn run(&self, listener: monoio::net::TcpListener, tls: Option<Arc<TlsServer>>) {
-        let worker = &self.worker;
-        let id = worker.id;
-        loop {
-            let accepted = monoio::select! {
-                r = listener.accept() => r,
-                _ = worker.drained() => break,
-            };
-            match accepted {
-                Ok((stream, peer)) => {
-                    worker
-                        .stats
-                        .connections
-                        .set(worker.stats.connections.get() + 1);
-                    // Limits are read from the live configuration (a reload applies).
-                    let limits = self.ops.config().limits.clone();
-                    let permit = match self.limiter.admit(
-                        peer.ip(),
-                        limits.max_connections,
-                        limits.max_connections_per_ip,
-                    ) {
-                        Ok(p) => p,
-                        Err(e) => {
-                            let (reason, kind, value) = match e {
-                                crate::auth::LimitExceeded::Total => (
-                                    RejectReason::MaxConnections,
-                                    LimitKind::MaxConnections,
-                                    limits.max_connections,
-                                ),
-                                crate::auth::LimitExceeded::PerIp => (
-                                    RejectReason::MaxConnectionsPerIp,
-                                    LimitKind::MaxConnectionsPerIp,
-                                    limits.max_connections_per_ip,
-                                ),
-                            };
-                            worker.stats.rejected.inc(reason);
-                            worker.stats.limit_hits.inc(kind);
-                            warn!(
-                                worker = id,
-                                limit = %format_args!("limits.{}", kind.name()),
-                                value,
-                                %peer,
-                                reason = %e,
-                                "limit hit: connection refused"
-                            );
-                            drop(stream);
-                            continue;
-                        }
-                    };
-                    let worker = worker.clone();
-                    let tls = tls.as_ref().map(|t| t.config());
-                    monoio::spawn(async move {
-                        crate::conn::serve(worker, stream, peer, tls).await;
-                        drop(permit);
-                    });
-                }
-                Err(e) => {
-                    // EMFILE and friends: back off instead of spinning.
-                    worker.stats.rejected.inc(RejectReason::AcceptError);
-                    warn!(worker = id, error = %e, "accept failed");
-                    monoio::time::sleep(std::time::Duration::from_millis(50)).await;
-                }
-            }
-        }
-        drop(listener);
-    }
 }
 
 /// Applies what other cores send, a whole batch per wake-up.
