@@ -7,6 +7,7 @@
 //! is how the harness itself is checked.
 #![allow(dead_code)]
 
+pub mod abuse;
 pub mod attacks;
 pub mod edge;
 pub mod engine;
@@ -108,12 +109,23 @@ impl Server {
 
     /// cascade on a free port, with extra command-line arguments.
     pub fn start_cascade(args: &[&str]) -> Server {
-        let bin = PathBuf::from(env!("CARGO_BIN_EXE_cascade"));
+        Self::start_cascade_bin(Path::new(env!("CARGO_BIN_EXE_cascade")), args)
+    }
+
+    /// A cascade binary of the caller's choosing (e.g. a release build) on a
+    /// free port, with extra command-line arguments.
+    pub fn start_cascade_bin(bin: &Path, args: &[&str]) -> Server {
+        Self::start_cascade_with(bin, args, &[])
+    }
+
+    /// As `start_cascade_bin`, with extra environment variables.
+    pub fn start_cascade_with(bin: &Path, args: &[&str], envs: &[(&str, &str)]) -> Server {
         Self::start_with_retries(ServerKind::Cascade, |port, _dir| {
-            let mut cmd = Command::new(&bin);
+            let mut cmd = Command::new(bin);
             cmd.arg("--listen")
                 .arg(format!("127.0.0.1:{port}"))
-                .args(args);
+                .args(args)
+                .envs(envs.iter().copied());
             // The whole suite runs once per IO driver (scripts/test.sh).
             if let Ok(driver) = std::env::var("CASCADE_TEST_IO_DRIVER") {
                 if !args.contains(&"--io-driver") {

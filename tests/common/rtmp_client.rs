@@ -48,22 +48,17 @@ impl RtmpClient {
     /// TCP connect, plain handshake, and `connect` to `app`; waits for the
     /// server's `_result`.
     pub fn connect(port: u16, app: &str, timeout: Duration) -> Result<RtmpClient, String> {
+        let client = RtmpClient::handshake_only(port, timeout)?;
+        client.connect_app(app, timeout)
+    }
+
+    /// `connect` to `app` after the handshake; waits for the `_result`.
+    pub fn connect_app(mut self, app: &str, timeout: Duration) -> Result<RtmpClient, String> {
         let deadline = Instant::now() + timeout;
-        let mut client = RtmpClient::handshake_only(port, timeout)?;
-        client.app = app.to_string();
-        let tc_url = format!("rtmp://127.0.0.1:{port}/{app}");
-        let props = Amf0Value::object([
-            ("app", Amf0Value::from(app)),
-            ("flashVer", Amf0Value::from("LNX 9,0,124,2")),
-            ("tcUrl", Amf0Value::from(tc_url.as_str())),
-            ("fpad", Amf0Value::from(false)),
-            ("capabilities", Amf0Value::from(15.0)),
-            ("audioCodecs", Amf0Value::from(4071.0)),
-            ("videoCodecs", Amf0Value::from(252.0)),
-            ("videoFunction", Amf0Value::from(1.0)),
-        ]);
-        let txn = client.command(0, "connect", vec![props])?;
-        let reply = client.wait_result(txn, deadline)?;
+        self.app = app.to_string();
+        let props = self.connect_props();
+        let txn = self.command(0, "connect", vec![props])?;
+        let reply = self.wait_result(txn, deadline)?;
         let code = reply
             .get(3)
             .and_then(|info| info.get("code"))
@@ -73,15 +68,38 @@ impl RtmpClient {
         if code != "NetConnection.Connect.Success" {
             return Err(format!("connect answered {reply:?}"));
         }
-        Ok(client)
+        Ok(self)
+    }
+
+    /// The command object of our `connect`, the way ffmpeg fills it.
+    pub fn connect_props(&self) -> Amf0Value {
+        let app = self.app.as_str();
+        let tc_url = format!("rtmp://127.0.0.1:{}/{app}", self.port);
+        Amf0Value::object([
+            ("app", Amf0Value::from(app)),
+            ("flashVer", Amf0Value::from("LNX 9,0,124,2")),
+            ("tcUrl", Amf0Value::from(tc_url.as_str())),
+            ("fpad", Amf0Value::from(false)),
+            ("capabilities", Amf0Value::from(15.0)),
+            ("audioCodecs", Amf0Value::from(4071.0)),
+            ("videoCodecs", Amf0Value::from(252.0)),
+            ("videoFunction", Amf0Value::from(1.0)),
+        ])
     }
 
     /// TCP connect and the plain handshake, nothing more: for tests that
     /// send their own (possibly broken) chunks next.
     pub fn handshake_only(port: u16, timeout: Duration) -> Result<RtmpClient, String> {
-        let deadline = Instant::now() + timeout;
         let addr = ([127, 0, 0, 1], port).into();
         let sock = TcpStream::connect_timeout(&addr, timeout).map_err(|e| format!("tcp: {e}"))?;
+        RtmpClient::handshake_on(sock, timeout)
+    }
+
+    /// The plain handshake over a socket the caller connected (to set socket
+    /// options that must come before `connect(2)`, such as SO_RCVBUF).
+    pub fn handshake_on(sock: TcpStream, timeout: Duration) -> Result<RtmpClient, String> {
+        let deadline = Instant::now() + timeout;
+        let port = sock.peer_addr().map_err(|e| e.to_string())?.port();
         sock.set_nodelay(true).map_err(|e| e.to_string())?;
         let mut client = RtmpClient {
             sock,
@@ -172,6 +190,35 @@ impl RtmpClient {
                 return Err(format!("publish answered {code}"));
             }
         }
+    }
+
+    /// `publish(name, "live")` on a stream id from `create_stream`; the
+    /// onStatus code of the answer.
+    pub fn publish_on(
+        &mut self,
+        sid: u32,
+        name: &str,
+        timeout: Duration,
+    ) -> Result<String, String> {
+        let deadline = Instant::now() + timeout;
+        self.command(
+            sid,
+            "publish",
+            vec![Amf0Value::from(name), Amf0Value::from("live")],
+        )?;
+        loop {
+            let msg = self
+                .next_message(deadline)?
+                .ok_or_else(|| "no answer to publish".to_string())?;
+            if let Some(code) = status_code(&msg) {
+                return Ok(code);
+            }
+        }
+    }
+
+    /// The socket, for tests that read or write around the client.
+    pub fn sock(&self) -> &TcpStream {
+        &self.sock
     }
 
     /// Reads and discards until the server closes the connection (EOF or
