@@ -730,29 +730,25 @@ fn refused_publishes_retried_on_one_connection_are_cut_off() {
     let mut c = RtmpClient::connect(node.server.port, "locked", T).expect("connect");
     let peer = c.local_addr();
     let sid = c.create_stream(T).expect("createStream");
-    // 20 attempts back to back, the way a retry loop without backoff sends.
-    let mut written = 0;
-    for _ in 0..20 {
-        let args = vec![Amf0Value::from("cam?key=wrong"), Amf0Value::from("live")];
-        if c.command(sid, "publish", args).is_err() {
-            break;
-        }
-        written += 1;
-    }
-    let deadline = Instant::now() + T;
+    // A retry loop without backoff: publish again as soon as the refusal
+    // arrives, up to 20 times, until the server closes the connection.
     let mut refusals = 0;
-    let closed = loop {
-        match c.next_message(deadline) {
-            Ok(Some(m)) => {
-                if status_code(&m).is_some_and(|code| code.starts_with("NetStream.Publish.")) {
-                    refusals += 1;
-                }
+    for _ in 0..20 {
+        match c.publish_on(sid, "cam?key=wrong", T) {
+            Ok(code)
+                if code.starts_with("NetStream.Publish.") && code != "NetStream.Publish.Start" =>
+            {
+                refusals += 1
             }
-            Ok(None) => break false,
-            Err(_) => break true,
+            Ok(code) => panic!("a publish with a wrong key was answered {code}"),
+            Err(e) => {
+                eprintln!("attempt {} ended with: {e}", refusals + 1);
+                break;
+            }
         }
-    };
-    eprintln!("{written} publishes written, {refusals} refusals read, closed: {closed}");
+    }
+    let closed = c.wait_closed(T).is_ok();
+    eprintln!("{refusals} refusals, closed: {closed}");
     assert!(refusals >= 1, "no publish was refused");
     assert!(
         closed,
