@@ -214,9 +214,22 @@ pub struct LimitsSection {
     /// encoder must not hold its stream key forever).
     pub publisher_timeout_ms: u64,
     /// A connection that neither publishes nor plays for this long after
-    /// its handshake is closed. Players are never idle-closed: they only
-    /// receive.
+    /// its handshake (or after its stream ended) is closed, however many
+    /// bytes it trickles meanwhile.
     pub idle_timeout_ms: u64,
+    /// A paused player is closed after this long.
+    pub pause_timeout_ms: u64,
+    /// Replies one connection may leave unread (acks, pings, results);
+    /// past it the connection is cut off.
+    pub max_pending_output_bytes: usize,
+    /// Refused publishes or plays one connection may make before it is closed.
+    pub max_refusals_per_connection: u32,
+    /// TCP keepalive: idle time before the first probe (0: off). A peer
+    /// that vanished is found after this plus three probes 10 s apart.
+    pub tcp_keepalive_ms: u64,
+    /// TCP_USER_TIMEOUT: sent data left unacknowledged this long closes
+    /// the connection (0: the kernel's default, about 15 minutes).
+    pub tcp_user_timeout_ms: u64,
     pub max_message_size: u32,
     pub max_chunk_streams: usize,
     /// Largest Set Chunk Size a peer may announce (1..=2147483647).
@@ -287,10 +300,15 @@ impl Default for LimitsSection {
             handshake_timeout_ms: 10_000,
             publisher_timeout_ms: 10_000,
             idle_timeout_ms: 60_000,
-            max_message_size: 16 << 20,
+            pause_timeout_ms: 120_000,
+            max_pending_output_bytes: 1 << 20,
+            max_refusals_per_connection: 3,
+            tcp_keepalive_ms: 30_000,
+            tcp_user_timeout_ms: 30_000,
+            max_message_size: 4 << 20,
             max_chunk_streams: 64,
             max_chunk_size: 0x7FFF_FFFF,
-            max_reassembly_bytes: 32 << 20,
+            max_reassembly_bytes: 8 << 20,
             max_streams_per_connection: 8,
             amf_max_depth: 32,
             amf_max_items: 65_536,
@@ -411,6 +429,12 @@ impl Config {
                 "limits.max_reassembly_bytes",
                 "must be at least limits.max_message_size",
             );
+        }
+        if self.limits.max_pending_output_bytes < 64 * 1024 {
+            bad("limits.max_pending_output_bytes", "must be at least 65536");
+        }
+        if self.limits.max_refusals_per_connection == 0 {
+            bad("limits.max_refusals_per_connection", "must be > 0");
         }
         if self.limits.amf_max_items == 0 {
             bad("limits.amf_max_items", "must be > 0");
@@ -550,6 +574,7 @@ impl Config {
             max_duration_ms: self.player.queue_max_ms,
             disconnect_after: Duration::from_millis(self.player.slow_disconnect_ms),
             coalesce: Duration::from_millis(self.player.write_coalesce_ms),
+            max_control_bytes: self.limits.max_pending_output_bytes,
         }
     }
 }

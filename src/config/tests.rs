@@ -28,7 +28,8 @@ fn chunk_limits_reach_the_session() {
     assert_eq!(s.amf_limits.max_items, 100);
     let d = Config::default().session_config();
     assert_eq!(d.chunk_limits.max_chunk_size, 0x7FFF_FFFF);
-    assert_eq!(d.chunk_limits.max_reassembly_bytes, 32 << 20);
+    assert_eq!(d.chunk_limits.max_reassembly_bytes, 8 << 20);
+    assert_eq!(d.chunk_limits.max_message_size, 4 << 20);
     let e = Config::from_toml("[limits]\nmax_reassembly_bytes = 1000000\n").unwrap_err();
     assert!(e.to_string().contains("limits.max_reassembly_bytes"), "{e}");
     let e = Config::from_toml("[limits]\nmax_chunk_size = 2147483648\n").unwrap_err();

@@ -109,6 +109,9 @@ label_enum!(
         Message => "message",
         NotConnected => "command_before_connect",
         TooManyStreams => "too_many_streams",
+        NotAdmitted => "refused_at_header",
+        SecondConnect => "second_connect",
+        EmptyMedia => "empty_media",
     }
 );
 
@@ -119,6 +122,9 @@ label_enum!(
         HandshakeTimeout => "handshake_timeout_ms",
         PublisherTimeout => "publisher_timeout_ms",
         IdleTimeout => "idle_timeout_ms",
+        PauseTimeout => "pause_timeout_ms",
+        MaxPendingOutputBytes => "max_pending_output_bytes",
+        MaxRefusals => "max_refusals_per_connection",
         MaxMessageSize => "max_message_size",
         MaxChunkStreams => "max_chunk_streams",
         MaxChunkSize => "max_chunk_size",

@@ -260,7 +260,7 @@ impl Live<'_> {
             return Some(Outcome::Ended);
         }
         let reason = match self.outbox.closed()? {
-            CloseReason::SlowPlayer => OutboundReason::Slow,
+            CloseReason::SlowPlayer | CloseReason::Unread => OutboundReason::Slow,
             CloseReason::Broken | CloseReason::Finish => OutboundReason::Lost,
         };
         Some(Outcome::Failed { reason, live: true })
