@@ -5,7 +5,7 @@
 
 use std::collections::VecDeque;
 
-use super::frame::{Frame, HeaderKey, FRAME_OVERHEAD};
+use super::frame::{Frame, HeaderKey};
 use crate::protocol::session::MediaKind;
 
 #[derive(Debug, Clone)]
@@ -104,7 +104,7 @@ impl Cache {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::hub::frame::classify;
+    use crate::hub::frame::{classify, FRAME_OVERHEAD};
     use bytes::Bytes;
     use std::time::Instant;
 
