@@ -19,7 +19,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::config::{AppAuth, AuthSection};
-use crate::protocol::command::StreamPath;
+use crate::protocol::command::{apps_of, is_app_name, StreamPath};
 
 pub use cidr::Cidr;
 pub use hook::{Hook, HookConfig, HookRequest, Outcome};
@@ -272,10 +272,13 @@ pub fn problems(a: &AuthSection) -> Vec<(&'static str, String)> {
     }
     let mut names = std::collections::HashSet::new();
     for app in &a.app {
-        if app.name.is_empty() || app.name.contains('/') {
+        if !is_app_name(&app.name) {
             out.push((
                 "auth.app.name",
-                format!("{:?}: expected an app name", app.name),
+                format!(
+                    "{:?}: expected an app name (segments joined by /)",
+                    app.name
+                ),
             ));
         } else if !names.insert(app.name.as_str()) {
             out.push(("auth.app.name", format!("{:?} appears twice", app.name)));
@@ -365,20 +368,29 @@ impl Policy {
         }
     }
 
-    fn rule(&self, action: Action, app: &str) -> &Rule {
-        self.apps.get(app).unwrap_or(&self.default).get(action)
+    /// The rule of `action` on the stream `key` (`app/name`): the
+    /// `[[auth.app]]` whose name is the longest run of the key's leading
+    /// segments, else `[auth]`'s. Chosen from the key, not from the app the
+    /// client sent: `live` + `team/cam` and `live/team` + `cam` are the same
+    /// stream and must meet the same rule.
+    fn rule(&self, action: Action, key: &str) -> &Rule {
+        apps_of(key)
+            .find_map(|app| self.apps.get(app))
+            .unwrap_or(&self.default)
+            .get(action)
     }
 
-    /// True when every check of `action` in `app` is a no-op (the
-    /// default): callers may skip the decision entirely.
-    pub fn is_open(&self, action: Action, app: &str) -> bool {
-        let r = self.rule(action, app);
+    /// True when every check of `action` on the stream `key` is a no-op
+    /// (the default): callers may skip the decision entirely.
+    pub fn is_open(&self, action: Action, key: &str) -> bool {
+        let r = self.rule(action, key);
         r.mode == Mode::Open && r.allow.is_empty() && r.deny.is_empty()
     }
 
-    /// The hook to ask after [`Policy::check`] passes, if `app` uses one.
-    pub fn hook_for(&self, action: Action, app: &str) -> Option<&Arc<Hook>> {
-        (self.rule(action, app).mode == Mode::Hook)
+    /// The hook to ask after [`Policy::check`] passes, if the rule of the
+    /// stream `key` uses one.
+    pub fn hook_for(&self, action: Action, key: &str) -> Option<&Arc<Hook>> {
+        (self.rule(action, key).mode == Mode::Hook)
             .then_some(self.hook.as_ref())
             .flatten()
     }
@@ -403,7 +415,8 @@ impl Policy {
         path: &StreamPath,
         now_unix: u64,
     ) -> Result<(), Denial> {
-        let rule = self.rule(action, &path.app);
+        let key = path.key();
+        let rule = self.rule(action, &key);
         if !rule.address_ok(peer) {
             return Err(Denial::Address);
         }
@@ -423,7 +436,7 @@ impl Policy {
             }
             Mode::Token => {
                 let given = query_param(&path.query, "token").ok_or(Denial::Missing)?;
-                verify(&self.secret, action, &path.key(), given, now_unix)
+                verify(&self.secret, action, &key, given, now_unix)
             }
         }
     }

@@ -3,6 +3,8 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::protocol::command::{apps_of, is_app_name, key_in_app};
+
 /// Edge mode: a play for a stream this node does not have pulls it from an
 /// origin; a publish may be forwarded to one. Inert while no app has origins.
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
@@ -35,7 +37,8 @@ pub struct EdgeSection {
     /// PEM file of CA certificates to trust for `rtmps://` peers instead of
     /// the bundled Mozilla roots (a private CA); empty: bundled roots.
     pub tls_ca_file: String,
-    /// Per-app overrides (`[[edge.app]]`); the first whose name matches wins.
+    /// Per-app overrides (`[[edge.app]]`); a stream takes the one whose
+    /// name is the longest run of leading segments of its key.
     pub app: Vec<EdgeApp>,
 }
 
@@ -62,7 +65,8 @@ impl Default for EdgeSection {
 #[derive(Debug, Clone, PartialEq, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct EdgeApp {
-    /// The application name as clients send it (`live`).
+    /// The app (`live`, or `live/team`): covers every stream key whose
+    /// leading segments are this.
     pub name: String,
     pub origins: Option<Vec<String>>,
     pub mode: Option<String>,
@@ -73,15 +77,17 @@ pub struct EdgeApp {
 }
 
 impl EdgeSection {
-    /// The settings that apply to streams of `app`: `[edge]` with the
-    /// matching `[[edge.app]]` laid over it (its `app` list left empty).
-    pub fn for_app(&self, app: &str) -> EdgeSection {
+    /// The settings that apply to the stream `key` (`app/name`): `[edge]`
+    /// with the matching `[[edge.app]]` laid over it (its `app` list left
+    /// empty). Chosen from the key, as `[auth]` rules are, so a stream
+    /// routes the same however a client splits it into app and name.
+    pub fn for_key(&self, key: &str) -> EdgeSection {
         let mut out = EdgeSection {
             app: Vec::new(),
             origins: Vec::new(),
             ..self.clone()
         };
-        let over = self.app.iter().find(|a| a.name == app);
+        let over = apps_of(key).find_map(|app| self.app.iter().find(|a| a.name == app));
         out.origins = match over.and_then(|a| a.origins.as_ref()) {
             Some(o) => o.clone(),
             None => self.origins.clone(),
@@ -126,7 +132,7 @@ impl EdgeSection {
             ));
         }
         for (i, a) in self.app.iter().enumerate() {
-            if a.name.is_empty() || a.name.contains('/') {
+            if !is_app_name(&a.name) {
                 errs.push(("edge.app.name", format!("entry {i}: expected an app name")));
             }
             if self.app[..i].iter().any(|b| b.name == a.name) {
@@ -154,18 +160,26 @@ impl EdgeSection {
 #[derive(Debug, Clone, PartialEq, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct PushEntry {
-    /// Only streams of this app are pushed; empty for every app.
+    /// Only streams of this app are pushed (keys whose leading segments
+    /// are this); empty for every app.
     pub app: String,
     /// `rtmp://host[:port]/app[/name]`: the stream's own name is appended
     /// unless the URL names one.
     pub urls: Vec<String>,
 }
 
+impl PushEntry {
+    /// Whether the stream `key` is pushed by this entry.
+    pub fn covers(&self, key: &str) -> bool {
+        self.app.is_empty() || key_in_app(key, &self.app)
+    }
+}
+
 /// Every problem of the `[[push]]` list, as (key, why).
 pub fn push_problems(list: &[PushEntry]) -> Vec<(&'static str, String)> {
     let mut errs = Vec::new();
     for (i, p) in list.iter().enumerate() {
-        if p.app.contains('/') {
+        if !p.app.is_empty() && !is_app_name(&p.app) {
             errs.push(("push.app", format!("entry {i}: expected an app name")));
         }
         if p.urls.is_empty() {
@@ -315,14 +329,49 @@ mod tests {
             }],
             ..EdgeSection::default()
         };
-        let live = edge.for_app("live");
+        let live = edge.for_key("live/cam");
         assert_eq!(live.origins, vec!["rtmp://a/live"]);
         assert!(!live.forward_publish);
-        let studio = edge.for_app("studio");
+        let studio = edge.for_key("studio/cam");
         assert_eq!(studio.origins, vec!["rtmp://b/studio"]);
         assert!(studio.forward_publish);
         assert_eq!((studio.linger_ms, studio.mode.as_str()), (1, "failover"));
         assert!(studio.app.is_empty());
+    }
+
+    #[test]
+    fn app_overrides_follow_the_stream_key() {
+        let over = |name: &str, linger| EdgeApp {
+            name: name.into(),
+            origins: Some(vec![format!("rtmp://{}/x", name.replace('/', "-"))]),
+            linger_ms: Some(linger),
+            ..EdgeApp::default()
+        };
+        let edge = EdgeSection {
+            origins: vec!["rtmp://global/live".into()],
+            app: vec![over("live", 1), over("live/team", 2)],
+            ..EdgeSection::default()
+        };
+        // One stream, whichever way a client splits app and name.
+        assert_eq!(edge.for_key("live/cam").linger_ms, 1);
+        assert_eq!(edge.for_key("live/other/cam").linger_ms, 1);
+        // The longest matching app wins.
+        assert_eq!(edge.for_key("live/team/cam").linger_ms, 2);
+        assert_eq!(
+            edge.for_key("live/team/cam").origins,
+            vec!["rtmp://live-team/x"]
+        );
+        // Whole segments only.
+        assert_eq!(
+            edge.for_key("liveX/cam").origins,
+            vec!["rtmp://global/live"]
+        );
+        let push = PushEntry {
+            app: "live".into(),
+            urls: Vec::new(),
+        };
+        assert!(push.covers("live/team/cam") && !push.covers("liveX/cam"));
+        assert!(PushEntry::default().covers("any/cam"));
     }
 
     #[test]

@@ -345,7 +345,7 @@ impl Conn {
                 if self
                     .worker
                     .auth()
-                    .hook_for(Action::Publish, &path.app)
+                    .hook_for(Action::Publish, &path.key())
                     .is_some()
                 {
                     return Some(Deferred::Publish {
@@ -366,7 +366,7 @@ impl Conn {
                 if self
                     .worker
                     .auth()
-                    .hook_for(Action::Play, &path.app)
+                    .hook_for(Action::Play, &path.key())
                     .is_some()
                     || self.needs_pull(&path)
                 {

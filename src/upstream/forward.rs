@@ -78,8 +78,8 @@ pub fn jobs_for(worker: &Worker, path: &StreamPath) -> Vec<Job> {
     if config.push.is_empty() && !config.edge.forward_publish && config.edge.app.is_empty() {
         return Vec::new();
     }
-    let edge = config.edge.for_app(&path.app);
     let key = path.key();
+    let edge = config.edge.for_key(&key);
     let job = |kind, name: String, targets: Vec<OriginUrl>, mode| Job {
         kind,
         key: key.clone(),
@@ -111,7 +111,7 @@ pub fn jobs_for(worker: &Worker, path: &StreamPath) -> Vec<Job> {
         }
     }
     for entry in &config.push {
-        if !entry.app.is_empty() && entry.app != path.app {
+        if !entry.covers(&key) {
             continue;
         }
         for url in &entry.urls {

@@ -105,7 +105,7 @@ pub async fn run(worker: Rc<Worker>, target: Target, id: u64) {
     let stats = worker.stats.clone();
     stats.pulls_active.set(stats.pulls_active.get() + 1);
     stats.pull_starts.set(stats.pull_starts.get() + 1);
-    let edge: EdgeSection = worker.config.edge.for_app(&target.app);
+    let edge: EdgeSection = worker.config.edge.for_key(&target.key);
     let edge = &edge;
     let origins: Vec<OriginUrl> = edge
         .origins
