@@ -89,6 +89,10 @@ pub enum Denial {
     Hook,
     #[error("auth hook failed")]
     HookFailed,
+    /// Too many hook requests waiting: refused whatever
+    /// `auth.hook_on_error` says, or a flood would open the node.
+    #[error("auth hook busy")]
+    HookBusy,
 }
 
 impl Denial {
@@ -101,6 +105,7 @@ impl Denial {
             Denial::Expired => "expired",
             Denial::Hook => "hook",
             Denial::HookFailed => "hook_error",
+            Denial::HookBusy => "hook_busy",
         }
     }
 }
@@ -116,6 +121,7 @@ pub fn rejection_label(action: Action, d: Denial) -> crate::metrics::AuthRejecti
         (Action::Publish, Denial::Expired) => R::PublishExpired,
         (Action::Publish, Denial::Hook) => R::PublishHook,
         (Action::Publish, Denial::HookFailed) => R::PublishHookError,
+        (Action::Publish, Denial::HookBusy) => R::PublishHookBusy,
         (Action::Play, Denial::Address) => R::PlayAddress,
         (Action::Play, Denial::Missing) => R::PlayMissing,
         (Action::Play, Denial::BadKey) => R::PlayBadKey,
@@ -123,6 +129,7 @@ pub fn rejection_label(action: Action, d: Denial) -> crate::metrics::AuthRejecti
         (Action::Play, Denial::Expired) => R::PlayExpired,
         (Action::Play, Denial::Hook) => R::PlayHook,
         (Action::Play, Denial::HookFailed) => R::PlayHookError,
+        (Action::Play, Denial::HookBusy) => R::PlayHookBusy,
     }
 }
 
@@ -395,11 +402,13 @@ impl Policy {
             .flatten()
     }
 
-    /// The hook's answer as a decision, under `auth.hook_on_error`.
+    /// The hook's answer as a decision: a failure under
+    /// `auth.hook_on_error`, a full queue always a refusal.
     pub fn hook_verdict(&self, outcome: &Outcome) -> Result<(), Denial> {
         match outcome {
             Outcome::Allow => Ok(()),
             Outcome::Deny(_) => Err(Denial::Hook),
+            Outcome::Busy => Err(Denial::HookBusy),
             Outcome::Failed(_) if self.on_hook_error == OnHookError::Allow => Ok(()),
             Outcome::Failed(_) => Err(Denial::HookFailed),
         }

@@ -156,6 +156,13 @@ fn hook_mode_needs_a_url_and_maps_outcomes() {
     a.hook_on_error = "allow".into();
     let p = Policy::from_config(&a).unwrap();
     assert_eq!(p.hook_verdict(&Outcome::Failed("x".into())), Ok(()));
+    // A full queue refuses even so: a flood must not open the node.
+    assert_eq!(p.hook_verdict(&Outcome::Busy), Err(Denial::HookBusy));
+    assert_eq!(Denial::HookBusy.as_str(), "hook_busy");
+    assert_eq!(
+        rejection_label(Action::Play, Denial::HookBusy),
+        crate::metrics::AuthRejection::PlayHookBusy
+    );
     a.hook_on_error = "maybe".into();
     assert!(Policy::from_config(&a).is_err());
 }

@@ -89,7 +89,8 @@ pub struct AuthSection {
     pub hook_on_error: String,
     /// Blocking request threads shared by every worker.
     pub hook_threads: usize,
-    /// Requests waiting for a thread; past it a request is a hook failure.
+    /// Requests waiting for a thread; past it a request is refused
+    /// (`hook_busy`), whatever `hook_on_error` says.
     pub hook_max_pending: usize,
     /// Per-app overrides (`[[auth.app]]`).
     pub app: Vec<AppAuth>,

@@ -207,6 +207,9 @@ impl Conn {
                 error = %why,
                 "auth hook failed; applying auth.hook_on_error"
             ),
+            // Refused below whatever auth.hook_on_error says; the denial
+            // line is the one log line it gets.
+            auth::Outcome::Busy => {}
         }
         self.count_denial(action, path, policy.hook_verdict(&outcome))
     }
