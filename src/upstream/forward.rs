@@ -36,6 +36,8 @@ pub struct Job {
     /// Forward: the app's origins; push: the one target.
     pub targets: Vec<OriginUrl>,
     pub mode: Mode,
+    /// Failover stickiness of `targets` as a list.
+    pub sticky: select::Sticky,
     pub connect_timeout: Duration,
     pub start_timeout: Duration,
     pub backoff: Duration,
@@ -82,6 +84,7 @@ pub fn jobs_for(worker: &Worker, path: &StreamPath) -> Vec<Job> {
     let edge = config.edge.for_key(&key);
     let job = |kind, name: String, targets: Vec<OriginUrl>, mode| Job {
         kind,
+        sticky: select::Sticky::of(&targets.iter().map(|t| t.url.clone()).collect::<Vec<_>>()),
         key: key.clone(),
         app: path.app.clone(),
         name,
@@ -163,7 +166,7 @@ async fn run(worker: Rc<Worker>, job: Job, tag: String) {
     let mut attempts = 0u64;
     while alive(&worker, &job.key) {
         // Forward: the origins in pull order, the next one after a failure.
-        let order = select::order(job.mode, &urls, &job.key);
+        let order = select::order(job.mode, &urls, &job.key, &job.sticky);
         let Some(&idx) = order.get(fails_in_row % n) else {
             break;
         };

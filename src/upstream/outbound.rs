@@ -18,7 +18,7 @@ use tracing::{debug, info, warn};
 
 use super::dial::{self, read_tick, reserve, DialError, Dialed, READ_MIN, TICK};
 use super::forward::{alive, Job};
-use super::select::{self, Mode};
+use super::select::Mode;
 use crate::conn::writer::{self, shutdown};
 use crate::hub::{CloseReason, Outbox};
 use crate::metrics::{CoreStats, OutboundKind, OutboundReason};
@@ -122,7 +122,7 @@ pub async fn attempt(worker: &Rc<Worker>, job: &Job, idx: usize) -> Outcome {
         }
     };
     if job.kind == OutboundKind::Forward && job.mode == Mode::Failover {
-        select::mark_healthy(idx);
+        job.sticky.mark_healthy(idx);
     }
     info!(target = %target.url, %app, %name, stream_id, "publishing upstream");
     let live = Live {

@@ -85,6 +85,8 @@ struct Pull {
     origins: Vec<OriginUrl>,
     urls: Vec<String>,
     mode: Mode,
+    /// Failover stickiness of this pull's origin list.
+    sticky: select::Sticky,
     connect_timeout: Duration,
     start_timeout: Duration,
     backoff: Duration,
@@ -113,9 +115,11 @@ pub async fn run(worker: Rc<Worker>, target: Target, id: u64) {
         .filter_map(|o| OriginUrl::parse(o).ok())
         .collect();
     let tls = dial::tls_for(&origins, edge);
+    let urls: Vec<String> = origins.iter().map(|o| o.url.clone()).collect();
     let mut pull = Pull {
         tls,
-        urls: origins.iter().map(|o| o.url.clone()).collect(),
+        sticky: select::Sticky::of(&urls),
+        urls,
         origins,
         mode: Mode::parse(&edge.mode),
         connect_timeout: Duration::from_millis(edge.connect_timeout_ms),
@@ -157,7 +161,7 @@ impl Pull {
         let mut backoff = self.backoff;
         let mut after_loss = false;
         'rounds: loop {
-            let mut order = select::order(self.mode, &self.urls, &self.target.key);
+            let mut order = select::order(self.mode, &self.urls, &self.target.key, &self.sticky);
             if let (true, Some(last)) = (after_loss, self.last_origin) {
                 // Lost mid-stream: the others first, the lost one last.
                 if order.len() > 1 {
@@ -420,7 +424,7 @@ impl Pull {
         }
         self.last_origin = Some(idx);
         if self.mode == Mode::Failover {
-            select::mark_healthy(idx);
+            self.sticky.mark_healthy(idx);
         }
         let directory = self.worker.hub.borrow().directory().clone();
         directory.set_pull_state(key, self.id, PullState::Live);
