@@ -67,19 +67,20 @@ pub struct Hook {
 impl std::fmt::Debug for Hook {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Hook")
-            .field("url", &self.config.url)
+            .field("url", &super::redact::url(&self.config.url).to_string())
             .finish()
     }
 }
 
 /// Checks a hook URL: http or https with a host.
 pub fn check_url(url: &str) -> Result<(), String> {
+    let shown = super::redact::url(url);
     let rest = url
         .strip_prefix("http://")
         .or_else(|| url.strip_prefix("https://"))
-        .ok_or_else(|| format!("{url}: expected http://host[:port]/path or https://..."))?;
+        .ok_or_else(|| format!("{shown}: expected http://host[:port]/path or https://..."))?;
     if rest.split('/').next().unwrap_or("").is_empty() {
-        return Err(format!("{url}: missing host"));
+        return Err(format!("{shown}: missing host"));
     }
     Ok(())
 }
@@ -162,11 +163,26 @@ fn serve(rx: Receiver<Job>, agent: ureq::Agent, url: String) {
                 Outcome::Failed(format!("status {code}"))
             }
             Err(ureq::Error::Status(code, _)) => Outcome::Deny(code),
-            Err(ureq::Error::Transport(t)) => Outcome::Failed(t.to_string()),
+            Err(ureq::Error::Transport(t)) => Outcome::Failed(transport_error(&t)),
         };
         // The connection may have given up (timeout or closed): fine.
         let _ = job.reply.send(outcome);
     }
+}
+
+/// A transport error for the log, without the URL ureq puts in its own
+/// message (the hook URL may hold a credential).
+fn transport_error(t: &ureq::Transport) -> String {
+    let mut out = t.kind().to_string();
+    if let Some(m) = t.message() {
+        out.push_str(": ");
+        out.push_str(m);
+    }
+    if let Some(source) = std::error::Error::source(t) {
+        out.push_str(": ");
+        out.push_str(&source.to_string());
+    }
+    out
 }
 
 #[cfg(test)]
@@ -228,7 +244,7 @@ mod tests {
             .unwrap()
             .port();
         let hook = Hook::new(HookConfig {
-            url: format!("http://127.0.0.1:{port}/auth"),
+            url: format!("http://127.0.0.1:{port}/auth?token=SECRET"),
             timeout: Duration::from_millis(500),
             threads: 1,
             max_pending: 4,
@@ -247,6 +263,11 @@ mod tests {
             .build()
             .unwrap();
         let out = rt.block_on(async { hook.ask(&req).await });
-        assert!(matches!(out, Outcome::Failed(_)), "{out:?}");
+        let Outcome::Failed(why) = out else {
+            panic!("{out:?}")
+        };
+        // The reason is logged: it must not carry the hook URL's credential.
+        assert!(!why.contains("SECRET"), "{why}");
+        assert!(!format!("{hook:?}").contains("SECRET"));
     }
 }

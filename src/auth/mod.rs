@@ -11,6 +11,7 @@
 pub mod cidr;
 pub mod hook;
 pub mod limits;
+pub mod redact;
 pub mod token;
 
 use std::collections::HashMap;

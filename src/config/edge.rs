@@ -3,6 +3,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::auth::redact;
 use crate::protocol::command::{apps_of, is_app_name, key_in_app};
 
 /// Edge mode: a play for a stream this node does not have pulls it from an
@@ -189,7 +190,7 @@ pub fn push_problems(list: &[PushEntry]) -> Vec<(&'static str, String)> {
             match OriginUrl::parse(u) {
                 Ok(o) if o.app.is_none() => errs.push((
                     "push.urls",
-                    format!("{u}: expected rtmp://host[:port]/app[/name]"),
+                    format!("{}: expected rtmp://host[:port]/app[/name]", redact::url(u)),
                 )),
                 Ok(_) => {}
                 Err(why) => errs.push(("push.urls", why)),
@@ -202,7 +203,8 @@ pub fn push_problems(list: &[PushEntry]) -> Vec<(&'static str, String)> {
 /// One peer as dialled: where, and what to say in `connect`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct OriginUrl {
-    /// The URL as configured (for logs).
+    /// The URL as configured (may hold a stream key: log it through
+    /// `auth::redact::url`).
     pub url: String,
     /// `rtmps://`: TLS on the connection, verified against `host`.
     pub tls: bool,
@@ -220,10 +222,12 @@ impl OriginUrl {
     /// Parses `rtmp[s]://host[:port][/app[/name]]` (default ports 1935 and
     /// 443, as ffmpeg and librtmp assume).
     pub fn parse(url: &str) -> Result<OriginUrl, String> {
+        // Errors are printed and logged: they show the URL without its key.
+        let shown = redact::url(url);
         let (tls, rest) = match url.split_once("://") {
             Some((scheme, rest)) if scheme.eq_ignore_ascii_case("rtmp") => (false, rest),
             Some((scheme, rest)) if scheme.eq_ignore_ascii_case("rtmps") => (true, rest),
-            _ => return Err(format!("{url}: expected rtmp://host[:port][/app]")),
+            _ => return Err(format!("{shown}: expected rtmp://host[:port][/app]")),
         };
         let (hostport, path) = match rest.split_once('/') {
             Some((h, p)) => (h, p.trim_matches('/')),
@@ -237,15 +241,15 @@ impl OriginUrl {
                 p.parse::<u16>()
                     .ok()
                     .filter(|p| *p > 0)
-                    .ok_or_else(|| format!("{url}: bad port {p:?}"))?,
+                    .ok_or_else(|| format!("{shown}: bad port {p:?}"))?,
             ),
             _ => (hostport, default_port),
         };
         if host.is_empty() {
-            return Err(format!("{url}: missing host"));
+            return Err(format!("{shown}: missing host"));
         }
         if tls && rustls::pki_types::ServerName::try_from(host.trim_matches(['[', ']'])).is_err() {
-            return Err(format!("{url}: {host:?} is not a valid TLS server name"));
+            return Err(format!("{shown}: {host:?} is not a valid TLS server name"));
         }
         let (app, name) = match path.split_once('/') {
             Some((a, n)) => (a, n.trim_matches('/')),
@@ -303,6 +307,12 @@ mod tests {
         assert_eq!(o.addr, "live.example:443");
         assert_eq!(o.tc_url("app"), "rtmps://live.example:443/app");
         assert!(OriginUrl::parse("http://x/live").is_err());
+        // Errors are printed and logged: the URL's key stays out of them.
+        let e = OriginUrl::parse("rtmp://x:0/live2/SECRET?sign=SECRET").unwrap_err();
+        assert!(
+            e.contains("rtmp://x:0/live2/***") && !e.contains("SECRET"),
+            "{e}"
+        );
         assert!(OriginUrl::parse("rtmp://x:0/live").is_err());
         assert!(OriginUrl::parse("rtmp://:1935/live").is_err());
     }

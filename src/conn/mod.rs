@@ -334,7 +334,11 @@ impl Conn {
     fn on_event(&mut self, ev: ServerEvent, now: Instant) -> Option<Deferred> {
         match ev {
             ServerEvent::Connected { app, tc_url, .. } => {
-                debug!(%app, %tc_url, "connect");
+                debug!(
+                    app = %crate::auth::redact::name(&app),
+                    tc_url = %crate::auth::redact::tc_url(&tc_url),
+                    "connect"
+                );
                 self.tc_url = tc_url;
             }
             ServerEvent::PublishRequested {

@@ -18,6 +18,7 @@ use tracing::{info, warn, Instrument};
 
 use super::outbound::{self, Outcome};
 use super::select::{self, Mode};
+use crate::auth::redact;
 use crate::config::OriginUrl;
 use crate::metrics::{OutboundFailure, OutboundKind};
 use crate::protocol::command::StreamPath;
@@ -183,7 +184,7 @@ async fn run(worker: Rc<Worker>, job: Job, tag: String) {
                 stats
                     .outbound_failures
                     .inc(OutboundFailure::of(job.kind, reason));
-                warn!(target = %target.url, ?reason, "outbound publish failed; retrying");
+                warn!(target = %redact::url(&target.url), ?reason, "outbound publish failed; retrying");
                 if live {
                     // It worked until now: start the backoff over.
                     backoff = job.backoff;

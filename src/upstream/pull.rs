@@ -19,6 +19,7 @@ use tracing::{debug, info, warn};
 
 use super::dial::{self, read_tick, DialError, READ_MIN, TICK};
 use super::select::{self, Mode};
+use crate::auth::redact;
 use crate::config::{EdgeSection, OriginUrl};
 use crate::hub::PullState;
 use crate::metrics::PullFailure;
@@ -181,7 +182,7 @@ impl Pull {
                 // Share what is left of the deadline among the origins left.
                 let budget = (deadline - now) / (n - i) as u32;
                 let outcome = self.attempt(idx, budget).await;
-                debug!(origin = %self.urls[idx], ?outcome, "pull attempt over");
+                debug!(origin = %redact::url(&self.urls[idx]), ?outcome, "pull attempt over");
                 match outcome {
                     Outcome::Failed(reason) => {
                         self.worker.stats.pull_failures.inc(reason);
@@ -195,9 +196,9 @@ impl Pull {
                         // while we reconnect.
                         if outcome == Outcome::Lost {
                             self.worker.stats.pull_failures.inc(PullFailure::Lost);
-                            warn!(origin = %self.urls[idx], "origin lost; reconnecting");
+                            warn!(origin = %redact::url(&self.urls[idx]), "origin lost; reconnecting");
                         } else {
-                            info!(origin = %self.urls[idx], "origin ended the stream");
+                            info!(origin = %redact::url(&self.urls[idx]), "origin ended the stream");
                         }
                         self.unpublish();
                         let grace = self.worker.hub.borrow().config().publisher_grace;
@@ -237,9 +238,11 @@ impl Pull {
             Err(e) => {
                 match &e {
                     DialError::Tls(_) => {
-                        warn!(origin = %origin.url, error = %e, "origin TLS failed")
+                        warn!(origin = %redact::url(&origin.url), error = %e, "origin TLS failed")
                     }
-                    _ => debug!(origin = %origin.url, error = %e, "origin dial failed"),
+                    _ => {
+                        debug!(origin = %redact::url(&origin.url), error = %e, "origin dial failed")
+                    }
                 }
                 return Outcome::Failed(match e {
                     DialError::Handshake(_) | DialError::HandshakeTimeout => PullFailure::Handshake,
@@ -270,7 +273,7 @@ impl Pull {
                 Outcome::Failed(PullFailure::Protocol)
             };
             if let Err(e) = session.handle_input(&mut buf) {
-                warn!(origin = %origin.url, error = %e, "origin sent bad data");
+                warn!(origin = %redact::url(&origin.url), error = %e, "origin sent bad data");
                 return broken;
             }
             let now = Instant::now();
@@ -324,7 +327,7 @@ impl Pull {
                     last_byte = Instant::now();
                 }
                 Err(e) => {
-                    debug!(origin = %origin.url, error = %e, "origin read failed");
+                    debug!(origin = %redact::url(&origin.url), error = %e, "origin read failed");
                     return broken_or(stage, PullFailure::Connect);
                 }
             }
@@ -345,6 +348,7 @@ impl Pull {
         match ev {
             ClientEvent::Connected => session.create_stream(),
             ClientEvent::ConnectRejected { code, description } => {
+                let description = redact::name(&description);
                 warn!(%code, %description, "origin refused connect");
                 return Some(Outcome::Failed(PullFailure::Rejected));
             }
@@ -372,6 +376,7 @@ impl Pull {
                         | "NetStream.Play.Failed"
                 ) || level == "error";
                 if ends {
+                    let description = redact::name(&description);
                     debug!(%code, %description, "origin status");
                     return Some(if live {
                         Outcome::Ended
@@ -428,7 +433,7 @@ impl Pull {
         }
         let directory = self.worker.hub.borrow().directory().clone();
         directory.set_pull_state(key, self.id, PullState::Live);
-        info!(origin = %self.urls[idx], "edge pull live");
+        info!(origin = %redact::url(&self.urls[idx]), "edge pull live");
         None
     }
 
