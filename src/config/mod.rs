@@ -21,6 +21,12 @@ use crate::protocol::amf::AmfLimits;
 use crate::protocol::chunk::ChunkLimits;
 use crate::protocol::session::ServerConfig;
 
+/// The largest value of any `*_ms` key: 7 days. Timers add these values to
+/// `Instant`s, and a huge one (`u64::MAX`) would overflow that arithmetic
+/// and panic a worker; no timeout, grace, window or backoff of a relay
+/// needs more than a week.
+pub const MAX_DURATION_MS: u64 = 7 * 24 * 60 * 60 * 1000;
+
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     #[error("cannot read {path}: {source}")]
@@ -89,7 +95,8 @@ pub struct AuthSection {
     pub hook_on_error: String,
     /// Blocking request threads shared by every worker.
     pub hook_threads: usize,
-    /// Requests waiting for a thread; past it a request is a hook failure.
+    /// Requests waiting for a thread; past it a request is refused
+    /// (`hook_busy`), whatever `hook_on_error` says.
     pub hook_max_pending: usize,
     /// Per-app overrides (`[[auth.app]]`).
     pub app: Vec<AppAuth>,
@@ -517,7 +524,51 @@ impl Config {
         for (key, why) in crate::auth::problems(&self.auth) {
             bad(key, &why);
         }
+        for (key, ms) in self.durations_ms() {
+            if ms > MAX_DURATION_MS {
+                bad(
+                    key,
+                    &format!("{ms} ms is too long: at most {MAX_DURATION_MS} (7 days)"),
+                );
+            }
+        }
         errs
+    }
+
+    /// Every `*_ms` value with its key, `[[edge.app]]` ones where set (a
+    /// test checks that no `*_ms` key is missing here).
+    pub fn durations_ms(&self) -> Vec<(&'static str, u64)> {
+        let mut out = vec![
+            ("server.drain_timeout_ms", self.server.drain_timeout_ms),
+            (
+                "limits.handshake_timeout_ms",
+                self.limits.handshake_timeout_ms,
+            ),
+            (
+                "limits.publisher_timeout_ms",
+                self.limits.publisher_timeout_ms,
+            ),
+            ("limits.idle_timeout_ms", self.limits.idle_timeout_ms),
+            (
+                "stream.gop_cache_max_ms",
+                self.stream.gop_cache_max_ms.into(),
+            ),
+            ("stream.publisher_grace_ms", self.stream.publisher_grace_ms),
+            ("player.queue_max_ms", self.player.queue_max_ms.into()),
+            ("player.slow_disconnect_ms", self.player.slow_disconnect_ms),
+            ("player.write_coalesce_ms", self.player.write_coalesce_ms),
+            ("edge.connect_timeout_ms", self.edge.connect_timeout_ms),
+            ("edge.start_timeout_ms", self.edge.start_timeout_ms),
+            ("edge.retry_backoff_ms", self.edge.retry_backoff_ms),
+            ("edge.retry_backoff_max_ms", self.edge.retry_backoff_max_ms),
+            ("edge.linger_ms", self.edge.linger_ms),
+            ("auth.hook_timeout_ms", self.auth.hook_timeout_ms),
+        ];
+        for a in &self.edge.app {
+            out.extend(a.start_timeout_ms.map(|v| ("edge.app.start_timeout_ms", v)));
+            out.extend(a.linger_ms.map(|v| ("edge.app.linger_ms", v)));
+        }
+        out
     }
 
     /// Resolves `server.workers` to a count.

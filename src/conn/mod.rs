@@ -386,7 +386,11 @@ impl Conn {
     fn on_event(&mut self, ev: ServerEvent, now: Instant) -> Option<Deferred> {
         match ev {
             ServerEvent::Connected { app, tc_url, .. } => {
-                debug!(%app, %tc_url, "connect");
+                debug!(
+                    app = %crate::auth::redact::name(&app),
+                    tc_url = %crate::auth::redact::tc_url(&tc_url),
+                    "connect"
+                );
                 self.tc_url = tc_url;
             }
             ServerEvent::PublishRequested {
@@ -397,7 +401,7 @@ impl Conn {
                 if self
                     .worker
                     .auth()
-                    .hook_for(Action::Publish, &path.app)
+                    .hook_for(Action::Publish, &path.key())
                     .is_some()
                 {
                     return Some(Deferred::Publish {
@@ -418,7 +422,7 @@ impl Conn {
                 if self
                     .worker
                     .auth()
-                    .hook_for(Action::Play, &path.app)
+                    .hook_for(Action::Play, &path.key())
                     .is_some()
                     || self.needs_pull(&path)
                 {

@@ -16,7 +16,7 @@ use crate::protocol::session::{PlayRejection, PublishRejection};
 impl Conn {
     /// On an edge, a play for a stream this node does not have waits for a pull.
     pub(super) fn needs_pull(&self, path: &StreamPath) -> bool {
-        crate::upstream::enabled(&self.worker.config, &path.app)
+        crate::upstream::enabled(&self.worker.config, &path.key())
             && matches!(self.role, Role::None)
             && !self.worker.hub.borrow().contains(&path.key())
     }
@@ -201,7 +201,7 @@ impl Conn {
     /// (reason only, never the key or token) and counted.
     pub(super) fn authorize(&self, action: Action, path: &StreamPath) -> Result<(), Denial> {
         let policy = self.worker.auth();
-        if policy.is_open(action, &path.app) {
+        if policy.is_open(action, &path.key()) {
             return Ok(());
         }
         let started = Instant::now();
@@ -214,7 +214,7 @@ impl Conn {
     async fn authorize_with_hook(&self, action: Action, path: &StreamPath) -> Result<(), Denial> {
         self.authorize(action, path)?;
         let policy = self.worker.auth();
-        let Some(hook) = policy.hook_for(action, &path.app) else {
+        let Some(hook) = policy.hook_for(action, &path.key()) else {
             return Ok(());
         };
         let request = auth::HookRequest {
@@ -240,6 +240,9 @@ impl Conn {
                 error = %why,
                 "auth hook failed; applying auth.hook_on_error"
             ),
+            // Refused below whatever auth.hook_on_error says; the denial
+            // line is the one log line it gets.
+            auth::Outcome::Busy => {}
         }
         self.count_denial(action, path, policy.hook_verdict(&outcome))
     }

@@ -72,6 +72,7 @@ label_enum!(
         PublishExpired => "publish/expired",
         PublishHook => "publish/hook",
         PublishHookError => "publish/hook_error",
+        PublishHookBusy => "publish/hook_busy",
         PlayAddress => "play/address",
         PlayMissing => "play/missing",
         PlayBadKey => "play/bad_key",
@@ -79,6 +80,7 @@ label_enum!(
         PlayExpired => "play/expired",
         PlayHook => "play/hook",
         PlayHookError => "play/hook_error",
+        PlayHookBusy => "play/hook_busy",
     }
 );
 
