@@ -35,6 +35,7 @@ fn setup() -> (Hub, Vec<Rc<Outbox>>) {
         max_duration_ms: u32::MAX,
         disconnect_after: Duration::from_secs(3600),
         coalesce: Duration::ZERO,
+        max_control_bytes: 1 << 20,
     };
     let outboxes: Vec<Rc<Outbox>> = (0..PLAYERS)
         .map(|_| Rc::new(Outbox::new(limits.clone())))

@@ -181,6 +181,24 @@ fn sign(secret: &str, action: &str, stream: &str, ttl: u64) -> ExitCode {
     ExitCode::SUCCESS
 }
 
+/// The panic policy: a panic on any thread aborts the whole process.
+///
+/// A worker that unwound alone would leave its streams marked as published
+/// (their keys refused), its listener taking connections nobody serves and
+/// `/readyz` still green: a half-dead node. Aborting instead lets systemd
+/// (`Restart=`) or Kubernetes restart a whole, healthy process, and the
+/// exit status (SIGABRT) says what happened.
+fn abort_on_panic() {
+    let default = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        let thread = std::thread::current();
+        let name = thread.name().unwrap_or("unnamed");
+        tracing::error!(thread = name, panic = %info, "thread panicked; aborting the process");
+        default(info);
+        std::process::abort();
+    }));
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match &cli.command {
@@ -208,6 +226,7 @@ fn main() -> ExitCode {
         return ExitCode::FAILURE;
     }
     let log = init_logging(&config);
+    abort_on_panic();
     // A bad certificate stops the start; on reload it keeps the old one.
     let tls = if config.tls.listen.is_empty() {
         None

@@ -11,6 +11,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use cascade::auth::{self, Action};
+use common::rtmp_client::{status_code, RtmpClient};
 use common::{
     assert_refused, decoded_frames, ffmpeg_play, publish_ffmpeg, publish_once, tail, temp_dir,
     tool, wait_playable, Clip, Server,
@@ -209,4 +210,59 @@ fn assert_play_refused(server: &Server, name: &str, what: &str) {
         Duration::from_secs(10),
     );
     assert!(!out.success() || decoded_frames(&out) == 0, "{what}");
+}
+
+/// Plays `name` on a fresh connection to `app`; the first Play.Start or
+/// Play.Failed status the server answers.
+fn play_status(server: &Server, app: &str, name: &str) -> String {
+    let t = Duration::from_secs(10);
+    let mut player = RtmpClient::connect(server.port, app, t).expect("connect");
+    let sid = player.create_stream(t).expect("createStream");
+    player.play(sid, name).expect("play");
+    let deadline = Instant::now() + t;
+    loop {
+        let msg = player
+            .next_message(deadline)
+            .expect("read")
+            .expect("no answer to play");
+        match status_code(&msg) {
+            Some(code) if code == "NetStream.Play.Start" || code == "NetStream.Play.Failed" => {
+                return code
+            }
+            _ => {}
+        }
+    }
+}
+
+#[test]
+fn app_rule_follows_the_stream_key_however_it_is_split() {
+    // `[auth]` is open; app `live` needs a play key.
+    let (server, _dir) =
+        start("[[auth.app]]\nname = \"live\"\nplay = \"key\"\nplay_keys = [\"watch\"]\n");
+    let t = Duration::from_secs(10);
+    let mut publisher = RtmpClient::connect(server.port, "live", t).expect("connect");
+    publisher
+        .publish("team/cam", t)
+        .expect("publish live + team/cam");
+    wait_published(&server, "live/team/cam");
+    // The same key `live/team/cam` from app `live/team`: still `live`'s rule.
+    for (app, name) in [("live/team", "cam"), ("live", "team/cam")] {
+        assert_eq!(
+            play_status(&server, app, name),
+            "NetStream.Play.Failed",
+            "{app} + {name} played without a key:\n{}",
+            tail(&server.log(), 20)
+        );
+    }
+    assert_eq!(
+        play_status(&server, "live/team", "cam?key=watch"),
+        "NetStream.Play.Start",
+        "{}",
+        tail(&server.log(), 20)
+    );
+    // Another app's streams keep `[auth]`'s open rule.
+    let mut other = RtmpClient::connect(server.port, "liveX", t).expect("connect");
+    other.publish("cam", t).expect("publish liveX + cam");
+    wait_published(&server, "liveX/cam");
+    assert_eq!(play_status(&server, "liveX", "cam"), "NetStream.Play.Start");
 }

@@ -11,6 +11,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use common::ops::OpsServer;
+use common::rtmp_client::RtmpClient;
 use common::{
     assert_refused, ffprobe, publish_ffmpeg, publish_once, tail, temp_dir, tool, wait_playable,
     ChildGuard, Clip,
@@ -243,4 +244,46 @@ fn per_app_rules_and_reload_on_sighup() {
         "revoked key",
     );
     wait_playable(&url(&ops, "open", "cam"), Duration::from_secs(20));
+}
+
+#[test]
+fn a_full_hook_queue_refuses_even_under_hook_on_error_allow() {
+    let dir = temp_dir("auth-hook-busy");
+    let hook = HookServer::start(dir.path());
+    // One request thread, one waiting slot: with the hook taking 3 s per
+    // "slow" request, a burst of four publishes overflows the queue.
+    let ops = start(
+        dir.path(),
+        &format!(
+            "[auth]\npublish = \"hook\"\nhook_url = \"{}\"\nhook_on_error = \"allow\"\n\
+             hook_timeout_ms = 5000\nhook_threads = 1\nhook_max_pending = 1\n",
+            hook.url()
+        ),
+    );
+    let port = ops.server.port;
+    let burst: Vec<_> = (0..4)
+        .map(|i| {
+            thread::spawn(move || {
+                let t = Duration::from_secs(15);
+                let mut c = RtmpClient::connect(port, "live", t)?;
+                c.publish(&format!("slow{i}"), t).map(|_| c)
+            })
+        })
+        .collect();
+    let results: Vec<_> = burst.into_iter().map(|h| h.join().unwrap()).collect();
+    let denied = results
+        .iter()
+        .filter(|r| matches!(r, Err(e) if e.contains("NetStream.Publish.Denied")))
+        .count();
+    assert!(
+        denied >= 1,
+        "no publish was refused: {:?}\n{}",
+        results.iter().map(|r| r.as_ref().err()).collect::<Vec<_>>(),
+        tail(&ops.server.log(), 30)
+    );
+    wait_log(&ops, "reason=hook_busy");
+    let busy = ops
+        .metric("cascade_auth_rejections_total{action=\"publish\",reason=\"hook_busy\"}")
+        .unwrap_or(0.0);
+    assert!(busy >= 1.0, "hook_busy rejections: {busy}");
 }

@@ -7,7 +7,7 @@ mod common;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use cascade::upstream::select::{order, Mode};
+use cascade::upstream::select::{order, Mode, Sticky};
 use common::edge::{loadtest_play, loadtest_report, NginxOrigin};
 use common::ops::OpsServer;
 use common::rtmp_client::{status_code, RtmpClient, TYPE_VIDEO};
@@ -289,7 +289,9 @@ fn hash_mode_spreads_streams_the_same_way_on_every_edge() {
     for want in 0..2 {
         let found = (0..100)
             .map(|i| format!("h{i}"))
-            .filter(|n| order(Mode::Hash, &urls, &format!("live/{n}"))[0] == want)
+            .filter(|n| {
+                order(Mode::Hash, &urls, &format!("live/{n}"), &Sticky::default())[0] == want
+            })
             .take(2);
         names.extend(found.map(|n| (n, want)));
     }

@@ -235,3 +235,50 @@ fn push_to_two_targets_one_restarted() {
     assert!(pushed > 200_000.0, "pushed bytes: {pushed}");
     assert!(publisher.try_status().is_none(), "publisher died");
 }
+
+#[test]
+fn stream_keys_and_tokens_stay_out_of_the_log() {
+    let _s = serial();
+    let target = OpsServer::start(&["--workers", "1"], &[]);
+    let dead = free_port();
+    let dir = temp_dir("cascade-redact-");
+    // Debug level, so the connect line with the tcUrl is written too. A
+    // forward passes the publisher's query on; one push names its key in
+    // the URL, another goes nowhere (its failures are logged).
+    let node = node(
+        dir.path(),
+        &format!(
+            "[log]\nlevel = \"cascade=debug\"\n\
+             [edge]\norigins = [\"rtmp://127.0.0.1:{tp}/fwd\"]\nforward_publish = true\n\
+             pass_query = true\nretry_backoff_ms = 200\nretry_backoff_max_ms = 1000\n\
+             [[push]]\napp = \"live\"\nurls = [\"rtmp://127.0.0.1:{tp}/live/SECRET-push-key\", \
+             \"rtmp://127.0.0.1:{dead}/live2/SECRET-dead-key?sign=SECRET-sign\"]\n",
+            tp = target.server.port
+        ),
+    );
+    let publish_url = format!(
+        "rtmp://127.0.0.1:{}/live?key=SECRET-tc/cam?token=SECRET-token",
+        node.server.port
+    );
+    let _publisher = publish(&publish_url);
+    wait_until(
+        "the forward and the push to go live, and the dead push to fail",
+        Duration::from_secs(30),
+        || {
+            let log = node.server.log();
+            log.matches("publishing upstream").count() >= 2
+                && log.contains("outbound publish failed")
+        },
+    );
+    let log = node.server.log();
+    // What was logged, masked.
+    assert!(log.contains("tc_url=rtmp://"), "{}", tail(&log, 40));
+    assert!(log.contains("/live2/***?sign=***"), "{}", tail(&log, 40));
+    assert!(log.contains("/live/***"), "{}", tail(&log, 40));
+    let leaks: Vec<&str> = log.lines().filter(|l| l.contains("SECRET")).collect();
+    assert!(
+        leaks.is_empty(),
+        "secrets in the log:\n{}",
+        leaks.join("\n")
+    );
+}

@@ -227,6 +227,29 @@ fn check_config_reports_every_error() {
             out.stderr
         );
     }
+    // Durations so long that timer arithmetic would overflow.
+    let huge = dir.path().join("huge.toml");
+    std::fs::write(
+        &huge,
+        "[limits]\nidle_timeout_ms = 9223372036854775807\n[edge]\nlinger_ms = 604800001\n",
+    )
+    .unwrap();
+    let mut cmd = Command::new(bin);
+    cmd.arg("check-config").arg(&huge);
+    let out = run_with_timeout("check-config", cmd, T);
+    assert_eq!(
+        out.status.and_then(|s| s.code()),
+        Some(2),
+        "{}",
+        out.describe()
+    );
+    for key in ["limits.idle_timeout_ms", "edge.linger_ms"] {
+        assert!(
+            out.stderr.contains(key),
+            "{key} not reported:\n{}",
+            out.stderr
+        );
+    }
     let good = concat!(env!("CARGO_MANIFEST_DIR"), "/config/cascade.toml");
     let mut cmd = Command::new(bin);
     cmd.arg("check-config").arg(good);

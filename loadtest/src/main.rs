@@ -147,6 +147,10 @@ struct PlayArgs {
     /// No progress line.
     #[arg(long)]
     quiet: bool,
+    /// Report only: exit 0 even when frames were lost, starts were bad or
+    /// players failed (by default such a run exits with status 3).
+    #[arg(long)]
+    no_gate: bool,
 }
 
 /// "2500k", "2.5M", "800000" -> bits per second.
@@ -287,8 +291,17 @@ fn cmd_play(
         std::fs::write(path, plot::render_svg(&report.timeline, &title))
             .map_err(|e| format!("{path}: {e}"))?;
     }
+    let failures = report.gate_failures();
+    if !failures.is_empty() && !p.no_gate {
+        eprintln!("FAILED: {}", failures.join("; "));
+        std::process::exit(GATE_FAILED);
+    }
     Ok(())
 }
+
+/// Exit status of a run that completed but failed the gate (loss, bad
+/// starts, failed or dropped players); 1 means the run itself failed.
+const GATE_FAILED: i32 = 3;
 
 /// Runs the publisher on its own thread and waits until it is publishing.
 fn start_publisher(cfg: PublishConfig) -> Result<std::thread::JoinHandle<PublisherReport>, String> {

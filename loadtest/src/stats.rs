@@ -249,6 +249,34 @@ pub struct Report {
 }
 
 impl Report {
+    /// Why this run should not pass a gate (CI, a capacity check): every
+    /// lost frame, bad start, player that never connected or left early.
+    pub fn gate_failures(&self) -> Vec<String> {
+        let mut why = Vec::new();
+        if self.lost_frames > 0 {
+            why.push(format!("{} frames lost", self.lost_frames));
+        }
+        if self.bad_starts > 0 {
+            why.push(format!("{} bad starts", self.bad_starts));
+        }
+        if self.players_connected < self.players_target {
+            why.push(format!(
+                "{} of {} players connected",
+                self.players_connected, self.players_target
+            ));
+        }
+        if self.players_up_at_end < self.players_connected {
+            why.push(format!(
+                "{} players disconnected early",
+                self.players_connected - self.players_up_at_end
+            ));
+        }
+        if !self.connect_failures.is_empty() {
+            why.push(format!("connect failures {:?}", self.connect_failures));
+        }
+        why
+    }
+
     #[allow(clippy::too_many_arguments)] // one call site, all named there
     pub fn build(
         url: &str,

@@ -4,8 +4,10 @@
 //! The request runs on a small pool of blocking threads shared by every
 //! worker (started on first use), so a slow hook never stalls a core: the
 //! connection awaits the answer while the core goes on. The queue in front
-//! of the pool is bounded; a full queue, a timeout, an unreachable hook or
-//! a 5xx answer is a hook *failure*, resolved by `auth.hook_on_error`.
+//! of the pool is bounded. A timeout, an unreachable hook or a 5xx answer is
+//! a hook *failure*, resolved by `auth.hook_on_error`; a full queue is not:
+//! it is [`Outcome::Busy`] and always refuses, since otherwise anyone could
+//! flood the queue with plays and, under `hook_on_error = "allow"`, be let in.
 
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
@@ -37,8 +39,10 @@ pub enum Outcome {
     Allow,
     /// A 3xx or 4xx status: the hook refused.
     Deny(u16),
-    /// No usable answer (timeout, connection error, 5xx, queue full).
+    /// No usable answer (timeout, connection error, 5xx).
     Failed(String),
+    /// Not asked: `auth.hook_max_pending` requests were already waiting.
+    Busy,
 }
 
 #[derive(Debug, Clone)]
@@ -63,19 +67,20 @@ pub struct Hook {
 impl std::fmt::Debug for Hook {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Hook")
-            .field("url", &self.config.url)
+            .field("url", &super::redact::url(&self.config.url).to_string())
             .finish()
     }
 }
 
 /// Checks a hook URL: http or https with a host.
 pub fn check_url(url: &str) -> Result<(), String> {
+    let shown = super::redact::url(url);
     let rest = url
         .strip_prefix("http://")
         .or_else(|| url.strip_prefix("https://"))
-        .ok_or_else(|| format!("{url}: expected http://host[:port]/path or https://..."))?;
+        .ok_or_else(|| format!("{shown}: expected http://host[:port]/path or https://..."))?;
     if rest.split('/').next().unwrap_or("").is_empty() {
-        return Err(format!("{url}: missing host"));
+        return Err(format!("{shown}: missing host"));
     }
     Ok(())
 }
@@ -110,6 +115,19 @@ impl Hook {
         })
     }
 
+    /// Queues one request body without waiting; the receiver gets the
+    /// answer. A full queue is [`Outcome::Busy`].
+    fn submit(&self, body: String) -> Result<futures_channel::oneshot::Receiver<Outcome>, Outcome> {
+        let (reply, answer) = futures_channel::oneshot::channel();
+        match self.queue().try_send(Job { body, reply }) {
+            Ok(()) => Ok(answer),
+            Err(TrySendError::Full(_)) => Err(Outcome::Busy),
+            Err(TrySendError::Disconnected(_)) => {
+                Err(Outcome::Failed("no hook request thread".into()))
+            }
+        }
+    }
+
     /// Asks the hook about one request; never waits longer than the
     /// configured timeout (plus a little for the thread hand-off).
     pub async fn ask(&self, request: &HookRequest) -> Outcome {
@@ -117,19 +135,10 @@ impl Hook {
             Ok(b) => b,
             Err(e) => return Outcome::Failed(format!("encode: {e}")),
         };
-        let (reply, answer) = futures_channel::oneshot::channel();
-        match self.queue().try_send(Job { body, reply }) {
-            Ok(()) => {}
-            Err(TrySendError::Full(_)) => {
-                return Outcome::Failed(format!(
-                    "more than auth.hook_max_pending ({}) requests waiting",
-                    self.config.max_pending
-                ))
-            }
-            Err(TrySendError::Disconnected(_)) => {
-                return Outcome::Failed("no hook request thread".into())
-            }
-        }
+        let answer = match self.submit(body) {
+            Ok(answer) => answer,
+            Err(outcome) => return outcome,
+        };
         let limit = self.config.timeout + Duration::from_millis(250);
         match monoio::time::timeout(limit, answer).await {
             Ok(Ok(outcome)) => outcome,
@@ -154,11 +163,26 @@ fn serve(rx: Receiver<Job>, agent: ureq::Agent, url: String) {
                 Outcome::Failed(format!("status {code}"))
             }
             Err(ureq::Error::Status(code, _)) => Outcome::Deny(code),
-            Err(ureq::Error::Transport(t)) => Outcome::Failed(t.to_string()),
+            Err(ureq::Error::Transport(t)) => Outcome::Failed(transport_error(&t)),
         };
         // The connection may have given up (timeout or closed): fine.
         let _ = job.reply.send(outcome);
     }
+}
+
+/// A transport error for the log, without the URL ureq puts in its own
+/// message (the hook URL may hold a credential).
+fn transport_error(t: &ureq::Transport) -> String {
+    let mut out = t.kind().to_string();
+    if let Some(m) = t.message() {
+        out.push_str(": ");
+        out.push_str(m);
+    }
+    if let Some(source) = std::error::Error::source(t) {
+        out.push_str(": ");
+        out.push_str(&source.to_string());
+    }
+    out
 }
 
 #[cfg(test)]
@@ -194,6 +218,24 @@ mod tests {
     }
 
     #[test]
+    fn a_full_queue_is_busy_not_a_failure() {
+        // A listener that accepts (in its backlog) and never answers: the
+        // one request thread stays blocked on the first request.
+        let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = silent.local_addr().unwrap().port();
+        let hook = Hook::new(HookConfig {
+            url: format!("http://127.0.0.1:{port}/auth"),
+            timeout: Duration::from_secs(5),
+            threads: 1,
+            max_pending: 1,
+        });
+        // One request in the thread at most, one in the queue: the third
+        // finds the queue full whatever the thread has picked up by then.
+        let outcomes: Vec<_> = (0..3).map(|_| hook.submit("{}".into()).err()).collect();
+        assert_eq!(outcomes[2], Some(Outcome::Busy), "{outcomes:?}");
+    }
+
+    #[test]
     fn an_unreachable_hook_is_a_failure_not_a_hang() {
         // A port nothing listens on: connection refused at once.
         let port = std::net::TcpListener::bind("127.0.0.1:0")
@@ -202,7 +244,7 @@ mod tests {
             .unwrap()
             .port();
         let hook = Hook::new(HookConfig {
-            url: format!("http://127.0.0.1:{port}/auth"),
+            url: format!("http://127.0.0.1:{port}/auth?token=SECRET"),
             timeout: Duration::from_millis(500),
             threads: 1,
             max_pending: 4,
@@ -221,6 +263,11 @@ mod tests {
             .build()
             .unwrap();
         let out = rt.block_on(async { hook.ask(&req).await });
-        assert!(matches!(out, Outcome::Failed(_)), "{out:?}");
+        let Outcome::Failed(why) = out else {
+            panic!("{out:?}")
+        };
+        // The reason is logged: it must not carry the hook URL's credential.
+        assert!(!why.contains("SECRET"), "{why}");
+        assert!(!format!("{hook:?}").contains("SECRET"));
     }
 }

@@ -11,6 +11,7 @@
 pub mod cidr;
 pub mod hook;
 pub mod limits;
+pub mod redact;
 pub mod token;
 
 use std::collections::HashMap;
@@ -19,7 +20,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::config::{AppAuth, AuthSection};
-use crate::protocol::command::StreamPath;
+use crate::protocol::command::{apps_of, is_app_name, StreamPath};
 
 pub use cidr::Cidr;
 pub use hook::{Hook, HookConfig, HookRequest, Outcome};
@@ -89,6 +90,10 @@ pub enum Denial {
     Hook,
     #[error("auth hook failed")]
     HookFailed,
+    /// Too many hook requests waiting: refused whatever
+    /// `auth.hook_on_error` says, or a flood would open the node.
+    #[error("auth hook busy")]
+    HookBusy,
 }
 
 impl Denial {
@@ -101,6 +106,7 @@ impl Denial {
             Denial::Expired => "expired",
             Denial::Hook => "hook",
             Denial::HookFailed => "hook_error",
+            Denial::HookBusy => "hook_busy",
         }
     }
 }
@@ -116,6 +122,7 @@ pub fn rejection_label(action: Action, d: Denial) -> crate::metrics::AuthRejecti
         (Action::Publish, Denial::Expired) => R::PublishExpired,
         (Action::Publish, Denial::Hook) => R::PublishHook,
         (Action::Publish, Denial::HookFailed) => R::PublishHookError,
+        (Action::Publish, Denial::HookBusy) => R::PublishHookBusy,
         (Action::Play, Denial::Address) => R::PlayAddress,
         (Action::Play, Denial::Missing) => R::PlayMissing,
         (Action::Play, Denial::BadKey) => R::PlayBadKey,
@@ -123,6 +130,7 @@ pub fn rejection_label(action: Action, d: Denial) -> crate::metrics::AuthRejecti
         (Action::Play, Denial::Expired) => R::PlayExpired,
         (Action::Play, Denial::Hook) => R::PlayHook,
         (Action::Play, Denial::HookFailed) => R::PlayHookError,
+        (Action::Play, Denial::HookBusy) => R::PlayHookBusy,
     }
 }
 
@@ -272,10 +280,13 @@ pub fn problems(a: &AuthSection) -> Vec<(&'static str, String)> {
     }
     let mut names = std::collections::HashSet::new();
     for app in &a.app {
-        if app.name.is_empty() || app.name.contains('/') {
+        if !is_app_name(&app.name) {
             out.push((
                 "auth.app.name",
-                format!("{:?}: expected an app name", app.name),
+                format!(
+                    "{:?}: expected an app name (segments joined by /)",
+                    app.name
+                ),
             ));
         } else if !names.insert(app.name.as_str()) {
             out.push(("auth.app.name", format!("{:?} appears twice", app.name)));
@@ -365,29 +376,40 @@ impl Policy {
         }
     }
 
-    fn rule(&self, action: Action, app: &str) -> &Rule {
-        self.apps.get(app).unwrap_or(&self.default).get(action)
+    /// The rule of `action` on the stream `key` (`app/name`): the
+    /// `[[auth.app]]` whose name is the longest run of the key's leading
+    /// segments, else `[auth]`'s. Chosen from the key, not from the app the
+    /// client sent: `live` + `team/cam` and `live/team` + `cam` are the same
+    /// stream and must meet the same rule.
+    fn rule(&self, action: Action, key: &str) -> &Rule {
+        apps_of(key)
+            .find_map(|app| self.apps.get(app))
+            .unwrap_or(&self.default)
+            .get(action)
     }
 
-    /// True when every check of `action` in `app` is a no-op (the
-    /// default): callers may skip the decision entirely.
-    pub fn is_open(&self, action: Action, app: &str) -> bool {
-        let r = self.rule(action, app);
+    /// True when every check of `action` on the stream `key` is a no-op
+    /// (the default): callers may skip the decision entirely.
+    pub fn is_open(&self, action: Action, key: &str) -> bool {
+        let r = self.rule(action, key);
         r.mode == Mode::Open && r.allow.is_empty() && r.deny.is_empty()
     }
 
-    /// The hook to ask after [`Policy::check`] passes, if `app` uses one.
-    pub fn hook_for(&self, action: Action, app: &str) -> Option<&Arc<Hook>> {
-        (self.rule(action, app).mode == Mode::Hook)
+    /// The hook to ask after [`Policy::check`] passes, if the rule of the
+    /// stream `key` uses one.
+    pub fn hook_for(&self, action: Action, key: &str) -> Option<&Arc<Hook>> {
+        (self.rule(action, key).mode == Mode::Hook)
             .then_some(self.hook.as_ref())
             .flatten()
     }
 
-    /// The hook's answer as a decision, under `auth.hook_on_error`.
+    /// The hook's answer as a decision: a failure under
+    /// `auth.hook_on_error`, a full queue always a refusal.
     pub fn hook_verdict(&self, outcome: &Outcome) -> Result<(), Denial> {
         match outcome {
             Outcome::Allow => Ok(()),
             Outcome::Deny(_) => Err(Denial::Hook),
+            Outcome::Busy => Err(Denial::HookBusy),
             Outcome::Failed(_) if self.on_hook_error == OnHookError::Allow => Ok(()),
             Outcome::Failed(_) => Err(Denial::HookFailed),
         }
@@ -403,7 +425,8 @@ impl Policy {
         path: &StreamPath,
         now_unix: u64,
     ) -> Result<(), Denial> {
-        let rule = self.rule(action, &path.app);
+        let key = path.key();
+        let rule = self.rule(action, &key);
         if !rule.address_ok(peer) {
             return Err(Denial::Address);
         }
@@ -423,7 +446,7 @@ impl Policy {
             }
             Mode::Token => {
                 let given = query_param(&path.query, "token").ok_or(Denial::Missing)?;
-                verify(&self.secret, action, &path.key(), given, now_unix)
+                verify(&self.secret, action, &key, given, now_unix)
             }
         }
     }

@@ -13,7 +13,7 @@ fn ip(s: &str) -> IpAddr {
 #[test]
 fn default_is_open() {
     let p = Policy::from_config(&section()).unwrap();
-    assert!(p.is_open(Action::Publish, "live") && p.is_open(Action::Play, "live"));
+    assert!(p.is_open(Action::Publish, "live/x") && p.is_open(Action::Play, "live/x"));
     let path = StreamPath::new("live", "x");
     assert_eq!(p.check(Action::Publish, ip("1.2.3.4"), &path, 0), Ok(()));
 }
@@ -134,8 +134,8 @@ fn app_rules_override_the_section_and_fall_back_to_it() {
         p.check(Action::Play, peer, &StreamPath::new("other", "cam"), 0),
         Err(Denial::Address)
     );
-    assert!(p.is_open(Action::Play, "live"));
-    assert!(!p.is_open(Action::Play, "other"));
+    assert!(p.is_open(Action::Play, "live/cam"));
+    assert!(!p.is_open(Action::Play, "other/cam"));
 }
 
 #[test]
@@ -145,8 +145,8 @@ fn hook_mode_needs_a_url_and_maps_outcomes() {
     assert!(Policy::from_config(&a).is_err());
     a.hook_url = "http://127.0.0.1:9/auth".into();
     let p = Policy::from_config(&a).unwrap();
-    assert!(p.hook_for(Action::Play, "live").is_some());
-    assert!(p.hook_for(Action::Publish, "live").is_none());
+    assert!(p.hook_for(Action::Play, "live/cam").is_some());
+    assert!(p.hook_for(Action::Publish, "live/cam").is_none());
     assert_eq!(p.hook_verdict(&Outcome::Allow), Ok(()));
     assert_eq!(p.hook_verdict(&Outcome::Deny(403)), Err(Denial::Hook));
     assert_eq!(
@@ -156,6 +156,13 @@ fn hook_mode_needs_a_url_and_maps_outcomes() {
     a.hook_on_error = "allow".into();
     let p = Policy::from_config(&a).unwrap();
     assert_eq!(p.hook_verdict(&Outcome::Failed("x".into())), Ok(()));
+    // A full queue refuses even so: a flood must not open the node.
+    assert_eq!(p.hook_verdict(&Outcome::Busy), Err(Denial::HookBusy));
+    assert_eq!(Denial::HookBusy.as_str(), "hook_busy");
+    assert_eq!(
+        rejection_label(Action::Play, Denial::HookBusy),
+        crate::metrics::AuthRejection::PlayHookBusy
+    );
     a.hook_on_error = "maybe".into();
     assert!(Policy::from_config(&a).is_err());
 }
@@ -174,4 +181,53 @@ fn duplicate_or_bad_app_names_are_errors() {
         },
     ];
     assert!(problems(&a).iter().any(|(k, _)| *k == "auth.app.name"));
+}
+
+#[test]
+fn the_app_rule_follows_the_routing_key_not_the_connect_app() {
+    // `[auth]` is open; `live` needs a play key; `live/vip` is open again.
+    let mut a = section();
+    a.app = vec![
+        AppAuth {
+            name: "live".into(),
+            play: Some("key".into()),
+            play_keys: Some(vec!["watch".into()]),
+            ..AppAuth::default()
+        },
+        AppAuth {
+            name: "live/vip".into(),
+            play: Some("open".into()),
+            ..AppAuth::default()
+        },
+    ];
+    let p = Policy::from_config(&a).unwrap();
+    let peer = ip("10.0.0.1");
+    let play = |app: &str, name: &str| p.check(Action::Play, peer, &StreamPath::new(app, name), 0);
+    // The stream `live/team/cam`, however the client splits it.
+    assert_eq!(play("live", "team/cam"), Err(Denial::Missing));
+    assert_eq!(play("live/team", "cam"), Err(Denial::Missing));
+    assert_eq!(play("live/team", "cam?key=watch"), Ok(()));
+    assert!(!p.is_open(Action::Play, "live/team/cam"));
+    // The longest matching rule wins, from either split.
+    assert_eq!(play("live", "vip/cam"), Ok(()));
+    assert_eq!(play("live/vip", "cam"), Ok(()));
+    assert!(p.is_open(Action::Play, "live/vip/cam"));
+    // A rule covers whole segments only.
+    assert_eq!(play("liveX", "cam"), Ok(()));
+    assert!(p.is_open(Action::Play, "liveX/cam"));
+    assert!(p.is_open(Action::Play, "live"));
+}
+
+#[test]
+fn hook_choice_follows_the_routing_key() {
+    let mut a = section();
+    a.hook_url = "http://127.0.0.1:9/auth".into();
+    a.app = vec![AppAuth {
+        name: "live".into(),
+        publish: Some("hook".into()),
+        ..AppAuth::default()
+    }];
+    let p = Policy::from_config(&a).unwrap();
+    assert!(p.hook_for(Action::Publish, "live/team/cam").is_some());
+    assert!(p.hook_for(Action::Publish, "other/live/cam").is_none());
 }

@@ -3,6 +3,9 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::auth::redact;
+use crate::protocol::command::{apps_of, is_app_name, key_in_app};
+
 /// Edge mode: a play for a stream this node does not have pulls it from an
 /// origin; a publish may be forwarded to one. Inert while no app has origins.
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
@@ -35,7 +38,8 @@ pub struct EdgeSection {
     /// PEM file of CA certificates to trust for `rtmps://` peers instead of
     /// the bundled Mozilla roots (a private CA); empty: bundled roots.
     pub tls_ca_file: String,
-    /// Per-app overrides (`[[edge.app]]`); the first whose name matches wins.
+    /// Per-app overrides (`[[edge.app]]`); a stream takes the one whose
+    /// name is the longest run of leading segments of its key.
     pub app: Vec<EdgeApp>,
 }
 
@@ -62,7 +66,8 @@ impl Default for EdgeSection {
 #[derive(Debug, Clone, PartialEq, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct EdgeApp {
-    /// The application name as clients send it (`live`).
+    /// The app (`live`, or `live/team`): covers every stream key whose
+    /// leading segments are this.
     pub name: String,
     pub origins: Option<Vec<String>>,
     pub mode: Option<String>,
@@ -73,15 +78,17 @@ pub struct EdgeApp {
 }
 
 impl EdgeSection {
-    /// The settings that apply to streams of `app`: `[edge]` with the
-    /// matching `[[edge.app]]` laid over it (its `app` list left empty).
-    pub fn for_app(&self, app: &str) -> EdgeSection {
+    /// The settings that apply to the stream `key` (`app/name`): `[edge]`
+    /// with the matching `[[edge.app]]` laid over it (its `app` list left
+    /// empty). Chosen from the key, as `[auth]` rules are, so a stream
+    /// routes the same however a client splits it into app and name.
+    pub fn for_key(&self, key: &str) -> EdgeSection {
         let mut out = EdgeSection {
             app: Vec::new(),
             origins: Vec::new(),
             ..self.clone()
         };
-        let over = self.app.iter().find(|a| a.name == app);
+        let over = apps_of(key).find_map(|app| self.app.iter().find(|a| a.name == app));
         out.origins = match over.and_then(|a| a.origins.as_ref()) {
             Some(o) => o.clone(),
             None => self.origins.clone(),
@@ -126,7 +133,7 @@ impl EdgeSection {
             ));
         }
         for (i, a) in self.app.iter().enumerate() {
-            if a.name.is_empty() || a.name.contains('/') {
+            if !is_app_name(&a.name) {
                 errs.push(("edge.app.name", format!("entry {i}: expected an app name")));
             }
             if self.app[..i].iter().any(|b| b.name == a.name) {
@@ -154,18 +161,26 @@ impl EdgeSection {
 #[derive(Debug, Clone, PartialEq, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct PushEntry {
-    /// Only streams of this app are pushed; empty for every app.
+    /// Only streams of this app are pushed (keys whose leading segments
+    /// are this); empty for every app.
     pub app: String,
     /// `rtmp://host[:port]/app[/name]`: the stream's own name is appended
     /// unless the URL names one.
     pub urls: Vec<String>,
 }
 
+impl PushEntry {
+    /// Whether the stream `key` is pushed by this entry.
+    pub fn covers(&self, key: &str) -> bool {
+        self.app.is_empty() || key_in_app(key, &self.app)
+    }
+}
+
 /// Every problem of the `[[push]]` list, as (key, why).
 pub fn push_problems(list: &[PushEntry]) -> Vec<(&'static str, String)> {
     let mut errs = Vec::new();
     for (i, p) in list.iter().enumerate() {
-        if p.app.contains('/') {
+        if !p.app.is_empty() && !is_app_name(&p.app) {
             errs.push(("push.app", format!("entry {i}: expected an app name")));
         }
         if p.urls.is_empty() {
@@ -175,7 +190,7 @@ pub fn push_problems(list: &[PushEntry]) -> Vec<(&'static str, String)> {
             match OriginUrl::parse(u) {
                 Ok(o) if o.app.is_none() => errs.push((
                     "push.urls",
-                    format!("{u}: expected rtmp://host[:port]/app[/name]"),
+                    format!("{}: expected rtmp://host[:port]/app[/name]", redact::url(u)),
                 )),
                 Ok(_) => {}
                 Err(why) => errs.push(("push.urls", why)),
@@ -188,7 +203,8 @@ pub fn push_problems(list: &[PushEntry]) -> Vec<(&'static str, String)> {
 /// One peer as dialled: where, and what to say in `connect`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct OriginUrl {
-    /// The URL as configured (for logs).
+    /// The URL as configured (may hold a stream key: log it through
+    /// `auth::redact::url`).
     pub url: String,
     /// `rtmps://`: TLS on the connection, verified against `host`.
     pub tls: bool,
@@ -206,10 +222,12 @@ impl OriginUrl {
     /// Parses `rtmp[s]://host[:port][/app[/name]]` (default ports 1935 and
     /// 443, as ffmpeg and librtmp assume).
     pub fn parse(url: &str) -> Result<OriginUrl, String> {
+        // Errors are printed and logged: they show the URL without its key.
+        let shown = redact::url(url);
         let (tls, rest) = match url.split_once("://") {
             Some((scheme, rest)) if scheme.eq_ignore_ascii_case("rtmp") => (false, rest),
             Some((scheme, rest)) if scheme.eq_ignore_ascii_case("rtmps") => (true, rest),
-            _ => return Err(format!("{url}: expected rtmp://host[:port][/app]")),
+            _ => return Err(format!("{shown}: expected rtmp://host[:port][/app]")),
         };
         let (hostport, path) = match rest.split_once('/') {
             Some((h, p)) => (h, p.trim_matches('/')),
@@ -223,15 +241,15 @@ impl OriginUrl {
                 p.parse::<u16>()
                     .ok()
                     .filter(|p| *p > 0)
-                    .ok_or_else(|| format!("{url}: bad port {p:?}"))?,
+                    .ok_or_else(|| format!("{shown}: bad port {p:?}"))?,
             ),
             _ => (hostport, default_port),
         };
         if host.is_empty() {
-            return Err(format!("{url}: missing host"));
+            return Err(format!("{shown}: missing host"));
         }
         if tls && rustls::pki_types::ServerName::try_from(host.trim_matches(['[', ']'])).is_err() {
-            return Err(format!("{url}: {host:?} is not a valid TLS server name"));
+            return Err(format!("{shown}: {host:?} is not a valid TLS server name"));
         }
         let (app, name) = match path.split_once('/') {
             Some((a, n)) => (a, n.trim_matches('/')),
@@ -289,6 +307,12 @@ mod tests {
         assert_eq!(o.addr, "live.example:443");
         assert_eq!(o.tc_url("app"), "rtmps://live.example:443/app");
         assert!(OriginUrl::parse("http://x/live").is_err());
+        // Errors are printed and logged: the URL's key stays out of them.
+        let e = OriginUrl::parse("rtmp://x:0/live2/SECRET?sign=SECRET").unwrap_err();
+        assert!(
+            e.contains("rtmp://x:0/live2/***") && !e.contains("SECRET"),
+            "{e}"
+        );
         assert!(OriginUrl::parse("rtmp://x:0/live").is_err());
         assert!(OriginUrl::parse("rtmp://:1935/live").is_err());
     }
@@ -315,14 +339,49 @@ mod tests {
             }],
             ..EdgeSection::default()
         };
-        let live = edge.for_app("live");
+        let live = edge.for_key("live/cam");
         assert_eq!(live.origins, vec!["rtmp://a/live"]);
         assert!(!live.forward_publish);
-        let studio = edge.for_app("studio");
+        let studio = edge.for_key("studio/cam");
         assert_eq!(studio.origins, vec!["rtmp://b/studio"]);
         assert!(studio.forward_publish);
         assert_eq!((studio.linger_ms, studio.mode.as_str()), (1, "failover"));
         assert!(studio.app.is_empty());
+    }
+
+    #[test]
+    fn app_overrides_follow_the_stream_key() {
+        let over = |name: &str, linger| EdgeApp {
+            name: name.into(),
+            origins: Some(vec![format!("rtmp://{}/x", name.replace('/', "-"))]),
+            linger_ms: Some(linger),
+            ..EdgeApp::default()
+        };
+        let edge = EdgeSection {
+            origins: vec!["rtmp://global/live".into()],
+            app: vec![over("live", 1), over("live/team", 2)],
+            ..EdgeSection::default()
+        };
+        // One stream, whichever way a client splits app and name.
+        assert_eq!(edge.for_key("live/cam").linger_ms, 1);
+        assert_eq!(edge.for_key("live/other/cam").linger_ms, 1);
+        // The longest matching app wins.
+        assert_eq!(edge.for_key("live/team/cam").linger_ms, 2);
+        assert_eq!(
+            edge.for_key("live/team/cam").origins,
+            vec!["rtmp://live-team/x"]
+        );
+        // Whole segments only.
+        assert_eq!(
+            edge.for_key("liveX/cam").origins,
+            vec!["rtmp://global/live"]
+        );
+        let push = PushEntry {
+            app: "live".into(),
+            urls: Vec::new(),
+        };
+        assert!(push.covers("live/team/cam") && !push.covers("liveX/cam"));
+        assert!(PushEntry::default().covers("any/cam"));
     }
 
     #[test]

@@ -21,6 +21,12 @@ use crate::protocol::amf::AmfLimits;
 use crate::protocol::chunk::ChunkLimits;
 use crate::protocol::session::ServerConfig;
 
+/// The largest value of any `*_ms` key: 7 days. Timers add these values to
+/// `Instant`s, and a huge one (`u64::MAX`) would overflow that arithmetic
+/// and panic a worker; no timeout, grace, window or backoff of a relay
+/// needs more than a week.
+pub const MAX_DURATION_MS: u64 = 7 * 24 * 60 * 60 * 1000;
+
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     #[error("cannot read {path}: {source}")]
@@ -89,7 +95,8 @@ pub struct AuthSection {
     pub hook_on_error: String,
     /// Blocking request threads shared by every worker.
     pub hook_threads: usize,
-    /// Requests waiting for a thread; past it a request is a hook failure.
+    /// Requests waiting for a thread; past it a request is refused
+    /// (`hook_busy`), whatever `hook_on_error` says.
     pub hook_max_pending: usize,
     /// Per-app overrides (`[[auth.app]]`).
     pub app: Vec<AppAuth>,
@@ -214,9 +221,22 @@ pub struct LimitsSection {
     /// encoder must not hold its stream key forever).
     pub publisher_timeout_ms: u64,
     /// A connection that neither publishes nor plays for this long after
-    /// its handshake is closed. Players are never idle-closed: they only
-    /// receive.
+    /// its handshake (or after its stream ended) is closed, however many
+    /// bytes it trickles meanwhile.
     pub idle_timeout_ms: u64,
+    /// A paused player is closed after this long.
+    pub pause_timeout_ms: u64,
+    /// Replies one connection may leave unread (acks, pings, results);
+    /// past it the connection is cut off.
+    pub max_pending_output_bytes: usize,
+    /// Refused publishes or plays one connection may make before it is closed.
+    pub max_refusals_per_connection: u32,
+    /// TCP keepalive: idle time before the first probe (0: off). A peer
+    /// that vanished is found after this plus three probes 10 s apart.
+    pub tcp_keepalive_ms: u64,
+    /// TCP_USER_TIMEOUT: sent data left unacknowledged this long closes
+    /// the connection (0: the kernel's default, about 15 minutes).
+    pub tcp_user_timeout_ms: u64,
     pub max_message_size: u32,
     pub max_chunk_streams: usize,
     /// Largest Set Chunk Size a peer may announce (1..=2147483647).
@@ -287,10 +307,15 @@ impl Default for LimitsSection {
             handshake_timeout_ms: 10_000,
             publisher_timeout_ms: 10_000,
             idle_timeout_ms: 60_000,
-            max_message_size: 16 << 20,
+            pause_timeout_ms: 120_000,
+            max_pending_output_bytes: 1 << 20,
+            max_refusals_per_connection: 3,
+            tcp_keepalive_ms: 30_000,
+            tcp_user_timeout_ms: 30_000,
+            max_message_size: 4 << 20,
             max_chunk_streams: 64,
             max_chunk_size: 0x7FFF_FFFF,
-            max_reassembly_bytes: 32 << 20,
+            max_reassembly_bytes: 8 << 20,
             max_streams_per_connection: 8,
             amf_max_depth: 32,
             amf_max_items: 65_536,
@@ -412,6 +437,12 @@ impl Config {
                 "must be at least limits.max_message_size",
             );
         }
+        if self.limits.max_pending_output_bytes < 64 * 1024 {
+            bad("limits.max_pending_output_bytes", "must be at least 65536");
+        }
+        if self.limits.max_refusals_per_connection == 0 {
+            bad("limits.max_refusals_per_connection", "must be > 0");
+        }
         if self.limits.amf_max_items == 0 {
             bad("limits.amf_max_items", "must be > 0");
         }
@@ -493,7 +524,51 @@ impl Config {
         for (key, why) in crate::auth::problems(&self.auth) {
             bad(key, &why);
         }
+        for (key, ms) in self.durations_ms() {
+            if ms > MAX_DURATION_MS {
+                bad(
+                    key,
+                    &format!("{ms} ms is too long: at most {MAX_DURATION_MS} (7 days)"),
+                );
+            }
+        }
         errs
+    }
+
+    /// Every `*_ms` value with its key, `[[edge.app]]` ones where set (a
+    /// test checks that no `*_ms` key is missing here).
+    pub fn durations_ms(&self) -> Vec<(&'static str, u64)> {
+        let mut out = vec![
+            ("server.drain_timeout_ms", self.server.drain_timeout_ms),
+            (
+                "limits.handshake_timeout_ms",
+                self.limits.handshake_timeout_ms,
+            ),
+            (
+                "limits.publisher_timeout_ms",
+                self.limits.publisher_timeout_ms,
+            ),
+            ("limits.idle_timeout_ms", self.limits.idle_timeout_ms),
+            (
+                "stream.gop_cache_max_ms",
+                self.stream.gop_cache_max_ms.into(),
+            ),
+            ("stream.publisher_grace_ms", self.stream.publisher_grace_ms),
+            ("player.queue_max_ms", self.player.queue_max_ms.into()),
+            ("player.slow_disconnect_ms", self.player.slow_disconnect_ms),
+            ("player.write_coalesce_ms", self.player.write_coalesce_ms),
+            ("edge.connect_timeout_ms", self.edge.connect_timeout_ms),
+            ("edge.start_timeout_ms", self.edge.start_timeout_ms),
+            ("edge.retry_backoff_ms", self.edge.retry_backoff_ms),
+            ("edge.retry_backoff_max_ms", self.edge.retry_backoff_max_ms),
+            ("edge.linger_ms", self.edge.linger_ms),
+            ("auth.hook_timeout_ms", self.auth.hook_timeout_ms),
+        ];
+        for a in &self.edge.app {
+            out.extend(a.start_timeout_ms.map(|v| ("edge.app.start_timeout_ms", v)));
+            out.extend(a.linger_ms.map(|v| ("edge.app.linger_ms", v)));
+        }
+        out
     }
 
     /// Resolves `server.workers` to a count.
@@ -550,6 +625,7 @@ impl Config {
             max_duration_ms: self.player.queue_max_ms,
             disconnect_after: Duration::from_millis(self.player.slow_disconnect_ms),
             coalesce: Duration::from_millis(self.player.write_coalesce_ms),
+            max_control_bytes: self.limits.max_pending_output_bytes,
         }
     }
 }

@@ -42,6 +42,7 @@ pub(super) fn limit_of(e: &ConnError, worker: &Worker) -> Option<(LimitKind, u64
         ConnError::Session(SessionError::TooManyStreams(max)) => {
             (LimitKind::MaxStreamsPerConnection, *max as u64)
         }
+        ConnError::Unread { max } => (LimitKind::MaxPendingOutputBytes, *max as u64),
         _ => return None,
     })
 }

@@ -52,12 +52,21 @@ pub enum ConnError {
     },
     #[error("session: {0}")]
     Session(#[from] SessionError),
+    #[error("peer left more than limits.max_pending_output_bytes ({max}) of replies unread")]
+    Unread { max: usize },
 }
 
 enum Role {
     None,
-    Publisher { key: String, stream_id: u32 },
-    Player { key: String },
+    Publisher {
+        key: String,
+        stream_id: u32,
+    },
+    Player {
+        key: String,
+        /// When the player paused; None while it plays.
+        paused_since: Option<Instant>,
+    },
 }
 
 /// A publish or play whose answer waits: for the auth hook, or (plays on
@@ -87,6 +96,14 @@ struct Conn {
     tc_url: String,
     /// A drain's reconnect request went out already.
     reconnect_sent: bool,
+    /// When this connection last had no stream (after its handshake, or
+    /// after its stream ended): the idle timeout counts from here, not
+    /// from the last read, so trickled bytes do not keep it open.
+    idle_since: Instant,
+    /// A publisher's last media message: its progress.
+    last_media: Instant,
+    /// Publishes and plays refused so far.
+    refusals: u32,
 }
 
 /// Serves one accepted socket until it closes; never panics on its input.
@@ -104,6 +121,7 @@ pub async fn serve(
         debug!("accepted");
         let _ = tcp.set_nodelay(worker.config.server.tcp_nodelay);
         set_notsent_lowat(tcp.as_raw_fd(), worker.config.server.tcp_notsent_lowat);
+        set_timeouts(tcp.as_raw_fd(), &worker.config.limits);
         let stream = match tls {
             None => Stream::plain(tcp),
             Some(config) => match accept_tls(&worker, tcp, config).await {
@@ -182,6 +200,9 @@ async fn run(
         peer,
         tc_url: String::new(),
         reconnect_sent: false,
+        idle_since: Instant::now(),
+        last_media: Instant::now(),
+        refusals: 0,
     };
     if direct {
         outbox.set_sink(
@@ -237,6 +258,7 @@ impl Conn {
         self.worker.stats.handshake.record(started.elapsed());
         self.worker.set_client_role(self.id, ConnRole::Idle, None);
         self.session.received(buf.len());
+        self.idle_since = Instant::now();
         loop {
             let now = Instant::now();
             self.session.handle_input(&mut buf)?;
@@ -254,24 +276,31 @@ impl Conn {
             if self.worker.draining() && !self.reconnect_sent {
                 self.on_drain();
             }
-            if self.outbox.closed().is_some() {
-                return Ok(());
+            if let Some(reason) = self.outbox.closed() {
+                return match reason {
+                    CloseReason::Unread => Err(ConnError::Unread {
+                        max: self.worker.live_queue_limits().max_control_bytes,
+                    }),
+                    _ => Ok(()),
+                };
             }
-            let n;
-            (n, buf) = match self.read_deadline() {
-                None => read_more(rd, buf).await?,
-                Some((after, limit, what)) => {
-                    match monoio::time::timeout(after, read_more(rd, buf)).await {
-                        Ok(r) => r?,
-                        Err(_) => {
-                            return Err(ConnError::Timeout {
-                                limit,
-                                ms: after.as_millis() as u64,
-                                what,
-                            })
-                        }
-                    }
+            self.on_stream_end();
+            let deadline = self.read_deadline();
+            if let Some((at, limit, what)) = deadline {
+                if Instant::now() >= at.0 {
+                    return Err(ConnError::Timeout {
+                        limit,
+                        ms: at.1.as_millis() as u64,
+                        what,
+                    });
                 }
+            }
+            let watch_end = matches!(self.role, Role::Player { .. });
+            let n;
+            (n, buf) = read_until(rd, buf, deadline.map(|d| d.0 .0), &self.outbox, watch_end).await;
+            let Some(n) = n? else {
+                // A deadline passed or the outbox needs a look: loop.
+                continue;
             };
             if n == 0 {
                 return Ok(());
@@ -279,6 +308,16 @@ impl Conn {
             self.session.received(n);
             self.worker.stats.add_in(n as u64);
             tracing::trace!(n, buffered = buf.len(), "read");
+        }
+    }
+
+    /// A player whose stream ended goes back to having no stream: the idle
+    /// timeout applies from now.
+    fn on_stream_end(&mut self) {
+        if matches!(self.role, Role::Player { .. }) && self.outbox.ended() {
+            debug!("stream ended; idle from now");
+            self.leave();
+            self.idle_since = Instant::now();
         }
     }
 
@@ -303,26 +342,39 @@ impl Conn {
         }
     }
 
-    /// How long the next read may wait, by role: a publisher must keep
-    /// sending, a connection with no stream must start one; a player only
-    /// receives, so its reads have no deadline.
-    fn read_deadline(&self) -> Option<(Duration, LimitKind, &'static str)> {
-        let (publisher, idle) = self.worker.read_timeouts();
-        match self.role {
+    /// When the connection must have made progress, by role: a publisher
+    /// must keep sending media, a connection with no stream must start one,
+    /// a paused player must resume. A playing player only receives, so it
+    /// has no deadline (the slow-player policy and TCP timeouts bound it).
+    /// Returns ((deadline, configured limit), limit key, reason).
+    #[allow(clippy::type_complexity)]
+    fn read_deadline(&self) -> Option<((Instant, Duration), LimitKind, &'static str)> {
+        let (publisher, idle, pause) = self.worker.read_timeouts();
+        match &self.role {
             Role::Publisher { .. } => Some((
-                publisher,
+                (self.last_media + publisher, publisher),
                 LimitKind::PublisherTimeout,
-                "publisher sent nothing within limits.publisher_timeout_ms",
+                "publisher sent no media within limits.publisher_timeout_ms",
             )),
             Role::None => Some((
-                idle,
+                (self.idle_since + idle, idle),
                 LimitKind::IdleTimeout,
                 "no publish or play within limits.idle_timeout_ms",
+            )),
+            Role::Player {
+                paused_since: Some(t),
+                ..
+            } => Some((
+                (*t + pause, pause),
+                LimitKind::PauseTimeout,
+                "paused longer than limits.pause_timeout_ms",
             )),
             Role::Player { .. } => None,
         }
     }
 
+    /// Queues the session's replies; a peer that leaves too many unread
+    /// is cut off (the read loop sees the closed outbox).
     fn flush(&mut self) {
         if let Some(bytes) = self.session.take_output() {
             self.outbox.push_control(bytes);
@@ -334,7 +386,11 @@ impl Conn {
     fn on_event(&mut self, ev: ServerEvent, now: Instant) -> Option<Deferred> {
         match ev {
             ServerEvent::Connected { app, tc_url, .. } => {
-                debug!(%app, %tc_url, "connect");
+                debug!(
+                    app = %crate::auth::redact::name(&app),
+                    tc_url = %crate::auth::redact::tc_url(&tc_url),
+                    "connect"
+                );
                 self.tc_url = tc_url;
             }
             ServerEvent::PublishRequested {
@@ -345,7 +401,7 @@ impl Conn {
                 if self
                     .worker
                     .auth()
-                    .hook_for(Action::Publish, &path.app)
+                    .hook_for(Action::Publish, &path.key())
                     .is_some()
                 {
                     return Some(Deferred::Publish {
@@ -366,7 +422,7 @@ impl Conn {
                 if self
                     .worker
                     .auth()
-                    .hook_for(Action::Play, &path.app)
+                    .hook_for(Action::Play, &path.key())
                     .is_some()
                     || self.needs_pull(&path)
                 {
@@ -391,6 +447,7 @@ impl Conn {
                 } = &self.role
                 {
                     if *sid == stream_id {
+                        self.last_media = now;
                         self.worker
                             .hub
                             .borrow_mut()
@@ -400,12 +457,23 @@ impl Conn {
             }
             ServerEvent::PublishFinished { .. } | ServerEvent::PlayFinished { .. } => self.leave(),
             ServerEvent::Paused { paused, .. } => {
-                if let Role::Player { key, .. } = &self.role {
+                // Idempotent: only a change of state touches the hub, so a
+                // flood of unpauses cannot subscribe (and queue the cached
+                // start) more than once.
+                if let Role::Player { key, paused_since } = &mut self.role {
                     let mut hub = self.worker.hub.borrow_mut();
-                    if paused {
-                        hub.unsubscribe(key, self.id);
-                    } else if hub.subscribe(key, self.id, self.outbox.clone()).is_err() {
-                        debug!("unpause: stream gone");
+                    match (paused, paused_since.is_some()) {
+                        (true, false) => {
+                            hub.unsubscribe(key, self.id);
+                            *paused_since = Some(now);
+                        }
+                        (false, true) => {
+                            *paused_since = None;
+                            if hub.subscribe(key, self.id, self.outbox.clone()).is_err() {
+                                debug!("unpause: stream gone");
+                            }
+                        }
+                        _ => {}
                     }
                 }
             }
@@ -443,6 +511,7 @@ impl Conn {
                 self.worker.hub.borrow_mut().unsubscribe(&key, self.id);
             }
         }
+        self.idle_since = Instant::now();
     }
 }
 
@@ -462,6 +531,9 @@ fn handshake_failure(e: &ConnError) -> HandshakeFailure {
 fn count_error(stats: &crate::metrics::CoreStats, e: &ConnError) {
     use crate::protocol::session::SessionError as S;
     match e {
+        ConnError::Session(S::Chunk(crate::protocol::chunk::ChunkError::NotAdmitted {
+            ..
+        })) => stats.protocol_errors.inc(ProtocolErrorKind::NotAdmitted),
         ConnError::Session(S::Chunk(_)) => stats.protocol_errors.inc(ProtocolErrorKind::Chunk),
         ConnError::Session(S::Message(_)) => stats.protocol_errors.inc(ProtocolErrorKind::Message),
         ConnError::Session(S::NotConnected(_)) => {
@@ -470,8 +542,38 @@ fn count_error(stats: &crate::metrics::CoreStats, e: &ConnError) {
         ConnError::Session(S::TooManyStreams(_)) => {
             stats.protocol_errors.inc(ProtocolErrorKind::TooManyStreams)
         }
+        ConnError::Session(S::AlreadyConnected) => {
+            stats.protocol_errors.inc(ProtocolErrorKind::SecondConnect)
+        }
+        ConnError::Session(S::EmptyMediaFlood(_)) => {
+            stats.protocol_errors.inc(ProtocolErrorKind::EmptyMedia)
+        }
         // Handshake failures are counted where they happen; socket errors are not the peer's protocol.
         _ => {}
+    }
+}
+
+/// Finds peers that vanished: TCP keepalive probes an idle connection,
+/// and TCP_USER_TIMEOUT closes one whose sent data goes unacknowledged.
+fn set_timeouts(fd: RawFd, limits: &crate::config::LimitsSection) {
+    // SAFETY: `fd` is the accepted socket, open for the duration of the
+    // call; BorrowedFd does not close it.
+    let borrowed = unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) };
+    let sock = socket2::SockRef::from(&borrowed);
+    if limits.tcp_keepalive_ms > 0 {
+        let keepalive = socket2::TcpKeepalive::new()
+            .with_time(Duration::from_millis(limits.tcp_keepalive_ms))
+            .with_interval(Duration::from_secs(10))
+            .with_retries(3);
+        if let Err(e) = sock.set_tcp_keepalive(&keepalive) {
+            debug!(error = %e, "TCP keepalive not set");
+        }
+    }
+    if limits.tcp_user_timeout_ms > 0 {
+        let t = Duration::from_millis(limits.tcp_user_timeout_ms);
+        if let Err(e) = sock.set_tcp_user_timeout(Some(t)) {
+            debug!(error = %e, "TCP_USER_TIMEOUT not set");
+        }
     }
 }
 
@@ -502,10 +604,55 @@ fn set_notsent_lowat(fd: RawFd, bytes: u32) {
     }
 }
 
-/// Reads once into the spare capacity of `buf`, growing it first if needed:
-/// to the small size normally, to the large one when the buffer already
-/// holds a lot (a publisher mid-message).
-async fn read_more(rd: &mut ReadHalf, mut buf: BytesMut) -> Result<(usize, BytesMut), ConnError> {
+/// Reads once, unless `deadline` passes or (with `watch_end`) the outbox
+/// closes or its stream ends first: then `Ok(None)`. The read is cancelled,
+/// not dropped, so no received byte is lost.
+async fn read_until(
+    rd: &mut ReadHalf,
+    mut buf: BytesMut,
+    deadline: Option<Instant>,
+    outbox: &Outbox,
+    watch_end: bool,
+) -> (Result<Option<usize>, ConnError>, BytesMut) {
+    grow(&mut buf);
+    let canceller = monoio::io::Canceller::new();
+    let read = rd.read_cancelable(buf, canceller.handle());
+    let mut read = std::pin::pin!(read);
+    let wait = async {
+        match deadline {
+            Some(at) => monoio::time::sleep(at.saturating_duration_since(Instant::now())).await,
+            None => std::future::pending::<()>().await,
+        }
+    };
+    let attention = async {
+        if watch_end {
+            outbox.attention().await
+        } else {
+            outbox.closed_signal().await
+        }
+    };
+    let first = monoio::select! {
+        r = &mut read => Some(r),
+        _ = wait => None,
+        _ = attention => None,
+    };
+    let (res, buf) = match first {
+        Some(r) => r,
+        None => {
+            let _ = canceller.cancel();
+            read.await
+        }
+    };
+    match res {
+        Ok(n) => (Ok(Some(n)), buf),
+        Err(e) if e.raw_os_error() == Some(libc::ECANCELED) => (Ok(None), buf),
+        Err(e) => (Err(ConnError::Io(e)), buf),
+    }
+}
+
+/// Makes room for the next read: the small size normally, the large one
+/// when the buffer already holds a lot (a publisher mid-message).
+fn grow(buf: &mut BytesMut) {
     if buf.capacity() - buf.len() < READ_MIN / 2 {
         let want = if buf.len() >= READ_MIN / 2 {
             READ_MAX
@@ -514,6 +661,13 @@ async fn read_more(rd: &mut ReadHalf, mut buf: BytesMut) -> Result<(usize, Bytes
         };
         buf.reserve(want);
     }
+}
+
+/// Reads once into the spare capacity of `buf`, growing it first if needed:
+/// to the small size normally, to the large one when the buffer already
+/// holds a lot (a publisher mid-message).
+async fn read_more(rd: &mut ReadHalf, mut buf: BytesMut) -> Result<(usize, BytesMut), ConnError> {
+    grow(&mut buf);
     // Reads go into the spare capacity, after the unconsumed bytes.
     let (res, buf) = rd.read(buf).await;
     Ok((res?, buf))

@@ -16,7 +16,7 @@ use crate::protocol::session::{PlayRejection, PublishRejection};
 impl Conn {
     /// On an edge, a play for a stream this node does not have waits for a pull.
     pub(super) fn needs_pull(&self, path: &StreamPath) -> bool {
-        crate::upstream::enabled(&self.worker.config, &path.app)
+        crate::upstream::enabled(&self.worker.config, &path.key())
             && matches!(self.role, Role::None)
             && !self.worker.hub.borrow().contains(&path.key())
     }
@@ -62,6 +62,7 @@ impl Conn {
                 PublishRejection::Rejected,
                 "connection already has a stream",
             );
+            self.refused();
             return;
         }
         let key = path.key();
@@ -71,12 +72,14 @@ impl Conn {
                 PublishRejection::Denied,
                 &format!("publish to {key} denied: {d}"),
             );
+            self.refused();
             return;
         }
         let result = self.worker.hub.borrow_mut().publish(&key, self.id, now);
         match result {
             Ok(()) => {
                 info!(stream = %key, %kind, "publish");
+                fault_injection(&path.name);
                 self.worker
                     .set_client_role(self.id, ConnRole::Publisher, Some(&key));
                 self.session.accept_publish(stream_id);
@@ -90,6 +93,7 @@ impl Conn {
                     PublishRejection::BadName,
                     &format!("{key} is already being published"),
                 );
+                self.refused();
             }
             Err(HubError::TooManyStreams(max)) => {
                 // The node is full: answer, then close this connection (an
@@ -106,6 +110,7 @@ impl Conn {
                     PublishRejection::Rejected,
                     &format!("stream limit of this node reached ({max})"),
                 );
+                self.refused();
                 self.flush();
                 self.outbox.close(CloseReason::Finish);
             }
@@ -132,6 +137,7 @@ impl Conn {
                 PlayRejection::Denied,
                 &format!("play of {key} denied: {d}"),
             );
+            self.refused();
             return;
         }
         if !matches!(self.role, Role::None) || !self.worker.hub.borrow().contains(&key) {
@@ -141,6 +147,7 @@ impl Conn {
                 PlayRejection::StreamNotFound,
                 &format!("{key} not found"),
             );
+            self.refused();
             return;
         }
         // The play replies must be queued before the cached start frames.
@@ -158,9 +165,35 @@ impl Conn {
                 info!(stream = %key, "play");
                 self.worker
                     .set_client_role(self.id, ConnRole::Player, Some(&key));
-                self.role = Role::Player { key };
+                self.role = Role::Player {
+                    key,
+                    paused_since: None,
+                };
             }
             Err(e) => debug!(error = %e, "play: subscribe failed"),
+        }
+    }
+
+    /// Counts a refused publish or play; past
+    /// `limits.max_refusals_per_connection` the connection is closed (a
+    /// client retrying a refused key at line rate costs one warning line,
+    /// not one per retry).
+    fn refused(&mut self) {
+        self.refusals += 1;
+        let max = self.worker.max_refusals();
+        if self.refusals >= max && self.outbox.closed().is_none() {
+            limits::report_hit(
+                &self.worker,
+                LimitKind::MaxRefusals,
+                u64::from(max),
+                self.peer,
+                &format!(
+                    "{} publishes or plays refused on one connection",
+                    self.refusals
+                ),
+            );
+            self.flush();
+            self.outbox.close(CloseReason::Finish);
         }
     }
 
@@ -168,7 +201,7 @@ impl Conn {
     /// (reason only, never the key or token) and counted.
     pub(super) fn authorize(&self, action: Action, path: &StreamPath) -> Result<(), Denial> {
         let policy = self.worker.auth();
-        if policy.is_open(action, &path.app) {
+        if policy.is_open(action, &path.key()) {
             return Ok(());
         }
         let started = Instant::now();
@@ -181,7 +214,7 @@ impl Conn {
     async fn authorize_with_hook(&self, action: Action, path: &StreamPath) -> Result<(), Denial> {
         self.authorize(action, path)?;
         let policy = self.worker.auth();
-        let Some(hook) = policy.hook_for(action, &path.app) else {
+        let Some(hook) = policy.hook_for(action, &path.key()) else {
             return Ok(());
         };
         let request = auth::HookRequest {
@@ -207,6 +240,9 @@ impl Conn {
                 error = %why,
                 "auth hook failed; applying auth.hook_on_error"
             ),
+            // Refused below whatever auth.hook_on_error says; the denial
+            // line is the one log line it gets.
+            auth::Outcome::Busy => {}
         }
         self.count_denial(action, path, policy.hook_verdict(&outcome))
     }
@@ -218,7 +254,9 @@ impl Conn {
         result: Result<(), Denial>,
     ) -> Result<(), Denial> {
         if let Err(d) = result {
-            warn!(stream = %path.key(), action = %action.as_str(), reason = %d.as_str(), "auth: denied");
+            if log_budget() {
+                warn!(stream = %path.key(), action = %action.as_str(), reason = %d.as_str(), "auth: denied");
+            }
             self.worker
                 .stats
                 .auth_rejected
@@ -226,4 +264,40 @@ impl Conn {
         }
         result
     }
+}
+
+/// Denial warnings one worker writes per second; past it they are only
+/// counted (`cascade_auth_rejected_total`), so a flood of refused clients
+/// cannot flood the log.
+const DENIAL_LOGS_PER_SECOND: u32 = 20;
+
+/// True while this second's denial-log budget lasts.
+fn log_budget() -> bool {
+    thread_local! {
+        static WINDOW: std::cell::Cell<(Option<Instant>, u32)> =
+            const { std::cell::Cell::new((None, 0)) };
+    }
+    WINDOW.with(|w| {
+        let now = Instant::now();
+        let (start, n) = w.get();
+        let fresh = start.is_none_or(|s| now.duration_since(s).as_secs() >= 1);
+        let (start, n) = if fresh {
+            (now, 0)
+        } else {
+            (start.unwrap_or(now), n)
+        };
+        w.set((Some(start), n + 1));
+        n < DENIAL_LOGS_PER_SECOND
+    })
+}
+
+/// Test builds only: `CASCADE_TEST_PANIC_ON_PUBLISH=NAME` panics the worker
+/// that accepts a publish of NAME, so a test can watch the panic policy
+/// from outside. Release builds compile this to nothing.
+fn fault_injection(name: &str) {
+    #[cfg(debug_assertions)]
+    if std::env::var("CASCADE_TEST_PANIC_ON_PUBLISH").is_ok_and(|n| n == name) {
+        panic!("injected fault: publish of {name}");
+    }
+    let _ = name;
 }

@@ -50,7 +50,7 @@ pub async fn drain(
             let (res, back) = monoio::select! {
                 r = wr.writev(iov) => r,
                 _ = outbox.slow_closed() => {
-                    shutdown(fd);
+                    reset(fd);
                     return Drained::Slow;
                 }
             };
@@ -104,7 +104,11 @@ pub async fn write_loop(
 }
 
 fn finish(outbox: &Outbox, stats: &CoreStats, fd: RawFd, conn: u64, peer: SocketAddr) {
-    if outbox.closed() == Some(CloseReason::SlowPlayer) {
+    let closed = outbox.closed();
+    if closed.as_ref().is_some_and(CloseReason::is_abort) {
+        reset(fd);
+    }
+    if closed == Some(CloseReason::SlowPlayer) {
         stats.slow_disconnects.set(stats.slow_disconnects.get() + 1);
         tracing::warn!(
             conn,
@@ -113,6 +117,19 @@ fn finish(outbox: &Outbox, stats: &CoreStats, fd: RawFd, conn: u64, peer: Socket
             "slow player disconnected: stayed behind past player.slow_disconnect_ms"
         );
     }
+    shutdown(fd);
+}
+
+/// Cuts a peer off with a reset rather than a FIN: with `SO_LINGER` 0 the
+/// close discards what the kernel still holds for it (a stalled player's
+/// unsent data would otherwise sit in FIN-WAIT-1 for minutes), and the peer
+/// learns it was dropped instead of waiting for bytes that never come.
+/// Then the socket is shut down so the reader's pending read returns.
+pub fn reset(fd: RawFd) {
+    // SAFETY: as in `shutdown`: the descriptor is open and ours for the
+    // duration of the call; BorrowedFd does not close it.
+    let borrowed = unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) };
+    let _ = socket2::SockRef::from(&borrowed).set_linger(Some(std::time::Duration::ZERO));
     shutdown(fd);
 }
 

@@ -23,14 +23,25 @@ impl Default for GopLimits {
     }
 }
 
+/// Sequence-header slots one stream keeps: one per media kind and track.
+/// Real streams use two (one video, one audio); OBS multitrack a handful.
+/// A header for a further track still goes to the players live, it is just
+/// not replayed to late joiners.
+pub const MAX_HEADER_SLOTS: usize = 8;
+
 #[derive(Default)]
 pub struct Cache {
     metadata: Option<Frame>,
     headers: Vec<(HeaderKey, Frame)>,
     gop: VecDeque<Frame>,
+    /// What the GOP costs in memory (see [`Frame::cost`]).
     gop_bytes: usize,
     /// False until a keyframe, and after the GOP outgrew its limits.
     gop_valid: bool,
+    /// The video track whose keyframes start a GOP: the first seen. With
+    /// Enhanced RTMP multitrack, a keyframe of another track must not cut
+    /// the GOP that late joiners of this one need.
+    main_track: Option<u8>,
 }
 
 impl Cache {
@@ -43,11 +54,13 @@ impl Cache {
         if frame.kind == MediaKind::Metadata {
             self.metadata = Some(frame.clone());
         } else if let Some(key) = frame.header {
+            let full = self.headers.len() >= MAX_HEADER_SLOTS;
             match self.headers.iter_mut().find(|(k, _)| *k == key) {
                 Some(slot) => slot.1 = frame.clone(),
-                None => self.headers.push((key, frame.clone())),
+                None if !full => self.headers.push((key, frame.clone())),
+                None => {}
             }
-        } else if frame.keyframe {
+        } else if frame.keyframe && *self.main_track.get_or_insert(frame.track) == frame.track {
             self.gop.clear();
             self.gop_bytes = 0;
             self.gop_valid = true;
@@ -58,7 +71,7 @@ impl Cache {
     }
 
     fn push_gop(&mut self, frame: &Frame, limits: &GopLimits) {
-        self.gop_bytes += frame.chunks.len();
+        self.gop_bytes += frame.cost();
         let first = self.gop.front().map_or(frame.timestamp, |f| f.timestamp);
         let span = frame.timestamp.wrapping_sub(first) as i32;
         self.gop.push_back(frame.clone());
@@ -91,7 +104,7 @@ impl Cache {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::hub::frame::classify;
+    use crate::hub::frame::{classify, FRAME_OVERHEAD};
     use bytes::Bytes;
     use std::time::Instant;
 
@@ -153,5 +166,95 @@ mod tests {
         assert_eq!(c.gop_len(), 0);
         c.apply(&frame(MediaKind::Video, 300, &[0x17, 1, 0, 0, 0]), &l);
         assert_eq!(c.gop_len(), 1);
+    }
+
+    /// An Enhanced RTMP v2 multitrack video body: one track, `track` id.
+    fn multitrack_video(key: bool, packet: u8, track: u8) -> Vec<u8> {
+        let frame_type = if key { 1 } else { 2 };
+        // ExHeader | frame type | packet type 6 (multitrack), then one-track
+        // layout (0) with the inner packet type, FourCC, track id.
+        let mut v = vec![0x80 | (frame_type << 4) | 6, packet];
+        v.extend_from_slice(b"avc1");
+        v.push(track);
+        if packet == 1 {
+            v.extend_from_slice(&[0, 0, 0]);
+        }
+        v.extend_from_slice(&[0, 0, 0, 9]);
+        v
+    }
+
+    #[test]
+    fn multitrack_headers_and_gops_are_kept_per_track() {
+        let mut c = Cache::default();
+        let l = GopLimits::default();
+        c.apply(
+            &frame(MediaKind::Video, 0, &multitrack_video(true, 0, 0)),
+            &l,
+        );
+        c.apply(
+            &frame(MediaKind::Video, 0, &multitrack_video(true, 0, 1)),
+            &l,
+        );
+        c.apply(
+            &frame(MediaKind::Video, 10, &multitrack_video(true, 1, 0)),
+            &l,
+        );
+        c.apply(
+            &frame(MediaKind::Video, 20, &multitrack_video(false, 1, 0)),
+            &l,
+        );
+        // A keyframe of track 1 does not cut track 0's GOP.
+        c.apply(
+            &frame(MediaKind::Video, 30, &multitrack_video(true, 1, 1)),
+            &l,
+        );
+        c.apply(
+            &frame(MediaKind::Video, 40, &multitrack_video(false, 1, 0)),
+            &l,
+        );
+        let s = c.snapshot();
+        // Both tracks' headers, then the GOP from track 0's keyframe.
+        assert_eq!(
+            s.len(),
+            2 + 4,
+            "{:?}",
+            s.iter().map(|f| f.timestamp).collect::<Vec<_>>()
+        );
+        assert_eq!(s[0].header, Some(HeaderKey::Video(0)));
+        assert_eq!(s[1].header, Some(HeaderKey::Video(1)));
+        assert_eq!(s[2].timestamp, 10);
+        assert_eq!(c.gop_len(), 4);
+    }
+
+    #[test]
+    fn header_slots_are_bounded_whatever_the_fourcc() {
+        let mut c = Cache::default();
+        let l = GopLimits::default();
+        for i in 0..10_000u32 {
+            // Enhanced SequenceStart (packet type 0) with a made-up FourCC.
+            let mut body = vec![0x90];
+            body.extend_from_slice(&i.to_be_bytes());
+            c.apply(&frame(MediaKind::Video, 0, &body), &l);
+            let mut body = vec![0x90, 6, 0];
+            body.extend_from_slice(&i.to_be_bytes());
+            body.push((i % 256) as u8);
+            c.apply(&frame(MediaKind::Video, 0, &body), &l);
+        }
+        assert!(c.snapshot().len() <= MAX_HEADER_SLOTS);
+    }
+
+    #[test]
+    fn tiny_frames_count_by_what_they_cost() {
+        let mut c = Cache::default();
+        let l = GopLimits {
+            max_duration_ms: 1_000_000,
+            max_bytes: 100 * FRAME_OVERHEAD,
+        };
+        c.apply(&frame(MediaKind::Video, 0, &[0x17, 1, 0, 0, 0]), &l);
+        for i in 0..1000 {
+            c.apply(&frame(MediaKind::Audio, i, &[0xAF, 1]), &l);
+        }
+        // Far fewer than 1000 two-byte frames fit in 100 overheads.
+        assert_eq!(c.gop_len(), 0, "the GOP outgrew its bound and was dropped");
     }
 }

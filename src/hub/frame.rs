@@ -13,13 +13,22 @@ use crate::protocol::session::{set_data_frame, MediaKind};
 /// shared frames are serialized for it.
 pub const PLAY_STREAM_ID: u32 = 1;
 
-/// Which sequence header a frame is: one slot per media kind and codec, so
-/// cameras that resend headers every GOP replace rather than pile up.
+/// Which sequence header a frame is: one slot per media kind and track
+/// (a track has one codec at a time; a new codec's header replaces the
+/// old), so cameras that resend headers every GOP replace rather than pile
+/// up, and a publisher cycling through made-up FourCCs fills one slot.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum HeaderKey {
-    Video(VideoCodec),
-    Audio(AudioCodec),
+    /// Video track id (0 outside Enhanced RTMP multitrack).
+    Video(u8),
+    /// Audio track id.
+    Audio(u8),
 }
+
+/// What a cached frame costs beyond its bytes: the frame itself in the
+/// cache's queue and the bookkeeping of its two shared buffers. Counting it
+/// keeps a flood of tiny messages from hiding under the byte bound.
+pub const FRAME_OVERHEAD: usize = 160;
 
 /// What the GOP cache needs to know about a message, read from its FLV body.
 #[derive(Debug, Clone, Copy, Default)]
@@ -30,6 +39,8 @@ pub struct Class {
     pub header: Option<HeaderKey>,
     pub video: Option<VideoCodec>,
     pub audio: Option<AudioCodec>,
+    /// Enhanced RTMP multitrack track id (0 otherwise).
+    pub track: u8,
 }
 
 /// Classifies a message body: legacy and Enhanced RTMP alike.
@@ -41,9 +52,10 @@ pub fn classify(kind: MediaKind, payload: &[u8]) -> Class {
                 cts: tag.composition_time,
                 header: tag
                     .is_sequence_header()
-                    .then_some(HeaderKey::Video(tag.codec)),
+                    .then_some(HeaderKey::Video(tag.track)),
                 video: Some(tag.codec),
                 audio: None,
+                track: tag.track,
             },
             Err(_) => Class::default(),
         },
@@ -53,9 +65,10 @@ pub fn classify(kind: MediaKind, payload: &[u8]) -> Class {
                 cts: 0,
                 header: tag
                     .is_sequence_header
-                    .then_some(HeaderKey::Audio(tag.codec)),
+                    .then_some(HeaderKey::Audio(tag.track)),
                 video: None,
                 audio: Some(tag.codec),
+                track: tag.track,
             },
             Err(_) => Class::default(),
         },
@@ -76,6 +89,8 @@ pub struct Frame {
     pub keyframe: bool,
     /// Set on sequence headers: which cache slot it fills.
     pub header: Option<HeaderKey>,
+    /// Enhanced RTMP multitrack track id (0 otherwise).
+    pub track: u8,
     /// The RTMP message body, for players that need a different framing.
     pub payload: Bytes,
     /// The message serialized as RTMP chunks on message stream 1.
@@ -101,6 +116,7 @@ impl Frame {
             timestamp,
             keyframe: class.keyframe,
             header: class.header,
+            track: class.track,
             payload,
             chunks,
             chunk_size,
@@ -113,6 +129,7 @@ impl Frame {
         let class = Class {
             keyframe: self.keyframe,
             header: self.header,
+            track: self.track,
             ..Class::default()
         };
         Frame::new(
@@ -150,6 +167,12 @@ impl Frame {
         }
         let body = set_data_frame(&self.payload);
         serialize(self.kind, self.timestamp, &body, stream_id, chunk_size)
+    }
+
+    /// What holding this frame costs in memory: its serialized chunks, the
+    /// payload it keeps alive and [`FRAME_OVERHEAD`].
+    pub fn cost(&self) -> usize {
+        self.chunks.len() + self.payload.len() + FRAME_OVERHEAD
     }
 
     pub fn is_video(&self) -> bool {

@@ -363,7 +363,7 @@ impl Hub {
         let ts = if kind == MediaKind::Metadata {
             0
         } else {
-            o.map_timestamp(timestamp, class.cts, class.header.is_some())
+            o.map_timestamp(kind, timestamp, class.cts, class.header.is_some())
         };
         let frame = Frame::new(kind, ts, class, payload, chunk_size, now);
         self.stats.messages_in.set(self.stats.messages_in.get() + 1);

@@ -63,6 +63,10 @@ pub struct LiveSettings {
     pub publisher_timeout: Duration,
     /// A connection that neither publishes nor plays this long is closed.
     pub idle_timeout: Duration,
+    /// A paused player is closed after this long.
+    pub pause_timeout: Duration,
+    /// Refused publishes or plays before a connection is closed.
+    pub max_refusals: u32,
     /// The `[auth]` policy (one per configuration, shared by the workers).
     pub auth: Arc<crate::auth::Policy>,
 }

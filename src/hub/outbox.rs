@@ -27,6 +27,9 @@ pub struct QueueLimits {
     /// Write-coalescing window: live frames wait up to this long and go out
     /// together (see `hub::coalesce`). Zero sends each frame at once.
     pub coalesce: Duration,
+    /// Session replies (acks, pings, command results) the peer may leave
+    /// unread; past it the connection is closed, whatever the message kind.
+    pub max_control_bytes: usize,
 }
 
 impl Default for QueueLimits {
@@ -36,6 +39,7 @@ impl Default for QueueLimits {
             max_duration_ms: 5000,
             disconnect_after: Duration::from_secs(10),
             coalesce: Duration::ZERO,
+            max_control_bytes: 1 << 20,
         }
     }
 }
@@ -49,10 +53,23 @@ pub enum CloseReason {
     SlowPlayer,
     /// The socket failed; queued data is discarded.
     Broken,
+    /// The peer left more replies unread than `max_control_bytes`; queued
+    /// data is discarded.
+    Unread,
+}
+
+impl CloseReason {
+    /// The peer is cut off for its own conduct: its socket is reset so the
+    /// kernel frees what it still holds for it.
+    pub fn is_abort(&self) -> bool {
+        matches!(self, CloseReason::SlowPlayer | CloseReason::Unread)
+    }
 }
 
 struct Entry {
     bytes: Bytes,
+    /// Session output rather than media: counted in `control_bytes`.
+    control: bool,
     ingest: Option<Instant>,
     timestamp: Option<u32>,
     keyframe: bool,
@@ -61,6 +78,8 @@ struct Entry {
 struct Inner {
     items: VecDeque<Entry>,
     bytes: usize,
+    /// The part of `bytes` that is session output.
+    control_bytes: usize,
     skipping_video: bool,
     behind_since: Option<Instant>,
     closed: Option<CloseReason>,
@@ -76,7 +95,7 @@ struct Inner {
     /// framed the way a publisher sends them, and the end of the stream is
     /// a flag for its task rather than a player's notice.
     upstream: bool,
-    /// The stream this upstream carries has ended.
+    /// The stream this upstream carries (or this player plays) has ended.
     ended: bool,
 }
 
@@ -126,6 +145,8 @@ pub struct Outbox {
     /// Woken when the outbox is closed for a slow player, so a writer stuck
     /// in a write to a peer that stopped reading can give up.
     slow_waker: Cell<Option<Waker>>,
+    /// The connection's task, waiting in [`Outbox::attention`].
+    attention_waker: Cell<Option<Waker>>,
     limits: QueueLimits,
 }
 
@@ -135,6 +156,7 @@ impl Outbox {
             inner: RefCell::new(Inner {
                 items: VecDeque::new(),
                 bytes: 0,
+                control_bytes: 0,
                 skipping_video: false,
                 behind_since: None,
                 closed: None,
@@ -149,6 +171,7 @@ impl Outbox {
             waker: Cell::new(None),
             flush_request: Cell::new(false),
             slow_waker: Cell::new(None),
+            attention_waker: Cell::new(None),
             sink: RefCell::new(None),
             stats: RefCell::new(None),
             writing: Cell::new(false),
@@ -160,8 +183,17 @@ impl Outbox {
         if let Some(w) = self.waker.take() {
             w.wake();
         }
-        if self.inner.borrow().closed == Some(CloseReason::SlowPlayer) {
+        let i = self.inner.borrow();
+        let abort = i.closed.as_ref().is_some_and(CloseReason::is_abort);
+        let attention = i.closed.is_some() || i.ended;
+        drop(i);
+        if abort {
             if let Some(w) = self.slow_waker.take() {
+                w.wake();
+            }
+        }
+        if attention {
+            if let Some(w) = self.attention_waker.take() {
                 w.wake();
             }
         }
@@ -179,10 +211,17 @@ impl Outbox {
         self.writing.set(false);
     }
 
-    /// Resolves once the player has been cut off for being too slow.
+    /// Resolves once the peer has been cut off (slow player, unread
+    /// replies), so a writer stuck on a peer that stopped reading gives up.
     pub async fn slow_closed(&self) {
         poll_fn(|cx| {
-            if self.inner.borrow().closed == Some(CloseReason::SlowPlayer) {
+            if self
+                .inner
+                .borrow()
+                .closed
+                .as_ref()
+                .is_some_and(CloseReason::is_abort)
+            {
                 Poll::Ready(())
             } else {
                 self.slow_waker.set(Some(cx.waker().clone()));
@@ -192,26 +231,70 @@ impl Outbox {
         .await
     }
 
-    /// Session output (replies, status): always queued, never dropped.
-    pub fn push_control(&self, bytes: Bytes) {
+    /// Session output (replies, status): queued, never dropped; a peer
+    /// that leaves more than `max_control_bytes` of it unread is cut off
+    /// ([`CloseReason::Unread`]) and false is returned.
+    pub fn push_control(&self, bytes: Bytes) -> bool {
         let mut i = self.inner.borrow_mut();
         if i.closed.is_some() {
-            return;
+            return i.closed != Some(CloseReason::Unread);
+        }
+        if i.control_bytes + bytes.len() > self.limits.max_control_bytes {
+            i.closed = Some(CloseReason::Unread);
+            i.items.clear();
+            i.bytes = 0;
+            i.control_bytes = 0;
+            drop(i);
+            self.wake();
+            return false;
         }
         i.bytes += bytes.len();
+        i.control_bytes += bytes.len();
         i.items.push_back(Entry {
             bytes,
+            control: true,
             ingest: None,
             timestamp: None,
             keyframe: false,
         });
         drop(i);
         self.wake();
+        true
+    }
+
+    /// Resolves once the outbox is closed.
+    pub async fn closed_signal(&self) {
+        poll_fn(|cx| {
+            if self.inner.borrow().closed.is_some() {
+                Poll::Ready(())
+            } else {
+                self.attention_waker.set(Some(cx.waker().clone()));
+                Poll::Pending
+            }
+        })
+        .await
+    }
+
+    /// Resolves once the connection must look at its outbox: it closed,
+    /// or the stream it plays ended.
+    pub async fn attention(&self) {
+        poll_fn(|cx| {
+            let i = self.inner.borrow();
+            if i.closed.is_some() || i.ended {
+                Poll::Ready(())
+            } else {
+                drop(i);
+                self.attention_waker.set(Some(cx.waker().clone()));
+                Poll::Pending
+            }
+        })
+        .await
     }
 
     /// Marks the start of a play: which stream id and chunk size frames need.
     pub fn start_play(&self, stream_id: u32, chunk_size: u32, now: Instant) {
         let mut i = self.inner.borrow_mut();
+        i.ended = false;
         i.stream_id = stream_id;
         i.chunk_size = chunk_size;
         i.play_started = Some(now);
@@ -234,9 +317,7 @@ impl Outbox {
     pub fn stream_ended(&self, notice: Bytes) {
         let upstream = {
             let mut i = self.inner.borrow_mut();
-            if i.upstream {
-                i.ended = true;
-            }
+            i.ended = true;
             i.upstream
         };
         if upstream {
@@ -251,18 +332,33 @@ impl Outbox {
         self.inner.borrow().upstream
     }
 
-    /// Whether [`Outbox::stream_ended`] was called on an upstream publish.
+    /// Whether [`Outbox::stream_ended`] was called since the play started.
     pub fn ended(&self) -> bool {
         self.inner.borrow().ended
     }
 
-    /// Queues the cached start of a stream (metadata, headers, GOP) without
-    /// the overflow policy: it is bounded by the GOP cache limits.
-    pub fn push_start(&self, frame: &Frame) {
+    /// Queues the cached start of a stream (metadata, headers, then the GOP
+    /// from its keyframe). It counts against the queue's byte bound: a GOP
+    /// that does not fit what is left is not sent, and the player starts at
+    /// the next keyframe instead. Its age does not count against the
+    /// duration bound (a late joiner is not behind, it is catching up).
+    pub fn push_start(&self, frames: &[Frame]) {
         let mut i = self.inner.borrow_mut();
-        if i.closed.is_none() {
-            // Cached frames are old by design: not a latency sample.
-            Self::enqueue(&mut i, frame, false);
+        if i.closed.is_some() || frames.is_empty() {
+            return;
+        }
+        let size = |f: &Frame| f.chunks.len();
+        let total: usize = frames.iter().map(size).sum();
+        let fits = i.bytes + total <= self.limits.max_bytes;
+        for f in frames {
+            let gop = f.kind != MediaKind::Metadata && f.header.is_none();
+            if gop && !fits {
+                // Wait for the next keyframe: video is skipped until then.
+                i.skipping_video = true;
+                i.dropped += 1;
+                continue;
+            }
+            Self::enqueue(&mut i, f, false);
         }
         drop(i);
         self.wake();
@@ -277,6 +373,7 @@ impl Outbox {
         i.bytes += bytes.len();
         i.items.push_back(Entry {
             bytes,
+            control: false,
             ingest: live.then_some(frame.ingest),
             // Only audio and video measure the queue's media duration:
             // metadata goes out at timestamp 0 and would look ancient.
@@ -286,8 +383,13 @@ impl Outbox {
         });
     }
 
+    /// Media time between the oldest live frame queued and `newest`. A
+    /// play's cached start is not counted: it is old by design.
     fn queued_duration(i: &Inner, newest: u32) -> u32 {
-        let oldest = i.items.iter().find_map(|e| e.timestamp);
+        let oldest = i
+            .items
+            .iter()
+            .find_map(|e| e.timestamp.filter(|_| e.ingest.is_some()));
         match oldest {
             Some(o) => (newest.wrapping_sub(o) as i32).max(0) as u32,
             None => 0,
@@ -383,6 +485,7 @@ impl Outbox {
             if reason != CloseReason::Finish {
                 i.items.clear();
                 i.bytes = 0;
+                i.control_bytes = 0;
             }
             i.closed = Some(reason);
         }
@@ -414,6 +517,9 @@ impl Outbox {
         while n < max_items && taken < max_bytes {
             let Some(e) = i.items.pop_front() else { break };
             taken += e.bytes.len();
+            if e.control {
+                i.control_bytes -= e.bytes.len();
+            }
             n += 1;
             if let Some(t) = e.ingest {
                 batch.ingests.push(t);

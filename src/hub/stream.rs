@@ -26,6 +26,20 @@ pub struct Player {
 pub const JUMP_BACK_MS: i32 = 1_000;
 /// A step ahead past this (ms) is one too: players would stall on it.
 pub const JUMP_AHEAD_MS: i32 = 30_000;
+/// Within one track, decode times never go back. A step back up to this
+/// (ms) is jitter and is held at the track's last time; past it, it is a
+/// discontinuity and rebased, so no sequence of small steps back (each
+/// under [`JUMP_BACK_MS`]) can walk players' time backwards.
+pub const TRACK_JITTER_MS: i32 = 100;
+
+/// The timelines kept apart by the timestamp mapping.
+fn track_slot(kind: MediaKind) -> usize {
+    match kind {
+        MediaKind::Audio => 0,
+        MediaKind::Video => 1,
+        MediaKind::Metadata | MediaKind::Data => 2,
+    }
+}
 
 pub struct Owned {
     /// The connection publishing, if any.
@@ -40,6 +54,9 @@ pub struct Owned {
     /// The last decode time players saw (audio and video, not headers):
     /// a publisher's clock jumping away from it is a discontinuity.
     last_dts: Option<u32>,
+    /// The last time players saw per track (audio, video, data): never
+    /// to be undercut.
+    last_track: [Option<u32>; 3],
     rebase: bool,
     pub video_codec: Option<VideoCodec>,
     pub audio_codec: Option<AudioCodec>,
@@ -56,6 +73,7 @@ impl Owned {
             offset: 0,
             last_out: last_ts,
             last_dts: None,
+            last_track: [None; 3],
             rebase: last_ts.is_some(),
             video_codec: None,
             audio_codec: None,
@@ -72,23 +90,32 @@ impl Owned {
         self.publish_started = now;
     }
 
-    /// Maps a publisher timestamp (a decode time; `cts` is the video
-    /// composition offset, 0 elsewhere) to the players' timeline.
+    /// Maps a publisher timestamp of `kind` (a decode time; `cts` is the
+    /// video composition offset, 0 elsewhere) to the players' timeline.
     ///
     /// `last_out` is the high-water mark of presentation times players saw,
     /// so a new publisher's first frames land after every frame a player's
     /// decoder may still hold for B-frame reordering.
     ///
     /// A publisher's clock that jumps back more than [`JUMP_BACK_MS`] or
-    /// ahead more than [`JUMP_AHEAD_MS`] (a restarted encoder, a glitch) is
-    /// rebased the same way, so players never see time run backwards or
-    /// stall; steps across the 2^32 wrap are ordinary steps. Sequence
-    /// headers (`header`, often stamped 0) are not taken for a jump.
-    pub fn map_timestamp(&mut self, ts: u32, cts: i32, header: bool) -> u32 {
+    /// ahead more than [`JUMP_AHEAD_MS`] (a restarted encoder, a glitch),
+    /// or that steps back within one track by more than
+    /// [`TRACK_JITTER_MS`], is rebased the same way; smaller steps back are
+    /// held at the track's last time. So, for every input, each track's
+    /// times as players see them never decrease (wrap-aware); steps across
+    /// the 2^32 wrap are ordinary steps. Sequence headers (`header`, often
+    /// stamped 0) never cause a rebase.
+    pub fn map_timestamp(&mut self, kind: MediaKind, ts: u32, cts: i32, header: bool) -> u32 {
+        let slot = track_slot(kind);
         if !self.rebase && !header {
+            let step_from = |prev: u32| ts.wrapping_add(self.offset).wrapping_sub(prev) as i32;
             if let Some(prev) = self.last_dts {
-                let step = ts.wrapping_add(self.offset).wrapping_sub(prev) as i32;
-                if !(-JUMP_BACK_MS..=JUMP_AHEAD_MS).contains(&step) {
+                if !(-JUMP_BACK_MS..=JUMP_AHEAD_MS).contains(&step_from(prev)) {
+                    self.rebase = true;
+                }
+            }
+            if let Some(prev) = self.last_track[slot] {
+                if step_from(prev) < -TRACK_JITTER_MS {
                     self.rebase = true;
                 }
             }
@@ -99,7 +126,13 @@ impl Owned {
             let next = self.last_out.unwrap_or(0).wrapping_add(33);
             self.offset = next.wrapping_sub(ts);
         }
-        let out = ts.wrapping_add(self.offset);
+        let mut out = ts.wrapping_add(self.offset);
+        if let Some(prev) = self.last_track[slot] {
+            if (out.wrapping_sub(prev) as i32) < 0 {
+                out = prev;
+            }
+        }
+        self.last_track[slot] = Some(out);
         if !header {
             self.last_dts = Some(out);
         }
@@ -148,11 +181,14 @@ impl LocalStream {
 
     /// Adds a player; if the cache is authoritative here (owner, or a
     /// started mirror) it gets the cached start at once.
+    /// A connection is at most one player of a stream: adding it again is
+    /// a no-op (so a repeated unpause cannot queue the start again).
     pub fn add_player(&mut self, id: u64, outbox: Rc<Outbox>, started: bool) {
+        if self.players.iter().any(|p| p.id == id) {
+            return;
+        }
         if started {
-            for f in self.cache.snapshot() {
-                outbox.push_start(&f);
-            }
+            outbox.push_start(&self.cache.snapshot());
         }
         self.players.push(Player {
             id,
@@ -174,9 +210,7 @@ impl LocalStream {
         }
         for p in &mut self.players {
             p.started = true;
-            for f in frames {
-                p.outbox.push_start(f);
-            }
+            p.outbox.push_start(frames);
         }
     }
 
@@ -225,6 +259,11 @@ impl LocalStream {
 mod tests {
     use super::*;
 
+    use proptest::prelude::*;
+
+    const V: MediaKind = MediaKind::Video;
+    const A: MediaKind = MediaKind::Audio;
+
     fn owned() -> Owned {
         Owned::new(1, None, Instant::now())
     }
@@ -232,43 +271,88 @@ mod tests {
     #[test]
     fn a_steady_clock_passes_through_also_across_the_wrap() {
         let mut o = owned();
-        assert_eq!(o.map_timestamp(0, 0, true), 0);
         let start = u32::MAX - 100;
+        assert_eq!(o.map_timestamp(V, start, 0, true), start);
         for i in 0..10u32 {
             let ts = start.wrapping_add(i * 33);
-            assert_eq!(o.map_timestamp(ts, 0, false), ts);
+            assert_eq!(o.map_timestamp(V, ts, 0, false), ts);
         }
     }
 
     #[test]
     fn jumps_back_or_far_ahead_continue_one_frame_later() {
         let mut o = owned();
-        assert_eq!(o.map_timestamp(20_000, 0, false), 20_000);
-        assert_eq!(o.map_timestamp(20_033, 0, false), 20_033);
+        assert_eq!(o.map_timestamp(V, 20_000, 0, false), 20_000);
+        assert_eq!(o.map_timestamp(V, 20_033, 0, false), 20_033);
         // Back 15 s: rebased to continue right after what players saw.
-        assert_eq!(o.map_timestamp(5_000, 0, false), 20_066);
-        assert_eq!(o.map_timestamp(5_033, 0, false), 20_099);
+        assert_eq!(o.map_timestamp(V, 5_000, 0, false), 20_066);
+        assert_eq!(o.map_timestamp(V, 5_033, 0, false), 20_099);
         // Small reorderings (audio after video) are not jumps.
-        assert_eq!(o.map_timestamp(5_010, 0, false), 20_076);
+        assert_eq!(o.map_timestamp(A, 5_010, 0, false), 20_076);
         // An hour ahead: rebased too.
-        assert_eq!(o.map_timestamp(3_605_033, 0, false), 20_132);
-        assert_eq!(o.map_timestamp(3_605_066, 0, false), 20_165);
+        assert_eq!(o.map_timestamp(V, 3_605_033, 0, false), 20_132);
+        assert_eq!(o.map_timestamp(V, 3_605_066, 0, false), 20_165);
     }
 
     #[test]
     fn headers_stamped_zero_are_not_jumps() {
         let mut o = owned();
-        o.map_timestamp(50_000, 0, false);
-        assert_eq!(o.map_timestamp(0, 0, true), 0);
-        assert_eq!(o.map_timestamp(50_033, 0, false), 50_033);
+        o.map_timestamp(V, 50_000, 0, false);
+        // Held at the track's time rather than sent back to 0.
+        assert_eq!(o.map_timestamp(V, 0, 0, true), 50_000);
+        assert_eq!(o.map_timestamp(V, 50_033, 0, false), 50_033);
+    }
+
+    #[test]
+    fn steps_back_under_the_jump_threshold_cannot_walk_time_back() {
+        let mut o = owned();
+        let mut last = 0;
+        for i in 0..100u32 {
+            let out = o.map_timestamp(V, 100_000 - i * 999, 0, false);
+            assert!(out >= last, "frame {i}: {out} after {last}");
+            last = out;
+        }
+        // Jitter within a track is held, not rebased.
+        let mut o = owned();
+        assert_eq!(o.map_timestamp(A, 1_000, 0, false), 1_000);
+        assert_eq!(o.map_timestamp(A, 990, 0, false), 1_000);
+        assert_eq!(o.map_timestamp(A, 1_023, 0, false), 1_023);
+    }
+
+    proptest! {
+        /// Whatever a publisher sends, each track's times as players see
+        /// them never run backwards (wrap-aware), headers included.
+        #[test]
+        fn every_track_is_monotonic_for_any_input(
+            start in any::<u32>(),
+            steps in proptest::collection::vec(
+                (any::<bool>(), any::<bool>(), prop_oneof![-2_000i64..2_000, any::<u32>().prop_map(i64::from)], -500i32..2_000),
+                1..300,
+            ),
+            takeover in proptest::option::of(any::<u32>()),
+        ) {
+            let mut o = Owned::new(1, takeover, Instant::now());
+            let mut ts = start;
+            let mut last: [Option<u32>; 2] = [None; 2];
+            for (video, header, step, cts) in steps {
+                ts = ts.wrapping_add(step as u32);
+                let kind = if video { V } else { A };
+                let out = o.map_timestamp(kind, ts, cts, header);
+                let slot = usize::from(video);
+                if let Some(prev) = last[slot] {
+                    prop_assert!((out.wrapping_sub(prev) as i32) >= 0, "{kind:?} went from {prev} to {out}");
+                }
+                last[slot] = Some(out);
+            }
+        }
     }
 
     #[test]
     fn a_new_publisher_continues_after_the_old_one() {
         let mut o = Owned::new(2, Some(90_000), Instant::now());
         // Its header takes the rebase; its frames follow from 0.
-        assert_eq!(o.map_timestamp(0, 0, true), 90_033);
-        assert_eq!(o.map_timestamp(0, 0, false), 90_033);
-        assert_eq!(o.map_timestamp(33, 0, false), 90_066);
+        assert_eq!(o.map_timestamp(V, 0, 0, true), 90_033);
+        assert_eq!(o.map_timestamp(V, 0, 0, false), 90_033);
+        assert_eq!(o.map_timestamp(V, 33, 0, false), 90_066);
     }
 }

@@ -72,6 +72,7 @@ label_enum!(
         PublishExpired => "publish/expired",
         PublishHook => "publish/hook",
         PublishHookError => "publish/hook_error",
+        PublishHookBusy => "publish/hook_busy",
         PlayAddress => "play/address",
         PlayMissing => "play/missing",
         PlayBadKey => "play/bad_key",
@@ -79,6 +80,7 @@ label_enum!(
         PlayExpired => "play/expired",
         PlayHook => "play/hook",
         PlayHookError => "play/hook_error",
+        PlayHookBusy => "play/hook_busy",
     }
 );
 
@@ -109,6 +111,9 @@ label_enum!(
         Message => "message",
         NotConnected => "command_before_connect",
         TooManyStreams => "too_many_streams",
+        NotAdmitted => "refused_at_header",
+        SecondConnect => "second_connect",
+        EmptyMedia => "empty_media",
     }
 );
 
@@ -119,6 +124,9 @@ label_enum!(
         HandshakeTimeout => "handshake_timeout_ms",
         PublisherTimeout => "publisher_timeout_ms",
         IdleTimeout => "idle_timeout_ms",
+        PauseTimeout => "pause_timeout_ms",
+        MaxPendingOutputBytes => "max_pending_output_bytes",
+        MaxRefusals => "max_refusals_per_connection",
         MaxMessageSize => "max_message_size",
         MaxChunkStreams => "max_chunk_streams",
         MaxChunkSize => "max_chunk_size",

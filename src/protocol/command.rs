@@ -217,6 +217,27 @@ impl StreamPath {
     }
 }
 
+/// The apps a routing key can belong to, longest first: every run of
+/// leading segments that stops before the last one (`live/team/cam` gives
+/// `live/team`, then `live`). Names may hold `/`, so a key reaches us from
+/// several (app, name) splits; per-app settings are chosen from the key
+/// through this, never from the app a client happened to send.
+pub fn apps_of(key: &str) -> impl Iterator<Item = &str> {
+    key.rmatch_indices('/').map(move |(i, _)| &key[..i])
+}
+
+/// Whether `key` lies under `app` (its leading segments equal `app`):
+/// `live` holds `live/cam` and `live/team/cam`, never `liveX/cam`.
+pub fn key_in_app(key: &str, app: &str) -> bool {
+    key.len() > app.len() && key.starts_with(app) && key.as_bytes()[app.len()] == b'/'
+}
+
+/// Whether `s` can name an app in a per-app setting: one or more
+/// non-empty segments joined by `/`, with no query.
+pub fn is_app_name(s: &str) -> bool {
+    !s.is_empty() && !s.contains('?') && s.split('/').all(|seg| !seg.is_empty())
+}
+
 fn split_query(s: &str) -> (&str, &str) {
     match s.split_once('?') {
         Some((a, q)) => (a, q),
@@ -293,6 +314,20 @@ mod tests {
         let p = StreamPath::new("/live/", "cam");
         assert_eq!(p.key(), "live/cam");
         assert_eq!(p.query, "");
+    }
+
+    #[test]
+    fn apps_of_a_key_run_longest_first_and_stop_at_segments() {
+        let apps: Vec<&str> = apps_of("live/team/cam").collect();
+        assert_eq!(apps, vec!["live/team", "live"]);
+        assert_eq!(apps_of("live/cam").collect::<Vec<_>>(), vec!["live"]);
+        assert!(key_in_app("live/team/cam", "live"));
+        assert!(key_in_app("live/team/cam", "live/team"));
+        assert!(!key_in_app("liveX/cam", "live"));
+        assert!(!key_in_app("live", "live"));
+        assert!(is_app_name("live") && is_app_name("live/team"));
+        assert!(!is_app_name("") && !is_app_name("/live") && !is_app_name("a//b"));
+        assert!(!is_app_name("live?x=1"));
     }
 
     #[test]

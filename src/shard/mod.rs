@@ -149,10 +149,19 @@ impl Worker {
         self.live.borrow().handshake_timeout
     }
 
-    /// (publisher no-data timeout, idle connection timeout)
-    pub fn read_timeouts(&self) -> (Duration, Duration) {
+    /// (publisher no-media timeout, idle connection timeout, pause timeout)
+    pub fn read_timeouts(&self) -> (Duration, Duration, Duration) {
         let live = self.live.borrow();
-        (live.publisher_timeout, live.idle_timeout)
+        (
+            live.publisher_timeout,
+            live.idle_timeout,
+            live.pause_timeout,
+        )
+    }
+
+    /// Refused publishes or plays a connection may make before it is closed.
+    pub fn max_refusals(&self) -> u32 {
+        self.live.borrow().max_refusals
     }
 
     /// True once a drain started: publishers should be asked to move.
@@ -291,6 +300,8 @@ pub fn live_settings(config: &Config) -> LiveSettings {
         handshake_timeout: Duration::from_millis(config.limits.handshake_timeout_ms),
         publisher_timeout: Duration::from_millis(config.limits.publisher_timeout_ms),
         idle_timeout: Duration::from_millis(config.limits.idle_timeout_ms),
+        pause_timeout: Duration::from_millis(config.limits.pause_timeout_ms),
+        max_refusals: config.limits.max_refusals_per_connection,
         auth: Arc::new(
             crate::auth::Policy::from_config(&config.auth).unwrap_or_else(|e| {
                 // Validation refuses such a file first; never fall back to open.

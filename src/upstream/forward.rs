@@ -18,6 +18,7 @@ use tracing::{info, warn, Instrument};
 
 use super::outbound::{self, Outcome};
 use super::select::{self, Mode};
+use crate::auth::redact;
 use crate::config::OriginUrl;
 use crate::metrics::{OutboundFailure, OutboundKind};
 use crate::protocol::command::StreamPath;
@@ -36,6 +37,8 @@ pub struct Job {
     /// Forward: the app's origins; push: the one target.
     pub targets: Vec<OriginUrl>,
     pub mode: Mode,
+    /// Failover stickiness of `targets` as a list.
+    pub sticky: select::Sticky,
     pub connect_timeout: Duration,
     pub start_timeout: Duration,
     pub backoff: Duration,
@@ -78,10 +81,11 @@ pub fn jobs_for(worker: &Worker, path: &StreamPath) -> Vec<Job> {
     if config.push.is_empty() && !config.edge.forward_publish && config.edge.app.is_empty() {
         return Vec::new();
     }
-    let edge = config.edge.for_app(&path.app);
     let key = path.key();
+    let edge = config.edge.for_key(&key);
     let job = |kind, name: String, targets: Vec<OriginUrl>, mode| Job {
         kind,
+        sticky: select::Sticky::of(&targets.iter().map(|t| t.url.clone()).collect::<Vec<_>>()),
         key: key.clone(),
         app: path.app.clone(),
         name,
@@ -111,7 +115,7 @@ pub fn jobs_for(worker: &Worker, path: &StreamPath) -> Vec<Job> {
         }
     }
     for entry in &config.push {
-        if !entry.app.is_empty() && entry.app != path.app {
+        if !entry.covers(&key) {
             continue;
         }
         for url in &entry.urls {
@@ -163,7 +167,7 @@ async fn run(worker: Rc<Worker>, job: Job, tag: String) {
     let mut attempts = 0u64;
     while alive(&worker, &job.key) {
         // Forward: the origins in pull order, the next one after a failure.
-        let order = select::order(job.mode, &urls, &job.key);
+        let order = select::order(job.mode, &urls, &job.key, &job.sticky);
         let Some(&idx) = order.get(fails_in_row % n) else {
             break;
         };
@@ -180,7 +184,7 @@ async fn run(worker: Rc<Worker>, job: Job, tag: String) {
                 stats
                     .outbound_failures
                     .inc(OutboundFailure::of(job.kind, reason));
-                warn!(target = %target.url, ?reason, "outbound publish failed; retrying");
+                warn!(target = %redact::url(&target.url), ?reason, "outbound publish failed; retrying");
                 if live {
                     // It worked until now: start the backoff over.
                     backoff = job.backoff;

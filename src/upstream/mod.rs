@@ -32,13 +32,13 @@ const WAIT_POLL: Duration = Duration::from_millis(20);
 /// its verdict rather than race it.
 const WAIT_SLACK: Duration = Duration::from_millis(500);
 
-/// Whether this node pulls unknown streams of `app` from origins.
-pub fn enabled(config: &Config, app: &str) -> bool {
+/// Whether this node pulls the unknown stream `key` (`app/name`) from origins.
+pub fn enabled(config: &Config, key: &str) -> bool {
     let edge = &config.edge;
     if edge.app.is_empty() {
         return !edge.origins.is_empty();
     }
-    !edge.for_app(app).origins.is_empty()
+    !edge.for_key(key).origins.is_empty()
 }
 
 /// At play start, for a key the directory does not have: makes sure one
@@ -47,7 +47,7 @@ pub fn enabled(config: &Config, app: &str) -> bool {
 /// timeout passed. Returns whether the stream can be played now.
 pub async fn await_stream(worker: &Rc<Worker>, path: &StreamPath) -> bool {
     let key = path.key();
-    let edge = worker.config.edge.for_app(&path.app);
+    let edge = worker.config.edge.for_key(&key);
     let directory = worker.hub.borrow().directory().clone();
     let id = worker.next_conn_id();
     if directory.register_pull(&key, worker.id, id) == PullRegistration::Started {

@@ -18,7 +18,8 @@ use tracing::{debug, info, warn};
 
 use super::dial::{self, read_tick, reserve, DialError, Dialed, READ_MIN, TICK};
 use super::forward::{alive, Job};
-use super::select::{self, Mode};
+use super::select::Mode;
+use crate::auth::redact;
 use crate::conn::writer::{self, shutdown};
 use crate::hub::{CloseReason, Outbox};
 use crate::metrics::{CoreStats, OutboundKind, OutboundReason};
@@ -56,7 +57,7 @@ pub async fn attempt(worker: &Rc<Worker>, job: &Job, idx: usize) -> Outcome {
     let Dialed { mut rd, mut wr, fd } = match dialed {
         Ok(d) => d,
         Err(e) => {
-            debug!(target = %target.url, error = %e, "dial failed");
+            debug!(target = %redact::url(&target.url), error = %e, "dial failed");
             return failed(match e {
                 DialError::Handshake(_) | DialError::HandshakeTimeout => OutboundReason::Handshake,
                 _ => OutboundReason::Connect,
@@ -86,12 +87,14 @@ pub async fn attempt(worker: &Rc<Worker>, job: &Job, idx: usize) -> Outcome {
                 PublishStep::Pending => {}
                 PublishStep::Live { stream_id } => live = Some(stream_id),
                 PublishStep::ConnectRefused { code, description } => {
-                    warn!(target = %target.url, %code, %description, "connect refused");
+                    let description = redact::name(&description);
+                    warn!(target = %redact::url(&target.url), %code, %description, "connect refused");
                     return failed(OutboundReason::Rejected);
                 }
                 PublishStep::Refused { code, description }
                 | PublishStep::Closed { code, description } => {
-                    warn!(target = %target.url, %code, %description, "publish refused");
+                    let description = redact::name(&description);
+                    warn!(target = %redact::url(&target.url), %code, %description, "publish refused");
                     return failed(OutboundReason::Refused);
                 }
             }
@@ -122,9 +125,15 @@ pub async fn attempt(worker: &Rc<Worker>, job: &Job, idx: usize) -> Outcome {
         }
     };
     if job.kind == OutboundKind::Forward && job.mode == Mode::Failover {
-        select::mark_healthy(idx);
+        job.sticky.mark_healthy(idx);
     }
-    info!(target = %target.url, %app, %name, stream_id, "publishing upstream");
+    // A push URL's own name is the target's stream key; any other name may
+    // carry the publisher's query (pass_query).
+    let shown = match (job.kind, &target.name) {
+        (OutboundKind::Push, Some(_)) => redact::MASK.to_string(),
+        _ => redact::name(&name).to_string(),
+    };
+    info!(target = %redact::url(&target.url), name = %shown, stream_id, "publishing upstream");
     let live = Live {
         worker: worker.clone(),
         job,
@@ -243,6 +252,7 @@ impl Live<'_> {
             }
             while let Some(ev) = session.poll_event() {
                 if let PublishStep::Closed { code, description } = flow.on_event(session, ev) {
+                    let description = redact::name(&description);
                     warn!(%code, %description, "target ended our publish");
                     return lost(OutboundReason::Lost);
                 }
@@ -260,7 +270,7 @@ impl Live<'_> {
             return Some(Outcome::Ended);
         }
         let reason = match self.outbox.closed()? {
-            CloseReason::SlowPlayer => OutboundReason::Slow,
+            CloseReason::SlowPlayer | CloseReason::Unread => OutboundReason::Slow,
             CloseReason::Broken | CloseReason::Finish => OutboundReason::Lost,
         };
         Some(Outcome::Failed { reason, live: true })

@@ -19,6 +19,7 @@ use tracing::{debug, info, warn};
 
 use super::dial::{self, read_tick, DialError, READ_MIN, TICK};
 use super::select::{self, Mode};
+use crate::auth::redact;
 use crate::config::{EdgeSection, OriginUrl};
 use crate::hub::PullState;
 use crate::metrics::PullFailure;
@@ -85,6 +86,8 @@ struct Pull {
     origins: Vec<OriginUrl>,
     urls: Vec<String>,
     mode: Mode,
+    /// Failover stickiness of this pull's origin list.
+    sticky: select::Sticky,
     connect_timeout: Duration,
     start_timeout: Duration,
     backoff: Duration,
@@ -105,7 +108,7 @@ pub async fn run(worker: Rc<Worker>, target: Target, id: u64) {
     let stats = worker.stats.clone();
     stats.pulls_active.set(stats.pulls_active.get() + 1);
     stats.pull_starts.set(stats.pull_starts.get() + 1);
-    let edge: EdgeSection = worker.config.edge.for_app(&target.app);
+    let edge: EdgeSection = worker.config.edge.for_key(&target.key);
     let edge = &edge;
     let origins: Vec<OriginUrl> = edge
         .origins
@@ -113,9 +116,11 @@ pub async fn run(worker: Rc<Worker>, target: Target, id: u64) {
         .filter_map(|o| OriginUrl::parse(o).ok())
         .collect();
     let tls = dial::tls_for(&origins, edge);
+    let urls: Vec<String> = origins.iter().map(|o| o.url.clone()).collect();
     let mut pull = Pull {
         tls,
-        urls: origins.iter().map(|o| o.url.clone()).collect(),
+        sticky: select::Sticky::of(&urls),
+        urls,
         origins,
         mode: Mode::parse(&edge.mode),
         connect_timeout: Duration::from_millis(edge.connect_timeout_ms),
@@ -157,7 +162,7 @@ impl Pull {
         let mut backoff = self.backoff;
         let mut after_loss = false;
         'rounds: loop {
-            let mut order = select::order(self.mode, &self.urls, &self.target.key);
+            let mut order = select::order(self.mode, &self.urls, &self.target.key, &self.sticky);
             if let (true, Some(last)) = (after_loss, self.last_origin) {
                 // Lost mid-stream: the others first, the lost one last.
                 if order.len() > 1 {
@@ -177,7 +182,7 @@ impl Pull {
                 // Share what is left of the deadline among the origins left.
                 let budget = (deadline - now) / (n - i) as u32;
                 let outcome = self.attempt(idx, budget).await;
-                debug!(origin = %self.urls[idx], ?outcome, "pull attempt over");
+                debug!(origin = %redact::url(&self.urls[idx]), ?outcome, "pull attempt over");
                 match outcome {
                     Outcome::Failed(reason) => {
                         self.worker.stats.pull_failures.inc(reason);
@@ -191,9 +196,9 @@ impl Pull {
                         // while we reconnect.
                         if outcome == Outcome::Lost {
                             self.worker.stats.pull_failures.inc(PullFailure::Lost);
-                            warn!(origin = %self.urls[idx], "origin lost; reconnecting");
+                            warn!(origin = %redact::url(&self.urls[idx]), "origin lost; reconnecting");
                         } else {
-                            info!(origin = %self.urls[idx], "origin ended the stream");
+                            info!(origin = %redact::url(&self.urls[idx]), "origin ended the stream");
                         }
                         self.unpublish();
                         let grace = self.worker.hub.borrow().config().publisher_grace;
@@ -233,9 +238,11 @@ impl Pull {
             Err(e) => {
                 match &e {
                     DialError::Tls(_) => {
-                        warn!(origin = %origin.url, error = %e, "origin TLS failed")
+                        warn!(origin = %redact::url(&origin.url), error = %e, "origin TLS failed")
                     }
-                    _ => debug!(origin = %origin.url, error = %e, "origin dial failed"),
+                    _ => {
+                        debug!(origin = %redact::url(&origin.url), error = %e, "origin dial failed")
+                    }
                 }
                 return Outcome::Failed(match e {
                     DialError::Handshake(_) | DialError::HandshakeTimeout => PullFailure::Handshake,
@@ -266,7 +273,7 @@ impl Pull {
                 Outcome::Failed(PullFailure::Protocol)
             };
             if let Err(e) = session.handle_input(&mut buf) {
-                warn!(origin = %origin.url, error = %e, "origin sent bad data");
+                warn!(origin = %redact::url(&origin.url), error = %e, "origin sent bad data");
                 return broken;
             }
             let now = Instant::now();
@@ -320,7 +327,7 @@ impl Pull {
                     last_byte = Instant::now();
                 }
                 Err(e) => {
-                    debug!(origin = %origin.url, error = %e, "origin read failed");
+                    debug!(origin = %redact::url(&origin.url), error = %e, "origin read failed");
                     return broken_or(stage, PullFailure::Connect);
                 }
             }
@@ -341,6 +348,7 @@ impl Pull {
         match ev {
             ClientEvent::Connected => session.create_stream(),
             ClientEvent::ConnectRejected { code, description } => {
+                let description = redact::name(&description);
                 warn!(%code, %description, "origin refused connect");
                 return Some(Outcome::Failed(PullFailure::Rejected));
             }
@@ -368,6 +376,7 @@ impl Pull {
                         | "NetStream.Play.Failed"
                 ) || level == "error";
                 if ends {
+                    let description = redact::name(&description);
                     debug!(%code, %description, "origin status");
                     return Some(if live {
                         Outcome::Ended
@@ -420,11 +429,11 @@ impl Pull {
         }
         self.last_origin = Some(idx);
         if self.mode == Mode::Failover {
-            select::mark_healthy(idx);
+            self.sticky.mark_healthy(idx);
         }
         let directory = self.worker.hub.borrow().directory().clone();
         directory.set_pull_state(key, self.id, PullState::Live);
-        info!(origin = %self.urls[idx], "edge pull live");
+        info!(origin = %redact::url(&self.urls[idx]), "edge pull live");
         None
     }
 

@@ -158,8 +158,10 @@ pub fn loadtest_report(
     timeout: Duration,
 ) -> serde_json::Value {
     let status = guard.wait_timeout(timeout);
+    // 3: the run completed but failed the loadtest's own gate (loss, bad
+    // starts, dropped players); the caller's assertions decide from the report.
     assert!(
-        status.is_some_and(|s| s.success()),
+        status.is_some_and(|s| s.success() || s.code() == Some(3)),
         "loadtest did not finish cleanly ({status:?}):\n{}",
         tail(&guard.stderr_text(), 30)
     );

@@ -35,6 +35,7 @@ impl Outbox {
                 i.closed = Some(CloseReason::Broken);
                 i.items.clear();
                 i.bytes = 0;
+                i.control_bytes = 0;
                 return;
             }
         };
@@ -47,12 +48,18 @@ impl Outbox {
             let len = front.bytes.len();
             if written < len {
                 bytes::Buf::advance(&mut front.bytes, written);
+                if front.control {
+                    i.control_bytes -= written;
+                }
                 i.bytes -= written;
                 break;
             }
             written -= len;
             i.bytes -= len;
             let Some(e) = i.items.pop_front() else { break };
+            if e.control {
+                i.control_bytes -= len;
+            }
             if let Some(stats) = stats.as_ref() {
                 if let Some(t) = e.ingest {
                     stats.record_egress(now.duration_since(t));
@@ -139,6 +146,7 @@ impl Outbox {
                 i.bytes += rest.len();
                 i.items.push_back(Entry {
                     bytes: rest,
+                    control: false,
                     ingest: Some(frame.ingest),
                     timestamp: matches!(frame.kind, MediaKind::Audio | MediaKind::Video)
                         .then_some(frame.timestamp),

@@ -25,6 +25,7 @@ fn overflow_skips_video_until_keyframe_and_keeps_audio() {
         max_duration_ms: 100_000,
         disconnect_after: Duration::from_secs(60),
         coalesce: Duration::ZERO,
+        max_control_bytes: 1 << 20,
     };
     let q = Outbox::new(limits);
     let now = Instant::now();
@@ -48,6 +49,7 @@ fn stays_behind_then_disconnected() {
         max_duration_ms: 100_000,
         disconnect_after: Duration::from_millis(10),
         coalesce: Duration::ZERO,
+        max_control_bytes: 1 << 20,
     };
     let q = Outbox::new(limits);
     let t0 = Instant::now();
@@ -68,6 +70,7 @@ fn duration_bound_applies() {
         max_duration_ms: 1000,
         disconnect_after: Duration::from_secs(60),
         coalesce: Duration::ZERO,
+        max_control_bytes: 1 << 20,
     };
     let q = Outbox::new(limits);
     let now = Instant::now();
@@ -99,7 +102,7 @@ fn upstream_publish_uses_its_stream_id_chunk_size_and_set_data_frame() {
     );
     let class = crate::hub::frame::Class::default();
     let m = Frame::new(MediaKind::Metadata, 0, class, meta.freeze(), 4096, now);
-    q.push_start(&m);
+    q.push_start(std::slice::from_ref(&m));
     assert!(q.push_frame(&frame(MediaKind::Video, 40, true, 1000), now));
     let b = q.try_batch(16, 1 << 20).expect("queued");
     let mut wire = bytes::BytesMut::new();
@@ -146,6 +149,7 @@ impl DirectSink for RecordingSink {
 fn coalescing_outbox(window_ms: u64) -> (Rc<Outbox>, Rc<RefCell<Vec<usize>>>) {
     let limits = QueueLimits {
         coalesce: Duration::from_millis(window_ms),
+        max_control_bytes: 1 << 20,
         ..QueueLimits::default()
     };
     let q = Rc::new(Outbox::new(limits));

@@ -17,6 +17,54 @@ use super::{
 /// as payload really arrives.
 const INITIAL_REASSEMBLY_CAPACITY: usize = 64 * 1024;
 
+/// Largest command or data message accepted before the session allows
+/// media: a real `connect` (with an Enhanced RTMP `fourCcList`) or an
+/// `onMetaData` is a few hundred bytes to a few KB.
+pub const SMALL_MESSAGE_MAX: u32 = 64 * 1024;
+
+/// Which messages the session will take, decided at each message's first
+/// chunk header so a refused message is never reassembled.
+///
+/// A peer gets no more than it has earned: before `connect` only protocol
+/// control and small commands; media only after a publish was accepted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Admission {
+    /// Before `connect`: Set Chunk Size, Abort, Acknowledgement, Window
+    /// Acknowledgement Size, Set Peer Bandwidth and small commands.
+    PreConnect,
+    /// Connected, not publishing: anything but audio, video and aggregates;
+    /// commands and data messages stay small.
+    Connected,
+    /// A publish was accepted on this connection: everything, up to the
+    /// message size limit.
+    Publishing,
+    /// No gate (the client side of an upstream session, tests, fuzzing).
+    Open,
+}
+
+impl Admission {
+    /// Ok if a message of `type_id` and `length` may start now.
+    fn check(self, type_id: u8, length: u32) -> Result<(), &'static str> {
+        // Protocol control (1-3, 5, 6): tiny, and needed before anything else.
+        let control = matches!(type_id, 1 | 2 | 3 | 5 | 6);
+        let command = matches!(type_id, 17 | 20);
+        let data = matches!(type_id, 15 | 18);
+        let media = matches!(type_id, 8 | 9 | 22);
+        match self {
+            Admission::Open | Admission::Publishing => Ok(()),
+            Admission::PreConnect if control => Ok(()),
+            Admission::PreConnect if command && length <= SMALL_MESSAGE_MAX => Ok(()),
+            Admission::PreConnect if command => Err("command too large before connect"),
+            Admission::PreConnect => Err("only connect is accepted before connect"),
+            Admission::Connected if media => Err("media before an accepted publish"),
+            Admission::Connected if (command || data) && length > SMALL_MESSAGE_MAX => {
+                Err("command or data message too large before an accepted publish")
+            }
+            Admission::Connected => Ok(()),
+        }
+    }
+}
+
 /// Message header length by fmt.
 const MESSAGE_HEADER_LEN: [usize; 4] = [11, 7, 3, 0];
 
@@ -31,6 +79,7 @@ pub struct ChunkDecoder {
     /// Capacity of every chunk stream's reassembly buffer, summed: what
     /// `limits.max_reassembly_bytes` bounds.
     held: usize,
+    admission: Admission,
 }
 
 /// What a chunk stream remembers for header compression.
@@ -75,7 +124,13 @@ impl ChunkDecoder {
             chunk_size: DEFAULT_CHUNK_SIZE,
             streams: Vec::new(),
             held: 0,
+            admission: Admission::Open,
         }
+    }
+
+    /// Sets which messages may start from now on (see [`Admission`]).
+    pub fn set_admission(&mut self, admission: Admission) {
+        self.admission = admission;
     }
 
     /// Bytes reserved for messages not yet complete, over all chunk streams.
@@ -260,6 +315,15 @@ impl ChunkDecoder {
                 length: header.length,
                 max: self.limits.max_message_size,
             });
+        }
+        if !in_progress {
+            if let Err(why) = self.admission.check(header.type_id, header.length) {
+                return Err(ChunkError::NotAdmitted {
+                    type_id: header.type_id,
+                    length: header.length,
+                    why,
+                });
+            }
         }
         let partial = state.and_then(|s| s.partial.as_ref());
         let received = partial.map_or(0, BytesMut::len);

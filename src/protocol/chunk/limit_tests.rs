@@ -70,12 +70,16 @@ fn huge_chunk_size_allocates_nothing_for_an_announced_length() {
     // The largest chunk size and the largest encodable message length, with
     // only a few payload bytes: the chunk waits in the read buffer and the
     // decoder reserves nothing.
-    let mut dec = ChunkDecoder::new(ChunkLimits::default());
+    let mut dec = ChunkDecoder::new(ChunkLimits {
+        max_message_size: 16 << 20,
+        max_reassembly_bytes: 32 << 20,
+        ..ChunkLimits::default()
+    });
     let mut buf = set_chunk_size_msg(MAX_CHUNK_SIZE);
     assert!(dec.decode(&mut buf).unwrap().is_some());
     let mut buf = BytesMut::from(&t0(6, 0xFF_FFFF, 9)[..]);
     buf.extend_from_slice(&[0; 1000]);
-    // 16 MiB - 1 is under the default 16 MiB message limit.
+    // 16 MiB - 1 is under this 16 MiB message limit.
     assert_eq!(dec.decode(&mut buf).unwrap(), None);
     assert_eq!(dec.reassembly_bytes(), 0);
     assert_eq!(dec.partial_capacity(6), None);
@@ -234,4 +238,49 @@ proptest! {
         }
         prop_assert!(dec.reassembly_bytes() <= budget);
     }
+}
+
+#[test]
+fn admission_refuses_at_the_header_before_any_payload() {
+    use crate::protocol::chunk::Admission;
+    // Before connect: a 16 MiB video header is refused with no payload sent.
+    let mut dec = ChunkDecoder::new(ChunkLimits {
+        max_message_size: 16 << 20,
+        max_reassembly_bytes: 32 << 20,
+        ..ChunkLimits::default()
+    });
+    dec.set_admission(Admission::PreConnect);
+    let mut buf = BytesMut::from(&t0(6, 0xFF_FFFF, 9)[..]);
+    assert!(matches!(
+        dec.decode(&mut buf),
+        Err(ChunkError::NotAdmitted { type_id: 9, .. })
+    ));
+    // A user control message (a ping) before connect is refused too.
+    let mut dec = ChunkDecoder::new(ChunkLimits::default());
+    dec.set_admission(Admission::PreConnect);
+    let mut buf = BytesMut::from(&t0(2, 6, 4)[..]);
+    assert!(matches!(
+        dec.decode(&mut buf),
+        Err(ChunkError::NotAdmitted { type_id: 4, .. })
+    ));
+    // A small command is admitted; a huge one is not.
+    let mut dec = ChunkDecoder::new(ChunkLimits::default());
+    dec.set_admission(Admission::PreConnect);
+    let mut buf = BytesMut::from(&t0(3, 200, 20)[..]);
+    assert_eq!(dec.decode(&mut buf).unwrap(), None);
+    let mut buf = BytesMut::from(&t0(4, 1 << 20, 20)[..]);
+    assert!(dec.decode(&mut buf).is_err());
+    // Connected, not publishing: media refused, commands fine.
+    let mut dec = ChunkDecoder::new(ChunkLimits::default());
+    dec.set_admission(Admission::Connected);
+    let mut buf = BytesMut::from(&t0(6, 1000, 8)[..]);
+    assert!(matches!(
+        dec.decode(&mut buf),
+        Err(ChunkError::NotAdmitted { type_id: 8, .. })
+    ));
+    // Publishing: media up to the size limit.
+    let mut dec = ChunkDecoder::new(ChunkLimits::default());
+    dec.set_admission(Admission::Publishing);
+    let mut buf = BytesMut::from(&t0(6, 1000, 9)[..]);
+    assert_eq!(dec.decode(&mut buf).unwrap(), None);
 }

@@ -35,7 +35,7 @@ mod tests;
 
 use bytes::Bytes;
 
-pub use decoder::ChunkDecoder;
+pub use decoder::{Admission, ChunkDecoder};
 pub use encoder::{encode_message, encoded_len};
 
 /// The chunk size every RTMP connection starts with, in both directions.
@@ -90,10 +90,10 @@ pub struct ChunkLimits {
 impl Default for ChunkLimits {
     fn default() -> Self {
         Self {
-            max_message_size: 16 * 1024 * 1024,
+            max_message_size: 4 * 1024 * 1024,
             max_chunk_streams: 64,
             max_chunk_size: MAX_CHUNK_SIZE,
-            max_reassembly_bytes: 32 * 1024 * 1024,
+            max_reassembly_bytes: 8 * 1024 * 1024,
         }
     }
 }
@@ -121,6 +121,12 @@ pub enum ChunkError {
     HeaderInsideMessage { csid: u32, fmt: u8 },
     #[error("protocol control message type {type_id} with a {len}-byte payload")]
     InvalidControlMessage { type_id: u8, len: usize },
+    #[error("message type {type_id} of {length} bytes refused at its header: {why}")]
+    NotAdmitted {
+        type_id: u8,
+        length: u32,
+        why: &'static str,
+    },
 }
 
 /// Length of the basic header that carries `csid` (ids out of range are

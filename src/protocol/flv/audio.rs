@@ -31,6 +31,8 @@ pub struct AudioTag {
     /// True for an Enhanced RTMP v2 multitrack message; the other fields
     /// then describe its first track.
     pub multitrack: bool,
+    /// The (first) track's id in a multitrack message; 0 otherwise.
+    pub track: u8,
     /// Decoder configuration players need first: legacy AAC packet type 0 or
     /// enhanced SequenceStart. Enhanced MultichannelConfig is not counted:
     /// keeping only the latest header would let it displace the real one.
@@ -49,15 +51,18 @@ pub fn parse_audio(body: &[u8]) -> Result<AudioTag, FlvError> {
             codec: AudioCodec::Legacy(format),
             enhanced: false,
             multitrack: false,
+            track: 0,
             is_sequence_header,
         });
     }
     let mut packet_type = c.skip_mod_ex(b0 & 0x0F)?;
     let mut multitrack = false;
+    let mut track = 0;
     let fourcc = if packet_type == PT_MULTITRACK {
         multitrack = true;
-        let (pt, fourcc) = c.multitrack_first(PT_MULTITRACK)?;
+        let (pt, fourcc, id) = c.multitrack_first(PT_MULTITRACK)?;
         packet_type = pt;
+        track = id;
         fourcc
     } else {
         c.fourcc()?
@@ -66,6 +71,7 @@ pub fn parse_audio(body: &[u8]) -> Result<AudioTag, FlvError> {
         codec: AudioCodec::FourCc(fourcc),
         enhanced: true,
         multitrack,
+        track,
         is_sequence_header: packet_type == PT_SEQUENCE_START,
     })
 }
@@ -84,6 +90,7 @@ mod tests {
                 codec: AudioCodec::Legacy(10),
                 enhanced: false,
                 multitrack: false,
+                track: 0,
                 is_sequence_header: true
             }
         );
@@ -105,6 +112,7 @@ mod tests {
                 codec: AudioCodec::FourCc(*b"Opus"),
                 enhanced: true,
                 multitrack: false,
+                track: 0,
                 is_sequence_header: true
             }
         );

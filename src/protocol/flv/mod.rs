@@ -127,9 +127,9 @@ impl<'a> Cursor<'a> {
     }
 
     /// Reads the multitrack header and the first track's header, returning
-    /// `(packet_type, first track fourcc)`. Tracks after the first are not
-    /// needed to classify the message.
-    fn multitrack_first(&mut self, multitrack_packet: u8) -> Result<(u8, [u8; 4]), FlvError> {
+    /// `(packet_type, first track fourcc, first track id)`. Tracks after
+    /// the first are not needed to classify the message.
+    fn multitrack_first(&mut self, multitrack_packet: u8) -> Result<(u8, [u8; 4], u8), FlvError> {
         let b = self.u8()?;
         let layout = b >> 4;
         let packet_type = b & 0x0F;
@@ -144,10 +144,10 @@ impl<'a> Cursor<'a> {
         // the byte order is the same: FourCC, track id, then the track size
         // unless there is only one track.
         let fourcc = self.fourcc()?;
-        let _track_id = self.u8()?;
+        let track_id = self.u8()?;
         if layout != MULTITRACK_ONE_TRACK {
             let _track_size = self.u24()?;
         }
-        Ok((packet_type, fourcc))
+        Ok((packet_type, fourcc, track_id))
     }
 }

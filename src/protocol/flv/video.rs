@@ -90,6 +90,8 @@ pub struct VideoTag {
     /// True for an Enhanced RTMP v2 multitrack message; the other fields
     /// then describe its first track.
     pub multitrack: bool,
+    /// The (first) track's id in a multitrack message; 0 otherwise.
+    pub track: u8,
     /// Composition time offset in ms (PTS - DTS); 0 where the form has none.
     pub composition_time: i32,
 }
@@ -145,6 +147,7 @@ fn parse_legacy(
         packet: VideoPacket::CodedFrames,
         enhanced: false,
         multitrack: false,
+        track: 0,
         composition_time: 0,
     };
     if frame_type == VideoFrameType::Command {
@@ -182,6 +185,7 @@ fn parse_enhanced(
         packet: VideoPacket::Other,
         enhanced: true,
         multitrack: false,
+        track: 0,
         composition_time: 0,
     };
     if frame_type == VideoFrameType::Command && packet_type != PT_METADATA {
@@ -191,8 +195,9 @@ fn parse_enhanced(
     }
     let fourcc = if packet_type == PT_MULTITRACK {
         tag.multitrack = true;
-        let (pt, fourcc) = c.multitrack_first(PT_MULTITRACK)?;
+        let (pt, fourcc, id) = c.multitrack_first(PT_MULTITRACK)?;
         packet_type = pt;
+        tag.track = id;
         fourcc
     } else {
         c.fourcc()?
@@ -231,6 +236,7 @@ mod tests {
             packet,
             enhanced,
             multitrack: false,
+            track: 0,
             composition_time,
         }
     }

@@ -13,7 +13,7 @@ use std::collections::VecDeque;
 use bytes::{Bytes, BytesMut};
 
 use crate::protocol::amf::{Amf0Value, AmfLimits};
-use crate::protocol::chunk::{ChunkDecoder, ChunkError, ChunkLimits, RawMessage};
+use crate::protocol::chunk::{Admission, ChunkDecoder, ChunkError, ChunkLimits, RawMessage};
 use crate::protocol::command::{ClientCommand, StreamPath};
 use crate::protocol::message::{type_id, Message, MessageError, MessageWriter, UserControl};
 
@@ -57,7 +57,16 @@ pub enum SessionError {
     NotConnected(String),
     #[error("too many message streams (limit {0})")]
     TooManyStreams(usize),
+    #[error("second connect on one connection")]
+    AlreadyConnected,
+    #[error("{0} empty media messages in a row")]
+    EmptyMediaFlood(u32),
 }
+
+/// Empty audio or video messages carry nothing a player can use; a few
+/// happen (some encoders flush with one), a stream of them is an attack on
+/// the per-message costs downstream.
+pub const MAX_EMPTY_MEDIA_IN_A_ROW: u32 = 64;
 
 /// What kind of media a message is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -157,12 +166,16 @@ pub struct ServerSession {
     peer_window: u32,
     /// The app from `connect`, with any query still on it.
     app: String,
+    /// Consecutive empty audio/video messages.
+    empty_media: u32,
 }
 
 impl ServerSession {
     pub fn new(config: ServerConfig) -> Self {
+        let mut decoder = ChunkDecoder::new(config.chunk_limits.clone());
+        decoder.set_admission(Admission::PreConnect);
         ServerSession {
-            decoder: ChunkDecoder::new(config.chunk_limits.clone()),
+            decoder,
             peer_window: config.window_ack_size,
             config,
             writer: MessageWriter::default(),
@@ -176,7 +189,13 @@ impl ServerSession {
             received: 0,
             last_ack: 0,
             app: String::new(),
+            empty_media: 0,
         }
+    }
+
+    /// Whether `connect` was received.
+    pub fn connected(&self) -> bool {
+        self.connected
     }
 
     /// The chunk size this session announced; media sent to this peer must use it.
@@ -238,14 +257,18 @@ impl ServerSession {
                     .user_control(UserControl::PingResponse(t), &mut self.out);
             }
             Message::UserControl(_) | Message::Ignored { .. } => {}
-            Message::Audio(p) => self.media(sid, MediaKind::Audio, raw.timestamp, p),
-            Message::Video(p) => self.media(sid, MediaKind::Video, raw.timestamp, p),
+            Message::Audio(p) => self.media(sid, MediaKind::Audio, raw.timestamp, p)?,
+            Message::Video(p) => self.media(sid, MediaKind::Video, raw.timestamp, p)?,
             Message::Data(p) => self.data(sid, raw.timestamp, p)?,
             Message::Aggregate(p) => {
                 for m in split_aggregate(&p, raw.timestamp) {
                     match m.type_id {
-                        type_id::AUDIO => self.media(sid, MediaKind::Audio, m.timestamp, m.payload),
-                        type_id::VIDEO => self.media(sid, MediaKind::Video, m.timestamp, m.payload),
+                        type_id::AUDIO => {
+                            self.media(sid, MediaKind::Audio, m.timestamp, m.payload)?
+                        }
+                        type_id::VIDEO => {
+                            self.media(sid, MediaKind::Video, m.timestamp, m.payload)?
+                        }
                         type_id::DATA_AMF0 => self.data(sid, m.timestamp, m.payload)?,
                         _ => {}
                     }
@@ -273,7 +296,21 @@ impl ServerSession {
         }
     }
 
-    fn media(&mut self, stream_id: u32, kind: MediaKind, timestamp: u32, payload: Bytes) {
+    fn media(
+        &mut self,
+        stream_id: u32,
+        kind: MediaKind,
+        timestamp: u32,
+        payload: Bytes,
+    ) -> Result<(), SessionError> {
+        if payload.is_empty() && matches!(kind, MediaKind::Audio | MediaKind::Video) {
+            self.empty_media += 1;
+            if self.empty_media > MAX_EMPTY_MEDIA_IN_A_ROW {
+                return Err(SessionError::EmptyMediaFlood(self.empty_media));
+            }
+            return Ok(());
+        }
+        self.empty_media = 0;
         if self.state(stream_id) == Some(&StreamState::Publishing) {
             self.events.push_back(ServerEvent::Media {
                 stream_id,
@@ -282,6 +319,7 @@ impl ServerSession {
                 payload,
             });
         }
+        Ok(())
     }
 
     /// `@setDataFrame("onMetaData", …)` is stored and forwarded as
@@ -296,7 +334,7 @@ impl ServerSession {
                     }
                 })?;
             }
-            self.media(stream_id, kind, timestamp, body);
+            self.media(stream_id, kind, timestamp, body)?;
         }
         Ok(())
     }
@@ -307,7 +345,13 @@ impl ServerSession {
         }
         match cmd {
             ClientCommand::Connect(p) => {
+                // Answering again would amplify: a connect reply is ~13x
+                // the request.
+                if self.connected {
+                    return Err(SessionError::AlreadyConnected);
+                }
                 self.connected = true;
+                self.decoder.set_admission(Admission::Connected);
                 self.app = p.app.clone();
                 self.object_encoding = p.object_encoding;
                 let w = &mut self.writer;
@@ -504,6 +548,7 @@ impl ServerSession {
     /// Publish allowed: `NetStream.Publish.Start` goes out only now.
     pub fn accept_publish(&mut self, sid: u32) {
         self.clear_pending(sid);
+        self.decoder.set_admission(Admission::Publishing);
         self.set_state(sid, StreamState::Publishing);
         self.writer
             .user_control(UserControl::StreamBegin(sid), &mut self.out);
