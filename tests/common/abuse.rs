@@ -190,8 +190,11 @@ impl Node {
     /// died nor panicked.
     pub fn finish(mut self) {
         if let Some(mut load) = self.load.take() {
-            if Instant::now() > load.ends {
+            let spare = load.ends.saturating_duration_since(Instant::now());
+            if spare.is_zero() {
                 eprintln!("warning: the attack outlasted the healthy load; raise its duration");
+            } else {
+                eprintln!("the healthy load runs {spare:?} past the attack");
             }
             let left = load.ends.saturating_duration_since(Instant::now());
             let rep = loadtest_report(
