@@ -248,9 +248,10 @@ fn a_ping_flood_that_never_reads_hits_max_pending_output_bytes() {
         }
     }
     eprintln!(
-        "ping flood: {} MiB in {:?}, write error: {write_error:?}",
+        "ping flood: {} MiB in {:?}, write error: {write_error:?}, RSS +{} KiB so far",
         sent >> 20,
-        started.elapsed()
+        started.elapsed(),
+        rss.growth_kib()
     );
     assert_closed(
         &node.server,
@@ -647,11 +648,36 @@ fn a_stalled_player_is_cut_off_with_a_reset() {
     node.finish();
 }
 
+/// The child aborts on purpose: no core file (a debug build's is hundreds
+/// of MB, written into the test's working directory where core_pattern is
+/// a plain name).
+fn no_core_dump(cmd: &mut Command) {
+    use std::os::unix::process::CommandExt;
+    let zero = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: runs in the forked child before exec; setrlimit(2) is
+    // async-signal-safe, allocates nothing and only reads `zero`, a plain
+    // value copied into the closure.
+    unsafe {
+        cmd.pre_exec(move || {
+            if libc::setrlimit(libc::RLIMIT_CORE, &zero) == 0 {
+                Ok(())
+            } else {
+                Err(std::io::Error::last_os_error())
+            }
+        });
+    }
+}
+
 #[test]
 fn a_worker_panic_aborts_the_process() {
     let bin = Path::new(env!("CARGO_BIN_EXE_cascade"));
-    let mut server =
-        Server::start_cascade_with(bin, &[], &[("CASCADE_TEST_PANIC_ON_PUBLISH", "boom")]);
+    let mut server = Server::start_cascade_configured(bin, &[], |cmd| {
+        cmd.env("CASCADE_TEST_PANIC_ON_PUBLISH", "boom");
+        no_core_dump(cmd);
+    });
     let mut fine = connected(&server);
     fine.publish("fine", T)
         .expect("a publish of another name was refused");

@@ -120,12 +120,24 @@ impl Server {
 
     /// As `start_cascade_bin`, with extra environment variables.
     pub fn start_cascade_with(bin: &Path, args: &[&str], envs: &[(&str, &str)]) -> Server {
+        Self::start_cascade_configured(bin, args, |cmd| {
+            cmd.envs(envs.iter().copied());
+        })
+    }
+
+    /// As `start_cascade_bin`, with `configure` applied to the command
+    /// before it is spawned (environment, limits of the child).
+    pub fn start_cascade_configured(
+        bin: &Path,
+        args: &[&str],
+        configure: impl Fn(&mut Command),
+    ) -> Server {
         Self::start_with_retries(ServerKind::Cascade, |port, _dir| {
             let mut cmd = Command::new(bin);
             cmd.arg("--listen")
                 .arg(format!("127.0.0.1:{port}"))
-                .args(args)
-                .envs(envs.iter().copied());
+                .args(args);
+            configure(&mut cmd);
             // The whole suite runs once per IO driver (scripts/test.sh).
             if let Ok(driver) = std::env::var("CASCADE_TEST_IO_DRIVER") {
                 if !args.contains(&"--io-driver") {
