@@ -280,7 +280,7 @@ fn log_budget() -> bool {
     WINDOW.with(|w| {
         let now = Instant::now();
         let (start, n) = w.get();
-        let fresh = start.is_none_or(|s| now.duration_since(s).as_secs() >= 1);
+        let fresh = !start.is_some_and(|s| now.duration_since(s).as_secs() < 1);
         let (start, n) = if fresh {
             (now, 0)
         } else {
