@@ -615,9 +615,6 @@ async fn read_until(
     watch_end: bool,
 ) -> (Result<Option<usize>, ConnError>, BytesMut) {
     grow(&mut buf);
-    let canceller = monoio::io::Canceller::new();
-    let read = rd.read_cancelable(buf, canceller.handle());
-    let mut read = std::pin::pin!(read);
     let wait = async {
         match deadline {
             Some(at) => monoio::time::sleep(at.saturating_duration_since(Instant::now())).await,
@@ -631,23 +628,14 @@ async fn read_until(
             outbox.closed_signal().await
         }
     };
-    let first = monoio::select! {
-        r = &mut read => Some(r),
-        _ = wait => None,
-        _ = attention => None,
-    };
-    let (res, buf) = match first {
-        Some(r) => r,
-        None => {
-            let _ = canceller.cancel();
-            read.await
+    let stop = async {
+        monoio::select! {
+            _ = wait => {},
+            _ = attention => {},
         }
     };
-    match res {
-        Ok(n) => (Ok(Some(n)), buf),
-        Err(e) if e.raw_os_error() == Some(libc::ECANCELED) => (Ok(None), buf),
-        Err(e) => (Err(ConnError::Io(e)), buf),
-    }
+    let (res, buf) = rd.read_until(buf, stop).await;
+    (res.map_err(ConnError::Io), buf)
 }
 
 /// Makes room for the next read: the small size normally, the large one
