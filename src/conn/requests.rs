@@ -83,6 +83,8 @@ impl Conn {
                 self.worker
                     .set_client_role(self.id, ConnRole::Publisher, Some(&key));
                 self.session.accept_publish(stream_id);
+                // The no-media deadline counts from the start of the publish.
+                self.last_media = now;
                 self.role = Role::Publisher { key, stream_id };
                 crate::upstream::forward::on_publish(&self.worker, &path);
             }
