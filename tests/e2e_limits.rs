@@ -70,7 +70,7 @@ fn silent_publisher_is_closed_and_frees_its_key() {
     assert!(
         server
             .log()
-            .contains("publisher sent nothing within limits.publisher_timeout_ms"),
+            .contains("publisher sent no media within limits.publisher_timeout_ms"),
         "{}",
         common::tail(&server.log(), 20)
     );

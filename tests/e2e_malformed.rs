@@ -138,7 +138,9 @@ fn message_lengths(server: &Server) {
     // The largest length a header can carry (16 MiB - 1), over the 8 MiB
     // limit: refused at the header, with the largest chunk size so that a
     // decoder sizing buffers by chunk size would try to take it all at once.
+    // Media is only admitted after a publish, so the attacker publishes first.
     let mut c = connected(server);
+    c.publish("lengths", T).expect("publish");
     c.set_out_chunk_size(0x7FFF_FFFF, true).unwrap();
     let mut header = vec![0x06, 0, 0, 0, 0xFF, 0xFF, 0xFF, 9, 1, 0, 0, 0];
     header.extend(std::iter::repeat(0).take(4096));
@@ -155,6 +157,7 @@ fn message_lengths(server: &Server) {
     // 58 chunk streams each announcing 8 MiB - 1 (464 MiB in all), fed 64 KiB
     // at a time round robin: the reassembly budget (16 MiB) ends it.
     let mut c = connected(server);
+    c.publish("budget", T).expect("publish");
     let chunk = 65_536usize;
     c.set_out_chunk_size(chunk as u32, true).unwrap();
     let len = 8 * 1024 * 1024 - 1u32;
@@ -236,9 +239,11 @@ fn amf_bombs(server: &Server) {
             &["limit=limits.amf_max_depth"],
         ),
         (
+            // Over 64 KiB: no real connect is that large, so it is refused
+            // at its chunk header, before a byte of it is buffered.
             "connect: 70,000 array items",
             connect_with(&counted_array(70_000, 70_000)),
-            &["limit=limits.amf_max_items", "value=65536"],
+            &["refused at its header", "command too large before connect"],
         ),
         (
             "connect: array claiming 2^32-1 items",
@@ -273,6 +278,22 @@ fn amf_bombs(server: &Server) {
         peer,
         c.wait_closed(T),
         &["limit=limits.amf_max_depth"],
+    );
+
+    // An item bomb where large messages are admitted: after a publish.
+    let mut c = connected(server);
+    let sid = c.publish("items", T).expect("publish");
+    let mut body = amf_str("@setDataFrame");
+    body.extend(amf_str("onMetaData"));
+    body.extend(counted_array(70_000, 70_000));
+    c.send_message(4, TYPE_DATA_AMF0, sid, 0, &body).unwrap();
+    let peer = c.local_addr();
+    assert_closed(
+        server,
+        "@setDataFrame: 70,000 array items",
+        peer,
+        c.wait_closed(T),
+        &["limit=limits.amf_max_items", "value=65536"],
     );
 }
 

@@ -83,6 +83,8 @@ impl Conn {
                 self.worker
                     .set_client_role(self.id, ConnRole::Publisher, Some(&key));
                 self.session.accept_publish(stream_id);
+                // The no-media deadline counts from the start of the publish.
+                self.last_media = now;
                 self.role = Role::Publisher { key, stream_id };
                 crate::upstream::forward::on_publish(&self.worker, &path);
             }
@@ -280,7 +282,7 @@ fn log_budget() -> bool {
     WINDOW.with(|w| {
         let now = Instant::now();
         let (start, n) = w.get();
-        let fresh = start.is_none_or(|s| now.duration_since(s).as_secs() >= 1);
+        let fresh = !start.is_some_and(|s| now.duration_since(s).as_secs() < 1);
         let (start, n) = if fresh {
             (now, 0)
         } else {

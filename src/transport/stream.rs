@@ -166,6 +166,35 @@ impl ReadHalf {
         self.read_inner(buf, Some(cancel)).await
     }
 
+    /// Reads once, unless `stop` resolves first: then `Ok(None)`. The read
+    /// is cancelled and awaited rather than dropped, so a byte the socket
+    /// delivered meanwhile is returned, never lost.
+    pub async fn read_until(
+        &mut self,
+        buf: BytesMut,
+        stop: impl std::future::Future<Output = ()>,
+    ) -> (io::Result<Option<usize>>, BytesMut) {
+        let canceller = monoio::io::Canceller::new();
+        let read = self.read_cancelable(buf, canceller.handle());
+        let mut read = std::pin::pin!(read);
+        let first = monoio::select! {
+            r = &mut read => Some(r),
+            _ = stop => None,
+        };
+        let (res, buf) = match first {
+            Some(r) => r,
+            None => {
+                let _ = canceller.cancel();
+                read.await
+            }
+        };
+        match res {
+            Ok(n) => (Ok(Some(n)), buf),
+            Err(e) if e.raw_os_error() == Some(libc::ECANCELED) => (Ok(None), buf),
+            Err(e) => (Err(e), buf),
+        }
+    }
+
     async fn read_inner(
         &mut self,
         mut buf: BytesMut,

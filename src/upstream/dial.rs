@@ -9,7 +9,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::BytesMut;
-use monoio::io::Canceller;
 use monoio::net::TcpStream;
 
 use crate::config::OriginUrl;
@@ -177,25 +176,7 @@ pub async fn read_tick(
     mut buf: BytesMut,
 ) -> (std::io::Result<Option<usize>>, BytesMut) {
     reserve(&mut buf);
-    let canceller = Canceller::new();
-    let read = rd.read_cancelable(buf, canceller.handle());
-    let mut read = std::pin::pin!(read);
-    let first = monoio::select! {
-        r = &mut read => Some(r),
-        _ = monoio::time::sleep(TICK) => None,
-    };
-    let (res, buf) = match first {
-        Some(r) => r,
-        None => {
-            let _ = canceller.cancel();
-            read.await
-        }
-    };
-    match res {
-        Ok(n) => (Ok(Some(n)), buf),
-        Err(e) if e.raw_os_error() == Some(libc::ECANCELED) => (Ok(None), buf),
-        Err(e) => (Err(e), buf),
-    }
+    rd.read_until(buf, monoio::time::sleep(TICK)).await
 }
 
 #[cfg(test)]

@@ -212,3 +212,78 @@ fn coalescer_flushes_in_deadline_order() {
     assert_eq!(*sends_b.borrow(), vec![1]);
     assert_eq!(c.pending(), 0);
 }
+
+/// A late joiner's cached start spans most of a GOP; the live frames that
+/// arrive before its writer drained it are not "behind" (the bug: they were
+/// measured from the start's keyframe, so a join late in a 2 s GOP with a
+/// 2 s queue bound skipped video at once).
+#[test]
+fn a_late_joiners_start_does_not_count_as_being_behind() {
+    let limits = QueueLimits {
+        max_bytes: 8 << 20,
+        max_duration_ms: 2_000,
+        disconnect_after: Duration::from_secs(5),
+        coalesce: Duration::ZERO,
+        max_control_bytes: 1 << 20,
+    };
+    let q = Outbox::new(limits);
+    let now = Instant::now();
+    // A 2 s GOP joined just before its end: keyframe at 10 s, frames to 11.967 s.
+    let mut start = vec![frame(MediaKind::Video, 10_000, true, 20_000)];
+    for i in 1..60u32 {
+        start.push(frame(MediaKind::Video, 10_000 + i * 33, false, 5_000));
+        start.push(frame(MediaKind::Audio, 10_000 + i * 33 + 10, false, 300));
+    }
+    q.push_start(&start);
+    // The live frames that follow at once, start still queued.
+    assert!(q.push_frame(&frame(MediaKind::Audio, 12_010, false, 300), now));
+    assert!(q.push_frame(&frame(MediaKind::Video, 12_000, true, 20_000), now));
+    assert!(q.push_frame(&frame(MediaKind::Video, 12_033, false, 5_000), now));
+    assert_eq!(q.dropped(), 0);
+}
+
+/// The start counts against the byte bound: a GOP larger than what the
+/// queue may hold is not queued; the player starts at the next keyframe.
+#[test]
+fn a_start_larger_than_the_queue_waits_for_the_next_keyframe() {
+    let limits = QueueLimits {
+        max_bytes: 50_000,
+        max_duration_ms: 2_000,
+        disconnect_after: Duration::from_secs(5),
+        coalesce: Duration::ZERO,
+        max_control_bytes: 1 << 20,
+    };
+    let q = Outbox::new(limits);
+    let now = Instant::now();
+    let start: Vec<Frame> = (0..20u32)
+        .map(|i| frame(MediaKind::Video, i * 33, i == 0, 10_000))
+        .collect();
+    q.push_start(&start);
+    assert_eq!(q.queued_bytes(), 0, "nothing of the oversized GOP queued");
+    assert!(!q.push_frame(&frame(MediaKind::Video, 700, false, 1_000), now));
+    assert!(q.push_frame(&frame(MediaKind::Video, 733, true, 1_000), now));
+}
+
+/// Replies a peer leaves unread are bounded: past the bound the outbox is
+/// closed as `Unread`, whatever the replies were.
+#[test]
+fn unread_replies_past_the_bound_close_the_outbox() {
+    let limits = QueueLimits {
+        max_control_bytes: 1_000,
+        ..QueueLimits::default()
+    };
+    let q = Outbox::new(limits);
+    for _ in 0..9 {
+        assert!(q.push_control(Bytes::from(vec![0u8; 100])));
+    }
+    // Draining frees the budget.
+    let b = q.try_batch(100, 1 << 20).expect("queued");
+    assert_eq!(b.bufs.len(), 9);
+    q.write_done();
+    for _ in 0..10 {
+        assert!(q.push_control(Bytes::from(vec![0u8; 100])));
+    }
+    assert!(!q.push_control(Bytes::from(vec![0u8; 100])));
+    assert_eq!(q.closed(), Some(CloseReason::Unread));
+    assert_eq!(q.queued_bytes(), 0);
+}

@@ -11,6 +11,7 @@ mod aggregate;
 mod client;
 mod data;
 mod server;
+mod server_answers;
 mod status;
 
 pub use aggregate::split_aggregate;

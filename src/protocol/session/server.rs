@@ -141,7 +141,7 @@ pub enum PlayRejection {
 }
 
 #[derive(Debug, Clone, PartialEq)]
-enum StreamState {
+pub(super) enum StreamState {
     Idle,
     PublishPending,
     Publishing,
@@ -151,9 +151,9 @@ enum StreamState {
 
 pub struct ServerSession {
     config: ServerConfig,
-    decoder: ChunkDecoder,
-    writer: MessageWriter,
-    out: BytesMut,
+    pub(super) decoder: ChunkDecoder,
+    pub(super) writer: MessageWriter,
+    pub(super) out: BytesMut,
     events: VecDeque<ServerEvent>,
     connected: bool,
     object_encoding: f64,
@@ -289,7 +289,7 @@ impl ServerSession {
             .map(|(_, s)| s)
     }
 
-    fn set_state(&mut self, sid: u32, state: StreamState) {
+    pub(super) fn set_state(&mut self, sid: u32, state: StreamState) {
         match self.streams.iter_mut().find(|(id, _)| *id == sid) {
             Some(entry) => entry.1 = state,
             None => self.streams.push((sid, state)),
@@ -524,7 +524,7 @@ impl ServerSession {
         self.writer.command(0, &values, &mut self.out);
     }
 
-    fn call(&mut self, sid: u32, name: &str, info: Amf0Value) {
+    pub(super) fn call(&mut self, sid: u32, name: &str, info: Amf0Value) {
         let values = [
             Amf0Value::String(name.into()),
             Amf0Value::Number(0.0),
@@ -534,109 +534,14 @@ impl ServerSession {
         self.writer.command(sid, &values, &mut self.out);
     }
 
-    fn status(&mut self, sid: u32, level: &str, code: &str, description: &str) {
+    pub(super) fn status(&mut self, sid: u32, level: &str, code: &str, description: &str) {
         let values = on_status(level, code, description);
         self.writer.command(sid, &values, &mut self.out);
     }
 
-    fn clear_pending(&mut self, sid: u32) {
+    pub(super) fn clear_pending(&mut self, sid: u32) {
         if self.pending == Some(sid) {
             self.pending = None;
         }
-    }
-
-    /// Publish allowed: `NetStream.Publish.Start` goes out only now.
-    pub fn accept_publish(&mut self, sid: u32) {
-        self.clear_pending(sid);
-        self.decoder.set_admission(Admission::Publishing);
-        self.set_state(sid, StreamState::Publishing);
-        self.writer
-            .user_control(UserControl::StreamBegin(sid), &mut self.out);
-        self.status(sid, "status", "NetStream.Publish.Start", "Start publishing");
-    }
-
-    pub fn reject_publish(&mut self, sid: u32, why: PublishRejection, description: &str) {
-        self.clear_pending(sid);
-        self.set_state(sid, StreamState::Idle);
-        let code = match why {
-            PublishRejection::BadName => "NetStream.Publish.BadName",
-            PublishRejection::Denied => "NetStream.Publish.Denied",
-            PublishRejection::Rejected => "NetStream.Publish.Rejected",
-        };
-        self.status(sid, "error", code, description);
-    }
-
-    /// Play allowed: StreamBegin, Reset, Start, `|RtmpSampleAccess`,
-    /// `NetStream.Data.Start`. The caller then sends metadata, sequence
-    /// headers and the cached GOP, in that order.
-    pub fn accept_play(&mut self, sid: u32, reset: bool, name: &str) {
-        self.clear_pending(sid);
-        self.set_state(sid, StreamState::Playing);
-        self.writer
-            .user_control(UserControl::StreamBegin(sid), &mut self.out);
-        if reset {
-            self.status(
-                sid,
-                "status",
-                "NetStream.Play.Reset",
-                &format!("Playing and resetting {name}."),
-            );
-        }
-        self.status(
-            sid,
-            "status",
-            "NetStream.Play.Start",
-            &format!("Started playing {name}."),
-        );
-        self.writer.data(
-            sid,
-            &[
-                Amf0Value::String("|RtmpSampleAccess".into()),
-                Amf0Value::Boolean(true),
-                Amf0Value::Boolean(true),
-            ],
-            &mut self.out,
-        );
-        // Sent as a command, not a data message: ffmpeg turns an unknown
-        // data message into a spurious data stream.
-        self.status(sid, "status", "NetStream.Data.Start", "Data start");
-    }
-
-    pub fn reject_play(&mut self, sid: u32, why: PlayRejection, description: &str) {
-        self.clear_pending(sid);
-        self.set_state(sid, StreamState::Idle);
-        let code = match why {
-            PlayRejection::StreamNotFound => "NetStream.Play.StreamNotFound",
-            PlayRejection::Denied => "NetStream.Play.Failed",
-        };
-        self.status(sid, "error", code, description);
-    }
-
-    /// The publisher of a played stream left for good: StreamEOF and
-    /// `UnpublishNotify` end ffmpeg and librtmp sessions.
-    pub fn notify_unpublished(&mut self, sid: u32, name: &str) {
-        self.writer
-            .user_control(UserControl::StreamEof(sid), &mut self.out);
-        self.status(
-            sid,
-            "status",
-            "NetStream.Play.UnpublishNotify",
-            &format!("{name} is now unpublished."),
-        );
-        self.set_state(sid, StreamState::Idle);
-    }
-
-    /// Asks a publishing client to reconnect elsewhere (Enhanced RTMP v2).
-    pub fn request_reconnect(&mut self, tc_url: &str, description: &str) {
-        let info = Amf0Value::object([
-            ("level", Amf0Value::String("status".into())),
-            (
-                "code",
-                Amf0Value::String("NetConnection.Connect.ReconnectRequest".into()),
-            ),
-            ("description", Amf0Value::String(description.into())),
-            ("tcUrl", Amf0Value::String(tc_url.into())),
-        ]);
-        self.call(0, "onStatus", info);
     }
 }
