@@ -11,7 +11,9 @@
 //! runs and its peak may grow by at most 16 MiB.
 //!
 //! Run with `RUST_TEST_THREADS=1`: each test has a node and a load of its
-//! own, and the timings assume nothing else runs beside them.
+//! own, and the timings assume nothing else runs beside them. The first
+//! test to need the release build runs `cargo build --release` once (a
+//! minute or two after a source change; nothing when it is current).
 
 mod common;
 
@@ -375,8 +377,8 @@ fn a_flood_of_empty_audio_messages_closes_the_publisher() {
     node.finish();
 }
 
-/// True if every step of `ts` (as wrapping 32-bit time) goes forward or
-/// stays; otherwise the first step back.
+/// The first step of `ts` (wrapping 32-bit time) that goes back, as
+/// (index, from, to); None when every step goes forward or stays.
 fn first_step_back(ts: &[u32]) -> Option<(usize, u32, u32)> {
     ts.windows(2)
         .position(|w| (w[1].wrapping_sub(w[0]) as i32) < 0)
