@@ -148,11 +148,45 @@ fn apply_env(file: &mut Table, defaults: &Table, env: &[(String, String)]) -> Ve
     errs
 }
 
+/// A TOML syntax error, prefixed with the dotted key of the line it points
+/// at when there is one (a number too large for TOML's 64-bit integers is
+/// such an error: `limits.idle_timeout_ms = 18446744073709551615`).
+fn parse_error(text: &str, e: &toml::de::Error) -> ConfigError {
+    let key = e.span().and_then(|span| key_at(text, span.start));
+    match key {
+        Some(key) => ConfigError::Parse(format!("`{key}`: {e}")),
+        None => ConfigError::Parse(e.to_string()),
+    }
+}
+
+/// The dotted key (`section.key`) of a `key = value` line holding byte
+/// `at`, from the nearest `[section]` header above it.
+fn key_at(text: &str, at: usize) -> Option<String> {
+    let before = text.get(..at)?;
+    let line_start = before.rfind('\n').map_or(0, |i| i + 1);
+    let line = text.get(line_start..)?.lines().next()?;
+    let (name, _) = line.split_once('=')?;
+    let name = name.trim();
+    if name.is_empty() || name.starts_with('#') || name.starts_with('[') {
+        return None;
+    }
+    let section = before
+        .lines()
+        .rev()
+        .map(str::trim)
+        .find(|l| l.starts_with('['))
+        .map(|l| l.trim_matches(|c| c == '[' || c == ']').trim().to_string());
+    Some(match section {
+        Some(s) if !s.is_empty() => format!("{s}.{name}"),
+        _ => name.to_string(),
+    })
+}
+
 /// Parses `text` with `env` laid over it; every error found.
 pub fn from_text(text: &str, env: &[(String, String)]) -> Result<Config, Vec<ConfigError>> {
     let mut file: Table = text
         .parse()
-        .map_err(|e: toml::de::Error| vec![ConfigError::Parse(e.to_string())])?;
+        .map_err(|e: toml::de::Error| vec![parse_error(text, &e)])?;
     let defaults = defaults();
     let mut errs = check_shape(&file, &defaults);
     errs.extend(apply_env(&mut file, &defaults, env));

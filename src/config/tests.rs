@@ -155,3 +155,9 @@ fn durations_that_overflow_timers_are_refused() {
         "{errs:?}"
     );
 }
+
+#[test]
+fn a_number_too_large_for_toml_names_its_key() {
+    let e = Config::from_toml("[limits]\nidle_timeout_ms = 18446744073709551615\n").unwrap_err();
+    assert!(e.to_string().contains("`limits.idle_timeout_ms`"), "{e}");
+}

@@ -262,17 +262,30 @@ impl Conn {
         self.session.received(buf.len());
         self.idle_since = Instant::now();
         loop {
-            let now = Instant::now();
-            self.session.handle_input(&mut buf)?;
-            while let Some(ev) = self.session.poll_event() {
-                if let Some(deferred) = self.on_event(ev, now) {
-                    // The session holds its answer meanwhile; media the
-                    // client sends stays buffered in the socket.
-                    self.resolve(deferred).await;
+            // The session stops decoding while a publish or play awaits its
+            // answer; once answered, what was already read (a client that
+            // pipelines its commands) is decoded before reading again.
+            loop {
+                let now = Instant::now();
+                self.session.handle_input(&mut buf)?;
+                let mut answered = false;
+                while let Some(ev) = self.session.poll_event() {
+                    answered |= matches!(
+                        ev,
+                        ServerEvent::PublishRequested { .. } | ServerEvent::PlayRequested { .. }
+                    );
+                    if let Some(deferred) = self.on_event(ev, now) {
+                        // The session holds its answer meanwhile; media the
+                        // client sends stays buffered in the socket.
+                        self.resolve(deferred).await;
+                    }
+                    self.flush();
                 }
                 self.flush();
+                if !answered || buf.is_empty() || self.outbox.closed().is_some() {
+                    break;
+                }
             }
-            self.flush();
             // One wake-up per other core for everything this read produced.
             self.worker.hub.borrow_mut().flush_wakes();
             if self.worker.draining() && !self.reconnect_sent {
