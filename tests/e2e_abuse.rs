@@ -10,8 +10,9 @@
 //! could make the server hoard memory, the node's RSS is sampled while it
 //! runs and its peak may grow by at most 16 MiB.
 //!
-//! Run with `RUST_TEST_THREADS=1`: each test has a node and a load of its
-//! own, and the timings assume nothing else runs beside them. The first
+//! Each test has a node and a load of its own, and nodes run one at a
+//! time (`Node` holds a lock), since the timings and RSS figures assume
+//! nothing else of this suite runs beside them. The first
 //! test to need the release build runs `cargo build --release` once (a
 //! minute or two after a source change; nothing when it is current).
 

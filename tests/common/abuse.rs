@@ -76,7 +76,14 @@ pub struct Node {
     pub http: u16,
     load: Option<Load>,
     _dir: tempfile::TempDir,
+    /// One node at a time: each attack's timings and RSS figures assume
+    /// nothing else of this suite runs beside it, whatever
+    /// RUST_TEST_THREADS says.
+    _serial: std::sync::MutexGuard<'static, ()>,
 }
+
+/// Taken by every [`Node`] for its lifetime.
+static ONE_NODE: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
 struct Load {
     guard: ChildGuard,
@@ -93,6 +100,9 @@ impl Node {
 
     /// As `start`, with another binary and extra environment variables.
     pub fn start_with(bin: &Path, config: &str, load_secs: f64, envs: &[(&str, &str)]) -> Node {
+        // A test that failed while holding the lock poisons it; the next
+        // one may still run.
+        let serial = ONE_NODE.lock().unwrap_or_else(|p| p.into_inner());
         let dir = temp_dir("cascade-abuse");
         let path = dir.path().join("cascade.toml");
         std::fs::write(&path, config).expect("write config");
@@ -112,6 +122,7 @@ impl Node {
             http,
             load: None,
             _dir: dir,
+            _serial: serial,
         };
         if load_secs > 0.0 {
             node.start_load(load_secs);
