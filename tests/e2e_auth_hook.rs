@@ -156,6 +156,7 @@ fn hook_decides_publish_and_play_before_answering() {
         .expect("hook asked about the publish");
     assert_eq!(publish["app"], "live");
     assert_eq!(publish["stream"], "ok1");
+    assert_eq!(publish["key"], "live/ok1");
     assert_eq!(publish["query"], "key=abc");
     assert_eq!(publish["client_ip"], "127.0.0.1");
     assert!(publish["client_port"].as_u64().unwrap_or(0) > 0);

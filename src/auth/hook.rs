@@ -23,6 +23,9 @@ pub struct HookRequest {
     pub app: String,
     /// The stream name without its query.
     pub stream: String,
+    /// The routing key (`app/name`): one value however the client split
+    /// it between app and name, so a hook should decide on this.
+    pub key: String,
     /// The query the client sent (stream name's, else tcUrl's), unparsed.
     pub query: String,
     /// The client's address and port.
@@ -202,6 +205,7 @@ mod tests {
     fn request_json_names_every_field() {
         let r = HookRequest {
             action: "publish",
+            key: "live/cam".into(),
             app: "live".into(),
             stream: "cam".into(),
             query: "key=1".into(),
@@ -251,6 +255,7 @@ mod tests {
         });
         let req = HookRequest {
             action: "play",
+            key: "live/cam".into(),
             app: "live".into(),
             stream: "s".into(),
             query: String::new(),

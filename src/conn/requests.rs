@@ -220,6 +220,7 @@ impl Conn {
             return Ok(());
         };
         let request = auth::HookRequest {
+            key: path.key(),
             action: action.as_str(),
             app: path.app.clone(),
             stream: path.name.clone(),
