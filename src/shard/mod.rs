@@ -83,13 +83,14 @@ impl Worker {
     pub fn new(
         id: usize,
         config: Arc<Config>,
+        live: LiveSettings,
         directory: Arc<Directory>,
         mesh: Mesh<CoreMsg>,
     ) -> Worker {
         let stats = Rc::new(CoreStats::default());
         Worker {
             id,
-            live: RefCell::new(live_settings(&config)),
+            live: RefCell::new(live),
             clients: RefCell::new(HashMap::new()),
             draining: Cell::new(false),
             drain_waker: Cell::new(None),
@@ -345,6 +346,9 @@ pub fn run(
     ops.set_mesh(mesh.clone());
     crate::http::start(&config, ops.clone())?;
     let mut handles = Vec::new();
+    // Built once and cloned: the auth hook's request threads and queue are
+    // the node's, shared by every worker, as after a reload.
+    let live = live_settings(&config);
     for (id, mailbox) in mailboxes.into_iter().enumerate() {
         let shared = Shared {
             directory: directory.clone(),
@@ -352,6 +356,7 @@ pub fn run(
             mailbox,
             ops: ops.clone(),
             limiter: limiter.clone(),
+            live: live.clone(),
         };
         // Bind on the main thread so address errors surface at start-up.
         let listeners = Listeners {
@@ -412,6 +417,8 @@ struct Shared {
     ops: Arc<Ops>,
     /// Connection counts of the whole node, touched at accept and close.
     limiter: crate::auth::ConnLimiter,
+    /// The live settings at start-up (one auth policy for the node).
+    live: LiveSettings,
 }
 
 fn run_worker(
@@ -473,7 +480,13 @@ async fn worker_main(
         },
         None => None,
     };
-    let worker = Rc::new(Worker::new(id, config, shared.directory, shared.mesh));
+    let worker = Rc::new(Worker::new(
+        id,
+        config,
+        shared.live,
+        shared.directory,
+        shared.mesh,
+    ));
     worker.stats.io_driver.set(driver);
     monoio::spawn(inbox_loop(worker.clone(), shared.mailbox));
     let coalescer = worker.hub.borrow().coalescer();
