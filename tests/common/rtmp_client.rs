@@ -172,23 +172,10 @@ impl RtmpClient {
     /// createStream then `publish(name, "live")`; waits for
     /// NetStream.Publish.Start and returns the message stream id.
     pub fn publish(&mut self, name: &str, timeout: Duration) -> Result<u32, String> {
-        let deadline = Instant::now() + timeout;
         let sid = self.create_stream(timeout)?;
-        self.command(
-            sid,
-            "publish",
-            vec![Amf0Value::from(name), Amf0Value::from("live")],
-        )?;
-        loop {
-            let msg = self
-                .next_message(deadline)?
-                .ok_or_else(|| "no answer to publish".to_string())?;
-            if let Some(code) = status_code(&msg) {
-                if code == "NetStream.Publish.Start" {
-                    return Ok(sid);
-                }
-                return Err(format!("publish answered {code}"));
-            }
+        match self.publish_on(sid, name, timeout)? {
+            code if code == "NetStream.Publish.Start" => Ok(sid),
+            code => Err(format!("publish answered {code}")),
         }
     }
 
