@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 
-use cascade::hub::{CoreMsg, Directory, GopLimits, Hub, HubConfig, Outbox, QueueLimits};
+use cascade::hub::{Directory, GopLimits, Hub, HubConfig, Outbox, QueueLimits, StreamMsg};
 use cascade::metrics::CoreStats;
 use cascade::protocol::session::MediaKind;
 use cascade::xcore;
@@ -19,7 +19,7 @@ const PLAYERS: usize = 1000;
 const FRAME: usize = 4096;
 
 fn setup() -> (Hub, Vec<Rc<Outbox>>) {
-    let (mesh, _boxes) = xcore::build::<CoreMsg>(1);
+    let (mesh, _boxes) = xcore::build::<StreamMsg>(1);
     let config = HubConfig {
         chunk_size: 4096,
         gop: GopLimits::default(),

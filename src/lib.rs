@@ -11,6 +11,7 @@
 pub mod auth;
 pub mod config;
 pub mod conn;
+pub mod context;
 pub mod http;
 pub mod hub;
 pub mod metrics;

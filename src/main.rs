@@ -17,8 +17,8 @@ use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::{reload, EnvFilter, Registry};
 
 use cascade::config::{load, Config, Workers};
+use cascade::context::KickTarget;
 use cascade::http::Ops;
-use cascade::hub::KickTarget;
 use cascade::shard::{self, IoDriver};
 use cascade::transport::TlsServer;
 

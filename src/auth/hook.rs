@@ -75,19 +75,6 @@ impl std::fmt::Debug for Hook {
     }
 }
 
-/// Checks a hook URL: http or https with a host.
-pub fn check_url(url: &str) -> Result<(), String> {
-    let shown = super::redact::url(url);
-    let rest = url
-        .strip_prefix("http://")
-        .or_else(|| url.strip_prefix("https://"))
-        .ok_or_else(|| format!("{shown}: expected http://host[:port]/path or https://..."))?;
-    if rest.split('/').next().unwrap_or("").is_empty() {
-        return Err(format!("{shown}: missing host"));
-    }
-    Ok(())
-}
-
 impl Hook {
     pub fn new(config: HookConfig) -> Arc<Hook> {
         Arc::new(Hook {
@@ -191,6 +178,7 @@ fn transport_error(t: &ureq::Transport) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::auth_rules::check_url;
 
     #[test]
     fn urls() {

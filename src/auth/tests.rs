@@ -1,6 +1,7 @@
 //! Unit tests of the `[auth]` policy.
 
 use super::*;
+use crate::config::AppAuth;
 
 fn section() -> AuthSection {
     AuthSection::default()

@@ -3,7 +3,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::auth::redact;
+use super::redact;
 use crate::protocol::command::{apps_of, is_app_name, key_in_app};
 
 /// Edge mode: a play for a stream this node does not have pulls it from an

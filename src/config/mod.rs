@@ -5,18 +5,19 @@
 //! the key, so a typo never silently falls back to a default. Environment
 //! variables `CASCADE_SECTION_KEY` override the file (see [`load`]).
 
+pub mod auth_rules;
+pub mod cidr;
 pub mod edge;
 pub mod load;
+pub mod redact;
 mod validate;
 
 pub use edge::{EdgeApp, EdgeSection, OriginUrl, PushEntry};
 
 use std::path::Path;
-use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use crate::hub::{GopLimits, HubConfig, QueueLimits};
 use crate::protocol::amf::AmfLimits;
 use crate::protocol::chunk::ChunkLimits;
 use crate::protocol::session::ServerConfig;
@@ -424,28 +425,6 @@ impl Config {
                 max_depth: self.limits.amf_max_depth,
                 max_items: self.limits.amf_max_items,
             },
-        }
-    }
-
-    pub fn hub_config(&self) -> HubConfig {
-        HubConfig {
-            chunk_size: self.server.chunk_size,
-            gop: GopLimits {
-                max_duration_ms: self.stream.gop_cache_max_ms,
-                max_bytes: self.stream.gop_cache_max_bytes,
-            },
-            publisher_grace: Duration::from_millis(self.stream.publisher_grace_ms),
-            max_streams: self.limits.max_streams,
-        }
-    }
-
-    pub fn queue_limits(&self) -> QueueLimits {
-        QueueLimits {
-            max_bytes: self.player.queue_max_bytes,
-            max_duration_ms: self.player.queue_max_ms,
-            disconnect_after: Duration::from_millis(self.player.slow_disconnect_ms),
-            coalesce: Duration::from_millis(self.player.write_coalesce_ms),
-            max_control_bytes: self.limits.max_pending_output_bytes,
         }
     }
 }

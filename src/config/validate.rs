@@ -136,7 +136,7 @@ impl Config {
                 bad("tls.key", "a PEM key file is needed when tls.listen is set");
             }
         }
-        for (key, why) in crate::auth::problems(&self.auth) {
+        for (key, why) in super::auth_rules::problems(&self.auth) {
             bad(key, &why);
         }
         for (key, ms) in self.durations_ms() {

@@ -8,12 +8,12 @@ use std::net::SocketAddr;
 use tracing::warn;
 
 use super::ConnError;
+use crate::context::Worker;
 use crate::metrics::{Label, LimitKind};
 use crate::protocol::amf::AmfError;
 use crate::protocol::chunk::ChunkError;
 use crate::protocol::message::MessageError;
 use crate::protocol::session::SessionError;
-use crate::shard::Worker;
 
 /// The limit behind `e` and its configured value, if a limit closed it.
 pub(super) fn limit_of(e: &ConnError, worker: &Worker) -> Option<(LimitKind, u64)> {

@@ -17,12 +17,12 @@ use monoio::net::TcpStream;
 use tracing::{debug, info, Instrument};
 
 use crate::auth::Action;
+use crate::context::Worker;
 use crate::hub::{CloseReason, Outbox};
 use crate::metrics::{ConnRole, HandshakeFailure, LimitKind, ProtocolErrorKind, TlsHandshake};
 use crate::protocol::command::StreamPath;
 use crate::protocol::handshake::{HandshakeError, HandshakeStatus, ServerHandshake};
 use crate::protocol::session::{ServerEvent, ServerSession, SessionError};
-use crate::shard::Worker;
 use crate::transport::{ReadHalf, Stream};
 use socket::{read_more, read_until, set_notsent_lowat, set_timeouts};
 

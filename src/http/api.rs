@@ -7,7 +7,7 @@ use hdrhistogram::Histogram;
 use serde_json::{json, Value};
 
 use super::{Ops, Reply};
-use crate::hub::{KickTarget, Snapshot};
+use crate::context::{KickTarget, Snapshot};
 use crate::metrics::export::{render, Scrape, StreamSeries};
 use crate::metrics::{HandshakeFailure, Label, LimitKind, ProtocolErrorKind, StatsSnapshot};
 

@@ -16,7 +16,7 @@ use std::time::Duration;
 use tracing::{info, warn};
 
 use crate::config::Config;
-use crate::hub::{CoreMsg, KickTarget, Snapshot};
+use crate::context::{ControlMsg, KickTarget, Snapshot};
 use crate::xcore::Mesh;
 
 pub use api::{metrics_text, stats_document, streams_document};
@@ -30,7 +30,7 @@ pub struct Ops {
     ready: AtomicUsize,
     draining: AtomicBool,
     config: RwLock<Arc<Config>>,
-    mesh: OnceLock<Mesh<CoreMsg>>,
+    mesh: OnceLock<Mesh<ControlMsg>>,
 }
 
 impl Ops {
@@ -45,7 +45,7 @@ impl Ops {
     }
 
     /// Set once by the shard when it built the channels.
-    pub fn set_mesh(&self, mesh: Mesh<CoreMsg>) {
+    pub fn set_mesh(&self, mesh: Mesh<ControlMsg>) {
         let _ = self.mesh.set(mesh);
     }
 
@@ -68,7 +68,7 @@ impl Ops {
         self.config.read().map(|c| c.clone()).unwrap_or_default()
     }
 
-    fn broadcast(&self, mut make: impl FnMut() -> CoreMsg) -> usize {
+    fn broadcast(&self, mut make: impl FnMut() -> ControlMsg) -> usize {
         let Some(mesh) = self.mesh.get() else {
             return 0;
         };
@@ -88,24 +88,24 @@ impl Ops {
         if self.draining.swap(true, Ordering::AcqRel) {
             return false;
         }
-        self.broadcast(|| CoreMsg::Drain);
+        self.broadcast(|| ControlMsg::Drain);
         true
     }
 
     /// Applies what can change live; the caller has validated `config` and
     /// logged what cannot change.
     pub fn reload(&self, config: Arc<Config>) {
-        let live = crate::shard::live_settings(&config);
+        let live = crate::context::live_settings(&config);
         if let Ok(mut c) = self.config.write() {
             *c = config;
         }
-        self.broadcast(|| CoreMsg::Reload(Box::new(live.clone())));
+        self.broadcast(|| ControlMsg::Reload(Box::new(live.clone())));
     }
 
     /// Closes matching connections on every core; how many were closed.
     pub fn kick(&self, target: KickTarget) -> usize {
         let (tx, rx) = crossbeam_channel::unbounded();
-        let sent = self.broadcast(|| CoreMsg::Kick {
+        let sent = self.broadcast(|| ControlMsg::Kick {
             target: target.clone(),
             reply: tx.clone(),
         });
@@ -119,7 +119,7 @@ impl Ops {
     /// One snapshot per core that answered in time, by core.
     pub fn collect(&self) -> Vec<Snapshot> {
         let (tx, rx) = crossbeam_channel::unbounded();
-        let sent = self.broadcast(|| CoreMsg::Snapshot { reply: tx.clone() });
+        let sent = self.broadcast(|| ControlMsg::Snapshot { reply: tx.clone() });
         drop(tx);
         let deadline = std::time::Instant::now() + SNAPSHOT_TIMEOUT;
         let mut out: Vec<Snapshot> = (0..sent)

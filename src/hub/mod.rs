@@ -29,7 +29,7 @@ pub use coalesce::Coalescer;
 pub use directory::{Claim, Directory, PullEntry, PullRegistration, PullState};
 pub use fanout::{BatchSend, Fanout};
 pub use frame::{classify, Frame, PLAY_STREAM_ID};
-pub use msg::{ClientInfo, CoreMsg, KickTarget, LiveSettings, Snapshot, StreamInfo};
+pub use msg::{StreamInfo, StreamMsg};
 pub use outbox::{CloseReason, Outbox, QueueLimits};
 pub use stream::{LocalStream, Owned};
 
@@ -41,6 +41,21 @@ pub struct HubConfig {
     /// How long players wait for a publisher to come back.
     pub publisher_grace: Duration,
     pub max_streams: usize,
+}
+
+impl HubConfig {
+    /// The hub's part of the configuration.
+    pub fn from_config(config: &crate::config::Config) -> HubConfig {
+        HubConfig {
+            chunk_size: config.server.chunk_size,
+            gop: GopLimits {
+                max_duration_ms: config.stream.gop_cache_max_ms,
+                max_bytes: config.stream.gop_cache_max_bytes,
+            },
+            publisher_grace: Duration::from_millis(config.stream.publisher_grace_ms),
+            max_streams: config.limits.max_streams,
+        }
+    }
 }
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -57,7 +72,7 @@ pub struct Hub {
     core: usize,
     config: HubConfig,
     directory: Arc<Directory>,
-    mesh: Mesh<CoreMsg>,
+    mesh: Mesh<StreamMsg>,
     streams: HashMap<Arc<str>, LocalStream>,
     /// Cores sent to since the last [`Hub::flush_wakes`].
     dirty: Vec<bool>,
@@ -71,7 +86,7 @@ impl Hub {
         core: usize,
         config: HubConfig,
         directory: Arc<Directory>,
-        mesh: Mesh<CoreMsg>,
+        mesh: Mesh<StreamMsg>,
         stats: Rc<CoreStats>,
     ) -> Hub {
         Hub {
@@ -111,7 +126,7 @@ impl Hub {
         self.core
     }
 
-    fn send(&mut self, core: usize, msg: CoreMsg) {
+    fn send(&mut self, core: usize, msg: StreamMsg) {
         if self.mesh.send(core, msg) {
             if let Some(d) = self.dirty.get_mut(core) {
                 *d = true;
@@ -146,8 +161,7 @@ impl Hub {
         self.streams.contains_key(key) || self.directory.owner(key).is_some()
     }
 
-    pub fn stream_infos(&self) -> Vec<StreamInfo> {
-        let now = Instant::now();
+    pub fn stream_infos(&self, now: Instant) -> Vec<StreamInfo> {
         self.streams
             .values()
             .map(|s| StreamInfo {
@@ -223,7 +237,7 @@ impl Hub {
                 let frames = Vec::new();
                 out.push((
                     core,
-                    CoreMsg::Start {
+                    StreamMsg::Start {
                         key: key_arc.clone(),
                         frames,
                     },
@@ -240,7 +254,7 @@ impl Hub {
                     let new_owner = me;
                     out.push((
                         prev_owner,
-                        CoreMsg::Adopt {
+                        StreamMsg::Adopt {
                             key: key_arc,
                             new_owner,
                         },
@@ -317,7 +331,7 @@ impl Hub {
                 .map(|o| o.remote.clone())
                 .unwrap_or_default();
             for core in remote {
-                self.send(core, CoreMsg::End { key: key.clone() });
+                self.send(core, StreamMsg::End { key: key.clone() });
             }
             self.end_local(key);
         }
@@ -383,7 +397,7 @@ impl Hub {
         for core in remote {
             self.send(
                 core,
-                CoreMsg::Frame {
+                StreamMsg::Frame {
                     key: key.clone(),
                     frame: frame.clone(),
                 },
@@ -415,7 +429,7 @@ impl Hub {
         let s = self.local(key);
         s.add_player(player, outbox, false);
         let key = s.key.clone();
-        self.send(owner, CoreMsg::Subscribe { key, core: me });
+        self.send(owner, StreamMsg::Subscribe { key, core: me });
         self.flush_wakes();
         Ok(())
     }
@@ -442,7 +456,7 @@ impl Hub {
                 if owner != self.core {
                     self.send(
                         owner,
-                        CoreMsg::Unsubscribe {
+                        StreamMsg::Unsubscribe {
                             key: s.key,
                             core: self.core,
                         },
@@ -454,15 +468,15 @@ impl Hub {
     }
 
     /// Applies messages from other cores (a batch drained from the inbox).
-    pub fn handle(&mut self, msg: CoreMsg, now: Instant) {
+    pub fn handle(&mut self, msg: StreamMsg, now: Instant) {
         match msg {
-            CoreMsg::Subscribe { key, core } => self.on_subscribe(key, core),
-            CoreMsg::Unsubscribe { key, core } => {
+            StreamMsg::Subscribe { key, core } => self.on_subscribe(key, core),
+            StreamMsg::Unsubscribe { key, core } => {
                 if let Some(o) = self.streams.get_mut(&*key).and_then(|s| s.owned.as_mut()) {
                     o.remote.retain(|c| *c != core);
                 }
             }
-            CoreMsg::Start { key, frames } => {
+            StreamMsg::Start { key, frames } => {
                 let gop = self.config.gop.clone();
                 match self.streams.get_mut(&*key) {
                     Some(s) if s.owned.is_none() => s.start(&frames, &gop),
@@ -470,7 +484,7 @@ impl Hub {
                     None => self.on_stale(key),
                 }
             }
-            CoreMsg::Frame { key, frame } => {
+            StreamMsg::Frame { key, frame } => {
                 let gop = self.config.gop.clone();
                 match self.streams.get_mut(&*key) {
                     Some(s) if s.owned.is_none() => {
@@ -488,26 +502,12 @@ impl Hub {
                     None => self.on_stale(key),
                 }
             }
-            CoreMsg::End { key } => {
+            StreamMsg::End { key } => {
                 if self.streams.get(&*key).is_some_and(|s| s.owned.is_none()) {
                     self.end_local(&key);
                 }
             }
-            CoreMsg::Adopt { key, new_owner } => self.on_adopt(key, new_owner),
-            CoreMsg::Snapshot { reply } => {
-                let _ = reply.send(Snapshot {
-                    core: self.core,
-                    streams: self.stream_infos(),
-                    stats: self.stats.snapshot(),
-                    clients: Vec::new(),
-                });
-            }
-            CoreMsg::Reload(live) => self.set_config(live.hub.clone()),
-            // Connection-level messages: the worker handles them before the hub.
-            CoreMsg::Drain => {}
-            CoreMsg::Kick { reply, .. } => {
-                let _ = reply.send(0);
-            }
+            StreamMsg::Adopt { key, new_owner } => self.on_adopt(key, new_owner),
         }
     }
 
@@ -519,14 +519,14 @@ impl Hub {
                     o.remote.push(core);
                 }
                 let frames = s.cache.snapshot();
-                self.send(core, CoreMsg::Start { key, frames });
+                self.send(core, StreamMsg::Start { key, frames });
                 return;
             }
         }
         match self.directory.owner(&key) {
             // The stream moved: pass the subscription on.
-            Some(owner) if owner != me => self.send(owner, CoreMsg::Subscribe { key, core }),
-            _ => self.send(core, CoreMsg::End { key }),
+            Some(owner) if owner != me => self.send(owner, StreamMsg::Subscribe { key, core }),
+            _ => self.send(core, StreamMsg::End { key }),
         }
     }
 
@@ -535,7 +535,7 @@ impl Hub {
         if let Some(owner) = self.directory.owner(&key) {
             if owner != self.core {
                 let core = self.core;
-                self.send(owner, CoreMsg::Unsubscribe { key, core });
+                self.send(owner, StreamMsg::Unsubscribe { key, core });
             }
         }
     }
@@ -559,7 +559,7 @@ impl Hub {
         for core in cores {
             self.send(
                 new_owner,
-                CoreMsg::Subscribe {
+                StreamMsg::Subscribe {
                     key: key.clone(),
                     core,
                 },

@@ -1,16 +1,13 @@
-//! What cores tell each other (the mesh's messages) and what they report
-//! to the control plane.
+//! What the hubs of different cores tell each other about streams (the
+//! data-plane mesh), and the stream summary they report.
 
 use std::sync::Arc;
-use std::time::Duration;
 
-use super::{Frame, HubConfig, QueueLimits};
-use crate::metrics::StatsSnapshot;
-use crate::protocol::session::ServerConfig;
+use super::Frame;
 
-/// What cores tell each other.
+/// What one core's hub tells another's about a stream.
 #[derive(Debug)]
-pub enum CoreMsg {
+pub enum StreamMsg {
     /// To the owner: `core` has players of `key` now.
     Subscribe { key: Arc<str>, core: usize },
     /// To the owner: `core` has no players of `key` any more.
@@ -23,72 +20,6 @@ pub enum CoreMsg {
     End { key: Arc<str> },
     /// To the previous owner: `new_owner` took the stream over; hand it your subscribers.
     Adopt { key: Arc<str>, new_owner: usize },
-    /// From the control plane: reply with this core's streams and statistics.
-    Snapshot {
-        reply: crossbeam_channel::Sender<Snapshot>,
-    },
-    /// From the control plane (SIGHUP): settings that may change live.
-    /// Applied by the worker; the hub takes `hub`.
-    Reload(Box<LiveSettings>),
-    /// From the control plane (SIGTERM): stop accepting, ask publishers to
-    /// reconnect elsewhere. Handled by the worker.
-    Drain,
-    /// From the control plane: close connections, by id, by stream (its
-    /// publisher and players), or all; replies with how many were closed.
-    /// Handled by the worker.
-    Kick {
-        target: KickTarget,
-        reply: crossbeam_channel::Sender<usize>,
-    },
-}
-
-/// What a [`CoreMsg::Kick`] closes.
-#[derive(Debug, Clone)]
-pub enum KickTarget {
-    Client(u64),
-    Stream(String),
-    /// Every connection (end of a drain).
-    All,
-}
-
-/// Settings a reload can change without dropping a connection. Chunk size,
-/// listen address and worker count are not among them.
-#[derive(Debug, Clone)]
-pub struct LiveSettings {
-    pub hub: HubConfig,
-    pub queue: QueueLimits,
-    pub session: ServerConfig,
-    pub handshake_timeout: Duration,
-    /// A publisher that sends nothing this long is closed.
-    pub publisher_timeout: Duration,
-    /// A connection that neither publishes nor plays this long is closed.
-    pub idle_timeout: Duration,
-    /// A paused player is closed after this long.
-    pub pause_timeout: Duration,
-    /// Refused publishes or plays before a connection is closed.
-    pub max_refusals: u32,
-    /// The `[auth]` policy (one per configuration, shared by the workers).
-    pub auth: Arc<crate::auth::Policy>,
-}
-
-/// One core's view, sent to the control plane.
-#[derive(Debug, Clone)]
-pub struct Snapshot {
-    pub core: usize,
-    pub streams: Vec<StreamInfo>,
-    pub stats: StatsSnapshot,
-    /// This core's connections (filled in by the worker).
-    pub clients: Vec<ClientInfo>,
-}
-
-/// One connection, for the clients API.
-#[derive(Debug, Clone)]
-pub struct ClientInfo {
-    pub id: u64,
-    pub peer: String,
-    pub role: &'static str,
-    pub stream: Option<String>,
-    pub connected_ms: u64,
 }
 
 /// A summary of one stream on this core, for stats and tests.

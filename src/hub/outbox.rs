@@ -32,6 +32,19 @@ pub struct QueueLimits {
     pub max_control_bytes: usize,
 }
 
+impl QueueLimits {
+    /// A player's queue bounds from the configuration.
+    pub fn from_config(config: &crate::config::Config) -> QueueLimits {
+        QueueLimits {
+            max_bytes: config.player.queue_max_bytes,
+            max_duration_ms: config.player.queue_max_ms,
+            disconnect_after: Duration::from_millis(config.player.slow_disconnect_ms),
+            coalesce: Duration::from_millis(config.player.write_coalesce_ms),
+            max_control_bytes: config.limits.max_pending_output_bytes,
+        }
+    }
+}
+
 impl Default for QueueLimits {
     fn default() -> Self {
         QueueLimits {

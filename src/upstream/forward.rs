@@ -20,9 +20,9 @@ use super::outbound::{self, Outcome};
 use super::select::{self, Mode};
 use crate::auth::redact;
 use crate::config::OriginUrl;
+use crate::context::Worker;
 use crate::metrics::{OutboundFailure, OutboundKind};
 use crate::protocol::command::StreamPath;
-use crate::shard::Worker;
 
 /// One outbound publish of one stream.
 #[derive(Debug, Clone)]

@@ -22,9 +22,9 @@ use std::time::{Duration, Instant};
 use tracing::debug;
 
 use crate::config::Config;
+use crate::context::Worker;
 use crate::hub::PullRegistration;
 use crate::protocol::command::StreamPath;
-use crate::shard::Worker;
 
 /// How often a waiting player looks for its stream (play start only).
 const WAIT_POLL: Duration = Duration::from_millis(20);

@@ -21,10 +21,10 @@ use super::forward::{alive, Job};
 use super::select::Mode;
 use crate::auth::redact;
 use crate::conn::writer::{self, shutdown};
+use crate::context::Worker;
 use crate::hub::{CloseReason, Outbox};
 use crate::metrics::{CoreStats, OutboundKind, OutboundReason};
 use crate::protocol::session::{ClientConfig, ClientSession, PublishFlow, PublishStep};
-use crate::shard::Worker;
 use crate::transport::{ReadHalf, WriteHalf};
 
 /// How long a closing publish may take to flush its last messages.
@@ -70,8 +70,8 @@ pub async fn attempt(worker: &Rc<Worker>, job: &Job, idx: usize) -> Outcome {
     let mut config = ClientConfig::new(&app, &target.tc_url(&app));
     config.chunk_size = chunk_size;
     config.window_ack_size = worker.config.server.window_ack_size;
-    config.chunk_limits = worker.session_config.chunk_limits.clone();
-    config.amf_limits = worker.session_config.amf_limits;
+    config.chunk_limits = worker.live_session_config().chunk_limits;
+    config.amf_limits = worker.live_session_config().amf_limits;
     let mut session = ClientSession::new(config);
     session.received(buf.len());
     let name = job.name_for(target);

@@ -21,11 +21,11 @@ use super::dial::{self, read_tick, DialError, READ_MIN, TICK};
 use super::select::{self, Mode};
 use crate::auth::redact;
 use crate::config::{EdgeSection, OriginUrl};
+use crate::context::Worker;
 use crate::hub::PullState;
 use crate::metrics::PullFailure;
 use crate::protocol::command::StreamPath;
 use crate::protocol::session::{ClientConfig, ClientEvent, ClientSession};
-use crate::shard::Worker;
 /// Enhanced RTMP codecs we ask origins for; they pass through untouched.
 const FOUR_CC: &[&str] = &[
     "avc1", "hvc1", "av01", "vp09", "vp08", "mp4a", "Opus", "fLaC", "ac-3", "ec-3", ".mp3",
@@ -254,8 +254,8 @@ impl Pull {
         // The whole path of an origin URL is its app (`rtmp://o/app/inst`).
         let app = origin.path().unwrap_or_else(|| self.target.app.clone());
         let mut config = ClientConfig::new(&app, &origin.tc_url(&app));
-        config.chunk_limits = self.worker.session_config.chunk_limits.clone();
-        config.amf_limits = self.worker.session_config.amf_limits;
+        config.chunk_limits = self.worker.live_session_config().chunk_limits;
+        config.amf_limits = self.worker.live_session_config().amf_limits;
         config.four_cc_list = FOUR_CC.iter().map(|s| s.to_string()).collect();
         let mut session = ClientSession::new(config);
         session.received(buf.len());
