@@ -10,7 +10,8 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 
-use cascade::hub::{Directory, GopLimits, Hub, HubConfig, Outbox, QueueLimits, StreamMsg};
+use cascade::egress::{Fanout, Outbox, QueueLimits, RtmpPlayer};
+use cascade::hub::{Directory, GopLimits, Hub, HubConfig, StreamMsg};
 use cascade::metrics::CoreStats;
 use cascade::protocol::session::MediaKind;
 use cascade::xcore;
@@ -27,7 +28,9 @@ fn setup() -> (Hub, Vec<Rc<Outbox>>) {
         max_streams: 16,
     };
     let stats = Rc::new(CoreStats::default());
+    let egress = Fanout::new(stats.clone());
     let mut hub = Hub::new(0, config, Arc::new(Directory::new(16)), mesh, stats);
+    hub.set_delivery(egress.clone());
     let now = Instant::now();
     hub.publish("live/bench", 1, now).expect("publish");
     let limits = QueueLimits {
@@ -41,7 +44,8 @@ fn setup() -> (Hub, Vec<Rc<Outbox>>) {
         .map(|_| Rc::new(Outbox::new(limits.clone())))
         .collect();
     for (i, o) in outboxes.iter().enumerate() {
-        hub.subscribe("live/bench", 100 + i as u64, o.clone())
+        let player = RtmpPlayer::new(o.clone(), egress.clone(), "live/bench");
+        hub.subscribe("live/bench", 100 + i as u64, player)
             .expect("subscribe");
     }
     // A keyframe opens the GOP so inter frames flow.

@@ -12,6 +12,7 @@ pub mod auth;
 pub mod config;
 pub mod conn;
 pub mod context;
+pub mod egress;
 pub mod http;
 pub mod hub;
 pub mod metrics;

@@ -4,7 +4,6 @@
 mod limits;
 mod requests;
 mod socket;
-pub(crate) mod writer;
 
 use std::net::SocketAddr;
 use std::os::fd::AsRawFd;
@@ -18,7 +17,7 @@ use tracing::{debug, info, Instrument};
 
 use crate::auth::Action;
 use crate::context::Worker;
-use crate::hub::{CloseReason, Outbox};
+use crate::egress::{writer, CloseReason, Outbox, RtmpPlayer};
 use crate::metrics::{ConnRole, HandshakeFailure, LimitKind, ProtocolErrorKind, TlsHandshake};
 use crate::protocol::command::StreamPath;
 use crate::protocol::handshake::{HandshakeError, HandshakeStatus, ServerHandshake};
@@ -328,6 +327,11 @@ impl Conn {
 
     /// A player whose stream ended goes back to having no stream: the idle
     /// timeout applies from now.
+    /// This connection as a player of `key`, for the hub.
+    fn player(&self, key: &str) -> Rc<RtmpPlayer> {
+        RtmpPlayer::new(self.outbox.clone(), self.worker.egress.clone(), key)
+    }
+
     fn on_stream_end(&mut self) {
         if matches!(self.role, Role::Player { .. }) && self.outbox.ended() {
             debug!("stream ended; idle from now");
@@ -484,7 +488,12 @@ impl Conn {
                         }
                         (false, true) => {
                             *paused_since = None;
-                            if hub.subscribe(key, self.id, self.outbox.clone()).is_err() {
+                            let player = RtmpPlayer::new(
+                                self.outbox.clone(),
+                                self.worker.egress.clone(),
+                                key,
+                            );
+                            if hub.subscribe(key, self.id, player).is_err() {
                                 debug!("unpause: stream gone");
                             }
                         }

@@ -8,7 +8,8 @@ use tracing::{debug, info, warn};
 
 use super::{limits, Conn, Deferred, Role};
 use crate::auth::{self, Action, Denial};
-use crate::hub::{CloseReason, HubError};
+use crate::egress::CloseReason;
+use crate::hub::HubError;
 use crate::metrics::{ConnRole, LimitKind};
 use crate::protocol::command::StreamPath;
 use crate::protocol::session::{PlayRejection, PublishRejection};
@@ -161,7 +162,7 @@ impl Conn {
             .worker
             .hub
             .borrow_mut()
-            .subscribe(&key, self.id, self.outbox.clone())
+            .subscribe(&key, self.id, self.player(&key))
         {
             Ok(()) => {
                 info!(stream = %key, "play");

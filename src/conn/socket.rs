@@ -9,7 +9,7 @@ use bytes::BytesMut;
 use tracing::debug;
 
 use super::{ConnError, READ_MAX, READ_MIN};
-use crate::hub::Outbox;
+use crate::egress::Outbox;
 use crate::transport::ReadHalf;
 
 /// Finds peers that vanished: TCP keepalive probes an idle connection,

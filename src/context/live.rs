@@ -7,7 +7,8 @@ use std::time::Duration;
 use tracing::error;
 
 use crate::config::Config;
-use crate::hub::{HubConfig, QueueLimits};
+use crate::egress::QueueLimits;
+use crate::hub::HubConfig;
 use crate::protocol::session::ServerConfig;
 
 /// Settings a reload can change without dropping a connection. Chunk size,

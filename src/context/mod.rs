@@ -16,7 +16,8 @@ use std::task::Waker;
 use std::time::{Duration, Instant};
 
 use crate::config::Config;
-use crate::hub::{CloseReason, Directory, Hub, HubConfig, Outbox, QueueLimits, StreamMsg};
+use crate::egress::{CloseReason, Fanout, Outbox, QueueLimits};
+use crate::hub::{Directory, Hub, HubConfig, StreamMsg};
 use crate::metrics::{ConnRole, CoreStats, KickReason, Label};
 use crate::protocol::session::ServerConfig;
 use crate::xcore::Mesh;
@@ -29,6 +30,9 @@ pub struct Worker {
     pub id: usize,
     pub config: Arc<Config>,
     pub hub: RefCell<Hub>,
+    /// How this core's subscribers' bytes leave: batched sends and
+    /// coalescing windows.
+    pub egress: Rc<Fanout>,
     pub stats: Rc<CoreStats>,
     /// Outbound publishes (forwards, pushes) running on this core, by
     /// kind, stream and targets: a publisher that comes back within the
@@ -62,19 +66,23 @@ impl Worker {
         mesh: Mesh<StreamMsg>,
     ) -> Worker {
         let stats = Rc::new(CoreStats::default());
+        let egress = Fanout::new(stats.clone());
+        let mut hub = Hub::new(
+            id,
+            HubConfig::from_config(&config),
+            directory,
+            mesh,
+            stats.clone(),
+        );
+        hub.set_delivery(egress.clone());
         Worker {
             id,
             live: RefCell::new(live),
             clients: RefCell::new(HashMap::new()),
             draining: Cell::new(false),
             drain_waker: Cell::new(None),
-            hub: RefCell::new(Hub::new(
-                id,
-                HubConfig::from_config(&config),
-                directory,
-                mesh,
-                stats.clone(),
-            )),
+            hub: RefCell::new(hub),
+            egress,
             stats,
             config,
             next_conn: Cell::new(0),

@@ -6,13 +6,11 @@
 //! [`Directory`] is the only thing shared with other cores.
 
 pub mod cache;
-pub mod coalesce;
 pub mod directory;
-pub mod fanout;
 pub mod frame;
 pub mod msg;
-pub mod outbox;
 pub mod stream;
+pub mod subscriber;
 
 use std::collections::HashMap;
 use std::rc::Rc;
@@ -22,16 +20,14 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 
 use crate::metrics::{CoreStats, DropReason};
-use crate::protocol::session::{unpublish_notice, MediaKind};
+use crate::protocol::session::MediaKind;
 use crate::xcore::Mesh;
 pub use cache::GopLimits;
-pub use coalesce::Coalescer;
 pub use directory::{Claim, Directory, PullEntry, PullRegistration, PullState};
-pub use fanout::{BatchSend, Fanout};
 pub use frame::{classify, Frame, PLAY_STREAM_ID};
 pub use msg::{StreamInfo, StreamMsg};
-pub use outbox::{CloseReason, Outbox, QueueLimits};
 pub use stream::{LocalStream, Owned};
+pub use subscriber::{Delivery, NoDelivery, Subscriber};
 
 #[derive(Debug, Clone)]
 pub struct HubConfig {
@@ -77,8 +73,8 @@ pub struct Hub {
     /// Cores sent to since the last [`Hub::flush_wakes`].
     dirty: Vec<bool>,
     stats: Rc<CoreStats>,
-    /// Batched direct sends and write-coalescing timers.
-    fanout: Rc<Fanout>,
+    /// Where a fan-out pass ends (the egress layer's batched sends).
+    delivery: Rc<dyn Delivery>,
 }
 
 impl Hub {
@@ -97,18 +93,13 @@ impl Hub {
             directory,
             mesh,
             streams: HashMap::new(),
-            fanout: Rc::default(),
+            delivery: Rc::new(NoDelivery),
         }
     }
 
-    /// The write-coalescing timer queue; the worker runs its task.
-    pub fn coalescer(&self) -> Rc<Coalescer> {
-        self.fanout.coalescer.clone()
-    }
-
-    /// The fan-out state (the worker installs its batch sender there).
-    pub fn fanout(&self) -> Rc<Fanout> {
-        self.fanout.clone()
+    /// Installs the end of every fan-out pass (the core's egress).
+    pub fn set_delivery(&mut self, delivery: Rc<dyn Delivery>) {
+        self.delivery = delivery;
     }
 
     pub fn config(&self) -> &HubConfig {
@@ -169,7 +160,7 @@ impl Hub {
                 owned: s.owned.is_some(),
                 publishing: s.owned.as_ref().is_some_and(|o| o.publisher.is_some()),
                 // Forwards and pushes subscribe like players but are not viewers.
-                players: s.players.iter().filter(|p| !p.outbox.is_upstream()).count(),
+                players: s.players.iter().filter(|p| p.sub.is_viewer()).count(),
                 remote_cores: s
                     .owned
                     .as_ref()
@@ -342,10 +333,8 @@ impl Hub {
         let Some(s) = self.streams.remove(key) else {
             return;
         };
-        let name = key.rsplit('/').next().unwrap_or(key);
-        let notice = unpublish_notice(PLAY_STREAM_ID, self.config.chunk_size, name);
         for p in s.players {
-            p.outbox.stream_ended(notice.clone());
+            p.sub.end();
         }
     }
 
@@ -381,13 +370,12 @@ impl Hub {
         };
         let frame = Frame::new(kind, ts, class, payload, chunk_size, now);
         self.stats.messages_in.set(self.stats.messages_in.get() + 1);
-        let Some(dropped) = s.deliver(&frame, &self.config.gop, &self.fanout, now) else {
+        if s.deliver(&frame, &self.config.gop, &*self.delivery, now)
+            .is_none()
+        {
             self.stats.dropped.inc(DropReason::AwaitKeyframe);
             return;
-        };
-        self.stats.add_dropped(dropped);
-        let delivered = (s.players.len() as u64).saturating_sub(dropped);
-        self.stats.add_out(delivered, frame.chunks.len() as u64);
+        }
         let key = s.key.clone();
         let remote = s
             .owned
@@ -411,11 +399,11 @@ impl Hub {
         &mut self,
         key: &str,
         player: u64,
-        outbox: Rc<Outbox>,
+        sub: Rc<dyn Subscriber>,
     ) -> Result<(), HubError> {
         if let Some(s) = self.streams.get_mut(key) {
             let started = s.owned.is_some() || s.players.iter().any(|p| p.started);
-            s.add_player(player, outbox, started);
+            s.add_player(player, sub, started);
             return Ok(());
         }
         let owner = self
@@ -427,7 +415,7 @@ impl Hub {
         }
         let me = self.core;
         let s = self.local(key);
-        s.add_player(player, outbox, false);
+        s.add_player(player, sub, false);
         let key = s.key.clone();
         self.send(owner, StreamMsg::Subscribe { key, core: me });
         self.flush_wakes();
@@ -488,13 +476,8 @@ impl Hub {
                 let gop = self.config.gop.clone();
                 match self.streams.get_mut(&*key) {
                     Some(s) if s.owned.is_none() => {
-                        match s.deliver(&frame, &gop, &self.fanout, now) {
-                            Some(dropped) => {
-                                self.stats.add_dropped(dropped);
-                                let delivered = (s.players.len() as u64).saturating_sub(dropped);
-                                self.stats.add_out(delivered, frame.chunks.len() as u64);
-                            }
-                            None => self.stats.dropped.inc(DropReason::AwaitKeyframe),
+                        if s.deliver(&frame, &gop, &*self.delivery, now).is_none() {
+                            self.stats.dropped.inc(DropReason::AwaitKeyframe);
                         }
                         self.drop_if_unused(&key);
                     }

@@ -6,15 +6,14 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::cache::{Cache, GopLimits};
-use super::fanout::Fanout;
 use super::frame::Frame;
-use super::outbox::Outbox;
+use super::subscriber::{Delivery, Subscriber};
 use crate::protocol::flv::{AudioCodec, VideoCodec};
 use crate::protocol::session::MediaKind;
 
 pub struct Player {
     pub id: u64,
-    pub outbox: Rc<Outbox>,
+    pub sub: Rc<dyn Subscriber>,
     /// False while waiting for the owner's cached start (remote streams).
     pub started: bool,
 }
@@ -183,18 +182,14 @@ impl LocalStream {
     /// started mirror) it gets the cached start at once.
     /// A connection is at most one player of a stream: adding it again is
     /// a no-op (so a repeated unpause cannot queue the start again).
-    pub fn add_player(&mut self, id: u64, outbox: Rc<Outbox>, started: bool) {
+    pub fn add_player(&mut self, id: u64, sub: Rc<dyn Subscriber>, started: bool) {
         if self.players.iter().any(|p| p.id == id) {
             return;
         }
         if started {
-            outbox.push_start(&self.cache.snapshot());
+            sub.start(&self.cache.snapshot());
         }
-        self.players.push(Player {
-            id,
-            outbox,
-            started,
-        });
+        self.players.push(Player { id, sub, started });
     }
 
     /// The owner's cached start arrived (or a reset): rebuild the cache and
@@ -210,7 +205,7 @@ impl LocalStream {
         }
         for p in &mut self.players {
             p.started = true;
-            p.outbox.push_start(frames);
+            p.sub.start(frames);
         }
     }
 
@@ -221,7 +216,7 @@ impl LocalStream {
         &mut self,
         frame: &Frame,
         limits: &GopLimits,
-        fanout: &Fanout,
+        delivery: &dyn Delivery,
         now: Instant,
     ) -> Option<u64> {
         if frame.kind == MediaKind::Video && frame.header.is_none() {
@@ -233,20 +228,19 @@ impl LocalStream {
         }
         self.cache.apply(frame, limits);
         let mut dropped = 0;
+        let mut offered = 0;
         self.players.retain(|p| {
             if p.started {
-                if !p.outbox.push_live(frame, now, fanout) {
+                offered += 1;
+                if !p.sub.offer(frame, now) {
                     dropped += 1;
                 }
-                if let Some(window) = p.outbox.take_flush_request() {
-                    fanout.coalescer.schedule(&p.outbox, window, now);
-                }
             }
-            p.outbox.closed().is_none()
+            !p.sub.is_closed()
         });
-        // The deferred sends of this pass, together; a player whose socket
-        // died here is dropped from the list on the next frame.
-        fanout.flush(frame);
+        // What egress held back for this pass goes out together; a
+        // subscriber whose socket died there is forgotten on the next frame.
+        delivery.pass_done(frame, offered, dropped, now);
         Some(dropped)
     }
 

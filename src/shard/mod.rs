@@ -219,20 +219,14 @@ async fn worker_main(
     worker.stats.io_driver.set(driver);
     monoio::spawn(inbox_loop(worker.clone(), shared.mailbox));
     monoio::spawn(control_loop(worker.clone(), shared.control));
-    let coalescer = worker.hub.borrow().coalescer();
-    monoio::spawn(coalescer.run());
+    monoio::spawn(worker.egress.clone().run_windows());
     if driver == "io_uring"
         && worker.config.server.direct_writes
         && worker.config.server.batch_sends
     {
-        match crate::transport::UringBatch::new() {
+        match crate::egress::UringBatch::new() {
             Ok(b) => {
-                let stats = Some(worker.stats.clone());
-                worker
-                    .hub
-                    .borrow()
-                    .fanout()
-                    .set_sender(Some(Box::new(b)), stats);
+                worker.egress.set_sender(Some(Box::new(b)));
                 tracing::debug!(worker = id, "fan-out sends batched on io_uring");
             }
             Err(e) => {

@@ -13,12 +13,10 @@
 //! per call. Driving rustls's buffer API (`read_tls`, `process_new_packets`,
 //! `write_tls`) directly is a few hundred lines and has none of those.
 
-pub mod batch;
 pub mod certs;
 mod iovec;
 mod stream;
 
-pub use batch::UringBatch;
 pub use certs::{client_config, TlsConfigError, TlsServer};
 pub use iovec::IoVecs;
 pub use stream::{ReadHalf, Stream, WriteHalf};

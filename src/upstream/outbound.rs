@@ -20,9 +20,9 @@ use super::dial::{self, read_tick, reserve, DialError, Dialed, READ_MIN, TICK};
 use super::forward::{alive, Job};
 use super::select::Mode;
 use crate::auth::redact;
-use crate::conn::writer::{self, shutdown};
 use crate::context::Worker;
-use crate::hub::{CloseReason, Outbox};
+use crate::egress::writer::{self, shutdown};
+use crate::egress::{CloseReason, Outbox, UpstreamFeed};
 use crate::metrics::{CoreStats, OutboundKind, OutboundReason};
 use crate::protocol::session::{ClientConfig, ClientSession, PublishFlow, PublishStep};
 use crate::transport::{ReadHalf, WriteHalf};
@@ -168,7 +168,7 @@ impl Live<'_> {
         chunk_size: u32,
     ) -> Outcome {
         let outbox = &self.outbox;
-        outbox.start_publish(stream_id, chunk_size);
+        let feed = UpstreamFeed::new(outbox.clone(), stream_id, chunk_size);
         if let Some(bytes) = session.take_output() {
             outbox.push_control(bytes);
         }
@@ -179,11 +179,11 @@ impl Live<'_> {
             self.job.kind,
             self.fd,
         ));
-        let subscribed =
-            self.worker
-                .hub
-                .borrow_mut()
-                .subscribe(&self.job.key, self.id, outbox.clone());
+        let subscribed = self
+            .worker
+            .hub
+            .borrow_mut()
+            .subscribe(&self.job.key, self.id, feed);
         let outcome = match subscribed {
             // Metadata, sequence headers and the GOP from its keyframe are
             // queued now; live frames follow.
@@ -287,7 +287,7 @@ async fn write_loop(
 ) {
     let count = |n: usize| stats.outbound_bytes.add(kind, n as u64);
     // Latency and first-frame figures are the players'; not ours.
-    let forget = |batch: &mut crate::hub::outbox::Batch| {
+    let forget = |batch: &mut crate::egress::Batch| {
         batch.ingests.clear();
         batch.first_keyframe_of_play = None;
     };

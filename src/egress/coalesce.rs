@@ -7,7 +7,8 @@
 //! One timer queue per core: every outbox with frames waiting is listed
 //! once, in the order its window opened. The window is the same for every
 //! outbox of a core, so that order is also deadline order and a FIFO is a
-//! complete timer.
+//! complete timer. The flush itself is the core's [`super::Fanout`]'s: the
+//! windows that close together leave in one batched submission.
 
 use std::cell::{Cell, RefCell};
 use std::collections::VecDeque;
@@ -43,46 +44,36 @@ impl Coalescer {
         self.due.borrow().len()
     }
 
-    /// Flushes every outbox whose window closed by `now`; returns the
-    /// earliest deadline still open.
-    pub fn flush_due(&self, now: Instant) -> Option<Instant> {
+    /// Moves every outbox whose window closed by `now` to `out`; returns
+    /// the earliest deadline still open.
+    pub fn take_due(&self, now: Instant, out: &mut Vec<Rc<Outbox>>) -> Option<Instant> {
+        let mut due = self.due.borrow_mut();
         loop {
-            let next = {
-                let mut due = self.due.borrow_mut();
-                match due.front() {
-                    // A reload may shorten the window, so a later entry can
-                    // be due before an earlier one: it waits for the front,
-                    // at most one old window.
-                    Some((at, _)) if *at <= now => due.pop_front(),
-                    Some((at, _)) => return Some(*at),
-                    None => return None,
+            match due.front() {
+                // A reload may shorten the window, so a later entry can be
+                // due before an earlier one: it waits for the front, at
+                // most one old window.
+                Some((at, _)) if *at <= now => {
+                    if let Some((_, outbox)) = due.pop_front() {
+                        out.push(outbox);
+                    }
                 }
-            };
-            if let Some((_, outbox)) = next {
-                outbox.flush_coalesced();
+                Some((at, _)) => return Some(*at),
+                None => return None,
             }
         }
     }
 
-    /// The core's flusher task: sleeps until the earliest deadline, flushes,
-    /// repeats; parks while nothing waits.
-    pub async fn run(self: Rc<Self>) {
-        loop {
-            let next = self.flush_due(Instant::now());
-            match next {
-                Some(at) => monoio::time::sleep_until(at.into()).await,
-                None => {
-                    poll_fn(|cx| {
-                        if self.due.borrow().is_empty() {
-                            self.waker.set(Some(cx.waker().clone()));
-                            Poll::Pending
-                        } else {
-                            Poll::Ready(())
-                        }
-                    })
-                    .await
-                }
+    /// Parks until some outbox is listed.
+    pub async fn listed(&self) {
+        poll_fn(|cx| {
+            if self.due.borrow().is_empty() {
+                self.waker.set(Some(cx.waker().clone()));
+                Poll::Pending
+            } else {
+                Poll::Ready(())
             }
-        }
+        })
+        .await
     }
 }

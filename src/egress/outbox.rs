@@ -1,5 +1,6 @@
-//! A connection's outgoing queue: control bytes from its session and media
-//! frames from the streams it plays, drained by one writer task.
+//! A subscriber's outgoing queue: control bytes from its session and media
+//! frames from the streams it plays (or publishes upstream), drained by one
+//! writer task or written directly (see `direct`).
 //!
 //! Bounded in bytes and media duration. On overflow, video is skipped until
 //! the next keyframe that fits (audio goes on while it fits); a player that
@@ -15,7 +16,8 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 
-use super::frame::Frame;
+use super::framing::Framing;
+use crate::hub::Frame;
 use crate::metrics::CoreStats;
 use crate::protocol::session::MediaKind;
 
@@ -96,18 +98,13 @@ struct Inner {
     skipping_video: bool,
     behind_since: Option<Instant>,
     closed: Option<CloseReason>,
-    /// The play stream id and chunk size, for frames not serialized for stream 1.
-    stream_id: u32,
-    chunk_size: u32,
+    /// How frames are put on the wire for this subscriber.
+    framing: Framing,
     dropped: u64,
     /// Set when a play starts; cleared when its first keyframe is written.
     play_started: Option<Instant>,
     /// Coalescing: this outbox is listed in the core's flush queue.
     flush_scheduled: bool,
-    /// An upstream we publish to (forward, push), not a player: frames are
-    /// framed the way a publisher sends them, and the end of the stream is
-    /// a flag for its task rather than a player's notice.
-    upstream: bool,
     /// The stream this upstream carries (or this player plays) has ended.
     ended: bool,
 }
@@ -173,12 +170,10 @@ impl Outbox {
                 skipping_video: false,
                 behind_since: None,
                 closed: None,
-                stream_id: super::frame::PLAY_STREAM_ID,
-                chunk_size: 4096,
+                framing: Framing::default(),
                 dropped: 0,
                 play_started: None,
                 flush_scheduled: false,
-                upstream: false,
                 ended: false,
             }),
             waker: Cell::new(None),
@@ -253,10 +248,7 @@ impl Outbox {
             return i.closed != Some(CloseReason::Unread);
         }
         if i.control_bytes + bytes.len() > self.limits.max_control_bytes {
-            i.closed = Some(CloseReason::Unread);
-            i.items.clear();
-            i.bytes = 0;
-            i.control_bytes = 0;
+            i.abort(CloseReason::Unread);
             drop(i);
             self.wake();
             return false;
@@ -308,8 +300,10 @@ impl Outbox {
     pub fn start_play(&self, stream_id: u32, chunk_size: u32, now: Instant) {
         let mut i = self.inner.borrow_mut();
         i.ended = false;
-        i.stream_id = stream_id;
-        i.chunk_size = chunk_size;
+        i.framing = Framing::RtmpPlay {
+            stream_id,
+            chunk_size,
+        };
         i.play_started = Some(now);
         i.skipping_video = false;
         i.behind_since = None;
@@ -319,33 +313,26 @@ impl Outbox {
     /// origin gave in createStream) with the chunk size we announced to it.
     pub fn start_publish(&self, stream_id: u32, chunk_size: u32) {
         let mut i = self.inner.borrow_mut();
-        i.stream_id = stream_id;
-        i.chunk_size = chunk_size;
-        i.upstream = true;
+        i.framing = Framing::RtmpPublish {
+            stream_id,
+            chunk_size,
+        };
         i.ended = false;
     }
 
-    /// The stream is over: a player gets `notice` (Play.UnpublishNotify);
-    /// an upstream publish is flagged for its task to end it.
-    pub fn stream_ended(&self, notice: Bytes) {
-        let upstream = {
-            let mut i = self.inner.borrow_mut();
-            i.ended = true;
-            i.upstream
-        };
-        if upstream {
-            self.wake();
-        } else {
-            self.push_control(notice);
-        }
+    /// The stream is over: flagged for the connection's task (which
+    /// `attention` wakes).
+    pub fn mark_ended(&self) {
+        self.inner.borrow_mut().ended = true;
+        self.wake();
     }
 
-    /// Whether this outbox feeds an upstream publish rather than a player.
-    pub fn is_upstream(&self) -> bool {
-        self.inner.borrow().upstream
+    /// The framing frames are queued in.
+    pub fn framing(&self) -> Framing {
+        self.inner.borrow().framing
     }
 
-    /// Whether [`Outbox::stream_ended`] was called since the play started.
+    /// Whether [`Outbox::mark_ended`] was called since the play started.
     pub fn ended(&self) -> bool {
         self.inner.borrow().ended
     }
@@ -378,11 +365,7 @@ impl Outbox {
     }
 
     fn enqueue(i: &mut Inner, frame: &Frame, live: bool) {
-        let bytes = if i.upstream {
-            frame.publish_chunks(i.stream_id, i.chunk_size)
-        } else {
-            frame.chunks_for(i.stream_id, i.chunk_size)
-        };
+        let bytes = i.framing.bytes(frame);
         i.bytes += bytes.len();
         i.items.push_back(Entry {
             bytes,
@@ -435,11 +418,8 @@ impl Outbox {
             if self.send_direct(&mut i, frame) {
                 return true;
             }
-            let pending = !i.items.is_empty() || i.closed.is_some();
             drop(i);
-            if pending {
-                self.wake();
-            }
+            self.wake_if_pending();
             return self.inner.borrow().closed.is_none();
         }
         let size = frame.chunks.len();
@@ -477,17 +457,12 @@ impl Outbox {
             i.dropped += 1;
             if let Some(since) = i.behind_since {
                 if now.duration_since(since) > self.limits.disconnect_after {
-                    i.closed = Some(CloseReason::SlowPlayer);
-                    i.items.clear();
-                    i.bytes = 0;
+                    i.abort(CloseReason::SlowPlayer);
                 }
             }
         }
-        let pending = !i.items.is_empty() || i.closed.is_some();
         drop(i);
-        if pending {
-            self.wake();
-        }
+        self.wake_if_pending();
         keep
     }
 
@@ -495,12 +470,11 @@ impl Outbox {
     pub fn close(&self, reason: CloseReason) {
         let mut i = self.inner.borrow_mut();
         if i.closed.is_none() {
-            if reason != CloseReason::Finish {
-                i.items.clear();
-                i.bytes = 0;
-                i.control_bytes = 0;
+            if reason == CloseReason::Finish {
+                i.closed = Some(reason);
+            } else {
+                i.abort(reason);
             }
-            i.closed = Some(reason);
         }
         drop(i);
         self.wake();

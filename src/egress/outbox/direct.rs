@@ -1,21 +1,45 @@
 //! The outbox's fast paths: a live frame written straight from the fan-out
-//! loop to an idle player's socket (alone, or in the core's batch), the
-//! queue drained the same way while the writer is idle, and the flush of a
-//! write-coalescing window.
+//! pass to an idle player's socket (alone, or in the core's batch), the
+//! queue drained the same way while the writer is idle, and the close of a
+//! write-coalescing window (alone, or batched with the other windows that
+//! closed at the same moment).
 
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
+use bytes::Bytes;
+
 use super::{CloseReason, Entry, Inner, Outbox, DIRECT_MAX_ITEMS};
-use crate::hub::fanout::Fanout;
-use crate::hub::frame::Frame;
-use crate::metrics::CoreStats;
+use crate::egress::fanout::Fanout;
+use crate::egress::meter;
+use crate::hub::Frame;
 use crate::protocol::session::MediaKind;
 
+impl Inner {
+    /// Forgets everything queued (the peer is gone or cut off).
+    pub(super) fn discard(&mut self) {
+        self.items.clear();
+        self.bytes = 0;
+        self.control_bytes = 0;
+    }
+
+    /// Closes for `reason` and forgets what is queued.
+    pub(super) fn abort(&mut self, reason: CloseReason) {
+        self.closed = Some(reason);
+        self.discard();
+    }
+}
+
 impl Outbox {
+    /// Whether the queue can be written from here: the writer is idle and
+    /// something is queued on an open outbox.
+    fn drainable(&self, i: &Inner) -> bool {
+        !self.writing.get() && i.closed.is_none() && !i.items.is_empty()
+    }
+
     /// Writes queued entries straight to the socket if the writer is idle.
     pub(super) fn try_direct(&self, i: &mut Inner) {
-        if self.writing.get() || i.closed.is_some() || i.items.is_empty() {
+        if !self.drainable(i) {
             return;
         }
         let sink = self.sink.borrow();
@@ -29,18 +53,17 @@ impl Outbox {
             }
             sink.send_now(&slices[..n])
         };
+        self.written(i, result, Instant::now());
+    }
+
+    /// What a write of the queue's head did: the bytes that went out leave
+    /// the queue (and are metered), or the socket died.
+    fn written(&self, i: &mut Inner, result: std::io::Result<usize>, now: Instant) {
         let mut written = match result {
             Ok(n) => n,
-            Err(_) => {
-                i.closed = Some(CloseReason::Broken);
-                i.items.clear();
-                i.bytes = 0;
-                i.control_bytes = 0;
-                return;
-            }
+            Err(_) => return i.abort(CloseReason::Broken),
         };
         let stats = self.stats.borrow();
-        let now = Instant::now();
         while written > 0 {
             let Some(front) = i.items.front_mut() else {
                 break;
@@ -62,24 +85,19 @@ impl Outbox {
             }
             if let Some(stats) = stats.as_ref() {
                 if let Some(t) = e.ingest {
-                    stats.record_egress(now.duration_since(t));
+                    meter::sent(stats, t, 1, now);
                 }
                 if e.keyframe {
-                    if let Some(t) = i.play_started.take() {
-                        stats.record_first_frame(now.duration_since(t));
-                    }
+                    meter::first_frame(stats, i.play_started.take(), now);
                 }
             }
         }
     }
 
     /// Whether a live frame may go straight to the socket now: the writer
-    /// is idle and the shared bytes fit this player as they are.
+    /// is idle and the shared bytes fit this subscriber as they are.
     pub(super) fn direct_ok(&self, i: &Inner, frame: &Frame) -> bool {
-        !self.writing.get()
-            && !i.upstream
-            && i.stream_id == crate::hub::frame::PLAY_STREAM_ID
-            && i.chunk_size == frame.chunk_size
+        !self.writing.get() && i.framing.shares(frame)
     }
 
     /// The fast path of a live frame to an idle player: written straight
@@ -94,52 +112,35 @@ impl Outbox {
             return false;
         };
         let result = sink.send_now(&[&frame.chunks[..]]);
-        self.apply_send(i, frame, result)
-    }
-
-    /// What a direct send of the whole `frame` did: true when all of it
-    /// went out; the rest is queued, or the outbox closed on an error.
-    pub(super) fn apply_send(
-        &self,
-        i: &mut Inner,
-        frame: &Frame,
-        result: std::io::Result<usize>,
-    ) -> bool {
-        let sent = self.settle(i, frame, result);
+        let now = Instant::now();
+        let sent = self.settle(i, frame, result, now);
         if sent {
             if let Some(stats) = self.stats.borrow().as_ref() {
-                let now = Instant::now();
-                stats.record_egress(now.duration_since(frame.ingest));
-                self.note_first_frame(i, frame, stats, now);
+                meter::sent(stats, frame.ingest, 1, now);
             }
         }
         sent
     }
 
-    /// A play's first keyframe went out at `now`.
-    pub(super) fn note_first_frame(
-        &self,
-        i: &mut Inner,
-        frame: &Frame,
-        stats: &CoreStats,
-        now: Instant,
-    ) {
-        if frame.keyframe {
-            if let Some(t) = i.play_started.take() {
-                stats.record_first_frame(now.duration_since(t));
-            }
-        }
-    }
-
-    /// The queue side of a direct send's result: true when all went out.
-    pub(super) fn settle(
+    /// The queue side of a send of the whole shared `frame`: true when all
+    /// of it went out (a play's first keyframe is metered); the rest is
+    /// queued for the writer, or the outbox closes on an error.
+    fn settle(
         &self,
         i: &mut Inner,
         frame: &Frame,
         result: std::io::Result<usize>,
+        now: Instant,
     ) -> bool {
         match result {
-            Ok(n) if n == frame.chunks.len() => true,
+            Ok(n) if n == frame.chunks.len() => {
+                if frame.keyframe {
+                    if let Some(stats) = self.stats.borrow().as_ref() {
+                        meter::first_frame(stats, i.play_started.take(), now);
+                    }
+                }
+                true
+            }
             Ok(n) => {
                 // Part of it (or none) went out: the rest waits for the writer.
                 let rest = frame.chunks.slice(n.min(frame.chunks.len())..);
@@ -191,7 +192,7 @@ impl Outbox {
 
     /// The outcome of a batched send of `frame` that completed by `now`
     /// (None: the batch could not send it, so it is queued for the
-    /// writer). True when all of it went out: the caller records the
+    /// writer). True when all of it went out: the caller meters the
     /// egress latency of the whole batch at once.
     pub fn direct_done(
         &self,
@@ -200,10 +201,7 @@ impl Outbox {
         now: Instant,
     ) -> bool {
         let mut i = self.inner.borrow_mut();
-        if self.settle(&mut i, frame, result.unwrap_or(Ok(0))) {
-            if let Some(stats) = self.stats.borrow().as_ref() {
-                self.note_first_frame(&mut i, frame, stats, now);
-            }
+        if self.settle(&mut i, frame, result.unwrap_or(Ok(0)), now) {
             return true;
         }
         drop(i);
@@ -228,15 +226,43 @@ impl Outbox {
         self.flush_request.take().then_some(self.limits.coalesce)
     }
 
-    /// Coalescing: the window closed; send what waits in one vectored write
-    /// (the writer task takes over what the socket does not accept).
-    pub fn flush_coalesced(&self) {
+    /// Coalescing: the window closed. With `bufs` (the core batches),
+    /// returns the socket handle after adding (by reference) what waits to
+    /// `bufs`, for [`Outbox::window_sent`]; otherwise sends it here in one
+    /// vectored write and returns None (the writer takes over what is left).
+    pub fn close_window(&self, bufs: Option<&mut Vec<Bytes>>) -> Option<std::os::fd::RawFd> {
         let mut i = self.inner.borrow_mut();
         i.flush_scheduled = false;
-        if self.writing.get() || i.items.is_empty() {
-            return;
+        if !self.drainable(&i) {
+            return None;
+        }
+        let handle = self.sink.borrow().as_ref().and_then(|s| s.batch_handle());
+        if let (Some(fd), Some(bufs)) = (handle, bufs) {
+            bufs.extend(
+                i.items
+                    .iter()
+                    .take(DIRECT_MAX_ITEMS)
+                    .map(|e| e.bytes.clone()),
+            );
+            return Some(fd);
         }
         self.try_direct(&mut i);
+        drop(i);
+        self.wake_if_pending();
+        None
+    }
+
+    /// The outcome of a batched window flush (None: not sent).
+    pub fn window_sent(&self, result: Option<std::io::Result<usize>>, now: Instant) {
+        let mut i = self.inner.borrow_mut();
+        self.written(&mut i, result.unwrap_or(Ok(0)), now);
+        drop(i);
+        self.wake_if_pending();
+    }
+
+    /// Wakes the writer if something is left for it (or the outbox closed).
+    pub(super) fn wake_if_pending(&self) {
+        let i = self.inner.borrow();
         let pending = !i.items.is_empty() || i.closed.is_some();
         drop(i);
         if pending {

@@ -6,8 +6,8 @@ use std::os::fd::RawFd;
 use std::rc::Rc;
 use std::time::Instant;
 
-use crate::hub::outbox::Batch;
-use crate::hub::{CloseReason, Outbox};
+use super::meter;
+use super::outbox::{Batch, CloseReason, DirectSink, Outbox};
 use crate::metrics::CoreStats;
 use crate::transport::{IoVecs, WriteHalf};
 
@@ -88,15 +88,11 @@ pub async fn write_loop(
     // Not instrumented with the connection's span: entering a span on every
     // poll costs more than the rest of this loop. Logs name the connection.
     let record = |batch: &mut Batch| {
-        if !batch.ingests.is_empty() {
-            let now = Instant::now();
-            for t in batch.ingests.drain(..) {
-                stats.record_egress(now.duration_since(t));
-            }
+        let now = Instant::now();
+        for t in batch.ingests.drain(..) {
+            meter::sent(&stats, t, 1, now);
         }
-        if let Some(t) = batch.first_keyframe_of_play.take() {
-            stats.record_first_frame(Instant::now().duration_since(t));
-        }
+        meter::first_frame(&stats, batch.first_keyframe_of_play.take(), now);
     };
     if drain(&mut wr, &outbox, fd, |_| {}, record).await != Drained::Broken {
         finish(&outbox, &stats, fd, conn, peer);
@@ -147,7 +143,7 @@ pub fn shutdown(fd: RawFd) {
 /// path (see `Outbox::set_sink`).
 pub struct FdSink(pub RawFd);
 
-impl crate::hub::outbox::DirectSink for FdSink {
+impl DirectSink for FdSink {
     fn send_now(&self, bufs: &[&[u8]]) -> std::io::Result<usize> {
         if let [one] = bufs {
             // SAFETY: as below for the socket; `one` is a live slice and we

@@ -90,9 +90,11 @@ fn metadata_at_zero_does_not_count_as_queued_duration() {
 
 #[test]
 fn upstream_publish_uses_its_stream_id_chunk_size_and_set_data_frame() {
+    use crate::hub::Subscriber;
     use crate::protocol::chunk::{ChunkDecoder, ChunkLimits};
-    let q = Outbox::new(QueueLimits::default());
-    q.start_publish(5, 128);
+    let q = Rc::new(Outbox::new(QueueLimits::default()));
+    let feed = crate::egress::UpstreamFeed::new(q.clone(), 5, 128);
+    assert!(!feed.is_viewer());
     let now = Instant::now();
     // Shared frames are cut at 4096 for stream 1: re-cut for this peer.
     let mut meta = bytes::BytesMut::new();
@@ -102,8 +104,8 @@ fn upstream_publish_uses_its_stream_id_chunk_size_and_set_data_frame() {
     );
     let class = crate::hub::frame::Class::default();
     let m = Frame::new(MediaKind::Metadata, 0, class, meta.freeze(), 4096, now);
-    q.push_start(std::slice::from_ref(&m));
-    assert!(q.push_frame(&frame(MediaKind::Video, 40, true, 1000), now));
+    feed.start(std::slice::from_ref(&m));
+    assert!(feed.offer(&frame(MediaKind::Video, 40, true, 1000), now));
     let b = q.try_batch(16, 1 << 20).expect("queued");
     let mut wire = bytes::BytesMut::new();
     for part in &b.bufs {
@@ -120,7 +122,7 @@ fn upstream_publish_uses_its_stream_id_chunk_size_and_set_data_frame() {
         .starts_with(b"\x02\x00\x0d@setDataFrame\x02\x00\x0aonMetaData"));
     assert_eq!(m2.payload.len(), 1000);
     // The end of the stream is a flag for the task, not a player notice.
-    q.stream_ended(Bytes::from_static(b"notice"));
+    feed.end();
     assert!(q.ended());
     assert!(q.try_batch(16, 1 << 20).is_none());
 }
@@ -181,7 +183,7 @@ fn a_window_sends_what_queued_in_one_write() {
     }
     assert!(sends.borrow().is_empty());
     assert!(q.queued_bytes() > 1900, "frames wait in the queue");
-    q.flush_coalesced();
+    assert_eq!(q.close_window(None), None);
     assert_eq!(*sends.borrow(), vec![10]);
     assert_eq!(q.queued_bytes(), 0);
     // The next frame opens a new window.
@@ -191,7 +193,8 @@ fn a_window_sends_what_queued_in_one_write() {
 
 #[test]
 fn coalescer_flushes_in_deadline_order() {
-    let c = crate::hub::Coalescer::default();
+    let fanout = crate::egress::Fanout::default();
+    let c = &fanout.coalescer;
     let (a, sends_a) = coalescing_outbox(20);
     let (b, sends_b) = coalescing_outbox(20);
     let t0 = Instant::now();
@@ -200,15 +203,15 @@ fn coalescer_flushes_in_deadline_order() {
     let t1 = t0 + Duration::from_millis(10);
     b.push_frame(&frame(MediaKind::Video, 0, true, 10), t1);
     c.schedule(&b, b.take_flush_request().unwrap(), t1);
-    assert_eq!(c.flush_due(t0), Some(t0 + Duration::from_millis(20)));
+    assert_eq!(fanout.flush_due(t0), Some(t0 + Duration::from_millis(20)));
     assert!(sends_a.borrow().is_empty());
     assert_eq!(
-        c.flush_due(t0 + Duration::from_millis(25)),
+        fanout.flush_due(t0 + Duration::from_millis(25)),
         Some(t1 + Duration::from_millis(20))
     );
     assert_eq!(*sends_a.borrow(), vec![1]);
     assert!(sends_b.borrow().is_empty());
-    assert_eq!(c.flush_due(t1 + Duration::from_millis(20)), None);
+    assert_eq!(fanout.flush_due(t1 + Duration::from_millis(20)), None);
     assert_eq!(*sends_b.borrow(), vec![1]);
     assert_eq!(c.pending(), 0);
 }

@@ -1,0 +1,104 @@
+//! The subscriber types the hub hands frames to: an RTMP player and an
+//! upstream publish (forward, push). Each owns an [`Outbox`] and a framing;
+//! the player also uses the core's batched and coalesced sends.
+
+use std::rc::Rc;
+use std::time::Instant;
+
+use super::fanout::Fanout;
+use super::outbox::Outbox;
+use crate::hub::{Frame, Subscriber};
+use crate::protocol::session::unpublish_notice;
+
+use super::framing::Framing;
+
+/// An RTMP player of one stream.
+pub struct RtmpPlayer {
+    outbox: Rc<Outbox>,
+    egress: Rc<Fanout>,
+    /// The stream name its end-of-stream notice carries.
+    name: String,
+}
+
+impl RtmpPlayer {
+    pub fn new(outbox: Rc<Outbox>, egress: Rc<Fanout>, key: &str) -> Rc<RtmpPlayer> {
+        let name = key.rsplit('/').next().unwrap_or(key).to_string();
+        Rc::new(RtmpPlayer {
+            outbox,
+            egress,
+            name,
+        })
+    }
+}
+
+impl Subscriber for RtmpPlayer {
+    fn start(&self, frames: &[Frame]) {
+        self.outbox.push_start(frames);
+    }
+
+    fn offer(&self, frame: &Frame, now: Instant) -> bool {
+        let kept = self.outbox.push_live(frame, now, &self.egress);
+        if let Some(window) = self.outbox.take_flush_request() {
+            self.egress.coalescer.schedule(&self.outbox, window, now);
+        }
+        kept
+    }
+
+    fn end(&self) {
+        let (stream_id, chunk_size) = match self.outbox.framing() {
+            Framing::RtmpPlay {
+                stream_id,
+                chunk_size,
+            }
+            | Framing::RtmpPublish {
+                stream_id,
+                chunk_size,
+            } => (stream_id, chunk_size),
+        };
+        self.outbox.mark_ended();
+        self.outbox
+            .push_control(unpublish_notice(stream_id, chunk_size, &self.name));
+    }
+
+    fn is_closed(&self) -> bool {
+        self.outbox.closed().is_some()
+    }
+}
+
+/// An upstream we publish a local stream to: its frames are framed the way
+/// a publisher sends them, and the end of the stream is a flag for its
+/// task, which ends the publish.
+pub struct UpstreamFeed {
+    outbox: Rc<Outbox>,
+}
+
+impl UpstreamFeed {
+    /// `stream_id` is the id the target gave in createStream; `chunk_size`
+    /// the one we announced to it.
+    pub fn new(outbox: Rc<Outbox>, stream_id: u32, chunk_size: u32) -> Rc<UpstreamFeed> {
+        outbox.start_publish(stream_id, chunk_size);
+        Rc::new(UpstreamFeed { outbox })
+    }
+}
+
+impl Subscriber for UpstreamFeed {
+    fn start(&self, frames: &[Frame]) {
+        self.outbox.push_start(frames);
+    }
+
+    fn offer(&self, frame: &Frame, now: Instant) -> bool {
+        self.outbox.push_frame(frame, now)
+    }
+
+    fn end(&self) {
+        self.outbox.mark_ended();
+    }
+
+    fn is_closed(&self) -> bool {
+        self.outbox.closed().is_some()
+    }
+
+    fn is_viewer(&self) -> bool {
+        false
+    }
+}
