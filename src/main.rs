@@ -304,12 +304,7 @@ impl Control {
         let old = self.ops.config();
         let (live, restart) = load::diff(&old, &new);
         // Keep what needs a restart as it runs, so the next diff is honest.
-        let mut applied = new.clone();
-        applied.server = old.server.clone();
-        applied.http = old.http.clone();
-        applied.log.format = old.log.format.clone();
-        applied.edge = old.edge.clone();
-        applied.tls.listen = old.tls.listen.clone();
+        let mut applied = load::applicable(&old, &new);
         if let Some(tls) = &self.tls {
             // Re-read even if the paths are unchanged: renewed files.
             match tls.reload(&applied.tls.cert, &applied.tls.key) {
@@ -321,8 +316,6 @@ impl Control {
                 }
             }
         }
-        applied.push = old.push.clone();
-        applied.limits.max_streams = old.limits.max_streams;
         if let Err(e) = self.log.reload(filter_for(&applied.log.level)) {
             warn!(error = %e, "reload: log level unchanged");
         }

@@ -221,17 +221,55 @@ pub fn load(path: Option<&Path>) -> Result<Config, Vec<ConfigError>> {
     from_text(&text, &env)
 }
 
-/// Keys a reload applies to what comes next; everything else needs a restart.
-fn is_live(full: &str) -> bool {
+/// What a reload (SIGHUP) cannot change, as whole sections or single keys:
+/// the one declaration both the reload's diff and what it applies are
+/// derived from. Every other key applies to what comes next (new
+/// connections, new plays, the next auth decision, the next scrape).
+pub const RESTART_KEYS: &[&str] = &[
+    // Listeners, workers, chunk size, IO driver: the threads and sockets.
+    "server",
+    // The control plane's listeners.
+    "http",
+    // Origins and routing of running pulls and forwards.
+    "edge",
+    // `[[push]]` targets start with their stream.
+    "push",
+    "log.format",
+    "tls.listen",
+    // The stream directory is sized at start-up.
+    "limits.max_streams",
+];
+
+/// Whether `full` (a section or `section.key`) needs a restart.
+pub fn needs_restart(full: &str) -> bool {
     let section = full.split('.').next().unwrap_or("");
-    match section {
-        "limits" => full != "limits.max_streams",
-        "stream" | "player" | "metrics" | "auth" => true,
-        "log" => full == "log.level",
-        // Re-read on every reload; the listener needs a restart.
-        "tls" => full != "tls.listen",
-        _ => false,
+    RESTART_KEYS.iter().any(|k| *k == full || *k == section)
+}
+
+/// `new` with every [`RESTART_KEYS`] value kept as in `old`: what a reload
+/// applies, so that the next diff is honest about what still differs.
+pub fn applicable(old: &Config, new: &Config) -> Config {
+    let (Ok(Value::Table(a)), Ok(Value::Table(mut b))) =
+        (Value::try_from(old), Value::try_from(new))
+    else {
+        return old.clone();
+    };
+    for key in RESTART_KEYS {
+        match key.split_once('.') {
+            None => {
+                if let Some(v) = a.get(*key) {
+                    b.insert(key.to_string(), v.clone());
+                }
+            }
+            Some((section, name)) => {
+                let old_value = a.get(section).and_then(|t| t.get(name)).cloned();
+                if let (Some(v), Some(Value::Table(t))) = (old_value, b.get_mut(section)) {
+                    t.insert(name.to_string(), v);
+                }
+            }
+        }
     }
+    Value::Table(b).try_into().unwrap_or_else(|_| old.clone())
 }
 
 /// Keys whose value differs between `old` and `new`, split into those a
@@ -253,10 +291,10 @@ pub fn diff(old: &Config, new: &Config) -> (Vec<String>, Vec<String>) {
         for (key, v) in at {
             if bt.get(key) != Some(v) {
                 let full = format!("{section}.{key}");
-                if is_live(&full) {
-                    live.push(full);
-                } else {
+                if needs_restart(&full) {
                     restart.push(full);
+                } else {
+                    live.push(full);
                 }
             }
         }
@@ -339,5 +377,31 @@ mod tests {
         let (live, restart) = diff(&a, &c);
         assert_eq!(live, vec!["tls.cert"]);
         assert_eq!(restart, vec!["tls.listen"]);
+    }
+
+    #[test]
+    fn a_reload_applies_exactly_what_the_diff_calls_live() {
+        let old = Config::default();
+        let mut new = old.clone();
+        new.player.queue_max_ms = 1;
+        new.log.level = "debug".into();
+        new.log.format = "json".into();
+        new.server.listen = "127.0.0.1:5".into();
+        new.limits.max_streams = 3;
+        new.limits.idle_timeout_ms = 7;
+        new.tls.listen = "127.0.0.1:443".into();
+        new.tls.cert = "/etc/new.pem".into();
+        let applied = applicable(&old, &new);
+        // What is left to differ after applying is exactly the restart list.
+        let (live, restart) = diff(&applied, &new);
+        assert!(live.is_empty(), "not applied: {live:?}");
+        assert_eq!(restart, diff(&old, &new).1);
+        for key in &restart {
+            assert!(needs_restart(key), "{key}");
+        }
+        assert_eq!(applied.limits.idle_timeout_ms, 7);
+        assert_eq!(applied.limits.max_streams, old.limits.max_streams);
+        assert_eq!(applied.log.format, old.log.format);
+        assert_eq!(applied.tls.cert, "/etc/new.pem");
     }
 }

@@ -325,13 +325,13 @@ impl Conn {
         }
     }
 
-    /// A player whose stream ended goes back to having no stream: the idle
-    /// timeout applies from now.
     /// This connection as a player of `key`, for the hub.
     fn player(&self, key: &str) -> Rc<RtmpPlayer> {
         RtmpPlayer::new(self.outbox.clone(), self.worker.egress.clone(), key)
     }
 
+    /// A player whose stream ended goes back to having no stream: the idle
+    /// timeout applies from now.
     fn on_stream_end(&mut self) {
         if matches!(self.role, Role::Player { .. }) && self.outbox.ended() {
             debug!("stream ended; idle from now");
