@@ -7,6 +7,8 @@
 //! Prometheus rendering in [`export`].
 
 pub mod export;
+#[cfg(test)]
+mod golden_tests;
 pub mod names;
 
 use std::cell::{Cell, RefCell};
