@@ -71,7 +71,8 @@ fn busy_core(seed: u64) -> CoreStats {
     for cell in cells {
         cell.set(next());
     }
-    c.io_driver.set(if seed == 1 { "io_uring" } else { "epoll" });
+    c.io_driver
+        .set(if seed == 1 { "io_uring" } else { "epoll" });
     c
 }
 
