@@ -1,6 +1,11 @@
 //! Renders merged statistics in the Prometheus text format with the
 //! `prometheus` crate's encoder. Nothing here runs on a worker: the control
 //! thread calls it with snapshots it collected.
+//!
+//! The per-core families are not listed here: `render` walks the table in
+//! [`super::names`] through `StatsSnapshot::for_each_exported`, so a metric
+//! added there is exported without an edit here. Only the node-level
+//! families, whose values come from the [`Scrape`], are assembled by hand.
 
 use prometheus::proto::{
     Bucket, Counter, Gauge, Histogram, LabelPair, Metric, MetricFamily, MetricType,
@@ -195,6 +200,35 @@ mod tests {
     use super::*;
     use crate::metrics::CoreStats;
     use std::time::Duration;
+
+    /// A slip in a table line (a label name missing, a kind that does not
+    /// fit the recorder, unsorted buckets) fails here, not on a dashboard.
+    #[test]
+    fn every_declaration_fits_its_recorder() {
+        let mut seen = Vec::new();
+        CoreStats::default()
+            .snapshot()
+            .for_each_exported(|d, values| {
+                assert!(d.name.starts_with(n::PREFIX), "{}", d.name);
+                assert!(!d.help.is_empty(), "{}", d.name);
+                let histogram = matches!(values, Series::Histogram(_));
+                assert_eq!(d.kind == Kind::Histogram, histogram, "{}", d.name);
+                match values {
+                    Series::One(_) => assert!(d.labels.is_empty(), "{}", d.name),
+                    Series::Labelled(texts, _) => {
+                        for text in texts {
+                            let parts = text.split('/').count();
+                            assert_eq!(parts, d.labels.len(), "{}: {text}", d.name);
+                        }
+                    }
+                    Series::Histogram(_) => {
+                        assert!(d.buckets.windows(2).all(|w| w[0] < w[1]), "{}", d.name);
+                    }
+                }
+                assert!(!seen.contains(&d.name), "{} declared twice", d.name);
+                seen.push(d.name);
+            });
+    }
 
     #[test]
     fn histogram_buckets_are_cumulative() {
