@@ -1,18 +1,20 @@
 //! Renders merged statistics in the Prometheus text format with the
 //! `prometheus` crate's encoder. Nothing here runs on a worker: the control
 //! thread calls it with snapshots it collected.
+//!
+//! The per-core families are not listed here: `render` walks the table in
+//! [`super::names`] through `StatsSnapshot::for_each_exported`, so a metric
+//! added there is exported without an edit here. Only the node-level
+//! families, whose values come from the [`Scrape`], are assembled by hand.
 
 use prometheus::proto::{
     Bucket, Counter, Gauge, Histogram, LabelPair, Metric, MetricFamily, MetricType,
 };
 use prometheus::TextEncoder;
 
-use super::names::{self as n, buckets};
-use super::{
-    AuthRejection, ConnRole, DropReason, HandshakeFailure, HistSnapshot, KickReason, Label,
-    LimitKind, OutboundFailure, OutboundKind, ProtocolErrorKind, PullFailure, RejectReason,
-    StatsSnapshot, TlsHandshake,
-};
+use super::declare::{Desc, Kind, Series};
+use super::names as n;
+use super::{HistSnapshot, StatsSnapshot};
 
 /// One stream as exported when `metrics.per_stream` is on.
 #[derive(Debug, Clone, Default)]
@@ -39,88 +41,62 @@ pub struct Scrape<'a> {
     pub draining: bool,
 }
 
-fn labels(pairs: &[(&str, &str)]) -> Vec<LabelPair> {
-    pairs
+/// `d`'s label names paired with `values`, in order; a missing value
+/// exports as empty.
+fn labels(d: &Desc, values: &[&str]) -> Vec<LabelPair> {
+    d.labels
         .iter()
-        .map(|(k, v)| {
+        .enumerate()
+        .map(|(i, name)| {
             let mut l = LabelPair::default();
-            l.set_name((*k).to_string());
-            l.set_value((*v).to_string());
+            l.set_name((*name).to_string());
+            l.set_value(values.get(i).copied().unwrap_or("").to_string());
             l
         })
         .collect()
 }
 
-fn family(name: &str, help: &str, kind: MetricType, metrics: Vec<Metric>) -> MetricFamily {
+fn family(d: &Desc, metrics: Vec<Metric>) -> MetricFamily {
     let mut f = MetricFamily::default();
-    f.set_name(name.to_string());
-    f.set_help(help.to_string());
-    f.set_field_type(kind);
+    f.set_name(d.name.to_string());
+    f.set_help(d.help.to_string());
+    f.set_field_type(match d.kind {
+        Kind::Counter => MetricType::COUNTER,
+        Kind::Gauge => MetricType::GAUGE,
+        Kind::Histogram => MetricType::HISTOGRAM,
+    });
     f.set_metric(metrics);
     f
 }
 
-fn counter_metric(pairs: &[(&str, &str)], v: u64) -> Metric {
-    let mut c = Counter::default();
-    c.set_value(v as f64);
+/// One series of a counter or gauge family, labelled with `values`.
+fn series(d: &Desc, values: &[&str], v: f64) -> Metric {
     let mut m = Metric::default();
-    m.set_label(labels(pairs));
-    m.set_counter(c);
+    m.set_label(labels(d, values));
+    if d.kind == Kind::Gauge {
+        let mut g = Gauge::default();
+        g.set_value(v);
+        m.set_gauge(g);
+    } else {
+        let mut c = Counter::default();
+        c.set_value(v);
+        m.set_counter(c);
+    }
     m
 }
 
-fn gauge_metric(pairs: &[(&str, &str)], v: f64) -> Metric {
-    let mut g = Gauge::default();
-    g.set_value(v);
-    let mut m = Metric::default();
-    m.set_label(labels(pairs));
-    m.set_gauge(g);
-    m
-}
-
-fn counter(name: &str, help: &str, v: u64) -> MetricFamily {
-    family(
-        name,
-        help,
-        MetricType::COUNTER,
-        vec![counter_metric(&[], v)],
-    )
-}
-
-fn gauge(name: &str, help: &str, v: f64) -> MetricFamily {
-    family(name, help, MetricType::GAUGE, vec![gauge_metric(&[], v)])
-}
-
-/// A counter (or gauge) family with one series per value of `L`, zeros
-/// included, so every label value exists from the first scrape.
-fn labelled<L: Label>(
-    name: &str,
-    help: &str,
-    label: &str,
-    values: &[u64],
-    kind: MetricType,
-) -> MetricFamily {
-    let metrics = L::NAMES
-        .iter()
-        .enumerate()
-        .map(|(i, text)| {
-            let v = values.get(i).copied().unwrap_or(0);
-            if kind == MetricType::GAUGE {
-                gauge_metric(&[(label, text)], v as f64)
-            } else {
-                counter_metric(&[(label, text)], v)
-            }
-        })
-        .collect();
-    family(name, help, kind, metrics)
+/// An unlabelled family of one series.
+fn single(d: &Desc, v: f64) -> MetricFamily {
+    family(d, vec![series(d, &[], v)])
 }
 
 /// Cumulative buckets in seconds from a µs hdrhistogram.
-fn histogram(name: &str, help: &str, h: &HistSnapshot, bounds: &[f64]) -> MetricFamily {
+fn histogram(d: &Desc, h: &HistSnapshot) -> MetricFamily {
     let mut out = Histogram::default();
     out.set_sample_count(h.count());
     out.set_sample_sum(h.sum_us as f64 / 1e6);
-    let bucket_list = bounds
+    let bucket_list = d
+        .buckets
         .iter()
         .map(|le| {
             let mut b = Bucket::default();
@@ -132,273 +108,81 @@ fn histogram(name: &str, help: &str, h: &HistSnapshot, bounds: &[f64]) -> Metric
     out.set_bucket(bucket_list);
     let mut m = Metric::default();
     m.set_histogram(out);
-    family(name, help, MetricType::HISTOGRAM, vec![m])
+    family(d, vec![m])
+}
+
+/// The family of one per-core metric. A labelled family has one series per
+/// value of its enum, zeros included, so every label value exists from the
+/// first scrape; a value's text is split at `/` across the label names.
+fn per_core(d: &Desc, values: Series<'_>) -> MetricFamily {
+    debug_assert_eq!(
+        matches!(values, Series::Histogram(_)),
+        d.kind == Kind::Histogram,
+        "{} is declared with the wrong kind",
+        d.name
+    );
+    match values {
+        Series::One(v) => single(d, v as f64),
+        Series::Labelled(texts, values) => {
+            let metrics = texts
+                .iter()
+                .enumerate()
+                .map(|(i, text)| {
+                    let parts: Vec<&str> = text.splitn(d.labels.len().max(1), '/').collect();
+                    series(d, &parts, values.get(i).copied().unwrap_or(0) as f64)
+                })
+                .collect();
+            family(d, metrics)
+        }
+        Series::Histogram(h) => histogram(d, h),
+    }
 }
 
 /// The whole exposition for one scrape.
 pub fn render(s: &Scrape<'_>) -> String {
-    let t = s.total;
+    let workers = s
+        .cores
+        .iter()
+        .map(|(core, st)| {
+            let driver = if st.io_driver.is_empty() {
+                "unknown"
+            } else {
+                st.io_driver
+            };
+            series(&n::WORKER_IO_DRIVER, &[&core.to_string(), driver], 1.0)
+        })
+        .collect();
     let mut fams = vec![
         family(
-            n::BUILD_INFO,
-            "Build of this process; the value is always 1.",
-            MetricType::GAUGE,
-            vec![gauge_metric(
-                &[
-                    ("version", env!("CARGO_PKG_VERSION")),
-                    ("name", env!("CARGO_PKG_NAME")),
-                ],
+            &n::BUILD_INFO,
+            vec![series(
+                &n::BUILD_INFO,
+                &[env!("CARGO_PKG_VERSION"), env!("CARGO_PKG_NAME")],
                 1.0,
             )],
         ),
-        family(
-            n::WORKER_IO_DRIVER,
-            "IO driver each worker runs (1 for the driver in use).",
-            MetricType::GAUGE,
-            s.cores
-                .iter()
-                .map(|(core, st)| {
-                    let core = core.to_string();
-                    let driver = if st.io_driver.is_empty() {
-                        "unknown"
-                    } else {
-                        st.io_driver
-                    };
-                    gauge_metric(&[("worker", &core), ("driver", driver)], 1.0)
-                })
-                .collect(),
-        ),
-        gauge(
-            n::READY,
-            "1 when every worker listens and the node is not draining.",
-            f64::from(u8::from(s.ready)),
-        ),
-        gauge(
-            n::DRAINING,
-            "1 while the node drains after SIGTERM.",
-            f64::from(u8::from(s.draining)),
-        ),
-        labelled::<ConnRole>(
-            n::CONNECTIONS,
-            "Live connections by role.",
-            "role",
-            &t.by_role,
-            MetricType::GAUGE,
-        ),
-        counter(
-            n::CONNECTIONS_ACCEPTED,
-            "Connections accepted by the RTMP listeners.",
-            t.connections,
-        ),
-        labelled::<RejectReason>(
-            n::CONNECTIONS_REJECTED,
-            "Connections refused or failed at accept, by reason.",
-            "reason",
-            &t.rejected,
-            MetricType::COUNTER,
-        ),
-        family(
-            n::AUTH_REJECTIONS,
-            "Publishes and plays refused by [auth], by action and reason.",
-            MetricType::COUNTER,
-            AuthRejection::NAMES
-                .iter()
-                .enumerate()
-                .map(|(i, text)| {
-                    let (action, reason) = text.split_once('/').unwrap_or((text, ""));
-                    let v = t.auth_rejected.get(i).copied().unwrap_or(0);
-                    counter_metric(&[("action", action), ("reason", reason)], v)
-                })
-                .collect(),
-        ),
-        labelled::<HandshakeFailure>(
-            n::HANDSHAKE_FAILURES,
-            "RTMP handshakes that failed, by reason.",
-            "reason",
-            &t.handshake_failures,
-            MetricType::COUNTER,
-        ),
-        labelled::<TlsHandshake>(
-            n::TLS_HANDSHAKES,
-            "TLS handshakes on the RTMPS listener, by result.",
-            "result",
-            &t.tls_handshakes,
-            MetricType::COUNTER,
-        ),
-        labelled::<ProtocolErrorKind>(
-            n::PROTOCOL_ERRORS,
-            "Connections closed for a protocol error after the handshake, by kind.",
-            "kind",
-            &t.protocol_errors,
-            MetricType::COUNTER,
-        ),
-        labelled::<LimitKind>(
-            n::LIMIT_HITS,
-            "Connections closed, refused or publishes refused by a [limits] key, by key.",
-            "limit",
-            &t.limit_hits,
-            MetricType::COUNTER,
-        ),
-        counter(n::BYTES_IN, "Bytes read from RTMP peers.", t.bytes_in),
-        counter(
-            n::BYTES_OUT,
-            "Media bytes queued to players (one message counted once per player).",
-            t.bytes_out,
-        ),
-        counter(
-            n::MESSAGES_IN,
-            "Media messages received from publishers.",
-            t.messages_in,
-        ),
-        counter(
-            n::MESSAGES_OUT,
-            "Media messages queued to players.",
-            t.messages_out,
-        ),
-        gauge(n::STREAMS, "Live streams on this node.", s.streams as f64),
-        gauge(n::PLAYERS, "Players on this node.", s.players as f64),
-        labelled::<DropReason>(
-            n::FRAMES_DROPPED,
-            "Frames not delivered, by reason (queue_full: a slow player's queue; await_keyframe: held until a keyframe after a publisher change).",
-            "reason",
-            &t.dropped,
-            MetricType::COUNTER,
-        ),
-        counter(
-            n::SLOW_PLAYER_DISCONNECTS,
-            "Players disconnected for staying behind past player.slow_disconnect_ms.",
-            t.slow_disconnects,
-        ),
-        counter(
-            n::PUBLISHER_RECONNECTS,
-            "Publishers that took over a stream whose previous publisher had left within the grace.",
-            t.publisher_reconnects,
-        ),
-        labelled::<KickReason>(
-            n::KICKS,
-            "Connections closed by the operator (api) or by a drain.",
-            "reason",
-            &t.kicks,
-            MetricType::COUNTER,
-        ),
-        gauge(
-            n::EDGE_PULLS,
-            "Edge pulls from an origin running on this node.",
-            t.pulls_active as f64,
-        ),
-        counter(
-            n::EDGE_PULL_STARTS,
-            "Edge pulls started (one per stream per node, however many players).",
-            t.pull_starts,
-        ),
-        labelled::<PullFailure>(
-            n::EDGE_PULL_FAILURES,
-            "Failed attempts to pull a stream from an origin, by reason.",
-            "reason",
-            &t.pull_failures,
-            MetricType::COUNTER,
-        ),
-        counter(
-            n::EDGE_FAILOVERS,
-            "Edge pulls that moved to another origin.",
-            t.failovers,
-        ),
-        labelled::<OutboundKind>(
-            n::OUTBOUND,
-            "Outbound publishes running: forward (a local publish sent on to an origin) or push (a [[push]] target).",
-            "kind",
-            &t.outbound_active,
-            MetricType::GAUGE,
-        ),
-        labelled::<OutboundKind>(
-            n::OUTBOUND_STARTS,
-            "Outbound publishes started (one per stream per target), by kind.",
-            "kind",
-            &t.outbound_starts,
-            MetricType::COUNTER,
-        ),
-        family(
-            n::OUTBOUND_FAILURES,
-            "Failed outbound publish attempts, by kind and reason.",
-            MetricType::COUNTER,
-            OutboundFailure::NAMES
-                .iter()
-                .enumerate()
-                .map(|(i, text)| {
-                    let (kind, reason) = text.split_once('/').unwrap_or((text, ""));
-                    let v = t.outbound_failures.get(i).copied().unwrap_or(0);
-                    counter_metric(&[("kind", kind), ("reason", reason)], v)
-                })
-                .collect(),
-        ),
-        labelled::<OutboundKind>(
-            n::OUTBOUND_RECONNECTS,
-            "Outbound publish attempts after the first, by kind.",
-            "kind",
-            &t.outbound_reconnects,
-            MetricType::COUNTER,
-        ),
-        labelled::<OutboundKind>(
-            n::FORWARDED_BYTES,
-            "Bytes written to origins (forward) and push targets (push).",
-            "kind",
-            &t.outbound_bytes,
-            MetricType::COUNTER,
-        ),
-        histogram(
-            n::INGEST_TO_EGRESS,
-            "Delay from a publisher's last byte read to a player's write done.",
-            &t.ingest_to_egress,
-            buckets::INGEST_TO_EGRESS,
-        ),
-        histogram(
-            n::FIRST_FRAME,
-            "Delay from a play command to its first keyframe written.",
-            &t.first_frame,
-            buckets::FIRST_FRAME,
-        ),
-        histogram(
-            n::HANDSHAKE_DURATION,
-            "Duration of the RTMP handshake.",
-            &t.handshake,
-            buckets::HANDSHAKE,
-        ),
-        histogram(
-            n::AUTH_DECISION,
-            "Time to decide a publish or play authorization.",
-            &t.auth_decision,
-            buckets::AUTH,
-        ),
-        histogram(
-            n::ORIGIN_CONNECT,
-            "Time to connect to an origin for an edge pull.",
-            &t.origin_connect,
-            buckets::ORIGIN_CONNECT,
-        ),
+        family(&n::WORKER_IO_DRIVER, workers),
+        single(&n::READY, f64::from(u8::from(s.ready))),
+        single(&n::DRAINING, f64::from(u8::from(s.draining))),
+        single(&n::STREAMS, s.streams as f64),
+        single(&n::PLAYERS, s.players as f64),
     ];
+    s.total
+        .for_each_exported(|d, values| fams.push(per_core(d, values)));
     if !s.per_stream.is_empty() || s.per_stream_omitted > 0 {
-        let series = |f: &dyn Fn(&StreamSeries) -> Metric| s.per_stream.iter().map(f).collect();
-        fams.push(family(
-            n::STREAM_PLAYERS,
-            "Players of one stream.",
-            MetricType::GAUGE,
-            series(&|st| gauge_metric(&[("stream", &st.key)], st.players as f64)),
-        ));
-        fams.push(family(
-            n::STREAM_BYTES_IN,
-            "Bytes of media received for one stream.",
-            MetricType::COUNTER,
-            series(&|st| counter_metric(&[("stream", &st.key)], st.bytes_in)),
-        ));
-        fams.push(family(
-            n::STREAM_UPTIME,
-            "Seconds since one stream's publisher started.",
-            MetricType::GAUGE,
-            series(&|st| gauge_metric(&[("stream", &st.key)], st.uptime_secs)),
-        ));
-        fams.push(gauge(
-            n::STREAM_SERIES_OMITTED,
-            "Streams without per-stream series because of metrics.per_stream_max.",
+        let each = |d: &Desc, value: &dyn Fn(&StreamSeries) -> f64| {
+            let metrics = s
+                .per_stream
+                .iter()
+                .map(|st| series(d, &[&st.key], value(st)))
+                .collect();
+            family(d, metrics)
+        };
+        fams.push(each(&n::STREAM_PLAYERS, &|st| st.players as f64));
+        fams.push(each(&n::STREAM_BYTES_IN, &|st| st.bytes_in as f64));
+        fams.push(each(&n::STREAM_UPTIME, &|st| st.uptime_secs));
+        fams.push(single(
+            &n::STREAM_SERIES_OMITTED,
             s.per_stream_omitted as f64,
         ));
     }
@@ -416,6 +200,35 @@ mod tests {
     use super::*;
     use crate::metrics::CoreStats;
     use std::time::Duration;
+
+    /// A slip in a table line (a label name missing, a kind that does not
+    /// fit the recorder, unsorted buckets) fails here, not on a dashboard.
+    #[test]
+    fn every_declaration_fits_its_recorder() {
+        let mut seen = Vec::new();
+        CoreStats::default()
+            .snapshot()
+            .for_each_exported(|d, values| {
+                assert!(d.name.starts_with(n::PREFIX), "{}", d.name);
+                assert!(!d.help.is_empty(), "{}", d.name);
+                let histogram = matches!(values, Series::Histogram(_));
+                assert_eq!(d.kind == Kind::Histogram, histogram, "{}", d.name);
+                match values {
+                    Series::One(_) => assert!(d.labels.is_empty(), "{}", d.name),
+                    Series::Labelled(texts, _) => {
+                        for text in texts {
+                            let parts = text.split('/').count();
+                            assert_eq!(parts, d.labels.len(), "{}: {text}", d.name);
+                        }
+                    }
+                    Series::Histogram(_) => {
+                        assert!(d.buckets.windows(2).all(|w| w[0] < w[1]), "{}", d.name);
+                    }
+                }
+                assert!(!seen.contains(&d.name), "{} declared twice", d.name);
+                seen.push(d.name);
+            });
+    }
 
     #[test]
     fn histogram_buckets_are_cumulative() {

@@ -3,10 +3,19 @@
 //!
 //! Every counter is a `Cell` owned by one worker; the control thread asks
 //! each core for a [`StatsSnapshot`] through the mesh and sums them, so no
-//! frame ever touches a shared cache line. Names live in [`names`]; the
+//! frame ever touches a shared cache line.
+//!
+//! Each metric is declared once, in [`names`]: the per-core ones as lines
+//! of a table from which `declare::per_core!` writes `CoreStats`,
+//! `StatsSnapshot`, the copy and the merge. The recorder types (`Cell`,
+//! [`Counters`], [`Hist`]) live here, the label enums in `labels.rs`, the
 //! Prometheus rendering in [`export`].
 
+pub mod declare;
 pub mod export;
+#[cfg(test)]
+mod golden_tests;
+mod labels;
 pub mod names;
 
 use std::cell::{Cell, RefCell};
@@ -14,239 +23,11 @@ use std::time::Duration;
 
 use hdrhistogram::Histogram;
 
+pub use labels::*;
+pub use names::{CoreStats, StatsSnapshot};
+
 /// Largest value a histogram holds, in µs (a minute).
 const HIST_MAX_US: u64 = 60_000_000;
-
-/// A label set of a counter family, as a closed enum so the hot path
-/// indexes an array instead of hashing strings.
-pub trait Label: Copy {
-    const COUNT: usize;
-    const NAMES: &'static [&'static str];
-    fn index(self) -> usize;
-    /// The label value as exported.
-    fn name(self) -> &'static str {
-        Self::NAMES.get(self.index()).copied().unwrap_or("unknown")
-    }
-}
-
-macro_rules! label_enum {
-    ($(#[$m:meta])* $name:ident { $($variant:ident => $text:literal),+ $(,)? }) => {
-        $(#[$m])*
-        #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-        pub enum $name { $($variant),+ }
-        impl Label for $name {
-            const COUNT: usize = [$($text),+].len();
-            const NAMES: &'static [&'static str] = &[$($text),+];
-            fn index(self) -> usize { self as usize }
-        }
-    };
-}
-
-label_enum!(
-    /// What a live connection is doing (the `role` label of `cascade_connections`).
-    ConnRole {
-        Handshake => "handshake",
-        Idle => "idle",
-        Publisher => "publisher",
-        Player => "player",
-    }
-);
-
-label_enum!(
-    /// Why a connection was refused or closed before its handshake.
-    RejectReason {
-        AcceptError => "accept_error",
-        Draining => "draining",
-        MaxConnections => "max_connections",
-        MaxConnectionsPerIp => "max_connections_per_ip",
-    }
-);
-
-label_enum!(
-    /// A refused publish or play, as `action/reason` (exported as two labels).
-    AuthRejection {
-        PublishAddress => "publish/address",
-        PublishMissing => "publish/missing",
-        PublishBadKey => "publish/bad_key",
-        PublishBadToken => "publish/bad_token",
-        PublishExpired => "publish/expired",
-        PublishHook => "publish/hook",
-        PublishHookError => "publish/hook_error",
-        PublishHookBusy => "publish/hook_busy",
-        PlayAddress => "play/address",
-        PlayMissing => "play/missing",
-        PlayBadKey => "play/bad_key",
-        PlayBadToken => "play/bad_token",
-        PlayExpired => "play/expired",
-        PlayHook => "play/hook",
-        PlayHookError => "play/hook_error",
-        PlayHookBusy => "play/hook_busy",
-    }
-);
-
-label_enum!(
-    /// Why a handshake failed.
-    HandshakeFailure {
-        Timeout => "timeout",
-        Version => "unsupported_version",
-        Eof => "eof",
-        Io => "io",
-        Invalid => "invalid",
-    }
-);
-
-label_enum!(
-    /// How a TLS handshake on the RTMPS listener ended.
-    TlsHandshake {
-        Ok => "ok",
-        Failed => "failed",
-        Timeout => "timeout",
-    }
-);
-
-label_enum!(
-    /// Which layer rejected a peer's bytes after the handshake.
-    ProtocolErrorKind {
-        Chunk => "chunk",
-        Message => "message",
-        NotConnected => "command_before_connect",
-        TooManyStreams => "too_many_streams",
-        NotAdmitted => "refused_at_header",
-        SecondConnect => "second_connect",
-        EmptyMedia => "empty_media",
-    }
-);
-
-label_enum!(
-    /// Which `[limits]` key closed a connection (or refused it, or refused a
-    /// publish): the `limit` label of `cascade_limit_hits_total`.
-    LimitKind {
-        HandshakeTimeout => "handshake_timeout_ms",
-        PublisherTimeout => "publisher_timeout_ms",
-        IdleTimeout => "idle_timeout_ms",
-        PauseTimeout => "pause_timeout_ms",
-        MaxPendingOutputBytes => "max_pending_output_bytes",
-        MaxRefusals => "max_refusals_per_connection",
-        MaxMessageSize => "max_message_size",
-        MaxChunkStreams => "max_chunk_streams",
-        MaxChunkSize => "max_chunk_size",
-        MaxReassemblyBytes => "max_reassembly_bytes",
-        MaxStreamsPerConnection => "max_streams_per_connection",
-        AmfMaxDepth => "amf_max_depth",
-        AmfMaxItems => "amf_max_items",
-        MaxStreams => "max_streams",
-        MaxConnections => "max_connections",
-        MaxConnectionsPerIp => "max_connections_per_ip",
-    }
-);
-
-label_enum!(
-    /// Why a frame did not reach a player.
-    DropReason {
-        QueueFull => "queue_full",
-        AwaitKeyframe => "await_keyframe",
-    }
-);
-
-label_enum!(
-    /// Why a connection was closed by the operator or the server.
-    KickReason {
-        Api => "api",
-        Drain => "drain",
-    }
-);
-
-label_enum!(
-    /// Why an attempt to pull a stream from an origin failed.
-    PullFailure {
-        Connect => "connect",
-        Handshake => "handshake",
-        Tls => "tls",
-        Rejected => "rejected",
-        NotFound => "not_found",
-        Timeout => "timeout",
-        Lost => "lost",
-        Protocol => "protocol",
-    }
-);
-
-label_enum!(
-    /// An outbound publish: `forward` (a local publish sent on to an edge
-    /// origin) or `push` (a static `[[push]]` target).
-    OutboundKind {
-        Forward => "forward",
-        Push => "push",
-    }
-);
-
-label_enum!(
-    /// A failed outbound publish attempt, as `kind/reason` (exported as
-    /// two labels).
-    OutboundFailure {
-        ForwardConnect => "forward/connect",
-        ForwardHandshake => "forward/handshake",
-        ForwardRejected => "forward/rejected",
-        ForwardRefused => "forward/refused",
-        ForwardTimeout => "forward/timeout",
-        ForwardLost => "forward/lost",
-        ForwardSlow => "forward/slow",
-        ForwardProtocol => "forward/protocol",
-        PushConnect => "push/connect",
-        PushHandshake => "push/handshake",
-        PushRejected => "push/rejected",
-        PushRefused => "push/refused",
-        PushTimeout => "push/timeout",
-        PushLost => "push/lost",
-        PushSlow => "push/slow",
-        PushProtocol => "push/protocol",
-    }
-);
-
-/// Why an outbound publish attempt failed (the reason half of
-/// [`OutboundFailure`]).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum OutboundReason {
-    /// TCP connect failed or timed out.
-    Connect,
-    Handshake,
-    /// `connect` refused.
-    Rejected,
-    /// `publish` refused (BadName: the name is in use there, Denied, …).
-    Refused,
-    /// No Publish.Start within the start timeout.
-    Timeout,
-    /// The connection broke or the peer ended our publish once live.
-    Lost,
-    /// The peer read too slowly; its queue overflowed past the slow limit.
-    Slow,
-    /// The peer sent bytes that break the protocol.
-    Protocol,
-}
-
-impl OutboundFailure {
-    pub fn of(kind: OutboundKind, reason: OutboundReason) -> OutboundFailure {
-        use OutboundFailure as F;
-        use OutboundReason as R;
-        match (kind, reason) {
-            (OutboundKind::Forward, R::Connect) => F::ForwardConnect,
-            (OutboundKind::Forward, R::Handshake) => F::ForwardHandshake,
-            (OutboundKind::Forward, R::Rejected) => F::ForwardRejected,
-            (OutboundKind::Forward, R::Refused) => F::ForwardRefused,
-            (OutboundKind::Forward, R::Timeout) => F::ForwardTimeout,
-            (OutboundKind::Forward, R::Lost) => F::ForwardLost,
-            (OutboundKind::Forward, R::Slow) => F::ForwardSlow,
-            (OutboundKind::Forward, R::Protocol) => F::ForwardProtocol,
-            (OutboundKind::Push, R::Connect) => F::PushConnect,
-            (OutboundKind::Push, R::Handshake) => F::PushHandshake,
-            (OutboundKind::Push, R::Rejected) => F::PushRejected,
-            (OutboundKind::Push, R::Refused) => F::PushRefused,
-            (OutboundKind::Push, R::Timeout) => F::PushTimeout,
-            (OutboundKind::Push, R::Lost) => F::PushLost,
-            (OutboundKind::Push, R::Slow) => F::PushSlow,
-            (OutboundKind::Push, R::Protocol) => F::PushProtocol,
-        }
-    }
-}
 
 /// A family of counters indexed by a [`Label`] enum.
 pub struct Counters<L: Label> {
@@ -334,10 +115,6 @@ pub struct HistSnapshot {
 }
 
 impl HistSnapshot {
-    pub fn merge(&mut self, other: &HistSnapshot) {
-        let _ = self.h.add(&other.h);
-        self.sum_us = self.sum_us.saturating_add(other.sum_us);
-    }
     pub fn count(&self) -> u64 {
         self.h.len()
     }
@@ -350,194 +127,11 @@ impl HistSnapshot {
     }
 }
 
-/// Latency histograms and counters of one worker.
-#[derive(Default)]
-pub struct CoreStats {
-    /// From the publisher's last byte read to a player's write done.
-    pub ingest_to_egress: Hist,
-    /// From a play command to its first keyframe written.
-    pub first_frame: Hist,
-    pub handshake: Hist,
-    /// Declared for the auth hook; no observations until it exists.
-    pub auth_decision: Hist,
-    /// Edge pulls: dial to the origin's NetStream.Play.Start.
-    pub origin_connect: Hist,
-    /// Connections accepted by this worker's listener.
-    pub connections: Cell<u64>,
-    /// Live connections (gauge).
-    pub connections_active: Cell<u64>,
-    /// Live connections by what they do (gauge).
-    pub by_role: Counters<ConnRole>,
-    pub rejected: Counters<RejectReason>,
-    /// Publishes and plays refused by `[auth]`.
-    pub auth_rejected: Counters<AuthRejection>,
-    pub handshake_failures: Counters<HandshakeFailure>,
-    /// TLS handshakes on the RTMPS listener, by result.
-    pub tls_handshakes: Counters<TlsHandshake>,
-    pub protocol_errors: Counters<ProtocolErrorKind>,
-    /// Connections closed or refused by a `[limits]` key.
-    pub limit_hits: Counters<LimitKind>,
-    pub dropped: Counters<DropReason>,
-    pub kicks: Counters<KickReason>,
-    pub bytes_in: Cell<u64>,
-    pub messages_in: Cell<u64>,
-    /// Bytes and media messages queued to players (serialized once, counted per player).
-    pub bytes_out: Cell<u64>,
-    pub messages_out: Cell<u64>,
-    pub slow_disconnects: Cell<u64>,
-    pub publisher_reconnects: Cell<u64>,
-    /// Edge pulls running on this core (gauge).
-    pub pulls_active: Cell<u64>,
-    /// Edge pulls started (one per stream per node, not per attempt).
-    pub pull_starts: Cell<u64>,
-    /// Failed attempts to pull from an origin, by reason.
-    pub pull_failures: Counters<PullFailure>,
-    /// A pull moved to another origin than the one it last used.
-    pub failovers: Cell<u64>,
-    /// Outbound publishes (forwards, pushes) running on this core (gauge).
-    pub outbound_active: Counters<OutboundKind>,
-    /// Outbound publishes started (one per stream per target).
-    pub outbound_starts: Counters<OutboundKind>,
-    pub outbound_failures: Counters<OutboundFailure>,
-    /// Attempts after the first of an outbound publish.
-    pub outbound_reconnects: Counters<OutboundKind>,
-    /// Bytes written to origins and push targets.
-    pub outbound_bytes: Counters<OutboundKind>,
-    /// "io_uring" or "epoll", set when the worker's runtime starts.
-    pub io_driver: Cell<&'static str>,
-}
-
-/// A copy of one core's statistics, taken on that core and sent to the
-/// control plane, where copies from all cores are merged.
-#[derive(Debug, Clone)]
-pub struct StatsSnapshot {
-    pub ingest_to_egress: HistSnapshot,
-    pub first_frame: HistSnapshot,
-    pub handshake: HistSnapshot,
-    pub auth_decision: HistSnapshot,
-    pub origin_connect: HistSnapshot,
-    pub connections: u64,
-    pub connections_active: u64,
-    pub by_role: Vec<u64>,
-    pub rejected: Vec<u64>,
-    pub auth_rejected: Vec<u64>,
-    pub handshake_failures: Vec<u64>,
-    pub tls_handshakes: Vec<u64>,
-    pub protocol_errors: Vec<u64>,
-    pub limit_hits: Vec<u64>,
-    pub dropped: Vec<u64>,
-    pub kicks: Vec<u64>,
-    pub bytes_in: u64,
-    pub messages_in: u64,
-    pub bytes_out: u64,
-    pub messages_out: u64,
-    pub frames_dropped: u64,
-    pub slow_disconnects: u64,
-    pub publisher_reconnects: u64,
-    pub pulls_active: u64,
-    pub pull_starts: u64,
-    pub pull_failures: Vec<u64>,
-    pub failovers: u64,
-    pub outbound_active: Vec<u64>,
-    pub outbound_starts: Vec<u64>,
-    pub outbound_failures: Vec<u64>,
-    pub outbound_reconnects: Vec<u64>,
-    pub outbound_bytes: Vec<u64>,
-    pub io_driver: &'static str,
-}
-
-fn add_vec(a: &mut Vec<u64>, b: &[u64]) {
-    if a.len() < b.len() {
-        a.resize(b.len(), 0);
-    }
-    for (x, y) in a.iter_mut().zip(b) {
-        *x = x.wrapping_add(*y);
-    }
-}
-
-impl StatsSnapshot {
-    /// Adds another core's figures into this one.
-    pub fn merge(&mut self, o: &StatsSnapshot) {
-        self.ingest_to_egress.merge(&o.ingest_to_egress);
-        self.first_frame.merge(&o.first_frame);
-        self.handshake.merge(&o.handshake);
-        self.auth_decision.merge(&o.auth_decision);
-        self.origin_connect.merge(&o.origin_connect);
-        self.connections += o.connections;
-        self.connections_active += o.connections_active;
-        add_vec(&mut self.by_role, &o.by_role);
-        add_vec(&mut self.rejected, &o.rejected);
-        add_vec(&mut self.auth_rejected, &o.auth_rejected);
-        add_vec(&mut self.handshake_failures, &o.handshake_failures);
-        add_vec(&mut self.tls_handshakes, &o.tls_handshakes);
-        add_vec(&mut self.protocol_errors, &o.protocol_errors);
-        add_vec(&mut self.limit_hits, &o.limit_hits);
-        add_vec(&mut self.dropped, &o.dropped);
-        add_vec(&mut self.kicks, &o.kicks);
-        self.bytes_in += o.bytes_in;
-        self.messages_in += o.messages_in;
-        self.bytes_out += o.bytes_out;
-        self.messages_out += o.messages_out;
-        self.frames_dropped += o.frames_dropped;
-        self.slow_disconnects += o.slow_disconnects;
-        self.publisher_reconnects += o.publisher_reconnects;
-        self.pulls_active += o.pulls_active;
-        self.pull_starts += o.pull_starts;
-        add_vec(&mut self.pull_failures, &o.pull_failures);
-        self.failovers += o.failovers;
-        add_vec(&mut self.outbound_active, &o.outbound_active);
-        add_vec(&mut self.outbound_starts, &o.outbound_starts);
-        add_vec(&mut self.outbound_failures, &o.outbound_failures);
-        add_vec(&mut self.outbound_reconnects, &o.outbound_reconnects);
-        add_vec(&mut self.outbound_bytes, &o.outbound_bytes);
-    }
-}
-
 fn add(c: &Cell<u64>, n: u64) {
     c.set(c.get().wrapping_add(n));
 }
 
 impl CoreStats {
-    pub fn snapshot(&self) -> StatsSnapshot {
-        let dropped = self.dropped.values();
-        StatsSnapshot {
-            ingest_to_egress: self.ingest_to_egress.snapshot(),
-            first_frame: self.first_frame.snapshot(),
-            handshake: self.handshake.snapshot(),
-            auth_decision: self.auth_decision.snapshot(),
-            origin_connect: self.origin_connect.snapshot(),
-            connections: self.connections.get(),
-            connections_active: self.connections_active.get(),
-            by_role: self.by_role.values(),
-            rejected: self.rejected.values(),
-            auth_rejected: self.auth_rejected.values(),
-            handshake_failures: self.handshake_failures.values(),
-            tls_handshakes: self.tls_handshakes.values(),
-            protocol_errors: self.protocol_errors.values(),
-            limit_hits: self.limit_hits.values(),
-            // The historical figure: frames a player's full queue refused.
-            frames_dropped: self.dropped.get(DropReason::QueueFull),
-            dropped,
-            kicks: self.kicks.values(),
-            bytes_in: self.bytes_in.get(),
-            messages_in: self.messages_in.get(),
-            bytes_out: self.bytes_out.get(),
-            messages_out: self.messages_out.get(),
-            slow_disconnects: self.slow_disconnects.get(),
-            publisher_reconnects: self.publisher_reconnects.get(),
-            pulls_active: self.pulls_active.get(),
-            pull_starts: self.pull_starts.get(),
-            pull_failures: self.pull_failures.values(),
-            failovers: self.failovers.get(),
-            outbound_active: self.outbound_active.values(),
-            outbound_starts: self.outbound_starts.values(),
-            outbound_failures: self.outbound_failures.values(),
-            outbound_reconnects: self.outbound_reconnects.values(),
-            outbound_bytes: self.outbound_bytes.values(),
-            io_driver: self.io_driver.get(),
-        }
-    }
-
     /// Frames a slow player's full queue refused.
     pub fn add_dropped(&self, n: u64) {
         self.dropped.add(DropReason::QueueFull, n);
@@ -600,6 +194,20 @@ mod tests {
         assert_eq!(s.dropped, vec![2, 1]);
         assert_eq!(s.by_role[ConnRole::Player.index()], 0);
         assert_eq!(s.by_role[ConnRole::Idle.index()], 1);
+    }
+
+    #[test]
+    fn merge_sums_gauges_and_keeps_the_first_io_driver() {
+        let a = CoreStats::default();
+        let b = CoreStats::default();
+        a.io_driver.set("io_uring");
+        b.io_driver.set("epoll");
+        a.connections_active.set(2);
+        b.connections_active.set(3);
+        let mut s = a.snapshot();
+        s.merge(&b.snapshot());
+        assert_eq!(s.connections_active, 5);
+        assert_eq!(s.io_driver, "io_uring");
     }
 
     #[test]
