@@ -1,15 +1,13 @@
 //! The socket side of a connection: the options set at accept (keepalive,
-//! user timeout, unsent-bytes cap) and the reads of the read loop, each
-//! bounded by a deadline or the outbox's signals and never losing a byte.
+//! user timeout, unsent-bytes cap) and the read buffer's growth.
 
 use std::os::fd::RawFd;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use bytes::BytesMut;
 use tracing::debug;
 
 use super::{ConnError, READ_MAX, READ_MIN};
-use crate::egress::Outbox;
 use crate::transport::ReadHalf;
 
 /// Finds peers that vanished: TCP keepalive probes an idle connection,
@@ -63,43 +61,9 @@ pub(super) fn set_notsent_lowat(fd: RawFd, bytes: u32) {
     }
 }
 
-/// Reads once, unless `deadline` passes or (with `watch_end`) the outbox
-/// closes or its stream ends first: then `Ok(None)`. The read is cancelled,
-/// not dropped, so no received byte is lost.
-pub(super) async fn read_until(
-    rd: &mut ReadHalf,
-    mut buf: BytesMut,
-    deadline: Option<Instant>,
-    outbox: &Outbox,
-    watch_end: bool,
-) -> (Result<Option<usize>, ConnError>, BytesMut) {
-    grow(&mut buf);
-    let wait = async {
-        match deadline {
-            Some(at) => monoio::time::sleep(at.saturating_duration_since(Instant::now())).await,
-            None => std::future::pending::<()>().await,
-        }
-    };
-    let attention = async {
-        if watch_end {
-            outbox.attention().await
-        } else {
-            outbox.closed_signal().await
-        }
-    };
-    let stop = async {
-        monoio::select! {
-            _ = wait => {},
-            _ = attention => {},
-        }
-    };
-    let (res, buf) = rd.read_until(buf, stop).await;
-    (res.map_err(ConnError::Io), buf)
-}
-
 /// Makes room for the next read: the small size normally, the large one
 /// when the buffer already holds a lot (a publisher mid-message).
-fn grow(buf: &mut BytesMut) {
+pub(super) fn grow(buf: &mut BytesMut) {
     if buf.capacity() - buf.len() < READ_MIN / 2 {
         let want = if buf.len() >= READ_MIN / 2 {
             READ_MAX

@@ -14,6 +14,7 @@
 //! `write_tls`) directly is a few hundred lines and has none of those.
 
 pub mod certs;
+pub mod drive;
 mod iovec;
 mod stream;
 

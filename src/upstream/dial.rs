@@ -169,16 +169,6 @@ pub fn reserve(buf: &mut BytesMut) {
     }
 }
 
-/// Reads once, or returns `Ok(None)` after [`TICK`] without data. The read
-/// is cancelled rather than dropped, so no received byte is ever lost.
-pub async fn read_tick(
-    rd: &mut ReadHalf,
-    mut buf: BytesMut,
-) -> (std::io::Result<Option<usize>>, BytesMut) {
-    reserve(&mut buf);
-    rd.read_until(buf, monoio::time::sleep(TICK)).await
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -13,19 +13,25 @@ use std::os::fd::RawFd;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
-use bytes::BytesMut;
+use std::ops::ControlFlow;
+
+use bytes::{Bytes, BytesMut};
 use tracing::{debug, info, warn};
 
-use super::dial::{self, read_tick, reserve, DialError, Dialed, READ_MIN, TICK};
+use super::dial::{self, DialError, Dialed, READ_MIN, TICK};
 use super::forward::{alive, Job};
 use super::select::Mode;
 use crate::auth::redact;
+use crate::config::OriginUrl;
 use crate::context::Worker;
 use crate::egress::writer::{self, shutdown};
 use crate::egress::{CloseReason, Outbox, UpstreamFeed};
 use crate::metrics::{CoreStats, OutboundKind, OutboundReason};
-use crate::protocol::session::{ClientConfig, ClientSession, PublishFlow, PublishStep};
-use crate::transport::{ReadHalf, WriteHalf};
+use crate::protocol::session::{
+    ClientConfig, ClientEvent, ClientSession, PublishFlow, PublishStep, SessionError,
+};
+use crate::transport::drive::{drive, Handler};
+use crate::transport::WriteHalf;
 
 /// How long a closing publish may take to flush its last messages.
 const FLUSH_TIMEOUT: Duration = Duration::from_secs(2);
@@ -54,7 +60,7 @@ pub async fn attempt(worker: &Rc<Worker>, job: &Job, idx: usize) -> Outcome {
     };
     let mut buf = BytesMut::with_capacity(READ_MIN);
     let dialed = dial::connect(target, job.connect_timeout, job.tls.as_ref(), &mut buf).await;
-    let Dialed { mut rd, mut wr, fd } = match dialed {
+    let Dialed { mut rd, wr, fd } = match dialed {
         Ok(d) => d,
         Err(e) => {
             debug!(target = %redact::url(&target.url), error = %e, "dial failed");
@@ -75,205 +81,231 @@ pub async fn attempt(worker: &Rc<Worker>, job: &Job, idx: usize) -> Outcome {
     let mut session = ClientSession::new(config);
     session.received(buf.len());
     let name = job.name_for(target);
-    let mut flow = PublishFlow::start(&mut session, &name);
-    let deadline = Instant::now() + job.start_timeout;
-    let stream_id = loop {
-        if session.handle_input(&mut buf).is_err() {
-            return failed(OutboundReason::Protocol);
-        }
-        let mut live = None;
-        while let Some(ev) = session.poll_event() {
-            match flow.on_event(&mut session, ev) {
-                PublishStep::Pending => {}
-                PublishStep::Live { stream_id } => live = Some(stream_id),
-                PublishStep::ConnectRefused { code, description } => {
-                    let description = redact::name(&description);
-                    warn!(target = %redact::url(&target.url), %code, %description, "connect refused");
-                    return failed(OutboundReason::Rejected);
-                }
-                PublishStep::Refused { code, description }
-                | PublishStep::Closed { code, description } => {
-                    let description = redact::name(&description);
-                    warn!(target = %redact::url(&target.url), %code, %description, "publish refused");
-                    return failed(OutboundReason::Refused);
-                }
-            }
-        }
-        if let Some(bytes) = session.take_output() {
-            let write = wr.write_all(bytes);
-            match monoio::time::timeout(job.connect_timeout, write).await {
-                Ok(Ok(())) => {}
-                _ => return failed(OutboundReason::Connect),
-            }
-        }
-        if let Some(id) = live {
-            break id;
-        }
-        if Instant::now() >= deadline {
-            return failed(OutboundReason::Timeout);
-        }
-        if !alive(worker, &job.key) {
-            return Outcome::Ended;
-        }
-        let (res, back) = read_tick(&mut rd, buf).await;
-        buf = back;
-        match res {
-            Ok(None) => {}
-            Ok(Some(0)) => return failed(OutboundReason::Rejected),
-            Ok(Some(n)) => session.received(n),
-            Err(_) => return failed(OutboundReason::Connect),
-        }
-    };
-    if job.kind == OutboundKind::Forward && job.mode == Mode::Failover {
-        job.sticky.mark_healthy(idx);
-    }
-    // A push URL's own name is the target's stream key; any other name may
-    // carry the publisher's query (pass_query).
-    let shown = match (job.kind, &target.name) {
-        (OutboundKind::Push, Some(_)) => redact::MASK.to_string(),
-        _ => redact::name(&name).to_string(),
-    };
-    info!(target = %redact::url(&target.url), name = %shown, stream_id, "publishing upstream");
-    let live = Live {
+    let flow = PublishFlow::start(&mut session, &name);
+    let mut publish = Publish {
         worker: worker.clone(),
         job,
-        id: worker.next_conn_id(),
-        outbox: Rc::new(Outbox::new(worker.live_queue_limits())),
+        idx,
+        target,
+        name,
+        session,
+        flow,
+        wr: Some(wr),
         fd,
+        chunk_size,
+        deadline: Instant::now() + job.start_timeout,
+        live: None,
     };
-    live.run(rd, wr, session, flow, buf, stream_id, chunk_size)
-        .await
+    let outcome = drive(&mut publish, &mut rd, buf).await;
+    publish.finish(outcome).await;
+    drop(rd);
+    outcome
+}
+
+/// One attempt as the session loop's handler: the publish handshake with
+/// the target written straight to the socket, then, once live, an outbox
+/// subscribed to the stream with a writer task draining it.
+struct Publish<'a> {
+    worker: Rc<Worker>,
+    job: &'a Job,
+    idx: usize,
+    target: &'a OriginUrl,
+    name: String,
+    session: ClientSession,
+    flow: PublishFlow,
+    /// The write half until live; then the writer task's.
+    wr: Option<WriteHalf>,
+    fd: RawFd,
+    chunk_size: u32,
+    /// Live by then, or the attempt failed.
+    deadline: Instant,
+    live: Option<Live>,
 }
 
 /// The live half of an attempt.
-struct Live<'a> {
-    worker: Rc<Worker>,
-    job: &'a Job,
+struct Live {
+    stream_id: u32,
     /// Our subscriber id in the hub.
     id: u64,
     outbox: Rc<Outbox>,
-    fd: RawFd,
+    writer: monoio::task::JoinHandle<()>,
 }
 
-impl Live<'_> {
-    #[allow(clippy::too_many_arguments)] // one call site, all named there
-    async fn run(
-        &self,
-        mut rd: ReadHalf,
-        wr: WriteHalf,
-        mut session: ClientSession,
-        flow: PublishFlow,
-        buf: BytesMut,
-        stream_id: u32,
-        chunk_size: u32,
-    ) -> Outcome {
-        let outbox = &self.outbox;
-        let feed = UpstreamFeed::new(outbox.clone(), stream_id, chunk_size);
-        if let Some(bytes) = session.take_output() {
-            outbox.push_control(bytes);
+impl Publish<'_> {
+    fn fail(&self, reason: OutboundReason) -> Outcome {
+        Outcome::Failed {
+            reason,
+            live: self.live.is_some(),
         }
+    }
+
+    /// Publish.Start: subscribe an outbox to the stream (its cached start
+    /// first, then live frames) and start its writer.
+    fn go_live(&mut self, stream_id: u32) -> ControlFlow<Outcome> {
+        let (job, worker) = (self.job, &self.worker);
+        if job.kind == OutboundKind::Forward && job.mode == Mode::Failover {
+            job.sticky.mark_healthy(self.idx);
+        }
+        // A push URL's own name is the target's stream key; any other name
+        // may carry the publisher's query (pass_query).
+        let shown = match (job.kind, &self.target.name) {
+            (OutboundKind::Push, Some(_)) => redact::MASK.to_string(),
+            _ => redact::name(&self.name).to_string(),
+        };
+        info!(target = %redact::url(&self.target.url), name = %shown, stream_id, "publishing upstream");
+        let Some(wr) = self.wr.take() else {
+            return ControlFlow::Break(self.fail(OutboundReason::Protocol));
+        };
+        let outbox = Rc::new(Outbox::new(worker.live_queue_limits()));
+        let feed = UpstreamFeed::new(outbox.clone(), stream_id, self.chunk_size);
         let writer = monoio::spawn(write_loop(
             wr,
             outbox.clone(),
-            self.worker.stats.clone(),
-            self.job.kind,
+            worker.stats.clone(),
+            job.kind,
             self.fd,
         ));
-        let subscribed = self
-            .worker
-            .hub
-            .borrow_mut()
-            .subscribe(&self.job.key, self.id, feed);
-        let outcome = match subscribed {
+        let id = worker.next_conn_id();
+        self.live = Some(Live {
+            stream_id,
+            id,
+            outbox,
+            writer,
+        });
+        match worker.hub.borrow_mut().subscribe(&job.key, id, feed) {
             // Metadata, sequence headers and the GOP from its keyframe are
             // queued now; live frames follow.
-            Ok(()) => self.read_loop(&mut rd, &mut session, flow, buf).await,
-            Err(_) => Outcome::Ended,
+            Ok(()) => ControlFlow::Continue(()),
+            Err(_) => ControlFlow::Break(Outcome::Ended),
+        }
+    }
+
+    /// Leaves the stream; on its end, says goodbye so the origin ends it
+    /// at once; lets the writer flush.
+    async fn finish(&mut self, outcome: Outcome) {
+        let Some(live) = self.live.take() else {
+            return;
         };
         self.worker
             .hub
             .borrow_mut()
-            .unsubscribe(&self.job.key, self.id);
+            .unsubscribe(&self.job.key, live.id);
         if outcome == Outcome::Ended {
-            // Say goodbye so the origin ends the stream at once.
-            session.delete_stream(stream_id);
-            if let Some(bytes) = session.take_output() {
-                outbox.push_control(bytes);
+            self.session.delete_stream(live.stream_id);
+            if let Some(bytes) = self.session.take_output() {
+                live.outbox.push_control(bytes);
             }
-            outbox.close(CloseReason::Finish);
+            live.outbox.close(CloseReason::Finish);
         } else {
-            outbox.close(CloseReason::Broken);
+            live.outbox.close(CloseReason::Broken);
         }
-        if monoio::time::timeout(FLUSH_TIMEOUT, writer).await.is_err() {
-            // The target stopped reading: unblock the writer. `rd` is still
-            // alive here, so the descriptor is open.
+        if monoio::time::timeout(FLUSH_TIMEOUT, live.writer)
+            .await
+            .is_err()
+        {
+            // The target stopped reading: unblock the writer. The read half
+            // is still alive, so the descriptor is open.
             shutdown(self.fd);
         }
-        drop(rd);
-        outcome
+    }
+}
+
+impl Handler for Publish<'_> {
+    type Session = ClientSession;
+    type Outcome = Outcome;
+
+    fn session(&mut self) -> &mut ClientSession {
+        &mut self.session
     }
 
-    /// Reads the target's replies until the stream ends or the connection
-    /// fails, checking on the outbox and the stream every tick.
-    async fn read_loop(
-        &self,
-        rd: &mut ReadHalf,
-        session: &mut ClientSession,
-        mut flow: PublishFlow,
-        mut buf: BytesMut,
-    ) -> Outcome {
-        let lost = |reason| Outcome::Failed { reason, live: true };
-        loop {
-            if let Some(out) = self.check() {
-                return out;
+    async fn on_event(&mut self, ev: ClientEvent) -> ControlFlow<Outcome> {
+        let url = redact::url(&self.target.url);
+        match self.flow.on_event(&mut self.session, ev) {
+            PublishStep::Pending => ControlFlow::Continue(()),
+            PublishStep::Live { stream_id } => self.go_live(stream_id),
+            PublishStep::ConnectRefused { code, description } => {
+                let description = redact::name(&description);
+                warn!(target = %url, %code, %description, "connect refused");
+                ControlFlow::Break(self.fail(OutboundReason::Rejected))
             }
-            reserve(&mut buf);
-            let read = rd.read(buf);
-            let mut read = std::pin::pin!(read);
-            // The read stays in flight across ticks (polled again, never
-            // dropped) so no byte is lost; it is dropped only on the way out.
-            let (res, back) = loop {
-                monoio::select! {
-                    r = &mut read => break r,
-                    _ = monoio::time::sleep(TICK) => {
-                        if let Some(out) = self.check() {
-                            return out;
-                        }
-                    }
-                }
-            };
-            buf = back;
-            match res {
-                Ok(0) | Err(_) => return lost(OutboundReason::Lost),
-                Ok(n) => session.received(n),
+            PublishStep::Closed { code, description } if self.live.is_some() => {
+                let description = redact::name(&description);
+                warn!(%code, %description, "target ended our publish");
+                ControlFlow::Break(self.fail(OutboundReason::Lost))
             }
-            if session.handle_input(&mut buf).is_err() {
-                return lost(OutboundReason::Protocol);
-            }
-            while let Some(ev) = session.poll_event() {
-                if let PublishStep::Closed { code, description } = flow.on_event(session, ev) {
-                    let description = redact::name(&description);
-                    warn!(%code, %description, "target ended our publish");
-                    return lost(OutboundReason::Lost);
-                }
-            }
-            if let Some(bytes) = session.take_output() {
-                self.outbox.push_control(bytes);
+            PublishStep::Refused { code, description }
+            | PublishStep::Closed { code, description } => {
+                let description = redact::name(&description);
+                warn!(target = %url, %code, %description, "publish refused");
+                ControlFlow::Break(self.fail(OutboundReason::Refused))
             }
         }
     }
 
-    /// Whether to stop: the stream ended or left this core, or the outbox
-    /// was closed under us (slow target, broken socket).
-    fn check(&self) -> Option<Outcome> {
-        if self.outbox.ended() || !alive(&self.worker, &self.job.key) {
-            return Some(Outcome::Ended);
+    async fn send(&mut self, bytes: Bytes) -> ControlFlow<Outcome> {
+        if let Some(live) = &self.live {
+            live.outbox.push_control(bytes);
+            return ControlFlow::Continue(());
         }
-        let reason = match self.outbox.closed()? {
-            CloseReason::SlowPlayer | CloseReason::Unread => OutboundReason::Slow,
-            CloseReason::Broken | CloseReason::Finish => OutboundReason::Lost,
+        let Some(wr) = self.wr.as_mut() else {
+            return ControlFlow::Continue(());
         };
-        Some(Outcome::Failed { reason, live: true })
+        match monoio::time::timeout(self.job.connect_timeout, wr.write_all(bytes)).await {
+            Ok(Ok(())) => ControlFlow::Continue(()),
+            _ => ControlFlow::Break(self.fail(OutboundReason::Connect)),
+        }
+    }
+
+    fn bad_input(&mut self, _e: SessionError) -> Outcome {
+        self.fail(OutboundReason::Protocol)
+    }
+
+    fn idle(&mut self, now: Instant) -> ControlFlow<Outcome, Option<Instant>> {
+        let Some(live) = &self.live else {
+            if now >= self.deadline {
+                return ControlFlow::Break(self.fail(OutboundReason::Timeout));
+            }
+            if !alive(&self.worker, &self.job.key) {
+                return ControlFlow::Break(Outcome::Ended);
+            }
+            return ControlFlow::Continue(Some(now + TICK));
+        };
+        // Stop when the stream ended or left this core, or the outbox was
+        // closed under us (slow target, broken socket).
+        if live.outbox.ended() || !alive(&self.worker, &self.job.key) {
+            return ControlFlow::Break(Outcome::Ended);
+        }
+        if let Some(reason) = live.outbox.closed() {
+            let reason = match reason {
+                CloseReason::SlowPlayer | CloseReason::Unread => OutboundReason::Slow,
+                CloseReason::Broken | CloseReason::Finish => OutboundReason::Lost,
+            };
+            return ControlFlow::Break(self.fail(reason));
+        }
+        ControlFlow::Continue(Some(now + TICK))
+    }
+
+    /// Once live, the stream's end or a closed outbox ends the wait at once.
+    fn interrupt(&self) -> impl std::future::Future<Output = ()> {
+        let outbox = self.live.as_ref().map(|l| l.outbox.clone());
+        async move {
+            match outbox {
+                Some(o) => o.attention().await,
+                None => std::future::pending().await,
+            }
+        }
+    }
+
+    fn reserve(&self, buf: &mut BytesMut) {
+        dial::reserve(buf);
+    }
+
+    fn closed(&mut self, error: Option<std::io::Error>) -> Outcome {
+        match (error, self.live.is_some()) {
+            (_, true) => self.fail(OutboundReason::Lost),
+            (None, false) => self.fail(OutboundReason::Rejected),
+            (Some(_), false) => self.fail(OutboundReason::Connect),
+        }
     }
 }
 

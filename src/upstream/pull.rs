@@ -14,10 +14,9 @@ use std::time::{Duration, Instant};
 
 use std::sync::Arc;
 
-use bytes::BytesMut;
 use tracing::{debug, info, warn};
 
-use super::dial::{self, read_tick, DialError, READ_MIN, TICK};
+use super::dial;
 use super::select::{self, Mode};
 use crate::auth::redact;
 use crate::config::{EdgeSection, OriginUrl};
@@ -25,7 +24,9 @@ use crate::context::Worker;
 use crate::hub::PullState;
 use crate::metrics::PullFailure;
 use crate::protocol::command::StreamPath;
-use crate::protocol::session::{ClientConfig, ClientEvent, ClientSession};
+use crate::protocol::session::{ClientEvent, ClientSession};
+
+mod attempt;
 /// Enhanced RTMP codecs we ask origins for; they pass through untouched.
 const FOUR_CC: &[&str] = &[
     "avc1", "hvc1", "av01", "vp09", "vp08", "mp4a", "Opus", "fLaC", "ac-3", "ec-3", ".mp3",
@@ -219,118 +220,6 @@ impl Pull {
             }
             monoio::time::sleep(backoff.min(deadline - now)).await;
             backoff = (backoff * 2).min(self.backoff_max);
-        }
-    }
-
-    /// One connection to origin `idx`, until it fails, ends, or we stop.
-    async fn attempt(&mut self, idx: usize, budget: Duration) -> Outcome {
-        let Some(origin) = self.origins.get(idx).cloned() else {
-            return Outcome::Failed(PullFailure::Connect);
-        };
-        let dial = Instant::now();
-        let until = dial + budget;
-        let limit = self.connect_timeout.min(budget);
-        let mut buf = BytesMut::with_capacity(READ_MIN);
-        let (mut rd, mut wr) = match dial::connect(&origin, limit, self.tls.as_ref(), &mut buf)
-            .await
-        {
-            Ok(d) => (d.rd, d.wr),
-            Err(e) => {
-                match &e {
-                    DialError::Tls(_) => {
-                        warn!(origin = %redact::url(&origin.url), error = %e, "origin TLS failed")
-                    }
-                    _ => {
-                        debug!(origin = %redact::url(&origin.url), error = %e, "origin dial failed")
-                    }
-                }
-                return Outcome::Failed(match e {
-                    DialError::Handshake(_) | DialError::HandshakeTimeout => PullFailure::Handshake,
-                    DialError::Tls(_) => PullFailure::Tls,
-                    _ => PullFailure::Connect,
-                });
-            }
-        };
-        // The whole path of an origin URL is its app (`rtmp://o/app/inst`).
-        let app = origin.path().unwrap_or_else(|| self.target.app.clone());
-        let mut config = ClientConfig::new(&app, &origin.tc_url(&app));
-        config.chunk_limits = self.worker.live_session_config().chunk_limits;
-        config.amf_limits = self.worker.live_session_config().amf_limits;
-        config.four_cc_list = FOUR_CC.iter().map(|s| s.to_string()).collect();
-        let mut session = ClientSession::new(config);
-        session.received(buf.len());
-        session.connect();
-        let mut stage = Stage::Connecting;
-        let mut last_byte = Instant::now();
-        let mut next_check = last_byte;
-        let mut idle_since: Option<Instant> = None;
-        let stall = self.start_timeout.max(Duration::from_secs(2));
-        loop {
-            let live = stage == Stage::Live;
-            let broken = if live {
-                Outcome::Lost
-            } else {
-                Outcome::Failed(PullFailure::Protocol)
-            };
-            if let Err(e) = session.handle_input(&mut buf) {
-                warn!(origin = %redact::url(&origin.url), error = %e, "origin sent bad data");
-                return broken;
-            }
-            let now = Instant::now();
-            while let Some(ev) = session.poll_event() {
-                if let Some(out) = self.on_event(ev, &mut session, &mut stage, idx, dial, now) {
-                    if let Some(bytes) = session.take_output() {
-                        let _ = monoio::time::timeout(TICK, wr.write_all(bytes)).await;
-                    }
-                    return out;
-                }
-            }
-            if stage == Stage::Live {
-                self.worker.hub.borrow_mut().flush_wakes();
-            }
-            if let Some(bytes) = session.take_output() {
-                let write = wr.write_all(bytes);
-                match monoio::time::timeout(self.connect_timeout, write).await {
-                    Ok(Ok(())) => {}
-                    _ => return broken_or(stage, PullFailure::Connect),
-                }
-            }
-            let now = Instant::now();
-            if stage != Stage::Live && now >= until {
-                return Outcome::Failed(PullFailure::Timeout);
-            }
-            if stage == Stage::Live && now >= next_check {
-                next_check = now + TICK;
-                if now.duration_since(last_byte) >= stall {
-                    return Outcome::Lost;
-                }
-                match self.worker.hub.borrow().audience(&self.target.key) {
-                    None => return Outcome::Done,
-                    Some(0) => {
-                        let since = *idle_since.get_or_insert(now);
-                        if now.duration_since(since) >= self.linger {
-                            info!("no players for the linger time; closing the pull");
-                            return Outcome::Done;
-                        }
-                    }
-                    Some(_) => idle_since = None,
-                }
-            }
-            let (res, back) = read_tick(&mut rd, buf).await;
-            buf = back;
-            match res {
-                Ok(None) => {}
-                Ok(Some(0)) => return broken_or(stage, PullFailure::Rejected),
-                Ok(Some(n)) => {
-                    session.received(n);
-                    self.worker.stats.add_in(n as u64);
-                    last_byte = Instant::now();
-                }
-                Err(e) => {
-                    debug!(origin = %redact::url(&origin.url), error = %e, "origin read failed");
-                    return broken_or(stage, PullFailure::Connect);
-                }
-            }
         }
     }
 
