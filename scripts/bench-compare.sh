@@ -10,7 +10,9 @@
 #   DURATION=30                  seconds per run (must exceed ramp + 8 s)
 #   RAMP=500                     new players per second
 #   SERVERS="cascade nginx floor"  cascade@W runs cascade with a W ms
-#                                write-coalescing window (player.write_coalesce_ms)
+#                                write-coalescing window (player.write_coalesce_ms);
+#                                baseline (and baseline@W) runs $BASELINE instead
+#   BASELINE=path/to/cascade     an older cascade binary, for before/after in one run
 #   CLIP=path.flv                loop this file (default: synthetic stream)
 #   BITRATE=2500k FPS=30 GOP=60  synthetic stream parameters
 #   SERVER_CORE=0 HARNESS_CORE=1
@@ -73,13 +75,16 @@ fi
 start_server() {
     local name=$1 log=$OUT/$1.log
     case $name in
-    cascade | cascade@*)
-        local window=0
-        [[ $name == cascade@* ]] && window=${name#cascade@}
+    cascade | cascade@* | baseline | baseline@*)
+        local window=0 bin=$CASCADE
+        [[ $name == *@* ]] && window=${name#*@}
+        if [[ $name == baseline* ]]; then
+            bin=${BASELINE:?BASELINE=path/to/an/older/cascade is needed for $name}
+        fi
         # Every player comes from 127.0.0.1: lift the per-address limit.
         # shellcheck disable=SC2086
         CASCADE_PLAYER_WRITE_COALESCE_MS=$window CASCADE_LIMITS_MAX_CONNECTIONS_PER_IP=1000000 \
-            taskset -c "$SERVER_CORE" "$CASCADE" --listen "127.0.0.1:$PORT" $CASCADE_ARGS >"$log" 2>&1 &
+            taskset -c "$SERVER_CORE" "$bin" --listen "127.0.0.1:$PORT" $CASCADE_ARGS >"$log" 2>&1 &
         ;;
     nginx)
         local prefix=$OUT/nginx

@@ -222,21 +222,8 @@ impl Outbox {
     /// Resolves once the peer has been cut off (slow player, unread
     /// replies), so a writer stuck on a peer that stopped reading gives up.
     pub async fn slow_closed(&self) {
-        poll_fn(|cx| {
-            if self
-                .inner
-                .borrow()
-                .closed
-                .as_ref()
-                .is_some_and(CloseReason::is_abort)
-            {
-                Poll::Ready(())
-            } else {
-                self.slow_waker.set(Some(cx.waker().clone()));
-                Poll::Pending
-            }
-        })
-        .await
+        let cut_off = |i: &Inner| i.closed.as_ref().is_some_and(CloseReason::is_abort);
+        self.until(&self.slow_waker, cut_off).await
     }
 
     /// Session output (replies, status): queued, never dropped; a peer
@@ -269,27 +256,25 @@ impl Outbox {
 
     /// Resolves once the outbox is closed.
     pub async fn closed_signal(&self) {
-        poll_fn(|cx| {
-            if self.inner.borrow().closed.is_some() {
-                Poll::Ready(())
-            } else {
-                self.attention_waker.set(Some(cx.waker().clone()));
-                Poll::Pending
-            }
-        })
-        .await
+        self.until(&self.attention_waker, |i| i.closed.is_some())
+            .await
     }
 
     /// Resolves once the connection must look at its outbox: it closed,
     /// or the stream it plays ended.
     pub async fn attention(&self) {
+        self.until(&self.attention_waker, |i| i.closed.is_some() || i.ended)
+            .await
+    }
+
+    /// Resolves once `ready` holds; `waker` is the slot [`Outbox::wake`]
+    /// wakes for it (one per waiting task).
+    async fn until(&self, waker: &Cell<Option<Waker>>, ready: impl Fn(&Inner) -> bool) {
         poll_fn(|cx| {
-            let i = self.inner.borrow();
-            if i.closed.is_some() || i.ended {
+            if ready(&self.inner.borrow()) {
                 Poll::Ready(())
             } else {
-                drop(i);
-                self.attention_waker.set(Some(cx.waker().clone()));
+                waker.set(Some(cx.waker().clone()));
                 Poll::Pending
             }
         })
