@@ -8,6 +8,7 @@
 pub mod cache;
 pub mod directory;
 pub mod frame;
+mod invariants;
 pub mod msg;
 pub mod stream;
 pub mod subscriber;
@@ -25,6 +26,7 @@ use crate::xcore::Mesh;
 pub use cache::GopLimits;
 pub use directory::{Claim, Directory, PullEntry, PullRegistration, PullState};
 pub use frame::{classify, Frame, PLAY_STREAM_ID};
+pub use invariants::{check_mesh, CacheProblem, InvariantError};
 pub use msg::{StreamInfo, StreamMsg};
 pub use stream::{LocalStream, Owned};
 pub use subscriber::{Delivery, NoDelivery, Subscriber};
