@@ -8,6 +8,7 @@
 pub mod cache;
 pub mod directory;
 pub mod frame;
+mod invariants;
 pub mod msg;
 pub mod stream;
 pub mod subscriber;
@@ -25,6 +26,7 @@ use crate::xcore::Mesh;
 pub use cache::GopLimits;
 pub use directory::{Claim, Directory, PullEntry, PullRegistration, PullState};
 pub use frame::{classify, Frame, PLAY_STREAM_ID};
+pub use invariants::{check_mesh, CacheProblem, InvariantError};
 pub use msg::{StreamInfo, StreamMsg};
 pub use stream::{LocalStream, Owned};
 pub use subscriber::{Delivery, NoDelivery, Subscriber};
@@ -211,19 +213,32 @@ impl Hub {
             n.set(n.get() + 1);
         }
         let me = self.core;
+        if claim == Claim::New && self.streams.get(key).is_some_and(|s| s.owned.is_none()) {
+            // A mirror of a stream that ended (its End is on the way): its
+            // players watched that stream, not this one.
+            self.end_local(key);
+        }
         let s = self.local(key);
         s.reset();
         let key_arc = s.key.clone();
         let mut out = Vec::new();
-        let restarted = match (&claim, s.owned.as_mut()) {
-            (Claim::Takeover { prev_owner, .. }, Some(o)) if *prev_owner == me => {
-                o.restart(publisher, now);
-                Some(o.remote.clone())
-            }
-            _ => None,
+        let last_ts = match &claim {
+            Claim::Takeover { last_ts, .. } => *last_ts,
+            Claim::New => None,
         };
+        // Still the owner here: this core's publisher came back, or the
+        // stream went to another core and back before that core's Adopt
+        // arrived. Either way the mirrors stay; the clock continues after
+        // the latest publisher's.
+        let restarted = s.owned.as_mut().map(|o| {
+            if last_ts.is_some() {
+                o.last_out = last_ts;
+            }
+            o.restart(publisher, now);
+            o.remote.clone()
+        });
         if let Some(remote) = restarted {
-            // Same core: tell the mirrors to reset and wait for the new keyframe.
+            // Tell the mirrors to reset and wait for the new keyframe.
             for core in remote {
                 let frames = Vec::new();
                 out.push((
@@ -235,22 +250,26 @@ impl Hub {
                 ));
             }
         } else {
-            let last_ts = match &claim {
-                Claim::Takeover { last_ts, .. } => *last_ts,
-                Claim::New => None,
-            };
             s.owned = Some(Owned::new(publisher, last_ts, now));
-            if let Claim::Takeover { prev_owner, .. } = claim {
-                if prev_owner != me {
-                    let new_owner = me;
-                    out.push((
-                        prev_owner,
-                        StreamMsg::Adopt {
-                            key: key_arc,
-                            new_owner,
-                        },
-                    ));
-                }
+            // Players that were waiting here for another core's start (this
+            // core mirrored the stream) would wait forever: that start is
+            // ignored now the stream is owned here. They start empty; the
+            // new publisher's headers and keyframe come live.
+            for p in s.players.iter_mut().filter(|p| !p.started) {
+                p.started = true;
+                p.sub.start(&[]);
+            }
+        }
+        if let Claim::Takeover { prev_owner, .. } = claim {
+            if prev_owner != me {
+                let new_owner = me;
+                out.push((
+                    prev_owner,
+                    StreamMsg::Adopt {
+                        key: key_arc,
+                        new_owner,
+                    },
+                ));
             }
         }
         for (core, msg) in out {
@@ -507,6 +526,9 @@ impl Hub {
             }
         }
         match self.directory.owner(&key) {
+            // The subscribing core publishes the stream itself now: its
+            // players are served there.
+            Some(owner) if owner == core => {}
             // The stream moved: pass the subscription on.
             Some(owner) if owner != me => self.send(owner, StreamMsg::Subscribe { key, core }),
             _ => self.send(core, StreamMsg::End { key }),
@@ -528,6 +550,11 @@ impl Hub {
     /// as a mirror.
     fn on_adopt(&mut self, key: Arc<str>, new_owner: usize) {
         let me = self.core;
+        if self.directory.owner(&key) == Some(me) {
+            // Stale: this core took the stream back since, and the Adopt
+            // it sent then brings the subscribers back.
+            return;
+        }
         let Some(s) = self.streams.get_mut(&*key) else {
             return;
         };

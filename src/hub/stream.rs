@@ -16,6 +16,9 @@ pub struct Player {
     pub sub: Rc<dyn Subscriber>,
     /// False while waiting for the owner's cached start (remote streams).
     pub started: bool,
+    /// Its start had no keyframe (the GOP outgrew the cache, or a new
+    /// publisher): inter video would not decode until one comes.
+    pub await_keyframe: bool,
 }
 
 /// State only the owning core has.
@@ -72,7 +75,9 @@ impl Owned {
             offset: 0,
             last_out: last_ts,
             last_dts: None,
-            last_track: [None; 3],
+            // Players may have seen any track up to the last publisher's
+            // high-water mark: no track starts below it.
+            last_track: [last_ts; 3],
             rebase: last_ts.is_some(),
             video_codec: None,
             audio_codec: None,
@@ -186,10 +191,18 @@ impl LocalStream {
         if self.players.iter().any(|p| p.id == id) {
             return;
         }
+        let mut await_keyframe = true;
         if started {
-            sub.start(&self.cache.snapshot());
+            let frames = self.cache.snapshot();
+            await_keyframe = !frames.iter().any(|f| f.keyframe);
+            sub.start(&frames);
         }
-        self.players.push(Player { id, sub, started });
+        self.players.push(Player {
+            id,
+            sub,
+            started,
+            await_keyframe,
+        });
     }
 
     /// The owner's cached start arrived (or a reset): rebuild the cache and
@@ -203,8 +216,10 @@ impl LocalStream {
                 self.await_keyframe = false;
             }
         }
+        let keyframe = frames.iter().any(|f| f.keyframe);
         for p in &mut self.players {
             p.started = true;
+            p.await_keyframe = !keyframe;
             p.sub.start(frames);
         }
     }
@@ -219,7 +234,8 @@ impl LocalStream {
         delivery: &dyn Delivery,
         now: Instant,
     ) -> Option<u64> {
-        if frame.kind == MediaKind::Video && frame.header.is_none() {
+        let coded_video = frame.kind == MediaKind::Video && frame.header.is_none();
+        if coded_video {
             if frame.keyframe {
                 self.await_keyframe = false;
             } else if self.await_keyframe {
@@ -229,8 +245,12 @@ impl LocalStream {
         self.cache.apply(frame, limits);
         let mut dropped = 0;
         let mut offered = 0;
-        self.players.retain(|p| {
-            if p.started {
+        self.players.retain_mut(|p| {
+            // A late joiner whose start had no keyframe begins at the next.
+            if coded_video && p.started {
+                p.await_keyframe &= !frame.keyframe;
+            }
+            if p.started && !(coded_video && p.await_keyframe) {
                 offered += 1;
                 if !p.sub.offer(frame, now) {
                     dropped += 1;
