@@ -74,6 +74,8 @@ pub struct Hub {
     streams: HashMap<Arc<str>, LocalStream>,
     /// Cores sent to since the last [`Hub::flush_wakes`].
     dirty: Vec<bool>,
+    /// The last subscription epoch this core handed out.
+    epochs: u64,
     stats: Rc<CoreStats>,
     /// Where a fan-out pass ends (the egress layer's batched sends).
     delivery: Rc<dyn Delivery>,
@@ -91,6 +93,7 @@ impl Hub {
             core,
             stats,
             dirty: vec![false; mesh.cores()],
+            epochs: 0,
             config,
             directory,
             mesh,
@@ -246,6 +249,7 @@ impl Hub {
                     StreamMsg::Start {
                         key: key_arc.clone(),
                         frames,
+                        epoch: 0,
                     },
                 ));
             }
@@ -433,10 +437,20 @@ impl Hub {
             return Err(HubError::NotFound(key.to_string()));
         }
         let me = self.core;
+        self.epochs += 1;
+        let epoch = self.epochs;
         let s = self.local(key);
+        s.epoch = epoch;
         s.add_player(player, sub, false);
         let key = s.key.clone();
-        self.send(owner, StreamMsg::Subscribe { key, core: me });
+        self.send(
+            owner,
+            StreamMsg::Subscribe {
+                key,
+                core: me,
+                epoch,
+            },
+        );
         self.flush_wakes();
         Ok(())
     }
@@ -477,16 +491,20 @@ impl Hub {
     /// Applies messages from other cores (a batch drained from the inbox).
     pub fn handle(&mut self, msg: StreamMsg, now: Instant) {
         match msg {
-            StreamMsg::Subscribe { key, core } => self.on_subscribe(key, core),
+            StreamMsg::Subscribe { key, core, epoch } => self.on_subscribe(key, core, epoch),
             StreamMsg::Unsubscribe { key, core } => {
                 if let Some(o) = self.streams.get_mut(&*key).and_then(|s| s.owned.as_mut()) {
                     o.remote.retain(|c| *c != core);
                 }
             }
-            StreamMsg::Start { key, frames } => {
+            StreamMsg::Start { key, frames, epoch } => {
                 let gop = self.config.gop.clone();
                 match self.streams.get_mut(&*key) {
-                    Some(s) if s.owned.is_none() => s.start(&frames, &gop),
+                    Some(s) if s.owned.is_none() => {
+                        if epoch == 0 || epoch == s.epoch {
+                            s.start(&frames, &gop);
+                        }
+                    }
                     Some(_) => {}
                     None => self.on_stale(key),
                 }
@@ -513,7 +531,7 @@ impl Hub {
         }
     }
 
-    fn on_subscribe(&mut self, key: Arc<str>, core: usize) {
+    fn on_subscribe(&mut self, key: Arc<str>, core: usize, epoch: u64) {
         let me = self.core;
         if let Some(s) = self.streams.get_mut(&*key) {
             if let Some(o) = s.owned.as_mut() {
@@ -521,7 +539,7 @@ impl Hub {
                     o.remote.push(core);
                 }
                 let frames = s.cache.snapshot();
-                self.send(core, StreamMsg::Start { key, frames });
+                self.send(core, StreamMsg::Start { key, frames, epoch });
                 return;
             }
         }
@@ -530,7 +548,9 @@ impl Hub {
             // players are served there.
             Some(owner) if owner == core => {}
             // The stream moved: pass the subscription on.
-            Some(owner) if owner != me => self.send(owner, StreamMsg::Subscribe { key, core }),
+            Some(owner) if owner != me => {
+                self.send(owner, StreamMsg::Subscribe { key, core, epoch })
+            }
             _ => self.send(core, StreamMsg::End { key }),
         }
     }
@@ -569,9 +589,12 @@ impl Hub {
         for core in cores {
             self.send(
                 new_owner,
+                // A hand-over, not a new subscription: whatever the
+                // core's mirror waits for, this answers it.
                 StreamMsg::Subscribe {
                     key: key.clone(),
                     core,
+                    epoch: 0,
                 },
             );
         }

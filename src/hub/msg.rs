@@ -8,12 +8,25 @@ use super::Frame;
 /// What one core's hub tells another's about a stream.
 #[derive(Debug)]
 pub enum StreamMsg {
-    /// To the owner: `core` has players of `key` now.
-    Subscribe { key: Arc<str>, core: usize },
+    /// To the owner: `core` has players of `key` now. `epoch` names this
+    /// subscription (see [`StreamMsg::Start`]); 0 for any.
+    Subscribe {
+        key: Arc<str>,
+        core: usize,
+        epoch: u64,
+    },
     /// To the owner: `core` has no players of `key` any more.
     Unsubscribe { key: Arc<str>, core: usize },
-    /// To a subscriber: the cached start; replaces its cache (also a reset on a new publisher).
-    Start { key: Arc<str>, frames: Vec<Frame> },
+    /// To a subscriber: the cached start; replaces its cache (also a reset
+    /// on a new publisher). It answers the subscription `epoch` (0: whatever
+    /// subscription the core has): a start for an older subscription of
+    /// the same core (a player that left and came back before the answer)
+    /// is stale and ignored, so players never see an older cache.
+    Start {
+        key: Arc<str>,
+        frames: Vec<Frame>,
+        epoch: u64,
+    },
     /// To a subscriber: one live message.
     Frame { key: Arc<str>, frame: Frame },
     /// To a subscriber: the stream is over.

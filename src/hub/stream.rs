@@ -164,6 +164,8 @@ pub struct LocalStream {
     /// Hold inter video until a keyframe (after a publisher change).
     pub await_keyframe: bool,
     pub owned: Option<Owned>,
+    /// A mirror's current subscription at the owner (see `StreamMsg::Start`).
+    pub epoch: u64,
 }
 
 impl LocalStream {
@@ -173,6 +175,7 @@ impl LocalStream {
             players: Vec::new(),
             cache: Cache::default(),
             await_keyframe: true,
+            epoch: 0,
             owned: None,
         }
     }
