@@ -231,82 +231,8 @@ impl ChunkDecoder {
             return Err(ChunkError::HeaderInsideMessage { csid, fmt });
         }
 
-        let mh_len = MESSAGE_HEADER_LEN[usize::from(fmt & 3)];
-        let Some(mh) = data.get(basic_len..basic_len + mh_len) else {
+        let Some((header, pos)) = read_header(data, fmt, csid, basic_len, state)? else {
             return Ok(Step::NeedMore);
-        };
-        let mut pos = basic_len + mh_len;
-
-        // Extended timestamp of fmt 0-2: present exactly when announced.
-        let mut ext_field = None;
-        if fmt <= 2 && read_u24_be(mh) == EXTENDED_TS_MARKER {
-            let Some(bytes) = data.get(pos..pos + 4) else {
-                return Ok(Step::NeedMore);
-            };
-            ext_field = Some(read_u32_be(bytes));
-            pos += 4;
-        }
-
-        let header = match (fmt, state) {
-            (0, _) => {
-                let ts = ext_field.unwrap_or_else(|| read_u24_be(mh));
-                Header {
-                    timestamp: ts,
-                    // A type-3 new message after type 0 adds this again.
-                    delta: ts,
-                    length: read_u24_be(mh.get(3..).unwrap_or_default()),
-                    type_id: mh.get(6).copied().unwrap_or_default(),
-                    stream_id: read_u32_le(mh.get(7..).unwrap_or_default()),
-                    extended: ext_field,
-                }
-            }
-            (1, _) => {
-                let delta = ext_field.unwrap_or_else(|| read_u24_be(mh));
-                let (base, stream_id) = state.map_or((0, 0), |s| (s.timestamp, s.stream_id));
-                Header {
-                    timestamp: base.wrapping_add(delta),
-                    delta,
-                    length: read_u24_be(mh.get(3..).unwrap_or_default()),
-                    type_id: mh.get(6).copied().unwrap_or_default(),
-                    stream_id,
-                    extended: ext_field,
-                }
-            }
-            (2, Some(s)) => {
-                let delta = ext_field.unwrap_or_else(|| read_u24_be(mh));
-                Header {
-                    timestamp: s.timestamp.wrapping_add(delta),
-                    delta,
-                    extended: ext_field,
-                    ..s.header()
-                }
-            }
-            (_, Some(s)) => {
-                // fmt 3: everything comes from the chunk stream's state.
-                let header = if in_progress {
-                    s.header()
-                } else {
-                    Header {
-                        timestamp: s.timestamp.wrapping_add(s.delta),
-                        ..s.header()
-                    }
-                };
-                if let Some(field) = s.extended {
-                    // Senders repeat either the header's field or the
-                    // absolute timestamp; some repeat nothing.
-                    match peek_extended(
-                        data.get(pos..).unwrap_or_default(),
-                        field,
-                        header.timestamp,
-                    ) {
-                        Peek::Present => pos += 4,
-                        Peek::Absent => {}
-                        Peek::Undecided => return Ok(Step::NeedMore),
-                    }
-                }
-                header
-            }
-            (_, None) => return Err(ChunkError::NoPreviousHeader { csid }),
         };
 
         if header.length > self.limits.max_message_size {
@@ -520,6 +446,95 @@ fn read_u32_le(b: &[u8]) -> u32 {
         [a, b, c, d, ..] => u32::from_le_bytes([*a, *b, *c, *d]),
         _ => 0,
     }
+}
+
+/// A chunk's message header after its basic header (`basic_len` bytes),
+/// completed from the chunk stream's `state` for the compressed formats:
+/// the header and where the chunk's payload starts, or None until more
+/// bytes arrive.
+#[inline]
+fn read_header(
+    data: &[u8],
+    fmt: u8,
+    csid: u32,
+    basic_len: usize,
+    state: Option<&StreamState>,
+) -> Result<Option<(Header, usize)>, ChunkError> {
+    let in_progress = state.is_some_and(|s| s.partial.is_some());
+    let mh_len = MESSAGE_HEADER_LEN[usize::from(fmt & 3)];
+    let Some(mh) = data.get(basic_len..basic_len + mh_len) else {
+        return Ok(None);
+    };
+    let mut pos = basic_len + mh_len;
+
+    // Extended timestamp of fmt 0-2: present exactly when announced.
+    let mut ext_field = None;
+    if fmt <= 2 && read_u24_be(mh) == EXTENDED_TS_MARKER {
+        let Some(bytes) = data.get(pos..pos + 4) else {
+            return Ok(None);
+        };
+        ext_field = Some(read_u32_be(bytes));
+        pos += 4;
+    }
+
+    let header = match (fmt, state) {
+        (0, _) => {
+            let ts = ext_field.unwrap_or_else(|| read_u24_be(mh));
+            Header {
+                timestamp: ts,
+                // A type-3 new message after type 0 adds this again.
+                delta: ts,
+                length: read_u24_be(mh.get(3..).unwrap_or_default()),
+                type_id: mh.get(6).copied().unwrap_or_default(),
+                stream_id: read_u32_le(mh.get(7..).unwrap_or_default()),
+                extended: ext_field,
+            }
+        }
+        (1, _) => {
+            let delta = ext_field.unwrap_or_else(|| read_u24_be(mh));
+            let (base, stream_id) = state.map_or((0, 0), |s| (s.timestamp, s.stream_id));
+            Header {
+                timestamp: base.wrapping_add(delta),
+                delta,
+                length: read_u24_be(mh.get(3..).unwrap_or_default()),
+                type_id: mh.get(6).copied().unwrap_or_default(),
+                stream_id,
+                extended: ext_field,
+            }
+        }
+        (2, Some(s)) => {
+            let delta = ext_field.unwrap_or_else(|| read_u24_be(mh));
+            Header {
+                timestamp: s.timestamp.wrapping_add(delta),
+                delta,
+                extended: ext_field,
+                ..s.header()
+            }
+        }
+        (_, Some(s)) => {
+            // fmt 3: everything comes from the chunk stream's state.
+            let header = if in_progress {
+                s.header()
+            } else {
+                Header {
+                    timestamp: s.timestamp.wrapping_add(s.delta),
+                    ..s.header()
+                }
+            };
+            if let Some(field) = s.extended {
+                // Senders repeat either the header's field or the
+                // absolute timestamp; some repeat nothing.
+                match peek_extended(data.get(pos..).unwrap_or_default(), field, header.timestamp) {
+                    Peek::Present => pos += 4,
+                    Peek::Absent => {}
+                    Peek::Undecided => return Ok(None),
+                }
+            }
+            header
+        }
+        (_, None) => return Err(ChunkError::NoPreviousHeader { csid }),
+    };
+    Ok(Some((header, pos)))
 }
 
 #[cfg(test)]
