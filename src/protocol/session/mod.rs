@@ -9,6 +9,7 @@
 
 mod aggregate;
 mod client;
+mod core;
 mod data;
 mod server;
 mod server_answers;
