@@ -17,8 +17,8 @@ mod status;
 
 pub use aggregate::split_aggregate;
 pub use client::{
-    set_data_frame, ClientConfig, ClientEvent, ClientSession, PublishFlow, PublishStage,
-    PublishStep,
+    set_data_frame, ClientConfig, ClientEvent, ClientSession, PlayFlow, PlayStage, PlayStep,
+    PublishFlow, PublishStage, PublishStep,
 };
 pub use server::{
     MediaKind, PlayRejection, PublishRejection, ServerConfig, ServerEvent, ServerSession,

@@ -12,6 +12,7 @@
 //! `Connected`; `prepare_publish` + `create_stream`, wait for
 //! `StreamCreated`; `publish`, wait for `PublishStarted`; then media.
 //! A player: `connect`, `create_stream`, `play`, wait for `PlayStarted`.
+//! [`PublishFlow`] and [`PlayFlow`] walk those orders for the caller.
 
 use std::collections::VecDeque;
 
@@ -21,8 +22,10 @@ use crate::protocol::amf::{Amf0Value, AmfLimits};
 use crate::protocol::chunk::{encode_message, ChunkLimits, RawMessage};
 use crate::protocol::message::{csid, type_id, Command, Message, UserControl};
 
+mod play;
 mod publish;
 
+pub use play::{PlayFlow, PlayStage, PlayStep};
 pub use publish::{set_data_frame, PublishFlow, PublishStage, PublishStep};
 
 use super::core::{Inbound, SessionCore};
