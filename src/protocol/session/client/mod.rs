@@ -170,7 +170,8 @@ impl ClientSession {
     }
 
     /// Queues `connect` (transaction 1 on a fresh session) followed by our
-    /// Set Chunk Size. Call right after the handshake completes.
+    /// Set Chunk Size (unless it is the default 128). Call right after the
+    /// handshake completes.
     pub fn connect(&mut self) {
         let c = &self.config;
         let mut props = vec![
@@ -200,8 +201,11 @@ impl ClientSession {
             Amf0Value::object(props),
         ];
         self.core.command(0, &values);
+        // Announcing the protocol default would change nothing.
         let size = self.config.chunk_size;
-        self.set_chunk_size(size);
+        if size != self.out_chunk_size() {
+            self.set_chunk_size(size);
+        }
     }
 
     /// Queues `createStream`; the answer arrives as `StreamCreated`.
