@@ -230,31 +230,31 @@ impl ClientProto {
         Ok(())
     }
 
+    /// Walks the flow one event on; an error when the server refused or
+    /// ended what we asked for.
     fn on_event(&mut self, ev: ClientEvent) -> Result<(), ClientError> {
-        match &mut self.flow {
-            Flow::Handshaking(_) => {}
+        let active = match &mut self.flow {
+            Flow::Handshaking(_) => None,
             Flow::Play(flow) => match flow.on_event(&mut self.session, ev) {
-                PlayStep::Requested { stream_id } => {
-                    self.stream_id = stream_id;
-                    self.active = true;
-                }
+                PlayStep::Requested { stream_id } => Some(stream_id),
                 PlayStep::ConnectRefused { code, .. } | PlayStep::Refused { code, .. } => {
                     return Err(ClientError::Rejected(code))
                 }
                 PlayStep::Ended { code, .. } => return Err(ClientError::Ended(code)),
-                _ => {}
+                _ => None,
             },
             Flow::Publish(flow) => match flow.on_event(&mut self.session, ev) {
-                PublishStep::Live { stream_id } => {
-                    self.stream_id = stream_id;
-                    self.active = true;
-                }
+                PublishStep::Live { stream_id } => Some(stream_id),
                 PublishStep::ConnectRefused { code, .. } | PublishStep::Refused { code, .. } => {
                     return Err(ClientError::Rejected(code))
                 }
                 PublishStep::Closed { code, .. } => return Err(ClientError::Ended(code)),
-                PublishStep::Pending => {}
+                PublishStep::Pending => None,
             },
+        };
+        if let Some(stream_id) = active {
+            self.stream_id = stream_id;
+            self.active = true;
         }
         Ok(())
     }
