@@ -677,3 +677,6 @@ fn a_flood_of_empty_media_is_a_protocol_error() {
         "{err}"
     );
 }
+
+#[path = "session_pair/play.rs"]
+mod play;

@@ -255,15 +255,6 @@ fn avc_sequence_header() -> Vec<u8> {
     v
 }
 
-/// Wraps a script tag body for publishing: `@setDataFrame` first, the form
-/// servers store as metadata.
-pub fn set_data_frame(body: &[u8]) -> Bytes {
-    let mut out = BytesMut::with_capacity(body.len() + 16);
-    encode_amf0(&Amf0Value::String("@setDataFrame".into()), &mut out);
-    out.extend_from_slice(body);
-    out.freeze()
-}
-
 /// Stamps video frames in sending order.
 #[derive(Debug, Default)]
 pub struct Stamper {

@@ -179,7 +179,7 @@ fn service(c: &mut Conn, scratch: &mut [u8], stats: &mut ThreadStats) -> Result<
             Skimmed::Media { .. } => {}
             Skimmed::Full(raw) if is_media(raw.type_id) => state.on_message(&raw, stats),
             Skimmed::Full(raw) => {
-                if let Err(e) = proto.on_message(&raw) {
+                if let Err(e) = proto.on_message(raw) {
                     failed.get_or_insert(e);
                 }
             }

@@ -5,13 +5,13 @@ use std::cell::RefCell;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
-use bytes::BytesMut;
 use monoio::io::{AsyncWriteRentExt, Splitable};
 
-use cascade::protocol::chunk::{encode_message, RawMessage};
+use cascade::protocol::chunk::RawMessage;
 use cascade::protocol::message::{csid, type_id};
+use cascade::protocol::session::MediaKind;
 
-use crate::media::{set_data_frame, FileLoop, GenParams, Generator, MediaMsg, Source, Stamper};
+use crate::media::{FileLoop, GenParams, Generator, Source, Stamper};
 use crate::play::unix_micros;
 use crate::rtmp::{establish, read_some, ClientError, Role, RtmpUrl};
 use crate::stats::PublisherReport;
@@ -49,6 +49,18 @@ pub fn csid_for(type_id: u8) -> u32 {
     }
 }
 
+/// What a message of `type_id` is to the session; `None` for types a
+/// publisher has no business sending.
+fn media_kind(type_id: u8) -> Option<MediaKind> {
+    match type_id {
+        type_id::AUDIO => Some(MediaKind::Audio),
+        type_id::VIDEO => Some(MediaKind::Video),
+        // The session wraps an `onMetaData` body in `@setDataFrame`.
+        type_id::DATA_AMF0 => Some(MediaKind::Data),
+        _ => None,
+    }
+}
+
 /// Publishes until the duration ends or the server drops us. `on_ready`
 /// runs once the server accepted the publish.
 pub async fn publish(cfg: PublishConfig, on_ready: impl FnOnce()) -> PublisherReport {
@@ -66,7 +78,7 @@ async fn publish_inner(
 ) -> Result<(), String> {
     let mut source = cfg.source.open()?;
     let mut ignore = |_: &RawMessage| {};
-    let (stream, mut proto, mut rbuf) = establish(
+    let (stream, proto, mut rbuf) = establish(
         &cfg.url,
         Role::Publish,
         cfg.complex_handshake,
@@ -76,16 +88,15 @@ async fn publish_inner(
     .await
     .map_err(|e| format!("publish {}: {e}", cfg.url.tc_url()))?;
     on_ready();
-    let chunk_size = proto.chunk_size();
-    let stream_id = proto.stream_id();
     let (mut rd, mut wr) = stream.into_split();
 
-    // Acknowledgements and ping answers the reader produces, sent with the
-    // next media batch (which is never more than a frame away).
-    let control = Rc::new(RefCell::new(BytesMut::new()));
+    // The reader feeds the session; acknowledgements and ping answers it
+    // queues go out with the next media batch (never more than a frame
+    // away), in the session's order.
+    let proto = Rc::new(RefCell::new(proto));
     let closed: Rc<RefCell<Option<String>>> = Rc::new(RefCell::new(None));
     {
-        let control = control.clone();
+        let proto = proto.clone();
         let closed = closed.clone();
         monoio::spawn(async move {
             let res: Result<(), ClientError> = async {
@@ -96,8 +107,9 @@ async fn publish_inner(
                     if n == 0 {
                         return Err(ClientError::Closed);
                     }
-                    proto.feed(&mut rbuf, n, &mut |_: &RawMessage| {})?;
-                    control.borrow_mut().extend_from_slice(&proto.out.split());
+                    proto
+                        .borrow_mut()
+                        .feed(&mut rbuf, n, &mut |_: &RawMessage| {})?;
                 }
             }
             .await;
@@ -111,7 +123,6 @@ async fn publish_inner(
     let end = cfg.duration.map(|d| start + d);
     let mut stamper = Stamper::default();
     let mut batch = Vec::with_capacity(8);
-    let mut wbuf = BytesMut::with_capacity(256 * 1024);
     let mut next = source.next_msg();
     loop {
         let due = start + Duration::from_millis(u64::from(next.timestamp));
@@ -130,35 +141,24 @@ async fn publish_inner(
         let micros = unix_micros();
         loop {
             let msg = std::mem::replace(&mut next, source.next_msg());
-            let msg = if msg.type_id == type_id::DATA_AMF0 {
-                MediaMsg {
-                    payload: set_data_frame(&msg.payload),
-                    ..msg
-                }
-            } else {
-                msg
-            };
             stamper.stamp(msg, micros, &mut batch);
             if start + Duration::from_millis(u64::from(next.timestamp)) > now {
                 break;
             }
         }
-        wbuf.extend_from_slice(&control.borrow_mut().split());
-        for m in batch.drain(..) {
-            encode_message(
-                csid_for(m.type_id),
-                m.timestamp,
-                m.type_id,
-                stream_id,
-                &m.payload,
-                chunk_size,
-                &mut wbuf,
-            );
-            report.messages += 1;
-        }
+        let wbuf = {
+            let mut proto = proto.borrow_mut();
+            for m in batch.drain(..) {
+                if let Some(kind) = media_kind(m.type_id) {
+                    proto.send_media(kind, m.timestamp, &m.payload);
+                    report.messages += 1;
+                }
+            }
+            proto.out.split().freeze()
+        };
         report.bytes += wbuf.len() as u64;
         report.stamped_frames = stamper.stamped();
-        let (res, _) = wr.write_all(wbuf.split().freeze()).await;
+        let (res, _) = wr.write_all(wbuf).await;
         res.map_err(|e| format!("publish write: {e}"))?;
     }
 }

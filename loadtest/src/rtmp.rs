@@ -1,6 +1,7 @@
-//! A small RTMP client: URL parsing, the command exchange a player or a
-//! publisher needs (connect, createStream, play/publish), and the monoio
-//! glue that drives it. Media messages are handed to the caller untouched.
+//! The harness's RTMP client: URL parsing, the handshake, cascade's own
+//! client session (`cascade::protocol::session`) walked by its play or
+//! publish flow, and the monoio glue that drives a publisher. Media
+//! messages are handed to the caller untouched.
 
 use std::io;
 use std::net::SocketAddr;
@@ -10,15 +11,16 @@ use monoio::buf::IoBufMut;
 use monoio::io::{AsyncReadRent, AsyncWriteRentExt};
 use monoio::net::TcpStream;
 
-use cascade::protocol::amf::{Amf0Value, AmfLimits};
-use cascade::protocol::chunk::{ChunkDecoder, ChunkError, ChunkLimits, RawMessage};
+use cascade::protocol::chunk::RawMessage;
 use cascade::protocol::handshake::{ClientHandshake, HandshakeError, HandshakeStatus};
-use cascade::protocol::message::{type_id, Command, Message, MessageWriter, UserControl};
+use cascade::protocol::message::type_id;
+use cascade::protocol::session::{
+    ClientConfig, ClientEvent, ClientSession, MediaKind, PlayFlow, PlayStep, PublishFlow,
+    PublishStep, SessionError,
+};
 
 /// Chunk size the publisher announces (what OBS uses).
 pub const PUBLISH_CHUNK_SIZE: u32 = 4096;
-const TID_CONNECT: f64 = 1.0;
-const TID_CREATE_STREAM: f64 = 4.0;
 
 /// `rtmp://host[:port]/app[/more]/name`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -74,23 +76,14 @@ pub enum Role {
     Publish,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Phase {
-    Handshake,
-    Connect,
-    CreateStream,
-    Start,
-    Active,
-}
-
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
     #[error("io: {0}")]
     Io(#[from] io::Error),
     #[error("handshake: {0}")]
     Handshake(#[from] HandshakeError),
-    #[error("chunk stream: {0}")]
-    Chunk(#[from] ChunkError),
+    #[error("session: {0}")]
+    Session(#[from] SessionError),
     #[error("rejected: {0}")]
     Rejected(String),
     #[error("ended by server: {0}")]
@@ -107,7 +100,7 @@ impl ClientError {
         match self {
             ClientError::Io(e) => format!("io:{:?}", e.kind()),
             ClientError::Handshake(_) => "handshake".into(),
-            ClientError::Chunk(_) | ClientError::Skim(_) => "chunk-stream".into(),
+            ClientError::Session(_) | ClientError::Skim(_) => "chunk-stream".into(),
             ClientError::Rejected(c) => format!("rejected:{c}"),
             ClientError::Ended(c) => format!("ended:{c}"),
             ClientError::Closed => "closed".into(),
@@ -115,21 +108,27 @@ impl ClientError {
     }
 }
 
-/// The client's protocol state: bytes in, messages and bytes out.
+/// Which of the protocol's flows walks the session.
+enum Flow {
+    /// Until the handshake is done (the flow's start queues `connect`).
+    Handshaking(ClientHandshake),
+    Play(PlayFlow),
+    Publish(PublishFlow),
+}
+
+/// One connection's protocol state: the handshake, then cascade's own
+/// client session walked by its play or publish flow. Bytes in, media to
+/// the caller, bytes out in [`ClientProto::out`].
 pub struct ClientProto {
     role: Role,
-    url: RtmpUrl,
-    hs: ClientHandshake,
-    phase: Phase,
-    dec: ChunkDecoder,
-    writer: MessageWriter,
-    /// Bytes to send to the server.
+    name: String,
+    flow: Flow,
+    session: ClientSession,
+    /// Bytes to send to the server: the handshake's, then the session's.
     pub out: BytesMut,
+    /// Publisher: Publish.Start received. Player: play sent.
+    active: bool,
     stream_id: u32,
-    ack_window: u32,
-    received: u32,
-    unacked: u32,
-    amf: AmfLimits,
 }
 
 impl ClientProto {
@@ -137,33 +136,28 @@ impl ClientProto {
         let mut hs = ClientHandshake::new(complex_handshake);
         let mut out = BytesMut::with_capacity(4096);
         hs.start(&mut out);
+        let mut config = ClientConfig::new(&url.app, &url.tc_url());
+        config.flash_ver = "FMLE/3.0 (compatible; cascade-loadtest)".into();
+        // A player sends nothing worth a larger chunk; a publisher uses
+        // what OBS uses.
+        config.chunk_size = match role {
+            Role::Play => 128,
+            Role::Publish => PUBLISH_CHUNK_SIZE,
+        };
         ClientProto {
             role,
-            url,
-            hs,
-            phase: Phase::Handshake,
-            dec: ChunkDecoder::new(ChunkLimits::default()),
-            writer: MessageWriter::default(),
+            name: url.name,
+            flow: Flow::Handshaking(hs),
+            session: ClientSession::new(config),
             out,
+            active: false,
             stream_id: 0,
-            ack_window: 0,
-            received: 0,
-            unacked: 0,
-            amf: AmfLimits::default(),
         }
     }
 
     /// Publisher: Publish.Start received. Player: play sent.
     pub fn is_active(&self) -> bool {
-        self.phase == Phase::Active
-    }
-
-    pub fn stream_id(&self) -> u32 {
-        self.stream_id
-    }
-
-    pub fn chunk_size(&self) -> u32 {
-        self.writer.chunk_size()
+        self.active
     }
 
     /// Consumes what it can of `rbuf` (`new_bytes` of it just arrived, for
@@ -178,11 +172,11 @@ impl ClientProto {
         if !self.feed_handshake(rbuf)? {
             return Ok(());
         }
-        while let Some(raw) = self.dec.decode(rbuf)? {
+        while let Some(raw) = self.session.decode(rbuf)? {
             if is_media(raw.type_id) {
                 on_media(&raw);
             } else {
-                self.on_message(&raw)?;
+                self.on_message(raw)?;
             }
         }
         Ok(())
@@ -191,172 +185,84 @@ impl ClientProto {
     /// Runs the handshake on `rbuf`; true once it is done (the connect is
     /// then queued and what follows in `rbuf` is chunk stream).
     pub fn feed_handshake(&mut self, rbuf: &mut BytesMut) -> Result<bool, ClientError> {
-        if self.phase == Phase::Handshake {
-            if self.hs.feed(rbuf, &mut self.out)? == HandshakeStatus::InProgress {
+        if let Flow::Handshaking(hs) = &mut self.flow {
+            if hs.feed(rbuf, &mut self.out)? == HandshakeStatus::InProgress {
                 return Ok(false);
             }
-            self.send_connect();
+            self.flow = match self.role {
+                Role::Play => Flow::Play(PlayFlow::start(&mut self.session, &self.name)),
+                Role::Publish => Flow::Publish(PublishFlow::start(&mut self.session, &self.name)),
+            };
+            self.take_session_output();
         }
         Ok(true)
     }
 
     pub fn handshake_done(&self) -> bool {
-        self.phase != Phase::Handshake
+        !matches!(self.flow, Flow::Handshaking(_))
     }
 
-    /// Counts received bytes and queues an acknowledgement per window.
+    /// Counts received bytes; the session acknowledges each window.
     pub fn count_received(&mut self, n: usize) {
-        let n = n as u32;
-        self.received = self.received.wrapping_add(n);
-        self.unacked = self.unacked.saturating_add(n);
-        if self.ack_window > 0 && self.unacked >= self.ack_window {
-            self.unacked = 0;
-            self.writer.acknowledgement(self.received, &mut self.out);
-        }
+        self.session.received(n);
+        self.take_session_output();
     }
 
-    fn send_connect(&mut self) {
-        if self.role == Role::Publish {
-            self.writer
-                .set_chunk_size(PUBLISH_CHUNK_SIZE, &mut self.out);
-        }
-        let obj = Amf0Value::object([
-            ("app", Amf0Value::String(self.url.app.clone())),
-            (
-                "flashVer",
-                Amf0Value::String("FMLE/3.0 (compatible; cascade-loadtest)".into()),
-            ),
-            ("tcUrl", Amf0Value::String(self.url.tc_url())),
-            ("fpad", Amf0Value::Boolean(false)),
-            ("capabilities", Amf0Value::Number(15.0)),
-            ("audioCodecs", Amf0Value::Number(4071.0)),
-            ("videoCodecs", Amf0Value::Number(252.0)),
-            ("videoFunction", Amf0Value::Number(1.0)),
-        ]);
-        let cmd = [
-            Amf0Value::String("connect".into()),
-            Amf0Value::Number(TID_CONNECT),
-            obj,
-        ];
-        self.writer.command(0, &cmd, &mut self.out);
-        self.phase = Phase::Connect;
-    }
-
-    fn send_create_stream(&mut self) {
-        let name = Amf0Value::String(self.url.name.clone());
-        if self.role == Role::Publish {
-            for (cmd, tid) in [("releaseStream", 2.0), ("FCPublish", 3.0)] {
-                let v = [
-                    Amf0Value::String(cmd.into()),
-                    Amf0Value::Number(tid),
-                    Amf0Value::Null,
-                    name.clone(),
-                ];
-                self.writer.command(0, &v, &mut self.out);
-            }
-        }
-        let v = [
-            Amf0Value::String("createStream".into()),
-            Amf0Value::Number(TID_CREATE_STREAM),
-            Amf0Value::Null,
-        ];
-        self.writer.command(0, &v, &mut self.out);
-        self.phase = Phase::CreateStream;
-    }
-
-    fn send_start(&mut self) {
-        let name = Amf0Value::String(self.url.name.clone());
-        match self.role {
-            Role::Publish => {
-                let v = [
-                    Amf0Value::String("publish".into()),
-                    Amf0Value::Number(5.0),
-                    Amf0Value::Null,
-                    name,
-                    Amf0Value::String("live".into()),
-                ];
-                self.writer.command(self.stream_id, &v, &mut self.out);
-                self.phase = Phase::Start;
-            }
-            Role::Play => {
-                let v = [
-                    Amf0Value::String("play".into()),
-                    Amf0Value::Number(0.0),
-                    Amf0Value::Null,
-                    name,
-                    Amf0Value::Number(-2000.0),
-                ];
-                self.writer.command(self.stream_id, &v, &mut self.out);
-                let buffer = UserControl::SetBufferLength {
-                    stream_id: self.stream_id,
-                    millis: 3000,
-                };
-                self.writer.user_control(buffer, &mut self.out);
-                self.phase = Phase::Active;
-            }
-        }
+    /// Serializes one media message for the server on our stream.
+    pub fn send_media(&mut self, kind: MediaKind, timestamp: u32, payload: &[u8]) {
+        let sid = self.stream_id;
+        self.session.send_media(sid, kind, timestamp, payload);
+        self.take_session_output();
     }
 
     /// Handles a control or command message (anything but media and data).
-    pub fn on_message(&mut self, raw: &RawMessage) -> Result<(), ClientError> {
-        // Unparseable control or command messages are skipped, not fatal:
-        // the harness measures servers, it does not police them.
-        let Ok(msg) = Message::parse(raw, &self.amf) else {
-            return Ok(());
+    pub fn on_message(&mut self, raw: RawMessage) -> Result<(), ClientError> {
+        // A message that does not parse is skipped, not fatal: the harness
+        // measures servers, it does not police them.
+        match self.session.handle_message(raw) {
+            Ok(()) | Err(SessionError::Message(_)) => {}
+            Err(e) => return Err(e.into()),
+        }
+        while let Some(ev) = self.session.poll_event() {
+            self.on_event(ev)?;
+        }
+        self.take_session_output();
+        Ok(())
+    }
+
+    /// Walks the flow one event on; an error when the server refused or
+    /// ended what we asked for.
+    fn on_event(&mut self, ev: ClientEvent) -> Result<(), ClientError> {
+        let active = match &mut self.flow {
+            Flow::Handshaking(_) => None,
+            Flow::Play(flow) => match flow.on_event(&mut self.session, ev) {
+                PlayStep::Requested { stream_id } => Some(stream_id),
+                PlayStep::ConnectRefused { code, .. } | PlayStep::Refused { code, .. } => {
+                    return Err(ClientError::Rejected(code))
+                }
+                PlayStep::Ended { code, .. } => return Err(ClientError::Ended(code)),
+                _ => None,
+            },
+            Flow::Publish(flow) => match flow.on_event(&mut self.session, ev) {
+                PublishStep::Live { stream_id } => Some(stream_id),
+                PublishStep::ConnectRefused { code, .. } | PublishStep::Refused { code, .. } => {
+                    return Err(ClientError::Rejected(code))
+                }
+                PublishStep::Closed { code, .. } => return Err(ClientError::Ended(code)),
+                PublishStep::Pending => None,
+            },
         };
-        match msg {
-            Message::WindowAckSize(n) => self.ack_window = n,
-            Message::UserControl(UserControl::PingRequest(t)) => self
-                .writer
-                .user_control(UserControl::PingResponse(t), &mut self.out),
-            Message::Command(c) => self.on_command(&c)?,
-            _ => {}
+        if let Some(stream_id) = active {
+            self.stream_id = stream_id;
+            self.active = true;
         }
         Ok(())
     }
 
-    fn on_command(&mut self, c: &Command) -> Result<(), ClientError> {
-        match c.name.as_str() {
-            "_result" if c.transaction_id == TID_CONNECT && self.phase == Phase::Connect => {
-                self.send_create_stream();
-            }
-            "_result"
-                if c.transaction_id == TID_CREATE_STREAM && self.phase == Phase::CreateStream =>
-            {
-                let id = c.args.first().and_then(|v| v.as_f64()).unwrap_or(1.0);
-                self.stream_id = id as u32;
-                self.send_start();
-            }
-            "_error"
-                if c.transaction_id == TID_CONNECT || c.transaction_id == TID_CREATE_STREAM =>
-            {
-                return Err(ClientError::Rejected(
-                    status_code(c).unwrap_or("_error").to_string(),
-                ));
-            }
-            "onStatus" => {
-                let code = status_code(c).unwrap_or("");
-                let level = c
-                    .args
-                    .first()
-                    .and_then(|i| i.get("level"))
-                    .and_then(|v| v.as_str());
-                if level == Some("error") {
-                    return Err(ClientError::Rejected(code.to_string()));
-                }
-                match code {
-                    "NetStream.Publish.Start" => self.phase = Phase::Active,
-                    "NetStream.Play.Stop"
-                    | "NetStream.Play.Complete"
-                    | "NetStream.Play.UnpublishNotify" => {
-                        return Err(ClientError::Ended(code.to_string()))
-                    }
-                    _ => {}
-                }
-            }
-            _ => {}
+    fn take_session_output(&mut self) {
+        if let Some(b) = self.session.take_output() {
+            self.out.extend_from_slice(&b);
         }
-        Ok(())
     }
 }
 
@@ -370,13 +276,6 @@ pub fn is_media(t: u8) -> bool {
             | type_id::DATA_AMF3
             | type_id::AGGREGATE
     )
-}
-
-fn status_code(c: &Command) -> Option<&str> {
-    c.args
-        .first()
-        .and_then(|i| i.get("code"))
-        .and_then(|v| v.as_str())
 }
 
 /// Reads once into the spare capacity of `buf` (a plain read of a BytesMut

@@ -1,6 +1,12 @@
-//! A small blocking RTMP player built from the crate's own sans-IO pieces
-//! (handshake, chunk codec, AMF0, FLV classification), so a test can look at
-//! exactly which messages a server sends and when. Every read is bounded by
+//! A small blocking RTMP client for tests, built on the crate's own client
+//! session (`cascade::protocol::session::ClientSession`): the session
+//! decodes what arrives, acknowledges, answers pings and serializes the
+//! commands, so the normal path (connect, createStream, publish, play) is
+//! the one an edge pull speaks. Every message the server sends is also
+//! handed to the test as it arrived, so a test can look at exactly which
+//! messages a server sends and when. A few methods write bytes as the test
+//! gives them (`send_raw`, `send_message`, an illegal chunk size, a second
+//! `connect`): the session would never send those. Every read is bounded by
 //! a deadline; nothing here retries or blocks forever.
 
 use std::io::{Read, Write};
@@ -8,9 +14,11 @@ use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
-use cascade::protocol::amf::{decode_amf0_all, encode_amf0, Amf0Value, AmfLimits};
-use cascade::protocol::chunk::{encode_message, ChunkDecoder, ChunkLimits, RawMessage};
+use cascade::protocol::amf::{decode_amf0_all, Amf0Value, AmfLimits};
+use cascade::protocol::chunk::{encode_message, RawMessage};
 use cascade::protocol::handshake::{ClientHandshake, HandshakeStatus};
+use cascade::protocol::message::{csid, MessageWriter};
+use cascade::protocol::session::{ClientConfig, ClientEvent, ClientSession, SessionError};
 
 pub const TYPE_SET_CHUNK_SIZE: u8 = 1;
 pub const TYPE_ACK: u8 = 3;
@@ -21,27 +29,14 @@ pub const TYPE_VIDEO: u8 = 9;
 pub const TYPE_DATA_AMF0: u8 = 18;
 pub const TYPE_COMMAND_AMF0: u8 = 20;
 
-/// Chunk streams used for what we send, the way ffmpeg picks them.
-const CSID_CONTROL: u32 = 2;
-const CSID_COMMAND: u32 = 3;
-const CSID_PLAY: u32 = 8;
-
-/// Our outgoing chunk size until `set_out_chunk_size`: the protocol default.
-const OUT_CHUNK_SIZE: u32 = 128;
-
 pub struct RtmpClient {
     sock: TcpStream,
     input: BytesMut,
-    decoder: ChunkDecoder,
+    /// Made for the app named in `connect_app`; before that it only counts
+    /// for the chunk size of raw writes.
+    session: ClientSession,
     port: u16,
     app: String,
-    next_txn: f64,
-    /// Bytes received, for Acknowledgement messages (wraps like the protocol).
-    received: u32,
-    last_ack: u32,
-    ack_window: u32,
-    /// Chunk size of what we send (128 until `set_out_chunk_size`).
-    out_chunk: u32,
 }
 
 impl RtmpClient {
@@ -56,18 +51,22 @@ impl RtmpClient {
     pub fn connect_app(mut self, app: &str, timeout: Duration) -> Result<RtmpClient, String> {
         let deadline = Instant::now() + timeout;
         self.app = app.to_string();
-        let props = self.connect_props();
-        let txn = self.command(0, "connect", vec![props])?;
-        let reply = self.wait_result(txn, deadline)?;
-        let code = reply
-            .get(3)
-            .and_then(|info| info.get("code"))
-            .and_then(Amf0Value::as_str)
-            .unwrap_or_default()
-            .to_string();
-        if code != "NetConnection.Connect.Success" {
-            return Err(format!("connect answered {reply:?}"));
-        }
+        let tc_url = format!("rtmp://127.0.0.1:{}/{app}", self.port);
+        let mut config = ClientConfig::new(app, &tc_url);
+        config.flash_ver = FLASH_VER.into();
+        // The protocol default, so nothing is announced: tests that write
+        // raw chunks next count on the server reading them at 128.
+        config.chunk_size = 128;
+        self.session = ClientSession::new(config);
+        self.session.connect();
+        self.flush()?;
+        self.wait_event(deadline, "connect", |ev| match ev {
+            ClientEvent::Connected => Some(Ok(())),
+            ClientEvent::ConnectRejected { code, description } => {
+                Some(Err(format!("connect answered {code}: {description}")))
+            }
+            _ => None,
+        })?;
         Ok(self)
     }
 
@@ -77,7 +76,7 @@ impl RtmpClient {
         let tc_url = format!("rtmp://127.0.0.1:{}/{app}", self.port);
         Amf0Value::object([
             ("app", Amf0Value::from(app)),
-            ("flashVer", Amf0Value::from("LNX 9,0,124,2")),
+            ("flashVer", Amf0Value::from(FLASH_VER)),
             ("tcUrl", Amf0Value::from(tc_url.as_str())),
             ("fpad", Amf0Value::from(false)),
             ("capabilities", Amf0Value::from(15.0)),
@@ -104,14 +103,9 @@ impl RtmpClient {
         let mut client = RtmpClient {
             sock,
             input: BytesMut::with_capacity(64 * 1024),
-            decoder: ChunkDecoder::new(ChunkLimits::default()),
+            session: ClientSession::new(ClientConfig::default()),
             port,
             app: String::new(),
-            next_txn: 1.0,
-            received: 0,
-            last_ack: 0,
-            ack_window: 0,
-            out_chunk: OUT_CHUNK_SIZE,
         };
         client.handshake(deadline)?;
         Ok(client)
@@ -127,24 +121,21 @@ impl RtmpClient {
         self.write(bytes)
     }
 
-    /// Sends Set Chunk Size `size` (any value, even illegal ones) and, if
-    /// `apply`, chunks what we send next with it.
+    /// Sends Set Chunk Size `size` and, if `apply`, chunks what we send
+    /// next with it (the session does both). Without `apply` the value goes
+    /// out as given, even an illegal one, and nothing changes here.
     pub fn set_out_chunk_size(&mut self, size: u32, apply: bool) -> Result<(), String> {
-        let mut out = BytesMut::new();
-        encode_message(
-            CSID_CONTROL,
-            0,
+        if apply {
+            self.session.set_chunk_size(size);
+            return self.flush();
+        }
+        self.send_message(
+            csid::CONTROL,
             TYPE_SET_CHUNK_SIZE,
             0,
+            0,
             &size.to_be_bytes(),
-            self.out_chunk,
-            &mut out,
-        );
-        self.write(&out)?;
-        if apply {
-            self.out_chunk = size;
-        }
-        Ok(())
+        )
     }
 
     /// One message as is (`type_id` and payload of the caller's choosing).
@@ -157,14 +148,9 @@ impl RtmpClient {
         payload: &[u8],
     ) -> Result<(), String> {
         let mut out = BytesMut::new();
+        let chunk = self.session.out_chunk_size();
         encode_message(
-            csid,
-            timestamp,
-            type_id,
-            stream_id,
-            payload,
-            self.out_chunk,
-            &mut out,
+            csid, timestamp, type_id, stream_id, payload, chunk, &mut out,
         );
         self.write(&out)
     }
@@ -188,19 +174,17 @@ impl RtmpClient {
         timeout: Duration,
     ) -> Result<String, String> {
         let deadline = Instant::now() + timeout;
-        self.command(
-            sid,
-            "publish",
-            vec![Amf0Value::from(name), Amf0Value::from("live")],
-        )?;
-        loop {
-            let msg = self
-                .next_message(deadline)?
-                .ok_or_else(|| "no answer to publish".to_string())?;
-            if let Some(code) = status_code(&msg) {
-                return Ok(code);
+        self.forget_events();
+        self.session.publish(sid, name);
+        self.flush()?;
+        self.wait_event(deadline, "publish", |ev| match ev {
+            ClientEvent::PublishStarted { .. } => Some(Ok("NetStream.Publish.Start".into())),
+            ClientEvent::Status { code, .. } => Some(Ok(code)),
+            ClientEvent::ReconnectRequest { .. } => {
+                Some(Ok("NetConnection.Connect.ReconnectRequest".into()))
             }
-        }
+            _ => None,
+        })
     }
 
     /// The socket, for tests that read or write around the client.
@@ -241,102 +225,82 @@ impl RtmpClient {
     }
 
     /// Sends an AMF0 command `[name, txn, null, args...]` on `stream_id`;
-    /// returns its transaction id.
+    /// returns its transaction id. Its answer is for the test to read.
+    /// `connect` goes out as `[connect, txn, args...]` without the session
+    /// (which connects once): a second one is a test of the server.
     pub fn command(
         &mut self,
         stream_id: u32,
         name: &str,
         args: Vec<Amf0Value>,
     ) -> Result<f64, String> {
-        let txn = self.next_txn;
-        self.next_txn += 1.0;
-        let mut values = vec![Amf0Value::from(name), Amf0Value::from(txn)];
         if name != "connect" {
-            values.push(Amf0Value::Null);
+            let txn = self.session.call(stream_id, name, &args);
+            self.flush()?;
+            return Ok(txn);
         }
+        let txn = 1.0;
+        let mut values = vec![Amf0Value::from(name), Amf0Value::from(txn)];
         values.extend(args);
-        let csid = if stream_id == 0 {
-            CSID_COMMAND
-        } else {
-            CSID_PLAY
-        };
-        self.send_amf0(csid, stream_id, &values)?;
-        Ok(txn)
-    }
-
-    fn send_amf0(&mut self, csid: u32, stream_id: u32, values: &[Amf0Value]) -> Result<(), String> {
-        let mut body = BytesMut::new();
-        for v in values {
-            encode_amf0(v, &mut body);
-        }
         let mut out = BytesMut::new();
-        encode_message(
-            csid,
-            0,
-            TYPE_COMMAND_AMF0,
-            stream_id,
-            &body,
-            self.out_chunk,
-            &mut out,
-        );
-        self.write(&out)
+        MessageWriter::with_chunk_size(self.session.out_chunk_size())
+            .command(stream_id, &values, &mut out);
+        self.write(&out)?;
+        Ok(txn)
     }
 
     /// `createStream`; returns the message stream id the server allotted.
     pub fn create_stream(&mut self, timeout: Duration) -> Result<u32, String> {
         let deadline = Instant::now() + timeout;
-        let txn = self.command(0, "createStream", vec![])?;
-        let reply = self.wait_result(txn, deadline)?;
-        let id = reply
-            .get(3)
-            .and_then(Amf0Value::as_f64)
-            .ok_or_else(|| format!("createStream answered {reply:?}"))?;
-        if !(1.0..=f64::from(u32::MAX)).contains(&id) || id.fract() != 0.0 {
-            return Err(format!("createStream returned stream id {id}"));
-        }
-        Ok(id as u32)
+        self.forget_events();
+        self.session.create_stream();
+        self.flush()?;
+        self.wait_event(deadline, "createStream", |ev| match ev {
+            ClientEvent::StreamCreated { stream_id } => Some(Ok(stream_id)),
+            // An `_error`, or a stream id the session refuses (0, fractions).
+            ClientEvent::Status {
+                stream_id: 0,
+                level,
+                code,
+                description,
+            } if level == "error" => {
+                Some(Err(format!("createStream answered {code}: {description}")))
+            }
+            _ => None,
+        })
     }
 
-    /// Set Buffer Length then `play(name, -2000)` on `stream_id`. Returns the
-    /// instant right after `play` was written.
+    /// `play(name)` and Set Buffer Length on `stream_id`. Returns the
+    /// instant right after they were written.
     pub fn play(&mut self, stream_id: u32, name: &str) -> Result<Instant, String> {
-        let mut ev = Vec::with_capacity(10);
-        ev.extend_from_slice(&3u16.to_be_bytes());
-        ev.extend_from_slice(&stream_id.to_be_bytes());
-        ev.extend_from_slice(&3000u32.to_be_bytes());
-        let mut out = BytesMut::new();
-        encode_message(
-            CSID_CONTROL,
-            0,
-            TYPE_USER_CONTROL,
-            0,
-            &ev,
-            self.out_chunk,
-            &mut out,
-        );
-        self.write(&out)?;
-        self.command(
-            stream_id,
-            "play",
-            vec![Amf0Value::from(name), Amf0Value::from(-2000.0)],
-        )?;
+        self.session.play(stream_id, name);
+        self.flush()?;
         Ok(Instant::now())
     }
 
-    /// Next message, or None at the deadline. Window acknowledgement size is
-    /// honoured (acks are sent) so servers never stall us.
+    /// Next message, or None at the deadline. The session sees it first:
+    /// acknowledgements and ping answers go out, a Set Chunk Size applies.
     pub fn next_message(&mut self, deadline: Instant) -> Result<Option<RawMessage>, String> {
+        let msg = self.next_raw(deadline)?;
+        // A test reading messages acts on them itself.
+        self.forget_events();
+        Ok(msg)
+    }
+
+    /// `next_message`, leaving the session's events for `wait_event`.
+    fn next_raw(&mut self, deadline: Instant) -> Result<Option<RawMessage>, String> {
         loop {
-            if let Some(msg) = self
-                .decoder
+            let decoded = self
+                .session
                 .decode(&mut self.input)
-                .map_err(|e| format!("chunk decode: {e}"))?
-            {
-                if msg.type_id == TYPE_WINDOW_ACK_SIZE {
-                    if let Some(b) = msg.payload.get(..4) {
-                        self.ack_window = u32::from_be_bytes([b[0], b[1], b[2], b[3]]);
-                    }
+                .map_err(|e| format!("chunk decode: {e}"))?;
+            if let Some(msg) = decoded {
+                match self.session.handle_message(msg.clone()) {
+                    // Handed to the test as it is, which may be the point.
+                    Ok(()) | Err(SessionError::Message(_)) => {}
+                    Err(e) => return Err(format!("session: {e}")),
                 }
+                self.flush()?;
                 return Ok(Some(msg));
             }
             match self.fill(deadline) {
@@ -347,28 +311,37 @@ impl RtmpClient {
         }
     }
 
-    /// Reads until the `_result` (or `_error`) for `txn`; returns its values.
-    fn wait_result(&mut self, txn: f64, deadline: Instant) -> Result<Vec<Amf0Value>, String> {
+    /// Reads until `pick` makes something of a session event; an error at
+    /// the deadline.
+    fn wait_event<T>(
+        &mut self,
+        deadline: Instant,
+        what: &str,
+        mut pick: impl FnMut(ClientEvent) -> Option<Result<T, String>>,
+    ) -> Result<T, String> {
         loop {
-            let msg = self
-                .next_message(deadline)?
-                .ok_or_else(|| format!("no reply to transaction {txn}"))?;
-            if msg.type_id != TYPE_COMMAND_AMF0 {
-                continue;
-            }
-            let values = decode_amf0_all(&msg.payload, &AmfLimits::default())
-                .map_err(|e| format!("bad AMF0 command: {e}"))?;
-            let name = values
-                .first()
-                .and_then(Amf0Value::as_str)
-                .unwrap_or_default();
-            let id = values.get(1).and_then(Amf0Value::as_f64);
-            if id == Some(txn) {
-                if name == "_result" {
-                    return Ok(values);
+            while let Some(ev) = self.session.poll_event() {
+                if let Some(done) = pick(ev) {
+                    return done;
                 }
-                return Err(format!("transaction {txn} answered {values:?}"));
             }
+            if self.next_raw(deadline)?.is_none() {
+                return Err(format!("no answer to {what}"));
+            }
+        }
+    }
+
+    /// Drops events nobody waits for; the answer to a command sent next
+    /// cannot be among them.
+    fn forget_events(&mut self) {
+        while self.session.poll_event().is_some() {}
+    }
+
+    /// Sends what the session queued.
+    fn flush(&mut self) -> Result<(), String> {
+        match self.session.take_output() {
+            Some(out) => self.write(&out),
+            None => Ok(()),
         }
     }
 
@@ -395,7 +368,8 @@ impl RtmpClient {
             Ok(0) => Err("server closed the connection".to_string()),
             Ok(n) => {
                 self.input.extend_from_slice(&buf[..n]);
-                self.count_received(n)
+                self.session.received(n);
+                self.flush()
             }
             Err(e)
                 if matches!(
@@ -408,20 +382,10 @@ impl RtmpClient {
             Err(e) => Err(format!("read: {e}")),
         }
     }
-
-    fn count_received(&mut self, n: usize) -> Result<(), String> {
-        self.received = self.received.wrapping_add(n as u32);
-        if self.ack_window > 0 && self.received.wrapping_sub(self.last_ack) >= self.ack_window {
-            self.last_ack = self.received;
-            let mut out = BytesMut::new();
-            let seq = self.received.to_be_bytes();
-            encode_message(CSID_CONTROL, 0, TYPE_ACK, 0, &seq, self.out_chunk, &mut out);
-            self.write(&out)?;
-        }
-        Ok(())
-    }
 }
 
+/// The flashVer ffmpeg sends.
+const FLASH_VER: &str = "LNX 9,0,124,2";
 const TIMED_OUT: &str = "timed out";
 
 /// Decodes an AMF0 command or data message; empty on malformed input.

@@ -8,17 +8,15 @@
 //!    `accept_*`/`reject_*` before `handle_input` makes further progress,
 //! 4. send what [`ServerSession::take_output`] returns.
 
-use std::collections::VecDeque;
-
 use bytes::{Bytes, BytesMut};
 
 use crate::protocol::amf::{Amf0Value, AmfLimits};
-use crate::protocol::chunk::{Admission, ChunkDecoder, ChunkError, ChunkLimits, RawMessage};
+use crate::protocol::chunk::{Admission, ChunkError, ChunkLimits, RawMessage};
 use crate::protocol::command::{ClientCommand, StreamPath};
-use crate::protocol::message::{type_id, Message, MessageError, MessageWriter, UserControl};
+use crate::protocol::message::{type_id, MessageError};
 
-use super::aggregate::split_aggregate;
-use super::data::{check_metadata, classify_data, DataMessage};
+use super::core::{Inbound, SessionCore};
+use super::data::check_metadata;
 use super::status::{connect_result, on_status, status_info};
 
 /// Settings the server session needs; all explicit, no globals.
@@ -151,19 +149,14 @@ pub(super) enum StreamState {
 
 pub struct ServerSession {
     config: ServerConfig,
-    pub(super) decoder: ChunkDecoder,
-    pub(super) writer: MessageWriter,
-    pub(super) out: BytesMut,
-    events: VecDeque<ServerEvent>,
+    /// Chunks, byte accounting, output and events, shared with the client.
+    pub(super) core: SessionCore<ServerEvent>,
     connected: bool,
     object_encoding: f64,
     streams: Vec<(u32, StreamState)>,
     next_stream_id: u32,
     /// A publish or play waiting for the application's decision.
     pending: Option<u32>,
-    received: u64,
-    last_ack: u64,
-    peer_window: u32,
     /// The app from `connect`, with any query still on it.
     app: String,
     /// Consecutive empty audio/video messages.
@@ -172,22 +165,17 @@ pub struct ServerSession {
 
 impl ServerSession {
     pub fn new(config: ServerConfig) -> Self {
-        let mut decoder = ChunkDecoder::new(config.chunk_limits.clone());
-        decoder.set_admission(Admission::PreConnect);
+        // Until the client announces its window, acknowledge at ours.
+        let mut core = SessionCore::new(config.chunk_limits.clone(), config.window_ack_size);
+        core.decoder.set_admission(Admission::PreConnect);
         ServerSession {
-            decoder,
-            peer_window: config.window_ack_size,
+            core,
             config,
-            writer: MessageWriter::default(),
-            out: BytesMut::with_capacity(4096),
-            events: VecDeque::new(),
             connected: false,
             object_encoding: 0.0,
             streams: Vec::new(),
             next_stream_id: 1,
             pending: None,
-            received: 0,
-            last_ack: 0,
             app: String::new(),
             empty_media: 0,
         }
@@ -200,18 +188,13 @@ impl ServerSession {
 
     /// The chunk size this session announced; media sent to this peer must use it.
     pub fn out_chunk_size(&self) -> u32 {
-        self.writer.chunk_size()
+        self.core.out_chunk_size()
     }
 
     /// Counts bytes read from the peer and acknowledges each full window.
     /// The sequence number is the byte count modulo 2^32.
     pub fn received(&mut self, n: usize) {
-        self.received += n as u64;
-        if self.peer_window > 0 && self.received - self.last_ack >= u64::from(self.peer_window) {
-            self.last_ack = self.received;
-            self.writer
-                .acknowledgement(self.received as u32, &mut self.out);
-        }
+        self.core.received(n);
     }
 
     /// True while a publish or play awaits the application's decision.
@@ -223,7 +206,7 @@ impl ServerSession {
     /// bytes in `buf`) while a decision is pending.
     pub fn handle_input(&mut self, buf: &mut BytesMut) -> Result<(), SessionError> {
         while self.pending.is_none() {
-            let Some(raw) = self.decoder.decode(buf)? else {
+            let Some(raw) = self.core.decode(buf)? else {
                 break;
             };
             self.handle_raw(raw)?;
@@ -232,52 +215,29 @@ impl ServerSession {
     }
 
     pub fn poll_event(&mut self) -> Option<ServerEvent> {
-        self.events.pop_front()
+        self.core.poll_event()
     }
 
     /// Bytes to send to the peer, if any.
     pub fn take_output(&mut self) -> Option<Bytes> {
-        if self.out.is_empty() {
-            None
-        } else {
-            Some(self.out.split().freeze())
-        }
+        self.core.take_output()
     }
 
     fn handle_raw(&mut self, raw: RawMessage) -> Result<(), SessionError> {
-        let msg = Message::parse(&raw, &self.config.amf_limits)?;
         let sid = raw.stream_id;
-        match msg {
-            // Chunk size and abort were applied by the decoder already.
-            Message::SetChunkSize(_) | Message::Abort(_) | Message::Acknowledgement(_) => {}
-            Message::WindowAckSize(w) => self.peer_window = w,
-            Message::SetPeerBandwidth { .. } => {}
-            Message::UserControl(UserControl::PingRequest(t)) => {
-                self.writer
-                    .user_control(UserControl::PingResponse(t), &mut self.out);
-            }
-            Message::UserControl(_) | Message::Ignored { .. } => {}
-            Message::Audio(p) => self.media(sid, MediaKind::Audio, raw.timestamp, p)?,
-            Message::Video(p) => self.media(sid, MediaKind::Video, raw.timestamp, p)?,
-            Message::Data(p) => self.data(sid, raw.timestamp, p)?,
-            Message::Aggregate(p) => {
-                for m in split_aggregate(&p, raw.timestamp) {
-                    match m.type_id {
-                        type_id::AUDIO => {
-                            self.media(sid, MediaKind::Audio, m.timestamp, m.payload)?
-                        }
-                        type_id::VIDEO => {
-                            self.media(sid, MediaKind::Video, m.timestamp, m.payload)?
-                        }
-                        type_id::DATA_AMF0 => self.data(sid, m.timestamp, m.payload)?,
-                        _ => {}
-                    }
+        match self.core.inbound(&raw, &self.config.amf_limits)? {
+            Inbound::Media(pieces) => {
+                for p in pieces {
+                    self.media(sid, p.kind, p.timestamp, p.payload)?;
                 }
             }
-            Message::Command(c) => {
+            Inbound::Command(c) => {
                 let cmd = ClientCommand::from_command(&c);
                 self.command(sid, c.transaction_id, cmd)?;
             }
+            // A client's Set Peer Bandwidth and user control events
+            // (buffer length) change nothing here.
+            Inbound::Control(_) | Inbound::Done => {}
         }
         Ok(())
     }
@@ -311,30 +271,23 @@ impl ServerSession {
             return Ok(());
         }
         self.empty_media = 0;
+        if kind == MediaKind::Metadata {
+            // Cached and replayed to every player: refuse a nesting or
+            // item bomb here rather than hand it to their parsers.
+            check_metadata(&payload, &self.config.amf_limits).map_err(|source| {
+                MessageError::Amf {
+                    type_id: type_id::DATA_AMF0,
+                    source,
+                }
+            })?;
+        }
         if self.state(stream_id) == Some(&StreamState::Publishing) {
-            self.events.push_back(ServerEvent::Media {
+            self.core.push_event(ServerEvent::Media {
                 stream_id,
                 kind,
                 timestamp,
                 payload,
             });
-        }
-        Ok(())
-    }
-
-    /// `@setDataFrame("onMetaData", …)` is stored and forwarded as
-    /// `onMetaData …`: a slice past the first string, no re-encoding.
-    fn data(&mut self, stream_id: u32, timestamp: u32, payload: Bytes) -> Result<(), SessionError> {
-        if let DataMessage::Media(kind, body) = classify_data(payload) {
-            if kind == MediaKind::Metadata {
-                check_metadata(&body, &self.config.amf_limits).map_err(|source| {
-                    MessageError::Amf {
-                        type_id: type_id::DATA_AMF0,
-                        source,
-                    }
-                })?;
-            }
-            self.media(stream_id, kind, timestamp, body)?;
         }
         Ok(())
     }
@@ -351,16 +304,16 @@ impl ServerSession {
                     return Err(SessionError::AlreadyConnected);
                 }
                 self.connected = true;
-                self.decoder.set_admission(Admission::Connected);
+                self.core.decoder.set_admission(Admission::Connected);
                 self.app = p.app.clone();
                 self.object_encoding = p.object_encoding;
-                let w = &mut self.writer;
-                w.window_ack_size(self.config.window_ack_size, &mut self.out);
-                w.set_peer_bandwidth(self.config.peer_bandwidth, 2, &mut self.out);
-                w.set_chunk_size(self.config.chunk_size, &mut self.out);
-                let reply = connect_result(txn, p.object_encoding);
-                self.writer.command(0, &reply, &mut self.out);
-                self.events.push_back(ServerEvent::Connected {
+                let (w, out) = (&mut self.core.writer, &mut self.core.out);
+                w.window_ack_size(self.config.window_ack_size, out);
+                w.set_peer_bandwidth(self.config.peer_bandwidth, 2, out);
+                w.set_chunk_size(self.config.chunk_size, out);
+                self.core
+                    .command(0, &connect_result(txn, p.object_encoding));
+                self.core.push_event(ServerEvent::Connected {
                     app: p.app,
                     tc_url: p.tc_url,
                     four_cc_list: p.four_cc_list,
@@ -400,7 +353,7 @@ impl ServerSession {
                 let app = self.app_for_path();
                 self.set_state(sid, StreamState::PublishPending);
                 self.pending = Some(sid);
-                self.events.push_back(ServerEvent::PublishRequested {
+                self.core.push_event(ServerEvent::PublishRequested {
                     stream_id: sid,
                     path: StreamPath::new(&app, &name),
                     kind,
@@ -416,7 +369,7 @@ impl ServerSession {
                 let app = self.app_for_path();
                 self.set_state(sid, StreamState::PlayPending);
                 self.pending = Some(sid);
-                self.events.push_back(ServerEvent::PlayRequested {
+                self.core.push_event(ServerEvent::PlayRequested {
                     stream_id: sid,
                     path: StreamPath::new(&app, &name),
                     start,
@@ -436,19 +389,19 @@ impl ServerSession {
                     code,
                     if pause { "Paused" } else { "Unpaused" },
                 );
-                self.events.push_back(ServerEvent::Paused {
+                self.core.push_event(ServerEvent::Paused {
                     stream_id: sid,
                     paused: pause,
                 });
             }
             ClientCommand::ReceiveAudio(enabled) => {
-                self.events.push_back(ServerEvent::ReceiveAudio {
+                self.core.push_event(ServerEvent::ReceiveAudio {
                     stream_id: sid,
                     enabled,
                 })
             }
             ClientCommand::ReceiveVideo(enabled) => {
-                self.events.push_back(ServerEvent::ReceiveVideo {
+                self.core.push_event(ServerEvent::ReceiveVideo {
                     stream_id: sid,
                     enabled,
                 })
@@ -469,7 +422,7 @@ impl ServerSession {
                         Amf0Value::Null,
                         info,
                     ];
-                    self.writer.command(0, &values, &mut self.out);
+                    self.core.command(0, &values);
                 }
             }
         }
@@ -502,12 +455,12 @@ impl ServerSession {
     fn finish_stream(&mut self, sid: u32) {
         match self.state(sid) {
             Some(StreamState::Publishing) => {
-                self.events
-                    .push_back(ServerEvent::PublishFinished { stream_id: sid });
+                self.core
+                    .push_event(ServerEvent::PublishFinished { stream_id: sid });
             }
             Some(StreamState::Playing) => {
-                self.events
-                    .push_back(ServerEvent::PlayFinished { stream_id: sid });
+                self.core
+                    .push_event(ServerEvent::PlayFinished { stream_id: sid });
             }
             _ => return,
         }
@@ -521,7 +474,7 @@ impl ServerSession {
             Amf0Value::Null,
             value,
         ];
-        self.writer.command(0, &values, &mut self.out);
+        self.core.command(0, &values);
     }
 
     pub(super) fn call(&mut self, sid: u32, name: &str, info: Amf0Value) {
@@ -531,12 +484,11 @@ impl ServerSession {
             Amf0Value::Null,
             info,
         ];
-        self.writer.command(sid, &values, &mut self.out);
+        self.core.command(sid, &values);
     }
 
     pub(super) fn status(&mut self, sid: u32, level: &str, code: &str, description: &str) {
-        let values = on_status(level, code, description);
-        self.writer.command(sid, &values, &mut self.out);
+        self.core.command(sid, &on_status(level, code, description));
     }
 
     pub(super) fn clear_pending(&mut self, sid: u32) {

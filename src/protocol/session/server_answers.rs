@@ -13,10 +13,10 @@ impl ServerSession {
     /// Publish allowed: `NetStream.Publish.Start` goes out only now.
     pub fn accept_publish(&mut self, sid: u32) {
         self.clear_pending(sid);
-        self.decoder.set_admission(Admission::Publishing);
+        self.core.decoder.set_admission(Admission::Publishing);
         self.set_state(sid, StreamState::Publishing);
-        self.writer
-            .user_control(UserControl::StreamBegin(sid), &mut self.out);
+        let begin = UserControl::StreamBegin(sid);
+        self.core.writer.user_control(begin, &mut self.core.out);
         self.status(sid, "status", "NetStream.Publish.Start", "Start publishing");
     }
 
@@ -37,8 +37,8 @@ impl ServerSession {
     pub fn accept_play(&mut self, sid: u32, reset: bool, name: &str) {
         self.clear_pending(sid);
         self.set_state(sid, StreamState::Playing);
-        self.writer
-            .user_control(UserControl::StreamBegin(sid), &mut self.out);
+        let begin = UserControl::StreamBegin(sid);
+        self.core.writer.user_control(begin, &mut self.core.out);
         if reset {
             self.status(
                 sid,
@@ -53,15 +53,12 @@ impl ServerSession {
             "NetStream.Play.Start",
             &format!("Started playing {name}."),
         );
-        self.writer.data(
-            sid,
-            &[
-                Amf0Value::String("|RtmpSampleAccess".into()),
-                Amf0Value::Boolean(true),
-                Amf0Value::Boolean(true),
-            ],
-            &mut self.out,
-        );
+        let access = [
+            Amf0Value::String("|RtmpSampleAccess".into()),
+            Amf0Value::Boolean(true),
+            Amf0Value::Boolean(true),
+        ];
+        self.core.writer.data(sid, &access, &mut self.core.out);
         // Sent as a command, not a data message: ffmpeg turns an unknown
         // data message into a spurious data stream.
         self.status(sid, "status", "NetStream.Data.Start", "Data start");
@@ -80,8 +77,8 @@ impl ServerSession {
     /// The publisher of a played stream left for good: StreamEOF and
     /// `UnpublishNotify` end ffmpeg and librtmp sessions.
     pub fn notify_unpublished(&mut self, sid: u32, name: &str) {
-        self.writer
-            .user_control(UserControl::StreamEof(sid), &mut self.out);
+        let eof = UserControl::StreamEof(sid);
+        self.core.writer.user_control(eof, &mut self.core.out);
         self.status(
             sid,
             "status",

@@ -12,21 +12,24 @@
 //! `Connected`; `prepare_publish` + `create_stream`, wait for
 //! `StreamCreated`; `publish`, wait for `PublishStarted`; then media.
 //! A player: `connect`, `create_stream`, `play`, wait for `PlayStarted`.
+//! [`PublishFlow`] and [`PlayFlow`] walk those orders for the caller.
 
 use std::collections::VecDeque;
 
 use bytes::{Bytes, BytesMut};
 
 use crate::protocol::amf::{Amf0Value, AmfLimits};
-use crate::protocol::chunk::{encode_message, ChunkDecoder, ChunkLimits, RawMessage};
-use crate::protocol::message::{csid, type_id, Command, Message, MessageWriter, UserControl};
+use crate::protocol::chunk::{encode_message, ChunkLimits, RawMessage};
+use crate::protocol::message::{csid, type_id, Command, Message, UserControl};
 
+mod play;
 mod publish;
 
+pub use play::{PlayFlow, PlayStage, PlayStep};
 pub use publish::{set_data_frame, PublishFlow, PublishStage, PublishStep};
 
-use super::aggregate::split_aggregate;
-use super::data::{classify_data, first_amf_string, DataMessage};
+use super::core::{Inbound, SessionCore};
+use super::data::first_amf_string;
 use super::server::{MediaKind, SessionError};
 
 /// Calls awaiting a `_result`/`_error` we act on; a server that never
@@ -138,18 +141,12 @@ enum Call {
 
 pub struct ClientSession {
     config: ClientConfig,
-    decoder: ChunkDecoder,
-    writer: MessageWriter,
-    out: BytesMut,
-    events: VecDeque<ClientEvent>,
+    /// Chunks, byte accounting, output and events, shared with the server.
+    core: SessionCore<ClientEvent>,
     next_txn: u32,
     pending: VecDeque<(f64, Call)>,
     /// Streams we publish on, with the name (for FCUnpublish).
     publishing: Vec<(u32, String)>,
-    received: u64,
-    last_ack: u64,
-    /// The server's Window Ack Size; 0 until announced (no acks before).
-    peer_window: u32,
     /// Last Window Ack Size we sent, so Set Peer Bandwidth is answered once per value.
     announced_window: Option<u32>,
 }
@@ -157,28 +154,24 @@ pub struct ClientSession {
 impl ClientSession {
     pub fn new(config: ClientConfig) -> Self {
         ClientSession {
-            decoder: ChunkDecoder::new(config.chunk_limits.clone()),
+            // No acknowledgements until the server announces its window.
+            core: SessionCore::new(config.chunk_limits.clone(), 0),
             config,
-            writer: MessageWriter::default(),
-            out: BytesMut::with_capacity(4096),
-            events: VecDeque::new(),
             next_txn: 1,
             pending: VecDeque::new(),
             publishing: Vec::new(),
-            received: 0,
-            last_ack: 0,
-            peer_window: 0,
             announced_window: None,
         }
     }
 
     /// The chunk size our output currently uses.
     pub fn out_chunk_size(&self) -> u32 {
-        self.writer.chunk_size()
+        self.core.out_chunk_size()
     }
 
     /// Queues `connect` (transaction 1 on a fresh session) followed by our
-    /// Set Chunk Size. Call right after the handshake completes.
+    /// Set Chunk Size (unless it is the default 128). Call right after the
+    /// handshake completes.
     pub fn connect(&mut self) {
         let c = &self.config;
         let mut props = vec![
@@ -207,15 +200,18 @@ impl ClientSession {
             Amf0Value::Number(txn),
             Amf0Value::object(props),
         ];
-        self.writer.command(0, &values, &mut self.out);
+        self.core.command(0, &values);
+        // Announcing the protocol default would change nothing.
         let size = self.config.chunk_size;
-        self.writer.set_chunk_size(size, &mut self.out);
+        if size != self.out_chunk_size() {
+            self.set_chunk_size(size);
+        }
     }
 
     /// Queues `createStream`; the answer arrives as `StreamCreated`.
     pub fn create_stream(&mut self) {
         let txn = self.track(Call::CreateStream);
-        self.call(0, "createStream", txn, &[]);
+        self.send_call(0, "createStream", txn, &[]);
     }
 
     /// `releaseStream` and `FCPublish`, which encoders send before
@@ -223,9 +219,9 @@ impl ClientSession {
     pub fn prepare_publish(&mut self, name: &str) {
         let arg = [Amf0Value::String(name.into())];
         let txn = self.untracked_txn();
-        self.call(0, "releaseStream", txn, &arg);
+        self.send_call(0, "releaseStream", txn, &arg);
         let txn = self.untracked_txn();
-        self.call(0, "FCPublish", txn, &arg);
+        self.send_call(0, "FCPublish", txn, &arg);
     }
 
     /// `publish(name, "live")` on `stream_id`; wait for `PublishStarted`
@@ -236,7 +232,7 @@ impl ClientSession {
             Amf0Value::String(name.into()),
             Amf0Value::String("live".into()),
         ];
-        self.call(stream_id, "publish", txn, &args);
+        self.send_call(stream_id, "publish", txn, &args);
         match self.publishing.iter_mut().find(|(id, _)| *id == stream_id) {
             Some(entry) => entry.1 = name.to_string(),
             None => self.publishing.push((stream_id, name.to_string())),
@@ -247,19 +243,19 @@ impl ClientSession {
     pub fn play(&mut self, stream_id: u32, name: &str) {
         let txn = self.untracked_txn();
         let args = [Amf0Value::String(name.into()), Amf0Value::Number(-2.0)];
-        self.call(stream_id, "play", txn, &args);
+        self.send_call(stream_id, "play", txn, &args);
         let buffer = UserControl::SetBufferLength {
             stream_id,
             millis: PLAY_BUFFER_MS,
         };
-        self.writer.user_control(buffer, &mut self.out);
+        self.core.writer.user_control(buffer, &mut self.core.out);
     }
 
     /// Serializes one media message. A data payload starting with the AMF
     /// string "onMetaData" goes out as `@setDataFrame("onMetaData", …)`,
     /// which is what origins store and forward to their players.
     pub fn send_media(&mut self, stream_id: u32, kind: MediaKind, timestamp: u32, payload: &[u8]) {
-        let size = self.writer.chunk_size();
+        let (size, out) = (self.core.out_chunk_size(), &mut self.core.out);
         let (cs, t) = match kind {
             MediaKind::Audio => (csid::AUDIO, type_id::AUDIO),
             MediaKind::Video => (csid::VIDEO, type_id::VIDEO),
@@ -267,9 +263,9 @@ impl ClientSession {
         };
         if t == type_id::DATA_AMF0 && matches!(first_amf_string(payload), Some(("onMetaData", _))) {
             let body = set_data_frame(payload);
-            encode_message(cs, timestamp, t, stream_id, &body, size, &mut self.out);
+            encode_message(cs, timestamp, t, stream_id, &body, size, out);
         } else {
-            encode_message(cs, timestamp, t, stream_id, payload, size, &mut self.out);
+            encode_message(cs, timestamp, t, stream_id, payload, size, out);
         }
     }
 
@@ -278,10 +274,10 @@ impl ClientSession {
         if let Some(pos) = self.publishing.iter().position(|(id, _)| *id == stream_id) {
             let (_, name) = self.publishing.swap_remove(pos);
             let txn = self.untracked_txn();
-            self.call(0, "FCUnpublish", txn, &[Amf0Value::String(name)]);
+            self.send_call(0, "FCUnpublish", txn, &[Amf0Value::String(name)]);
         }
         let txn = self.untracked_txn();
-        self.call(
+        self.send_call(
             0,
             "deleteStream",
             txn,
@@ -292,34 +288,84 @@ impl ClientSession {
     /// Counts bytes read from the server and acknowledges each full window
     /// it announced. The sequence number is the byte count modulo 2^32.
     pub fn received(&mut self, n: usize) {
-        self.received = self.received.wrapping_add(n as u64);
-        let window = u64::from(self.peer_window);
-        if window > 0 && self.received.wrapping_sub(self.last_ack) >= window {
-            self.last_ack = self.received;
-            self.writer
-                .acknowledgement(self.received as u32, &mut self.out);
-        }
+        self.core.received(n);
     }
 
-    /// Decodes every complete message in `buf`; an incomplete tail stays.
+    /// Decodes and applies every complete message in `buf`; an incomplete
+    /// tail stays. After a [`SessionError::Message`] (a message that does
+    /// not parse) the session is intact and may be called again: the bad
+    /// message was consumed.
     pub fn handle_input(&mut self, buf: &mut BytesMut) -> Result<(), SessionError> {
-        while let Some(raw) = self.decoder.decode(buf)? {
-            self.handle_raw(raw)?;
+        while let Some(raw) = self.decode(buf)? {
+            self.handle_message(raw)?;
+        }
+        Ok(())
+    }
+
+    /// One complete message from `buf` without acting on it, for callers
+    /// that look at what the server sent; hand it to
+    /// [`ClientSession::handle_message`] next. Chunk-level control (chunk
+    /// size, abort) is applied here.
+    pub fn decode(&mut self, buf: &mut BytesMut) -> Result<Option<RawMessage>, SessionError> {
+        Ok(self.core.decode(buf)?)
+    }
+
+    /// Applies one message, from [`ClientSession::decode`] or from a
+    /// caller's own chunk reader (which then applies chunk size and abort
+    /// itself).
+    pub fn handle_message(&mut self, raw: RawMessage) -> Result<(), SessionError> {
+        let sid = raw.stream_id;
+        match self.core.inbound(&raw, &self.config.amf_limits)? {
+            Inbound::Media(pieces) => {
+                for p in pieces {
+                    self.core.push_event(ClientEvent::Media {
+                        stream_id: sid,
+                        kind: p.kind,
+                        timestamp: p.timestamp,
+                        payload: p.payload,
+                    });
+                }
+            }
+            Inbound::Command(c) => self.on_command(sid, &c),
+            Inbound::Control(Message::SetPeerBandwidth { .. }) => {
+                let ours = self.config.window_ack_size;
+                if self.announced_window != Some(ours) {
+                    self.announced_window = Some(ours);
+                    self.core.writer.window_ack_size(ours, &mut self.core.out);
+                }
+            }
+            Inbound::Control(Message::UserControl(UserControl::StreamEof(id))) => {
+                self.core
+                    .push_event(ClientEvent::StreamEof { stream_id: id });
+            }
+            Inbound::Control(_) | Inbound::Done => {}
         }
         Ok(())
     }
 
     pub fn poll_event(&mut self) -> Option<ClientEvent> {
-        self.events.pop_front()
+        self.core.poll_event()
     }
 
     /// Bytes to send to the server, if any.
     pub fn take_output(&mut self) -> Option<Bytes> {
-        if self.out.is_empty() {
-            None
-        } else {
-            Some(self.out.split().freeze())
-        }
+        self.core.take_output()
+    }
+
+    /// Sends Set Chunk Size and chunks everything after it at `size`
+    /// (clamped to 1..2^31-1).
+    pub fn set_chunk_size(&mut self, size: u32) {
+        self.core.writer.set_chunk_size(size, &mut self.core.out);
+    }
+
+    /// Any command `name(args…)` on `stream_id`, the way Flash's
+    /// `NetConnection.call` sends it (`[name, transaction, null, args…]`).
+    /// Its reply is not tracked: a `_result` is ignored and an `_error`
+    /// arrives as a `Status` event. Returns the transaction id.
+    pub fn call(&mut self, stream_id: u32, name: &str, args: &[Amf0Value]) -> f64 {
+        let txn = self.untracked_txn();
+        self.send_call(stream_id, name, txn, args);
+        txn
     }
 
     fn untracked_txn(&mut self) -> f64 {
@@ -337,72 +383,13 @@ impl ClientSession {
         txn
     }
 
-    fn call(&mut self, stream_id: u32, name: &str, txn: f64, args: &[Amf0Value]) {
+    fn send_call(&mut self, stream_id: u32, name: &str, txn: f64, args: &[Amf0Value]) {
         let mut values = Vec::with_capacity(3 + args.len());
         values.push(Amf0Value::String(name.into()));
         values.push(Amf0Value::Number(txn));
         values.push(Amf0Value::Null);
         values.extend_from_slice(args);
-        self.writer.command(stream_id, &values, &mut self.out);
-    }
-
-    fn handle_raw(&mut self, raw: RawMessage) -> Result<(), SessionError> {
-        let msg = Message::parse(&raw, &self.config.amf_limits)?;
-        let sid = raw.stream_id;
-        match msg {
-            // The decoder already applied Set Chunk Size and Abort.
-            Message::SetChunkSize(_) | Message::Abort(_) | Message::Acknowledgement(_) => {}
-            Message::WindowAckSize(w) => self.peer_window = w,
-            Message::SetPeerBandwidth { .. } => {
-                let ours = self.config.window_ack_size;
-                if self.announced_window != Some(ours) {
-                    self.announced_window = Some(ours);
-                    self.writer.window_ack_size(ours, &mut self.out);
-                }
-            }
-            Message::UserControl(UserControl::PingRequest(t)) => {
-                self.writer
-                    .user_control(UserControl::PingResponse(t), &mut self.out);
-            }
-            Message::UserControl(UserControl::StreamEof(id)) => {
-                self.events
-                    .push_back(ClientEvent::StreamEof { stream_id: id });
-            }
-            Message::UserControl(_) | Message::Ignored { .. } => {}
-            Message::Audio(p) => self.media(sid, MediaKind::Audio, raw.timestamp, p),
-            Message::Video(p) => self.media(sid, MediaKind::Video, raw.timestamp, p),
-            Message::Data(p) => self.data(sid, raw.timestamp, p),
-            Message::Aggregate(p) => {
-                for m in split_aggregate(&p, raw.timestamp) {
-                    match m.type_id {
-                        type_id::AUDIO => self.media(sid, MediaKind::Audio, m.timestamp, m.payload),
-                        type_id::VIDEO => self.media(sid, MediaKind::Video, m.timestamp, m.payload),
-                        type_id::DATA_AMF0 => self.data(sid, m.timestamp, m.payload),
-                        _ => {}
-                    }
-                }
-            }
-            Message::Command(c) => self.command(sid, &c),
-        }
-        Ok(())
-    }
-
-    fn media(&mut self, stream_id: u32, kind: MediaKind, timestamp: u32, payload: Bytes) {
-        self.events.push_back(ClientEvent::Media {
-            stream_id,
-            kind,
-            timestamp,
-            payload,
-        });
-    }
-
-    /// Metadata arrives as `onMetaData …` or wrapped in `@setDataFrame`;
-    /// `|RtmpSampleAccess` and the `NetStream.Data.Start` notice are
-    /// session chatter, not stream content.
-    fn data(&mut self, stream_id: u32, timestamp: u32, payload: Bytes) {
-        if let DataMessage::Media(kind, body) = classify_data(payload) {
-            self.media(stream_id, kind, timestamp, body);
-        }
+        self.core.command(stream_id, &values);
     }
 
     fn take_pending(&mut self, txn: f64) -> Option<Call> {
@@ -410,7 +397,7 @@ impl ClientSession {
         self.pending.remove(pos).map(|(_, call)| call)
     }
 
-    fn command(&mut self, sid: u32, c: &Command) {
+    fn on_command(&mut self, sid: u32, c: &Command) {
         match c.name.as_str() {
             "_result" => match self.take_pending(c.transaction_id) {
                 Some(Call::Connect) => self.connect_result(c),
@@ -422,10 +409,10 @@ impl ClientSession {
                 let code = code.unwrap_or_else(|| "NetConnection.Call.Failed".into());
                 match self.take_pending(c.transaction_id) {
                     Some(Call::Connect) => {
-                        self.events
-                            .push_back(ClientEvent::ConnectRejected { code, description });
+                        self.core
+                            .push_event(ClientEvent::ConnectRejected { code, description });
                     }
-                    _ => self.events.push_back(ClientEvent::Status {
+                    _ => self.core.push_event(ClientEvent::Status {
                         stream_id: sid,
                         level: level.unwrap_or_else(|| "error".into()),
                         code,
@@ -448,12 +435,12 @@ impl ClientSession {
                 .as_deref()
                 .is_some_and(|code| code != "NetConnection.Connect.Success");
         if failed {
-            self.events.push_back(ClientEvent::ConnectRejected {
+            self.core.push_event(ClientEvent::ConnectRejected {
                 code: code.unwrap_or_else(|| "NetConnection.Connect.Rejected".into()),
                 description,
             });
         } else {
-            self.events.push_back(ClientEvent::Connected);
+            self.core.push_event(ClientEvent::Connected);
         }
     }
 
@@ -461,11 +448,11 @@ impl ClientSession {
         let id = c.args.first().and_then(|v| v.as_f64()).unwrap_or(-1.0);
         // Reject 0, negatives, fractions and NaN rather than truncate them.
         if id >= 1.0 && id <= f64::from(u32::MAX) && id.fract() == 0.0 {
-            self.events.push_back(ClientEvent::StreamCreated {
+            self.core.push_event(ClientEvent::StreamCreated {
                 stream_id: id as u32,
             });
         } else {
-            self.events.push_back(ClientEvent::Status {
+            self.core.push_event(ClientEvent::Status {
                 stream_id: 0,
                 level: "error".into(),
                 code: "NetConnection.Call.Failed".into(),
@@ -494,7 +481,7 @@ impl ClientSession {
                 description,
             },
         };
-        self.events.push_back(event);
+        self.core.push_event(event);
     }
 }
 
