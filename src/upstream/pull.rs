@@ -24,7 +24,7 @@ use crate::context::Worker;
 use crate::hub::PullState;
 use crate::metrics::PullFailure;
 use crate::protocol::command::StreamPath;
-use crate::protocol::session::{ClientEvent, ClientSession};
+use crate::protocol::session::PlayStep;
 
 mod attempt;
 /// Enhanced RTMP codecs we ask origins for; they pass through untouched.
@@ -75,8 +75,9 @@ enum Outcome {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Stage {
+    /// Connecting and asking to play: no media yet.
     Connecting,
-    Playing,
+    /// Media flowed: the pull publishes the stream here.
     Live,
 }
 
@@ -223,64 +224,45 @@ impl Pull {
         }
     }
 
-    /// Applies one event of the origin session; `Some` ends the attempt.
-    fn on_event(
+    /// Applies one step of the origin play; `Some` ends the attempt.
+    fn on_step(
         &mut self,
-        ev: ClientEvent,
-        session: &mut ClientSession,
+        step: PlayStep,
         stage: &mut Stage,
         idx: usize,
         dial: Instant,
         now: Instant,
     ) -> Option<Outcome> {
         let live = *stage == Stage::Live;
-        match ev {
-            ClientEvent::Connected => session.create_stream(),
-            ClientEvent::ConnectRejected { code, description } => {
-                let description = redact::name(&description);
-                warn!(%code, %description, "origin refused connect");
-                return Some(Outcome::Failed(PullFailure::Rejected));
-            }
-            ClientEvent::StreamCreated { stream_id } => {
-                session.play(stream_id, &self.target.name);
-                *stage = Stage::Playing;
-            }
-            ClientEvent::PlayStarted { .. } => {
+        match step {
+            PlayStep::Pending | PlayStep::Requested { .. } => {}
+            PlayStep::Started { .. } => {
                 if !live {
                     self.worker.stats.origin_connect.record(dial.elapsed());
                 }
             }
-            ClientEvent::Status {
-                level,
-                code,
-                description,
-                ..
-            } => {
-                let ends = matches!(
-                    code.as_str(),
-                    "NetStream.Play.UnpublishNotify"
-                        | "NetStream.Play.Stop"
-                        | "NetStream.Play.Complete"
-                        | "NetStream.Play.StreamNotFound"
-                        | "NetStream.Play.Failed"
-                ) || level == "error";
-                if ends {
-                    let description = redact::name(&description);
-                    debug!(%code, %description, "origin status");
-                    return Some(if live {
-                        Outcome::Ended
-                    } else {
-                        Outcome::Failed(PullFailure::NotFound)
-                    });
+            PlayStep::ConnectRefused { code, description } => {
+                let description = redact::name(&description);
+                warn!(%code, %description, "origin refused connect");
+                return Some(Outcome::Failed(PullFailure::Rejected));
+            }
+            PlayStep::Refused { code, description } | PlayStep::Ended { code, description } => {
+                let description = redact::name(&description);
+                debug!(%code, %description, "origin status");
+                if code == "NetConnection.Connect.ReconnectRequest" {
+                    return Some(broken_or(*stage, PullFailure::Rejected));
                 }
+                return Some(if live {
+                    Outcome::Ended
+                } else {
+                    Outcome::Failed(PullFailure::NotFound)
+                });
             }
-            ClientEvent::StreamEof { .. } if live => return Some(Outcome::Ended),
-            ClientEvent::StreamEof { .. } => {}
-            ClientEvent::ReconnectRequest { .. } => {
-                return Some(broken_or(*stage, PullFailure::Rejected));
-            }
-            ClientEvent::PublishStarted { .. } => {}
-            ClientEvent::Media {
+            // An edge takes the origin's StreamEOF as the end: players
+            // wait under the grace while the pull reconnects.
+            PlayStep::Eof { .. } if live => return Some(Outcome::Ended),
+            PlayStep::Eof { .. } => {}
+            PlayStep::Media {
                 kind,
                 timestamp,
                 payload,

@@ -13,7 +13,7 @@ use super::{broken_or, Outcome, Pull, Stage, FOUR_CC};
 use crate::auth::redact;
 use crate::config::OriginUrl;
 use crate::metrics::PullFailure;
-use crate::protocol::session::{ClientConfig, ClientEvent, ClientSession, SessionError};
+use crate::protocol::session::{ClientConfig, ClientEvent, ClientSession, PlayFlow, SessionError};
 use crate::transport::drive::{drive, Handler};
 use crate::transport::WriteHalf;
 use crate::upstream::dial::{self, DialError, READ_MIN, TICK};
@@ -22,6 +22,7 @@ use crate::upstream::dial::{self, DialError, READ_MIN, TICK};
 struct Attempt<'a> {
     pull: &'a mut Pull,
     session: ClientSession,
+    flow: PlayFlow,
     wr: WriteHalf,
     origin: OriginUrl,
     stage: Stage,
@@ -74,12 +75,13 @@ impl Pull {
         config.four_cc_list = FOUR_CC.iter().map(|s| s.to_string()).collect();
         let mut session = ClientSession::new(config);
         session.received(buf.len());
-        session.connect();
+        let flow = PlayFlow::start(&mut session, &self.target.name);
         let now = Instant::now();
         let stall = self.start_timeout.max(Duration::from_secs(2));
         let mut attempt = Attempt {
             pull: self,
             session,
+            flow,
             wr,
             origin,
             stage: Stage::Connecting,
@@ -106,11 +108,9 @@ impl Handler for Attempt<'_> {
 
     async fn on_event(&mut self, ev: ClientEvent) -> ControlFlow<Outcome> {
         let now = Instant::now();
+        let step = self.flow.on_event(&mut self.session, ev);
         let (stage, idx, dial) = (&mut self.stage, self.idx, self.dial);
-        match self
-            .pull
-            .on_event(ev, &mut self.session, stage, idx, dial, now)
-        {
+        match self.pull.on_step(step, stage, idx, dial, now) {
             Some(out) => {
                 self.ending = true;
                 ControlFlow::Break(out)
