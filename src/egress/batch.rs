@@ -169,20 +169,26 @@ mod tests {
     use std::io::Read;
     use std::os::fd::AsRawFd;
 
+    /// `n` connected (client, server) loopback pairs.
+    fn socket_pairs(n: usize) -> Vec<(std::net::TcpStream, std::net::TcpStream)> {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        (0..n)
+            .map(|_| {
+                let client = std::net::TcpStream::connect(addr).unwrap();
+                let (server, _) = listener.accept().unwrap();
+                (client, server)
+            })
+            .collect()
+    }
+
     #[test]
     fn one_buffer_reaches_every_socket() {
         let Ok(mut batch) = UringBatch::new() else {
             eprintln!("io_uring unavailable here; skipping");
             return;
         };
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        let addr = listener.local_addr().unwrap();
-        let mut pairs = Vec::new();
-        for _ in 0..3 {
-            let client = std::net::TcpStream::connect(addr).unwrap();
-            let (server, _) = listener.accept().unwrap();
-            pairs.push((client, server));
-        }
+        let mut pairs = socket_pairs(3);
         let fds: Vec<RawFd> = pairs.iter().map(|(_, s)| s.as_raw_fd()).collect();
         let mut results = Vec::new();
         batch.send_all(b"hello", &fds, &mut results);
@@ -208,14 +214,7 @@ mod tests {
             eprintln!("io_uring unavailable here; skipping");
             return;
         };
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        let addr = listener.local_addr().unwrap();
-        let mut pairs = Vec::new();
-        for _ in 0..2 {
-            let client = std::net::TcpStream::connect(addr).unwrap();
-            let (server, _) = listener.accept().unwrap();
-            pairs.push((client, server));
-        }
+        let mut pairs = socket_pairs(2);
         let bufs = [
             Bytes::from_static(b"ab"),
             Bytes::from_static(b"cd"),

@@ -18,15 +18,20 @@ fn frame(kind: MediaKind, ts: u32, key: bool, size: usize) -> Frame {
     )
 }
 
-#[test]
-fn overflow_skips_video_until_keyframe_and_keeps_audio() {
-    let limits = QueueLimits {
-        max_bytes: 10_000,
-        max_duration_ms: 100_000,
-        disconnect_after: Duration::from_secs(60),
+/// Queue bounds without a coalescing window.
+fn bounds(max_bytes: usize, max_duration_ms: u32, disconnect_after: Duration) -> QueueLimits {
+    QueueLimits {
+        max_bytes,
+        max_duration_ms,
+        disconnect_after,
         coalesce: Duration::ZERO,
         max_control_bytes: 1 << 20,
-    };
+    }
+}
+
+#[test]
+fn overflow_skips_video_until_keyframe_and_keeps_audio() {
+    let limits = bounds(10_000, 100_000, Duration::from_secs(60));
     let q = Outbox::new(limits);
     let now = Instant::now();
     assert!(q.push_frame(&frame(MediaKind::Video, 0, true, 6000), now));
@@ -44,13 +49,7 @@ fn overflow_skips_video_until_keyframe_and_keeps_audio() {
 
 #[test]
 fn stays_behind_then_disconnected() {
-    let limits = QueueLimits {
-        max_bytes: 1000,
-        max_duration_ms: 100_000,
-        disconnect_after: Duration::from_millis(10),
-        coalesce: Duration::ZERO,
-        max_control_bytes: 1 << 20,
-    };
+    let limits = bounds(1000, 100_000, Duration::from_millis(10));
     let q = Outbox::new(limits);
     let t0 = Instant::now();
     q.push_frame(&frame(MediaKind::Video, 0, true, 900), t0);
@@ -65,13 +64,7 @@ fn stays_behind_then_disconnected() {
 
 #[test]
 fn duration_bound_applies() {
-    let limits = QueueLimits {
-        max_bytes: 1 << 20,
-        max_duration_ms: 1000,
-        disconnect_after: Duration::from_secs(60),
-        coalesce: Duration::ZERO,
-        max_control_bytes: 1 << 20,
-    };
+    let limits = bounds(1 << 20, 1000, Duration::from_secs(60));
     let q = Outbox::new(limits);
     let now = Instant::now();
     assert!(q.push_frame(&frame(MediaKind::Video, 0, true, 10), now));
@@ -222,13 +215,7 @@ fn coalescer_flushes_in_deadline_order() {
 /// 2 s queue bound skipped video at once).
 #[test]
 fn a_late_joiners_start_does_not_count_as_being_behind() {
-    let limits = QueueLimits {
-        max_bytes: 8 << 20,
-        max_duration_ms: 2_000,
-        disconnect_after: Duration::from_secs(5),
-        coalesce: Duration::ZERO,
-        max_control_bytes: 1 << 20,
-    };
+    let limits = bounds(8 << 20, 2_000, Duration::from_secs(5));
     let q = Outbox::new(limits);
     let now = Instant::now();
     // A 2 s GOP joined just before its end: keyframe at 10 s, frames to 11.967 s.
@@ -249,13 +236,7 @@ fn a_late_joiners_start_does_not_count_as_being_behind() {
 /// queue may hold is not queued; the player starts at the next keyframe.
 #[test]
 fn a_start_larger_than_the_queue_waits_for_the_next_keyframe() {
-    let limits = QueueLimits {
-        max_bytes: 50_000,
-        max_duration_ms: 2_000,
-        disconnect_after: Duration::from_secs(5),
-        coalesce: Duration::ZERO,
-        max_control_bytes: 1 << 20,
-    };
+    let limits = bounds(50_000, 2_000, Duration::from_secs(5));
     let q = Outbox::new(limits);
     let now = Instant::now();
     let start: Vec<Frame> = (0..20u32)
