@@ -495,6 +495,7 @@ impl Hub {
             StreamMsg::Unsubscribe { key, core } => {
                 if let Some(o) = self.streams.get_mut(&*key).and_then(|s| s.owned.as_mut()) {
                     o.remote.retain(|c| *c != core);
+                    o.epochs.remove(&core);
                 }
             }
             StreamMsg::Start { key, frames, epoch } => {
@@ -538,6 +539,9 @@ impl Hub {
                 if !o.remote.contains(&core) {
                     o.remote.push(core);
                 }
+                if epoch != 0 || !o.epochs.contains_key(&core) {
+                    o.epochs.insert(core, epoch);
+                }
                 let frames = s.cache.snapshot();
                 self.send(core, StreamMsg::Start { key, frames, epoch });
                 return;
@@ -580,21 +584,29 @@ impl Hub {
         };
         let Some(o) = s.owned.take() else { return };
         s.reset();
-        let mut cores: Vec<usize> = o.remote.into_iter().filter(|c| *c != new_owner).collect();
+        // Each core's subscription moves with its epoch, so the new
+        // owner's start answers the subscription the core still has.
+        let mut cores: Vec<(usize, u64)> = o
+            .remote
+            .iter()
+            .filter(|c| **c != new_owner)
+            .map(|c| (*c, o.epochs.get(c).copied().unwrap_or(0)))
+            .collect();
         if !s.players.is_empty() {
-            cores.push(me);
+            // This core becomes a mirror with a subscription of its own.
+            self.epochs += 1;
+            s.epoch = self.epochs;
+            cores.push((me, s.epoch));
         } else {
             self.streams.remove(&*key);
         }
-        for core in cores {
+        for (core, epoch) in cores {
             self.send(
                 new_owner,
-                // A hand-over, not a new subscription: whatever the
-                // core's mirror waits for, this answers it.
                 StreamMsg::Subscribe {
                     key: key.clone(),
                     core,
-                    epoch: 0,
+                    epoch,
                 },
             );
         }

@@ -50,6 +50,9 @@ pub struct Owned {
     pub idle_since: Option<Instant>,
     /// Other cores with players of this stream: one channel send each per message.
     pub remote: Vec<usize>,
+    /// The subscription epoch each remote core last subscribed with, so a
+    /// hand-over (Adopt) passes it on and the new owner's start answers it.
+    pub epochs: std::collections::HashMap<usize, u64>,
     /// Timestamp mapping so players see a monotonic clock across publishers.
     offset: u32,
     pub last_out: Option<u32>,
@@ -72,6 +75,7 @@ impl Owned {
             publisher: Some(publisher),
             idle_since: None,
             remote: Vec::new(),
+            epochs: std::collections::HashMap::new(),
             offset: 0,
             last_out: last_ts,
             last_dts: None,
