@@ -502,7 +502,7 @@ fn run(seed: u64, steps: usize) -> Result<(), (usize, String, Vec<String>)> {
 /// on to a third core) while a Start answering an earlier subscription is
 /// on its way; the mirror takes that stale Start and replays an older
 /// cache to its players (their clock goes back). The same bug as above:
-/// a message cannot say which subscription it answers.
+/// a message cannot say which stream of its key it belongs to.
 const KNOWN_STALE_START: [u64; 3] = [621, 806, 880];
 
 /// Runs `seeds`; panics listing the failures that came soonest.
