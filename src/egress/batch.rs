@@ -20,6 +20,10 @@ const ENTRIES: u32 = 1024;
 
 pub struct UringBatch {
     ring: IoUring,
+    /// Reused by [`BatchSend::send_each`]: the vectors and message headers
+    /// of one submission (empty between calls, so no pointer outlives one).
+    iovecs: Vec<libc::iovec>,
+    headers: Vec<libc::msghdr>,
 }
 
 impl UringBatch {
@@ -28,6 +32,8 @@ impl UringBatch {
     pub fn new() -> std::io::Result<UringBatch> {
         Ok(UringBatch {
             ring: IoUring::new(ENTRIES)?,
+            iovecs: Vec::new(),
+            headers: Vec::new(),
         })
     }
 }
@@ -132,34 +138,34 @@ impl BatchSend for UringBatch {
     ) {
         // Built in full before any pointer into them is taken, and not
         // touched again until `run` returned: no reallocation can move them.
-        let iovecs: Vec<libc::iovec> = bufs
-            .iter()
-            .map(|b| libc::iovec {
-                iov_base: b.as_ptr() as *mut libc::c_void,
-                iov_len: b.len(),
-            })
-            .collect();
-        let headers: Vec<libc::msghdr> = sends
-            .iter()
-            .map(|(_, range)| {
-                // SAFETY: an all-zero msghdr is valid (no name, no control).
-                let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
-                let slice = &iovecs[range.clone()];
-                msg.msg_iov = slice.as_ptr() as *mut libc::iovec;
-                msg.msg_iovlen = slice.len() as _;
-                msg
-            })
-            .collect();
+        let mut iovecs = std::mem::take(&mut self.iovecs);
+        let mut headers = std::mem::take(&mut self.headers);
+        iovecs.extend(bufs.iter().map(|b| libc::iovec {
+            iov_base: b.as_ptr() as *mut libc::c_void,
+            iov_len: b.len(),
+        }));
+        headers.extend(sends.iter().map(|(_, range)| {
+            // SAFETY: an all-zero msghdr is valid (no name, no control).
+            let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+            let slice = &iovecs[range.clone()];
+            msg.msg_iov = slice.as_ptr() as *mut libc::iovec;
+            msg.msg_iovlen = slice.len() as _;
+            msg
+        }));
         let make = |i: usize| {
             opcode::SendMsg::new(types::Fd(sends[i].0), &headers[i])
                 .flags(FLAGS as u32)
                 .build()
         };
         // SAFETY: the headers point into `iovecs`, which point into `bufs`;
-        // all three outlive the call (they are dropped after `run`
-        // returns, having reaped every completion). The fds are open
-        // sockets, as for `send_all`.
-        unsafe { self.run(sends.len(), make, results) }
+        // all three are left untouched until `run` returns, having reaped
+        // every completion. The fds are open sockets, as for `send_all`.
+        unsafe { self.run(sends.len(), make, results) };
+        // Emptied for the next call: no pointer into `bufs` is kept.
+        iovecs.clear();
+        headers.clear();
+        self.iovecs = iovecs;
+        self.headers = headers;
     }
 }
 

@@ -41,6 +41,20 @@ impl Framing {
         }
     }
 
+    /// The message stream and chunk size this subscriber's peer expects.
+    pub fn stream(&self) -> (u32, u32) {
+        match *self {
+            Framing::RtmpPlay {
+                stream_id,
+                chunk_size,
+            }
+            | Framing::RtmpPublish {
+                stream_id,
+                chunk_size,
+            } => (stream_id, chunk_size),
+        }
+    }
+
     /// Whether the frame's shared bytes are this framing's as they are, so
     /// they can leave untouched (and batched with other subscribers').
     pub fn shares(&self, frame: &Frame) -> bool {

@@ -10,8 +10,6 @@ use super::outbox::Outbox;
 use crate::hub::{Frame, Subscriber};
 use crate::protocol::session::unpublish_notice;
 
-use super::framing::Framing;
-
 /// An RTMP player of one stream.
 pub struct RtmpPlayer {
     outbox: Rc<Outbox>,
@@ -45,16 +43,7 @@ impl Subscriber for RtmpPlayer {
     }
 
     fn end(&self) {
-        let (stream_id, chunk_size) = match self.outbox.framing() {
-            Framing::RtmpPlay {
-                stream_id,
-                chunk_size,
-            }
-            | Framing::RtmpPublish {
-                stream_id,
-                chunk_size,
-            } => (stream_id, chunk_size),
-        };
+        let (stream_id, chunk_size) = self.outbox.framing().stream();
         self.outbox.mark_ended();
         self.outbox
             .push_control(unpublish_notice(stream_id, chunk_size, &self.name));
