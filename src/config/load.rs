@@ -236,6 +236,7 @@ pub const RESTART_KEYS: &[&str] = &[
     "push",
     "log.format",
     "tls.listen",
+    "tls.http_listen",
     // The stream directory is sized at start-up.
     "limits.max_streams",
 ];

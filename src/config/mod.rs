@@ -70,6 +70,9 @@ pub struct TlsSection {
     pub cert: String,
     /// PEM private key (PKCS#8, PKCS#1 or SEC1); re-read on SIGHUP.
     pub key: String,
+    /// HTTPS listen address for the HTTP service (media, metrics, probes,
+    /// API) on the same certificate; empty: no HTTPS listener.
+    pub http_listen: String,
 }
 
 /// Publish and play authorization (see `crate::auth`). Open by default.
@@ -167,14 +170,50 @@ impl Default for MetricsSection {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Deserialize, Serialize, Default)]
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct HttpSection {
-    /// Control listener (metrics, probes, API); empty to disable. `--http` overrides.
+    /// HTTP listener on every worker: media (`/APP/NAME.flv`, WebSocket-FLV),
+    /// `/metrics`, `/healthz`, `/readyz` and the API; empty to disable.
+    /// `--http` overrides.
     pub listen: String,
     /// If set, the API (`/api/v1/...`) is served only here (e.g. loopback)
-    /// and `listen` serves metrics and probes only.
+    /// and `listen` serves media, metrics and probes only.
     pub api_listen: String,
+    /// Bearer token the API asks for (`Authorization: Bearer …`); empty
+    /// leaves the API open (bind it to loopback then).
+    pub api_token: String,
+    /// `/metrics` asks for the API token too.
+    pub metrics_token: bool,
+    /// `Access-Control-Allow-Origin` on media responses; empty sends none.
+    pub allow_origin: String,
+    /// A request head larger than this is refused with 431.
+    pub max_header_bytes: usize,
+    /// A request with more header lines than this is refused with 431.
+    pub max_headers: usize,
+    /// A request head must arrive within this long (slow clients are closed).
+    pub header_timeout_ms: u64,
+    /// A kept-alive connection with no request for this long is closed.
+    pub idle_timeout_ms: u64,
+    /// Largest request body accepted (the API's requests have none).
+    pub max_body_bytes: usize,
+}
+
+impl Default for HttpSection {
+    fn default() -> Self {
+        HttpSection {
+            listen: String::new(),
+            api_listen: String::new(),
+            api_token: String::new(),
+            metrics_token: false,
+            allow_origin: "*".into(),
+            max_header_bytes: 8 * 1024,
+            max_headers: 64,
+            header_timeout_ms: 10_000,
+            idle_timeout_ms: 30_000,
+            max_body_bytes: 64 * 1024,
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]

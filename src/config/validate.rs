@@ -136,6 +136,40 @@ impl Config {
                 bad("tls.key", "a PEM key file is needed when tls.listen is set");
             }
         }
+        if !self.tls.http_listen.is_empty() {
+            if self.tls.http_listen.parse::<SocketAddr>().is_err() {
+                bad(
+                    "tls.http_listen",
+                    "expected an address like 0.0.0.0:8443, or empty",
+                );
+            }
+            if self.tls.cert.is_empty() || self.tls.key.is_empty() {
+                bad(
+                    "tls.http_listen",
+                    "tls.cert and tls.key are needed when tls.http_listen is set",
+                );
+            }
+        }
+        for (key, addr) in [
+            ("http.listen", &self.http.listen),
+            ("http.api_listen", &self.http.api_listen),
+        ] {
+            if !addr.trim().is_empty() && addr.trim().parse::<SocketAddr>().is_err() {
+                bad(key, "expected an address like 0.0.0.0:8080, or empty");
+            }
+        }
+        if self.http.max_header_bytes < 256 {
+            bad("http.max_header_bytes", "must be >= 256");
+        }
+        if self.http.max_headers == 0 {
+            bad("http.max_headers", "must be > 0");
+        }
+        if self.http.header_timeout_ms == 0 {
+            bad("http.header_timeout_ms", "must be > 0");
+        }
+        if self.http.idle_timeout_ms == 0 {
+            bad("http.idle_timeout_ms", "must be > 0");
+        }
         for (key, why) in super::auth_rules::problems(&self.auth) {
             bad(key, &why);
         }
@@ -155,6 +189,8 @@ impl Config {
     pub fn durations_ms(&self) -> Vec<(&'static str, u64)> {
         let mut out = vec![
             ("server.drain_timeout_ms", self.server.drain_timeout_ms),
+            ("http.header_timeout_ms", self.http.header_timeout_ms),
+            ("http.idle_timeout_ms", self.http.idle_timeout_ms),
             (
                 "limits.handshake_timeout_ms",
                 self.limits.handshake_timeout_ms,
