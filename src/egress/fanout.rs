@@ -17,6 +17,7 @@ use std::time::Instant;
 use bytes::Bytes;
 
 use super::coalesce::Coalescer;
+use super::framing::Wire;
 use super::meter;
 use super::outbox::Outbox;
 use crate::hub::{Delivery, Frame};
@@ -45,10 +46,12 @@ pub struct Fanout {
     sender: RefCell<Option<Box<dyn BatchSend>>>,
     /// Where a batch's egress latency goes (one update per batch).
     stats: RefCell<Option<Rc<CoreStats>>>,
-    /// Reused across passes: the players of the pass's batch, their
-    /// handles, and the results.
-    pending: RefCell<Vec<Rc<Outbox>>>,
-    fds: RefCell<Vec<RawFd>>,
+    /// Reused across passes: the players of the pass's batch and their
+    /// handles, by the shared wire form they take (RTMP players and FLV
+    /// players of one stream each get their own one-buffer batch), and the
+    /// results.
+    pending: RefCell<[Vec<Rc<Outbox>>; 3]>,
+    fds: RefCell<[Vec<RawFd>; 3]>,
     results: RefCell<Vec<std::io::Result<usize>>>,
     /// Reused by window flushes: the outboxes whose window closed, what
     /// they send, and to which socket.
@@ -74,23 +77,31 @@ impl Fanout {
         self.sender.borrow().is_some()
     }
 
-    /// Holds `outbox` back for the batch (its frame is `frame`).
-    pub fn defer(&self, outbox: &Rc<Outbox>, fd: RawFd) {
-        self.pending.borrow_mut().push(outbox.clone());
-        self.fds.borrow_mut().push(fd);
+    /// Holds `outbox` back for the batch of `wire` (its frame is the pass's).
+    pub fn defer(&self, outbox: &Rc<Outbox>, fd: RawFd, wire: Wire) {
+        self.pending.borrow_mut()[wire.index()].push(outbox.clone());
+        self.fds.borrow_mut()[wire.index()].push(fd);
     }
 
-    /// Sends `frame` to every deferred player in one batch and applies
-    /// each outcome to its outbox.
+    /// Sends `frame` to every deferred player, one batch per wire form, and
+    /// applies each outcome to its outbox.
     pub fn flush(&self, frame: &Frame) {
+        for wire in Wire::ALL {
+            self.flush_wire(frame, wire);
+        }
+    }
+
+    fn flush_wire(&self, frame: &Frame, wire: Wire) {
         let mut pending = self.pending.borrow_mut();
+        let pending = &mut pending[wire.index()];
         if pending.is_empty() {
             return;
         }
         let mut fds = self.fds.borrow_mut();
+        let fds = &mut fds[wire.index()];
         let mut results = self.results.borrow_mut();
         match self.sender.borrow_mut().as_mut() {
-            Some(sender) => sender.send_all(&frame.chunks, &fds, &mut results),
+            Some(sender) => sender.send_all(wire.of(frame), fds, &mut results),
             None => results.clear(),
         }
         // Every send of the batch completed within the one submission: one

@@ -283,12 +283,20 @@ impl Outbox {
 
     /// Marks the start of a play: which stream id and chunk size frames need.
     pub fn start_play(&self, stream_id: u32, chunk_size: u32, now: Instant) {
+        self.start_with(
+            Framing::RtmpPlay {
+                stream_id,
+                chunk_size,
+            },
+            now,
+        );
+    }
+
+    /// Marks the start of a play in `framing` (an HTTP player's FLV tags).
+    pub fn start_with(&self, framing: Framing, now: Instant) {
         let mut i = self.inner.borrow_mut();
         i.ended = false;
-        i.framing = Framing::RtmpPlay {
-            stream_id,
-            chunk_size,
-        };
+        i.framing = framing;
         i.play_started = Some(now);
         i.skipping_video = false;
         i.behind_since = None;
@@ -332,8 +340,8 @@ impl Outbox {
         if i.closed.is_some() || frames.is_empty() {
             return;
         }
-        let size = |f: &Frame| f.chunks.len();
-        let total: usize = frames.iter().map(size).sum();
+        let framing = i.framing;
+        let total: usize = frames.iter().map(|f| framing.len(f)).sum();
         let fits = i.bytes + total <= self.limits.max_bytes;
         for f in frames {
             let gop = f.kind != MediaKind::Metadata && f.header.is_none();
@@ -407,7 +415,7 @@ impl Outbox {
             self.wake_if_pending();
             return self.inner.borrow().closed.is_none();
         }
-        let size = frame.chunks.len();
+        let size = i.framing.len(frame);
         let over_bytes = i.bytes + size > self.limits.max_bytes;
         let over =
             over_bytes || Self::queued_duration(&i, frame.timestamp) > self.limits.max_duration_ms;

@@ -43,10 +43,11 @@ impl Subscriber for RtmpPlayer {
     }
 
     fn end(&self) {
-        let (stream_id, chunk_size) = self.outbox.framing().stream();
         self.outbox.mark_ended();
-        self.outbox
-            .push_control(unpublish_notice(stream_id, chunk_size, &self.name));
+        if let Some((stream_id, chunk_size)) = self.outbox.framing().stream() {
+            self.outbox
+                .push_control(unpublish_notice(stream_id, chunk_size, &self.name));
+        }
     }
 
     fn is_closed(&self) -> bool {

@@ -1,11 +1,12 @@
 //! A media message as it leaves the node: serialized once, shared by all.
 
+use std::sync::{Arc, OnceLock};
 use std::time::Instant;
 
 use bytes::{Bytes, BytesMut};
 
 use crate::protocol::chunk::{encode_message, encoded_len};
-use crate::protocol::flv::{self, AudioCodec, VideoCodec};
+use crate::protocol::flv::{self, AudioCodec, FlvTag, VideoCodec};
 use crate::protocol::message::{csid, type_id};
 use crate::protocol::session::{set_data_frame, MediaKind};
 
@@ -99,6 +100,20 @@ pub struct Frame {
     pub chunk_size: u32,
     /// When the publisher's last byte of this message was read.
     pub ingest: Instant,
+    /// The frame's other wire forms, made by the first core whose
+    /// subscribers need them and shared by every core after that.
+    wire: Arc<WireForms>,
+}
+
+/// Wire forms of a frame other than RTMP chunks. Each is made at most once
+/// per node (whichever core asks first) and only if some subscriber asks,
+/// so a node with only RTMP players never pays for them.
+#[derive(Debug, Default)]
+struct WireForms {
+    /// The FLV tag with its trailing PreviousTagSize (HTTP-FLV).
+    flv: OnceLock<Bytes>,
+    /// The FLV tag as one WebSocket binary message (WebSocket-FLV).
+    ws: OnceLock<Bytes>,
 }
 
 impl Frame {
@@ -121,7 +136,34 @@ impl Frame {
             chunks,
             chunk_size,
             ingest,
+            wire: Arc::default(),
         }
+    }
+
+    /// The frame as an FLV tag (and PreviousTagSize), shared node-wide.
+    pub fn flv_tag(&self) -> &Bytes {
+        self.wire.flv.get_or_init(|| {
+            let tag_type = match self.kind {
+                MediaKind::Audio => flv::TAG_AUDIO,
+                MediaKind::Video => flv::TAG_VIDEO,
+                MediaKind::Metadata | MediaKind::Data => flv::TAG_SCRIPT,
+            };
+            let tag = FlvTag {
+                tag_type,
+                timestamp: self.timestamp,
+                data: self.payload.clone(),
+            };
+            let mut out = BytesMut::new();
+            flv::write_tag(&tag, &mut out);
+            out.freeze()
+        })
+    }
+
+    /// The FLV tag as one WebSocket binary message, shared node-wide.
+    pub fn ws_flv(&self) -> &Bytes {
+        self.wire
+            .ws
+            .get_or_init(|| crate::protocol::ws::binary(self.flv_tag()))
     }
 
     /// The same frame with a different timestamp (re-serialized).

@@ -38,6 +38,16 @@ label_enum!(
 );
 
 label_enum!(
+    /// How a player receives its stream (the `protocol` label of the
+    /// player and byte series).
+    Protocol {
+        Rtmp => "rtmp",
+        HttpFlv => "http-flv",
+        WsFlv => "ws-flv",
+    }
+);
+
+label_enum!(
     /// Why a connection was refused or closed before its handshake.
     RejectReason {
         AcceptError => "accept_error",

@@ -8,6 +8,8 @@ pub mod chunk;
 pub mod command;
 pub mod flv;
 pub mod handshake;
+pub mod http;
 pub mod message;
 pub mod session;
 pub mod time;
+pub mod ws;

@@ -11,6 +11,7 @@ use bytes::Bytes;
 
 use super::{CloseReason, Entry, Inner, Outbox, DIRECT_MAX_ITEMS};
 use crate::egress::fanout::Fanout;
+use crate::egress::framing::Wire;
 use crate::egress::meter;
 use crate::hub::Frame;
 use crate::protocol::session::MediaKind;
@@ -97,7 +98,7 @@ impl Outbox {
     /// Whether a live frame may go straight to the socket now: the writer
     /// is idle and the shared bytes fit this subscriber as they are.
     pub(super) fn direct_ok(&self, i: &Inner, frame: &Frame) -> bool {
-        !self.writing.get() && i.framing.shares(frame)
+        !self.writing.get() && i.framing.shared(frame).is_some()
     }
 
     /// The fast path of a live frame to an idle player: written straight
@@ -106,12 +107,16 @@ impl Outbox {
     /// writer task, or the outbox is closed if the socket is dead.
     pub(super) fn send_direct(&self, i: &mut Inner, frame: &Frame) -> bool {
         let sink = self.sink.borrow();
-        let Some(sink) = sink.as_ref().filter(|_| self.direct_ok(i, frame)) else {
+        let ready = sink
+            .as_ref()
+            .zip(i.framing.shared(frame))
+            .filter(|_| !self.writing.get());
+        let Some((sink, wire)) = ready else {
             drop(sink);
             Self::enqueue(i, frame, true);
             return false;
         };
-        let result = sink.send_now(&[&frame.chunks[..]]);
+        let result = sink.send_now(&[&wire.of(frame)[..]]);
         let now = Instant::now();
         let sent = self.settle(i, frame, result, now);
         if sent {
@@ -132,8 +137,12 @@ impl Outbox {
         result: std::io::Result<usize>,
         now: Instant,
     ) -> bool {
+        let bytes = match i.framing.shared(frame) {
+            Some(wire) => wire.of(frame).clone(),
+            None => i.framing.bytes(frame),
+        };
         match result {
-            Ok(n) if n == frame.chunks.len() => {
+            Ok(n) if n == bytes.len() => {
                 if frame.keyframe {
                     if let Some(stats) = self.stats.borrow().as_ref() {
                         meter::first_frame(stats, i.play_started.take(), now);
@@ -143,7 +152,7 @@ impl Outbox {
             }
             Ok(n) => {
                 // Part of it (or none) went out: the rest waits for the writer.
-                let rest = frame.chunks.slice(n.min(frame.chunks.len())..);
+                let rest = bytes.slice(n.min(bytes.len())..);
                 i.bytes += rest.len();
                 i.items.push_back(Entry {
                     bytes: rest,
@@ -168,8 +177,8 @@ impl Outbox {
     /// this outbox.
     pub fn push_live(self: &Rc<Self>, frame: &Frame, now: Instant, fanout: &Fanout) -> bool {
         if fanout.batching() {
-            if let Some(handle) = self.batch_handle(frame) {
-                fanout.defer(self, handle);
+            if let Some((handle, wire)) = self.batch_handle(frame) {
+                fanout.defer(self, handle, wire);
                 return true;
             }
         }
@@ -177,7 +186,7 @@ impl Outbox {
     }
 
     /// The sink's batch handle if this frame would be sent directly.
-    pub(super) fn batch_handle(&self, frame: &Frame) -> Option<std::os::fd::RawFd> {
+    pub(super) fn batch_handle(&self, frame: &Frame) -> Option<(std::os::fd::RawFd, Wire)> {
         let i = self.inner.borrow();
         let idle = i.closed.is_none()
             && i.items.is_empty()
@@ -187,7 +196,8 @@ impl Outbox {
         if !idle {
             return None;
         }
-        self.sink.borrow().as_ref()?.batch_handle()
+        let wire = i.framing.shared(frame)?;
+        Some((self.sink.borrow().as_ref()?.batch_handle()?, wire))
     }
 
     /// The outcome of a batched send of `frame` that completed by `now`
