@@ -10,7 +10,7 @@ use tracing::info;
 
 use super::{LiveSettings, Worker};
 use crate::hub::StreamInfo;
-use crate::metrics::{KickReason, StatsSnapshot};
+use crate::metrics::{KickReason, Protocol, StatsSnapshot};
 
 /// What the control plane asks of a worker.
 #[derive(Debug)]
@@ -55,6 +55,8 @@ pub struct ClientInfo {
     pub id: u64,
     pub peer: String,
     pub role: &'static str,
+    /// How it plays (or would): RTMP, HTTP-FLV or WebSocket-FLV.
+    pub protocol: Protocol,
     pub stream: Option<String>,
     pub connected_ms: u64,
 }

@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 use crate::config::Config;
 use crate::egress::{CloseReason, Fanout, Outbox, QueueLimits};
 use crate::hub::{Directory, Hub, HubConfig, StreamMsg};
-use crate::metrics::{ConnRole, CoreStats, KickReason, Label};
+use crate::metrics::{ConnRole, CoreStats, KickReason, Label, Protocol};
 use crate::protocol::session::ServerConfig;
 use crate::xcore::Mesh;
 pub use control::{ClientInfo, ControlMsg, KickTarget, Snapshot};
@@ -53,8 +53,17 @@ pub struct Client {
     pub peer: SocketAddr,
     pub outbox: Rc<Outbox>,
     pub role: ConnRole,
+    /// RTMP until the connection says otherwise (an HTTP player).
+    pub protocol: Protocol,
     pub stream: Option<String>,
     pub since: Instant,
+}
+
+impl Client {
+    /// The protocol it plays in, if it is a player.
+    fn playing(&self) -> Option<Protocol> {
+        (self.role == ConnRole::Player).then_some(self.protocol)
+    }
 }
 
 impl Worker {
@@ -159,6 +168,7 @@ impl Worker {
                 peer,
                 outbox,
                 role: ConnRole::Handshake,
+                protocol: Protocol::Rtmp,
                 stream: None,
                 since: Instant::now(),
             },
@@ -169,14 +179,29 @@ impl Worker {
     pub fn set_client_role(&self, id: u64, role: ConnRole, stream: Option<&str>) {
         if let Some(c) = self.clients.borrow_mut().get_mut(&id) {
             self.stats.set_role(Some(c.role), Some(role));
+            self.stats.set_player(
+                c.playing(),
+                (role == ConnRole::Player).then_some(c.protocol),
+            );
             c.role = role;
             c.stream = stream.map(str::to_string);
+        }
+    }
+
+    /// How a connection plays (an HTTP player says so once it knows).
+    pub fn set_client_protocol(&self, id: u64, protocol: Protocol) {
+        if let Some(c) = self.clients.borrow_mut().get_mut(&id) {
+            if let Some(from) = c.playing() {
+                self.stats.set_player(Some(from), Some(protocol));
+            }
+            c.protocol = protocol;
         }
     }
 
     pub fn remove_client(&self, id: u64) {
         if let Some(c) = self.clients.borrow_mut().remove(&id) {
             self.stats.set_role(Some(c.role), None);
+            self.stats.set_player(c.playing(), None);
         }
     }
 
@@ -188,6 +213,7 @@ impl Worker {
                 id: *id,
                 peer: c.peer.to_string(),
                 role: ConnRole::NAMES.get(c.role.index()).copied().unwrap_or("?"),
+                protocol: c.protocol,
                 stream: c.stream.clone(),
                 connected_ms: c.since.elapsed().as_millis() as u64,
             })

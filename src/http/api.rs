@@ -9,7 +9,9 @@ use serde_json::{json, Value};
 use super::{Ops, Reply};
 use crate::context::{KickTarget, Snapshot};
 use crate::metrics::export::{render, Scrape, StreamSeries};
-use crate::metrics::{HandshakeFailure, Label, LimitKind, ProtocolErrorKind, StatsSnapshot};
+use crate::metrics::{
+    HandshakeFailure, HistSnapshot, Label, LimitKind, Protocol, ProtocolErrorKind, StatsSnapshot,
+};
 
 fn histogram_json(h: &Histogram<u64>) -> Value {
     json!({
@@ -22,18 +24,35 @@ fn histogram_json(h: &Histogram<u64>) -> Value {
 }
 
 fn stats_json(s: &StatsSnapshot) -> Value {
+    let by_protocol: serde_json::Map<String, Value> = Protocol::NAMES
+        .iter()
+        .enumerate()
+        .map(|(i, name)| {
+            let hist = |hs: &[HistSnapshot]| hs.get(i).map(|h| histogram_json(&h.h));
+            let at = |v: &[u64]| v.get(i).copied().unwrap_or(0);
+            let doc = json!({
+                "players": at(&s.players),
+                "bytes_out": at(&s.bytes_out),
+                "messages_out": at(&s.messages_out),
+                "ingest_to_egress": hist(&s.ingest_to_egress),
+                "first_frame": hist(&s.first_frame),
+            });
+            (name.to_string(), doc)
+        })
+        .collect();
     json!({
-        "ingest_to_egress": histogram_json(&s.ingest_to_egress.h),
-        "first_frame": histogram_json(&s.first_frame.h),
+        "ingest_to_egress": histogram_json(&HistSnapshot::sum_of(&s.ingest_to_egress).h),
+        "first_frame": histogram_json(&HistSnapshot::sum_of(&s.first_frame).h),
         "handshake": histogram_json(&s.handshake.h),
         "frames_dropped": s.frames_dropped,
         "slow_disconnects": s.slow_disconnects,
         "connections_total": s.connections,
         "connections_active": s.connections_active,
         "bytes_in": s.bytes_in,
-        "bytes_out": s.bytes_out,
+        "bytes_out": s.bytes_out.iter().sum::<u64>(),
         "publisher_reconnects": s.publisher_reconnects,
         "io_driver": s.io_driver,
+        "by_protocol": by_protocol,
         "limit_hits": labelled_json(LimitKind::NAMES, &s.limit_hits),
         "protocol_errors": labelled_json(ProtocolErrorKind::NAMES, &s.protocol_errors),
         "handshake_failures": labelled_json(HandshakeFailure::NAMES, &s.handshake_failures),
@@ -183,7 +202,8 @@ fn clients_document(snaps: &[Snapshot]) -> Value {
             s.clients.iter().map(move |c| {
                 json!({
                     "id": c.id, "core": s.core, "peer": c.peer, "role": c.role,
-                    "stream": c.stream, "connected_ms": c.connected_ms,
+                    "protocol": c.protocol.name(), "stream": c.stream,
+                    "connected_ms": c.connected_ms,
                 })
             })
         })
@@ -198,10 +218,6 @@ pub fn metrics_text(ops: &Ops) -> String {
     let total = merged(&snaps).unwrap_or_else(|| crate::metrics::CoreStats::default().snapshot());
     let views = stream_views(&snaps);
     let streams = views.values().filter(|v| v.owner.is_some()).count() as u64;
-    let players: u64 = views
-        .values()
-        .map(|v| v.players.values().sum::<usize>() as u64)
-        .sum();
     let mut series = Vec::new();
     let mut omitted = 0;
     if config.metrics.per_stream {
@@ -223,7 +239,6 @@ pub fn metrics_text(ops: &Ops) -> String {
         cores: &cores,
         total: &total,
         streams,
-        players,
         per_stream: &series,
         per_stream_omitted: omitted,
         ready: ops.is_ready(),
