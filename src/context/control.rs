@@ -6,19 +6,21 @@ use std::future::poll_fn;
 use std::task::Poll;
 use std::time::Instant;
 
+use futures_channel::oneshot;
 use tracing::info;
 
 use super::{LiveSettings, Worker};
 use crate::hub::StreamInfo;
 use crate::metrics::{KickReason, Protocol, StatsSnapshot};
 
-/// What the control plane asks of a worker.
+/// What the control plane asks of a worker. Replies go back on a oneshot
+/// channel: the asker may be a task on a worker runtime (an HTTP request
+/// served there), which must await the answer rather than block its
+/// thread, or the main thread, which polls it with a parking waker.
 #[derive(Debug)]
 pub enum ControlMsg {
     /// Reply with this core's streams, statistics and clients.
-    Snapshot {
-        reply: crossbeam_channel::Sender<Snapshot>,
-    },
+    Snapshot { reply: oneshot::Sender<Snapshot> },
     /// SIGHUP: settings that may change live.
     Reload(Box<LiveSettings>),
     /// SIGTERM: stop accepting, ask publishers to reconnect elsewhere.
@@ -27,7 +29,7 @@ pub enum ControlMsg {
     /// all; replies with how many were closed.
     Kick {
         target: KickTarget,
-        reply: crossbeam_channel::Sender<usize>,
+        reply: oneshot::Sender<usize>,
     },
 }
 
@@ -44,6 +46,9 @@ pub enum KickTarget {
 #[derive(Debug, Clone)]
 pub struct Snapshot {
     pub core: usize,
+    /// Counts this core's snapshots: of two copies of one core, the higher
+    /// is the later (the control plane keeps the latest it has seen).
+    pub seq: u64,
     pub streams: Vec<StreamInfo>,
     pub stats: StatsSnapshot,
     pub clients: Vec<ClientInfo>,
@@ -102,8 +107,13 @@ impl Worker {
             }
             ControlMsg::Snapshot { reply } => {
                 let streams = self.hub.borrow().stream_infos(Instant::now());
+                let seq = self.snapshots.get() + 1;
+                self.snapshots.set(seq);
+                // The asker may have given up (past its deadline): then the
+                // answer is dropped here.
                 let _ = reply.send(Snapshot {
                     core: self.id,
+                    seq,
                     streams,
                     stats: self.stats.snapshot(),
                     clients: self.client_infos(),

@@ -46,6 +46,8 @@ pub struct Worker {
     /// Set once by a drain: publishers are asked to reconnect elsewhere.
     draining: Cell<bool>,
     drain_waker: Cell<Option<Waker>>,
+    /// Snapshots taken so far (numbers each [`Snapshot`]).
+    snapshots: Cell<u64>,
 }
 
 /// A connection as the worker tracks it (the connection task owns the rest).
@@ -90,6 +92,7 @@ impl Worker {
             clients: RefCell::new(HashMap::new()),
             draining: Cell::new(false),
             drain_waker: Cell::new(None),
+            snapshots: Cell::new(0),
             hub: RefCell::new(hub),
             egress,
             stats,
