@@ -16,8 +16,10 @@ use tracing::{info, warn};
 
 use crate::config::Config;
 
-pub use api::{metrics_text, stats_document, streams_document};
-pub use ops::Ops;
+pub use api::{
+    metrics_text, route as api_route, stats_document, streams_document, Reply, METRICS_CONTENT_TYPE,
+};
+pub use ops::{Ops, Scope, REPLY_TIMEOUT};
 
 /// Which endpoints a listener serves.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -74,30 +76,6 @@ fn spawn(addr: &str, serves: Serves, ops: Arc<Ops>) -> std::io::Result<()> {
     Ok(())
 }
 
-/// A response before it is written.
-pub struct Reply {
-    pub status: u16,
-    pub body: String,
-    pub content_type: &'static str,
-}
-
-impl Reply {
-    fn text(status: u16, body: &str) -> Reply {
-        Reply {
-            status,
-            body: format!("{body}\n"),
-            content_type: "text/plain; charset=utf-8",
-        }
-    }
-    fn json(status: u16, v: serde_json::Value) -> Reply {
-        Reply {
-            status,
-            body: v.to_string(),
-            content_type: "application/json",
-        }
-    }
-}
-
 fn route(method: &tiny_http::Method, url: &str, serves: Serves, ops: &Ops) -> Reply {
     use tiny_http::Method::{Delete, Get};
     let path = url.split('?').next().unwrap_or(url);
@@ -116,10 +94,20 @@ fn route(method: &tiny_http::Method, url: &str, serves: Serves, ops: &Ops) -> Re
         }
         (Get, "/metrics") if probes => Reply {
             status: 200,
-            body: metrics_text(ops),
+            body: api::metrics_text_blocking(ops),
             content_type: "text/plain; version=0.0.4; charset=utf-8",
         },
-        _ if api_on && path.starts_with("/api/v1/") => api::route(method, path, ops),
+        // Interim: the blocking twins of the async routes, until the
+        // listener moves onto the worker runtimes.
+        _ if api_on && path.starts_with("/api/v1/") => {
+            let method = match method {
+                Get => crate::protocol::http::Method::Get,
+                Delete => crate::protocol::http::Method::Delete,
+                tiny_http::Method::Head => crate::protocol::http::Method::Head,
+                _ => crate::protocol::http::Method::Other,
+            };
+            api::route_blocking(method, path, ops)
+        }
         (Get | Delete, _) => Reply::text(404, "not found"),
         _ => Reply::text(405, "method not allowed"),
     }

@@ -208,6 +208,31 @@ fn a_core_that_misses_the_deadline_shows_its_last_snapshot() {
 }
 
 #[test]
+fn a_scrape_never_lowers_a_counter() {
+    let cores = Cores::start(2, Config::default());
+    let page = |cores: &Cores| {
+        let ops = cores.ops.clone();
+        cores.run(
+            0,
+            move |_| async move { super::super::metrics_text(&ops).await },
+        )
+    };
+    let series = "cascade_bytes_out_total{worker=\"1\",protocol=\"http-flv\"}";
+    cores.on(1, |w| w.stats.add_out(Protocol::HttpFlv, 1000));
+    let before = value(&page(&cores), series);
+    assert_eq!(before, Some(1000.0));
+    cores.stall(1, REPLY_TIMEOUT + Duration::from_millis(300));
+    let during = value(&page(&cores), series);
+    assert_eq!(during, before, "a stalled core keeps its last figures");
+}
+
+/// The value of `series` on a Prometheus page.
+pub(crate) fn value(page: &str, series: &str) -> Option<f64> {
+    page.lines()
+        .find_map(|l| l.strip_prefix(series)?.trim().parse().ok())
+}
+
+#[test]
 fn a_kick_counts_what_the_cores_that_answered_closed() {
     let cores = Cores::start(2, Config::default());
     cores.add_player(0, Protocol::Rtmp, "live/k");
