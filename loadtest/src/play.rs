@@ -5,7 +5,6 @@ use std::sync::mpsc::Sender;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use cascade::protocol::chunk::RawMessage;
 use cascade::protocol::flv::{parse_video, VideoPacket};
 use cascade::protocol::message::type_id;
 
@@ -86,11 +85,14 @@ impl PlayerState {
         }
     }
 
-    pub fn on_message(&mut self, raw: &RawMessage, stats: &mut ThreadStats) {
-        match raw.type_id {
-            type_id::VIDEO => self.on_video(&raw.payload, stats),
-            type_id::DATA_AMF0 if is_stamp_data(&raw.payload) => {
-                if let Some(s) = parse_stamp_data(&raw.payload) {
+    /// One whole media or data message: an RTMP message's type and payload,
+    /// or an FLV tag's body under the RTMP type of its tag type (the bytes
+    /// are the same), so every protocol is measured alike.
+    pub fn on_media(&mut self, type_id: u8, payload: &[u8], stats: &mut ThreadStats) {
+        match type_id {
+            type_id::VIDEO => self.on_video(payload, stats),
+            type_id::DATA_AMF0 if is_stamp_data(payload) => {
+                if let Some(s) = parse_stamp_data(payload) {
                     self.on_stamp(s, stats);
                 }
             }

@@ -177,7 +177,9 @@ fn service(c: &mut Conn, scratch: &mut [u8], stats: &mut ThreadStats) -> Result<
                 ..
             } => state.on_video(head, stats),
             Skimmed::Media { .. } => {}
-            Skimmed::Full(raw) if is_media(raw.type_id) => state.on_message(&raw, stats),
+            Skimmed::Full(raw) if is_media(raw.type_id) => {
+                state.on_media(raw.type_id, &raw.payload, stats)
+            }
             Skimmed::Full(raw) => {
                 if let Err(e) = proto.on_message(raw) {
                     failed.get_or_insert(e);
