@@ -1,6 +1,11 @@
 //! cascade-loadtest: publish, play, both at once, or be the kernel floor.
 
 mod floor;
+// HTTP-FLV and WebSocket-FLV clients, not yet driven by the players.
+#[allow(dead_code)]
+mod flvstream;
+#[allow(dead_code)]
+mod httpflv;
 mod media;
 mod play;
 mod playloop;
@@ -11,6 +16,8 @@ mod runtime;
 mod skim;
 mod stamp;
 mod stats;
+#[allow(dead_code)]
+mod wsflv;
 
 use std::collections::BTreeMap;
 use std::sync::mpsc;
