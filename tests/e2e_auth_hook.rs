@@ -288,3 +288,46 @@ fn a_full_hook_queue_refuses_even_under_hook_on_error_allow() {
         .unwrap_or(0.0);
     assert!(busy >= 1.0, "hook_busy rejections: {busy}");
 }
+
+#[test]
+fn the_hook_decides_http_plays_before_the_first_byte() {
+    let dir = temp_dir("auth-hook-http");
+    let hook = HookServer::start(dir.path());
+    let ops = start(
+        dir.path(),
+        &format!(
+            "[auth]\nplay = \"hook\"\nhook_url = \"{}\"\nhook_timeout_ms = 1000\n",
+            hook.url()
+        ),
+    );
+    let _publisher = publish_ffmpeg(
+        &tool("ffmpeg"),
+        &Clip::H264Aac.path(),
+        &url(&ops, "live", "okhttp"),
+    );
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let mut allowed = loop {
+        let p = common::http_play::get(ops.http, "/live/okhttp.flv?sid=7", "");
+        if p.status == 200 || Instant::now() > deadline {
+            break p;
+        }
+        thread::sleep(Duration::from_millis(100));
+    };
+    assert_eq!(allowed.status, 200, "{}", allowed.head);
+    let (tags, _) = allowed.read_tags(Duration::from_secs(2));
+    common::http_play::assert_playable(&tags, "hook-allowed HTTP-FLV");
+    let play = hook
+        .requests()
+        .into_iter()
+        .find(|r| r["action"] == "play" && r["stream"] == "okhttp")
+        .expect("the hook was asked about the HTTP play");
+    assert_eq!(play["query"], "sid=7");
+    assert_eq!(play["client_ip"], "127.0.0.1");
+    // Refused by the hook (403), and a hook failure under the default
+    // hook_on_error = "deny": both before any media byte.
+    let denied = common::http_play::get(ops.http, "/live/okhttp.flv?deny=1", "");
+    assert_eq!(denied.status, 403, "{}", denied.head);
+    assert!(!denied.body.starts_with(b"FLV"));
+    let failed = common::http_play::get(ops.http, "/live/errhttp.flv", "");
+    assert_eq!(failed.status, 403, "{}", failed.head);
+}

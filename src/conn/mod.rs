@@ -4,7 +4,7 @@
 mod handler;
 mod limits;
 mod requests;
-mod socket;
+pub(crate) mod socket;
 
 use std::net::SocketAddr;
 use std::os::fd::AsRawFd;
@@ -148,7 +148,7 @@ pub async fn serve(
 
 /// The TLS handshake of an RTMPS connection, bounded by the handshake
 /// timeout and counted by result.
-async fn accept_tls(
+pub(crate) async fn accept_tls(
     worker: &Worker,
     tcp: TcpStream,
     config: Arc<rustls::ServerConfig>,

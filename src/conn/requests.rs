@@ -7,7 +7,8 @@ use std::time::Instant;
 use tracing::{debug, info, warn};
 
 use super::{limits, Conn, Deferred, Role};
-use crate::auth::{self, Action, Denial};
+use crate::auth::{Action, Denial};
+use crate::context::admission;
 use crate::egress::CloseReason;
 use crate::hub::HubError;
 use crate::metrics::{ConnRole, LimitKind};
@@ -200,99 +201,15 @@ impl Conn {
         }
     }
 
-    /// The `[auth]` decision for one publish or play; a refusal is logged
-    /// (reason only, never the key or token) and counted.
+    /// The `[auth]` decision for one publish or play, without the hook.
     pub(super) fn authorize(&self, action: Action, path: &StreamPath) -> Result<(), Denial> {
-        let policy = self.worker.auth();
-        if policy.is_open(action, &path.key()) {
-            return Ok(());
-        }
-        let started = Instant::now();
-        let result = policy.check(action, self.peer.ip(), path, auth::now_unix());
-        self.worker.stats.auth_decision.record(started.elapsed());
-        self.count_denial(action, path, result)
+        admission::authorize(&self.worker, self.peer, action, path)
     }
 
     /// [`Conn::authorize`], then the auth hook where the app uses one.
     async fn authorize_with_hook(&self, action: Action, path: &StreamPath) -> Result<(), Denial> {
-        self.authorize(action, path)?;
-        let policy = self.worker.auth();
-        let Some(hook) = policy.hook_for(action, &path.key()) else {
-            return Ok(());
-        };
-        let request = auth::HookRequest {
-            key: path.key(),
-            action: action.as_str(),
-            app: path.app.clone(),
-            stream: path.name.clone(),
-            query: path.query.clone(),
-            client_ip: self.peer.ip().to_string(),
-            client_port: self.peer.port(),
-            tc_url: self.tc_url.clone(),
-        };
-        let started = Instant::now();
-        let outcome = hook.ask(&request).await;
-        self.worker.stats.auth_decision.record(started.elapsed());
-        match &outcome {
-            auth::Outcome::Allow => debug!(stream = %path.key(), "auth hook: allowed"),
-            auth::Outcome::Deny(status) => {
-                info!(stream = %path.key(), action = %action.as_str(), status, "auth hook: refused")
-            }
-            auth::Outcome::Failed(why) => warn!(
-                stream = %path.key(),
-                action = %action.as_str(),
-                error = %why,
-                "auth hook failed; applying auth.hook_on_error"
-            ),
-            // Refused below whatever auth.hook_on_error says; the denial
-            // line is the one log line it gets.
-            auth::Outcome::Busy => {}
-        }
-        self.count_denial(action, path, policy.hook_verdict(&outcome))
+        admission::authorize_with_hook(&self.worker, self.peer, &self.tc_url, action, path).await
     }
-
-    fn count_denial(
-        &self,
-        action: Action,
-        path: &StreamPath,
-        result: Result<(), Denial>,
-    ) -> Result<(), Denial> {
-        if let Err(d) = result {
-            if log_budget() {
-                warn!(stream = %path.key(), action = %action.as_str(), reason = %d.as_str(), "auth: denied");
-            }
-            self.worker
-                .stats
-                .auth_rejected
-                .inc(auth::rejection_label(action, d));
-        }
-        result
-    }
-}
-
-/// Denial warnings one worker writes per second; past it they are only
-/// counted (`cascade_auth_rejected_total`), so a flood of refused clients
-/// cannot flood the log.
-const DENIAL_LOGS_PER_SECOND: u32 = 20;
-
-/// True while this second's denial-log budget lasts.
-fn log_budget() -> bool {
-    thread_local! {
-        static WINDOW: std::cell::Cell<(Option<Instant>, u32)> =
-            const { std::cell::Cell::new((None, 0)) };
-    }
-    WINDOW.with(|w| {
-        let now = Instant::now();
-        let (start, n) = w.get();
-        let fresh = !start.is_some_and(|s| now.duration_since(s).as_secs() < 1);
-        let (start, n) = if fresh {
-            (now, 0)
-        } else {
-            (start.unwrap_or(now), n)
-        };
-        w.set((Some(start), n + 1));
-        n < DENIAL_LOGS_PER_SECOND
-    })
 }
 
 /// Test builds only: `CASCADE_TEST_PANIC_ON_PUBLISH=NAME` panics the worker

@@ -12,7 +12,7 @@ use crate::transport::ReadHalf;
 
 /// Finds peers that vanished: TCP keepalive probes an idle connection,
 /// and TCP_USER_TIMEOUT closes one whose sent data goes unacknowledged.
-pub(super) fn set_timeouts(fd: RawFd, limits: &crate::config::LimitsSection) {
+pub(crate) fn set_timeouts(fd: RawFd, limits: &crate::config::LimitsSection) {
     // SAFETY: `fd` is the accepted socket, open for the duration of the
     // call; BorrowedFd does not close it.
     let borrowed = unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) };
@@ -39,7 +39,7 @@ pub(super) fn set_timeouts(fd: RawFd, limits: &crate::config::LimitsSection) {
 /// Without it, loopback and fast links let the send buffer grow to
 /// megabytes (tens of seconds of a stream), which hides a stalled player
 /// from the slow-player policy and costs memory. 0 leaves the default.
-pub(super) fn set_notsent_lowat(fd: RawFd, bytes: u32) {
+pub(crate) fn set_notsent_lowat(fd: RawFd, bytes: u32) {
     if bytes == 0 {
         return;
     }

@@ -4,6 +4,7 @@
 //! it holds, and below the code that uses it (`conn`, `upstream`, `http`);
 //! `shard` builds one per worker thread.
 
+pub mod admission;
 pub mod control;
 pub mod live;
 

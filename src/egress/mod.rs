@@ -31,4 +31,4 @@ pub use coalesce::Coalescer;
 pub use fanout::{BatchSend, Fanout};
 pub use framing::Framing;
 pub use outbox::{Batch, CloseReason, DirectSink, Outbox, QueueLimits};
-pub use subscriber::{RtmpPlayer, UpstreamFeed};
+pub use subscriber::{FlvPlayer, RtmpPlayer, UpstreamFeed};

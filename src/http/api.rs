@@ -117,20 +117,6 @@ pub async fn route(method: Method, path: &str, ops: &Ops) -> Reply {
     }
 }
 
-/// As [`route`], blocking the calling thread: for the interim control
-/// listener on its own thread, never for a worker. Goes with that
-/// listener.
-pub fn route_blocking(method: Method, path: &str, ops: &Ops) -> Reply {
-    match parse(method, path) {
-        Err(reply) => reply,
-        Ok(Request::Read(r)) => read(&r, &ops.collect()),
-        Ok(Request::Kick(r)) => match kick_target(&r) {
-            Ok(target) => kicked(&r, ops.kick(target)),
-            Err(reply) => reply,
-        },
-    }
-}
-
 /// The document `r` names.
 fn read(r: &Resource, snaps: &[Snapshot]) -> Reply {
     match r {
@@ -388,12 +374,6 @@ fn clients_document(snaps: &[Snapshot]) -> Value {
 /// core that does not answer in time shows its last figures.
 pub async fn metrics_text(ops: &Ops) -> String {
     metrics_page(ops, &ops.collect_async().await)
-}
-
-/// As [`metrics_text`], blocking the calling thread: for the interim
-/// control listener on its own thread, never for a worker.
-pub fn metrics_text_blocking(ops: &Ops) -> String {
-    metrics_page(ops, &ops.collect())
 }
 
 /// The Prometheus page from these snapshots.

@@ -54,6 +54,8 @@ label_enum!(
         Draining => "draining",
         MaxConnections => "max_connections",
         MaxConnectionsPerIp => "max_connections_per_ip",
+        HttpHeaderBytes => "http_max_header_bytes",
+        HttpHeaderTimeout => "http_header_timeout_ms",
     }
 );
 
@@ -109,6 +111,8 @@ label_enum!(
         NotAdmitted => "refused_at_header",
         SecondConnect => "second_connect",
         EmptyMedia => "empty_media",
+        HttpRequest => "http_request",
+        WebSocket => "websocket",
     }
 );
 
@@ -132,6 +136,8 @@ label_enum!(
         MaxStreams => "max_streams",
         MaxConnections => "max_connections",
         MaxConnectionsPerIp => "max_connections_per_ip",
+        HttpHeaderBytes => "http_max_header_bytes",
+        HttpHeaderTimeout => "http_header_timeout_ms",
     }
 );
 

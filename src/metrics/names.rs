@@ -75,7 +75,7 @@ per_core! {
         /// Connections accepted by this worker's listener.
         connections: Cell<u64> => counter(
             "cascade_connections_accepted_total",
-            "Connections accepted by the RTMP listeners, by worker.",
+            "Connections accepted by the RTMP and HTTP listeners, by worker.",
         ).per_worker();
         rejected: Counters<RejectReason> => counter(
             "cascade_connections_rejected_total",

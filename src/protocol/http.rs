@@ -57,8 +57,8 @@ pub struct RequestHead {
     pub ws_key: Option<String>,
     pub ws_version: Option<String>,
     pub authorization: Option<String>,
-    /// A `Range` header was sent.
-    pub range: bool,
+    /// The `Range` header, if one was sent.
+    pub range: Option<String>,
     pub content_length: u64,
     /// `Transfer-Encoding` was sent (cascade takes no chunked bodies).
     pub transfer_encoding: bool,
@@ -123,7 +123,7 @@ pub fn parse_head(
         ws_key: None,
         ws_version: None,
         authorization: None,
-        range: false,
+        range: None,
         content_length: 0,
         transfer_encoding: false,
     };
@@ -153,7 +153,7 @@ pub fn parse_head(
         } else if name.eq_ignore_ascii_case("authorization") {
             head.authorization = Some(value.to_string());
         } else if name.eq_ignore_ascii_case("range") {
-            head.range = true;
+            head.range = Some(value.to_string());
         } else if name.eq_ignore_ascii_case("content-length") {
             let n: u64 = value.parse().map_err(|_| HeadError::BadContentLength)?;
             if head.content_length != 0 && head.content_length != n {
@@ -166,6 +166,17 @@ pub fn parse_head(
     }
     head.websocket = upgrade && connection_upgrade;
     Ok(Some((head, len)))
+}
+
+impl RequestHead {
+    /// A `Range` asking for something other than the whole body from its
+    /// start (`bytes=0-`, which ffmpeg sends on every request, is the
+    /// whole body and is served as if absent).
+    pub fn partial_range(&self) -> bool {
+        self.range
+            .as_deref()
+            .is_some_and(|r| r.replace(' ', "") != "bytes=0-")
+    }
 }
 
 /// The reason phrase cascade writes for `status`.

@@ -7,9 +7,16 @@ use std::sync::Arc;
 use tracing::warn;
 
 use super::Worker;
-use crate::http::Ops;
+use crate::http::{Ops, Serves};
 use crate::metrics::{Label, LimitKind, RejectReason};
 use crate::transport::TlsServer;
+
+/// What a listener's connections speak.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Service {
+    Rtmp,
+    Http(Serves),
+}
 
 /// One listener's accept loop on one worker.
 #[derive(Clone)]
@@ -20,20 +27,28 @@ pub(super) struct Accept {
 }
 
 impl Accept {
-    /// Accepts until a drain starts, then closes the listener. With `tls`,
-    /// each connection starts with a TLS handshake using the certificate in
-    /// force at accept time.
+    /// Accepts until a drain starts, then closes the listener (HTTP
+    /// listeners stay open: probes, metrics and the API answer through a
+    /// drain, and media requests get a 503). With `tls`, each connection
+    /// starts with a TLS handshake using the certificate in force at
+    /// accept time.
     pub(super) async fn run(
         &self,
         listener: monoio::net::TcpListener,
         tls: Option<Arc<TlsServer>>,
+        service: Service,
     ) {
         let worker = &self.worker;
         let id = worker.id;
+        let stop_on_drain = service == Service::Rtmp;
         loop {
-            let accepted = monoio::select! {
-                r = listener.accept() => r,
-                _ = worker.drained() => break,
+            let accepted = if stop_on_drain {
+                monoio::select! {
+                    r = listener.accept() => r,
+                    _ = worker.drained() => break,
+                }
+            } else {
+                listener.accept().await
             };
             match accepted {
                 Ok((stream, peer)) => {
@@ -78,8 +93,14 @@ impl Accept {
                     };
                     let worker = worker.clone();
                     let tls = tls.as_ref().map(|t| t.config());
+                    let ops = self.ops.clone();
                     monoio::spawn(async move {
-                        crate::conn::serve(worker, stream, peer, tls).await;
+                        match service {
+                            Service::Rtmp => crate::conn::serve(worker, stream, peer, tls).await,
+                            Service::Http(serves) => {
+                                crate::http::serve(worker, ops, stream, peer, serves, tls).await
+                            }
+                        }
                         drop(permit);
                     });
                 }

@@ -11,13 +11,13 @@ use tracing::{error, info, warn};
 
 use crate::config::Config;
 use crate::context::{live_settings, ControlMsg, LiveSettings, Worker};
-use crate::http::Ops;
+use crate::http::{Ops, Serves};
 use crate::hub::{Directory, StreamMsg};
 use crate::transport::TlsServer;
 use crate::xcore::{self, Mailbox, Mesh};
 
 mod accept;
-use accept::Accept;
+use accept::{Accept, Service};
 
 /// Which IO driver to run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -71,7 +71,7 @@ pub fn run(
     let (mesh, mailboxes) = xcore::build::<StreamMsg>(workers);
     let (control, control_boxes) = xcore::build::<ControlMsg>(workers);
     ops.set_mesh(control);
-    crate::http::start(&config, ops.clone())?;
+    let http_addrs = http_listens(&config)?;
     let mut handles = Vec::new();
     // Built once and cloned: the auth hook's request threads and queue are
     // the node's, shared by every worker, as after a reload.
@@ -93,6 +93,13 @@ pub fn run(
                 (Some(server), Some(a)) => Some((reuseport_listener(a)?, server.clone())),
                 _ => None,
             },
+            http: http_addrs
+                .iter()
+                .map(|&(addr, serves, https)| {
+                    let server = if https { tls.clone() } else { None };
+                    Ok((reuseport_listener(addr)?, serves, server))
+                })
+                .collect::<std::io::Result<_>>()?,
         };
         let core = cores.get(id % cores.len().max(1)).copied();
         let config = config.clone();
@@ -130,10 +137,40 @@ fn listen_addr(key: &str, text: &str) -> std::io::Result<SocketAddr> {
     Ok(addr)
 }
 
-/// A worker's listening sockets: plain RTMP, and RTMPS when configured.
+/// A worker's listening sockets: plain RTMP, RTMPS when configured, and
+/// the HTTP service's (plain or HTTPS, and what each serves).
 struct Listeners {
     plain: std::net::TcpListener,
     tls: Option<(std::net::TcpListener, Arc<TlsServer>)>,
+    http: Vec<(std::net::TcpListener, Serves, Option<Arc<TlsServer>>)>,
+}
+
+/// The HTTP service's listen addresses, what each serves, and whether it
+/// is HTTPS: `http.listen` (and `tls.http_listen` beside it), and
+/// `http.api_listen` when the API lives elsewhere.
+fn http_listens(config: &Config) -> std::io::Result<Vec<(SocketAddr, Serves, bool)>> {
+    let api = config.http.api_listen.trim();
+    let main = if api.is_empty() {
+        Serves::All
+    } else {
+        Serves::Probes
+    };
+    let mut out = Vec::new();
+    if !config.http.listen.trim().is_empty() {
+        out.push((
+            listen_addr("http.listen", config.http.listen.trim())?,
+            main,
+            false,
+        ));
+    }
+    if !config.tls.http_listen.trim().is_empty() {
+        let addr = listen_addr("tls.http_listen", config.tls.http_listen.trim())?;
+        out.push((addr, main, true));
+    }
+    if !api.is_empty() {
+        out.push((listen_addr("http.api_listen", api)?, Serves::Api, false));
+    }
+    Ok(out)
 }
 
 /// What a worker gets from start-up: the directory, the channels to every
@@ -241,10 +278,17 @@ async fn worker_main(
     };
     if let Some((listener, server)) = tls {
         let accept = accept.clone();
-        monoio::spawn(async move { accept.run(listener, Some(server)).await });
+        monoio::spawn(async move { accept.run(listener, Some(server), Service::Rtmp).await });
+    }
+    for (listener, serves, server) in listeners.http {
+        let Ok(listener) = register(listener) else {
+            return;
+        };
+        let accept = accept.clone();
+        monoio::spawn(async move { accept.run(listener, server, Service::Http(serves)).await });
     }
     shared.ops.worker_ready();
-    accept.run(plain, None).await;
+    accept.run(plain, None, Service::Rtmp).await;
     // Draining: new connections go to other nodes; the ones here run on
     // until the control plane closes them and the process exits.
     std::future::pending::<()>().await;
