@@ -3,6 +3,7 @@
 //! own mesh and are handled here, by the worker, never by the hub.
 
 use std::future::poll_fn;
+use std::sync::Arc;
 use std::task::Poll;
 use std::time::Instant;
 
@@ -42,16 +43,19 @@ pub enum KickTarget {
     All,
 }
 
-/// One core's view, sent to the control plane.
+/// One core's view, sent to the control plane. Cloning it shares the
+/// parts rather than copying them: the control plane keeps each core's
+/// latest snapshot and hands a copy to every request, on the worker that
+/// serves it, and a core's histograms alone run to megabytes.
 #[derive(Debug, Clone)]
 pub struct Snapshot {
     pub core: usize,
     /// Counts this core's snapshots: of two copies of one core, the higher
     /// is the later (the control plane keeps the latest it has seen).
     pub seq: u64,
-    pub streams: Vec<StreamInfo>,
-    pub stats: StatsSnapshot,
-    pub clients: Vec<ClientInfo>,
+    pub streams: Arc<Vec<StreamInfo>>,
+    pub stats: Arc<StatsSnapshot>,
+    pub clients: Arc<Vec<ClientInfo>>,
 }
 
 /// One connection, for the clients API.
@@ -114,9 +118,9 @@ impl Worker {
                 let _ = reply.send(Snapshot {
                     core: self.id,
                     seq,
-                    streams,
-                    stats: self.stats.snapshot(),
-                    clients: self.client_infos(),
+                    streams: Arc::new(streams),
+                    stats: Arc::new(self.stats.snapshot()),
+                    clients: Arc::new(self.client_infos()),
                 });
             }
         }

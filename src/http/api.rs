@@ -233,7 +233,7 @@ fn merged(snaps: &[Snapshot]) -> Option<StatsSnapshot> {
     for s in snaps {
         match &mut total {
             Some(t) => t.merge(&s.stats),
-            None => total = Some(s.stats.clone()),
+            None => total = Some(StatsSnapshot::clone(&s.stats)),
         }
     }
     total
@@ -284,7 +284,7 @@ struct StreamView {
 fn stream_views(snaps: &[Snapshot]) -> BTreeMap<String, StreamView> {
     let mut out: BTreeMap<String, StreamView> = BTreeMap::new();
     for s in snaps {
-        for st in &s.streams {
+        for st in s.streams.iter() {
             let v = out.entry(st.key.clone()).or_default();
             if st.players > 0 {
                 v.players.insert(s.core, st.players);
@@ -398,7 +398,7 @@ fn metrics_page(ops: &Ops, snaps: &[Snapshot]) -> String {
             });
         }
     }
-    let cores: Vec<(usize, &StatsSnapshot)> = snaps.iter().map(|s| (s.core, &s.stats)).collect();
+    let cores: Vec<(usize, &StatsSnapshot)> = snaps.iter().map(|s| (s.core, &*s.stats)).collect();
     render(&Scrape {
         cores: &cores,
         total: &total,
