@@ -92,7 +92,7 @@ impl Desc {
 }
 
 /// A recorder a worker writes on its hot path, and the plain copy of it
-/// that travels to the control thread.
+/// that travels to the control plane.
 pub trait Record: Default {
     type Snap: Clone + std::fmt::Debug + Merge;
     fn copy(&self) -> Self::Snap;

@@ -1,6 +1,7 @@
 //! Renders merged statistics in the Prometheus text format with the
-//! `prometheus` crate's encoder. Nothing here runs on a worker: the control
-//! thread calls it with snapshots it collected.
+//! `prometheus` crate's encoder. It runs once per scrape on the worker that
+//! serves the request, off the media path, with the snapshots the control
+//! plane collected: a few hundred series, a millisecond or so.
 //!
 //! The per-core families are not listed here: `render` walks the table in
 //! [`super::names`] through `StatsSnapshot::for_each_exported`, so a metric

@@ -1,14 +1,14 @@
 //! Per-core statistics, recorded on the core without atomics and read
 //! (merged) off the hot path.
 //!
-//! Every counter is a `Cell` owned by one worker; the control thread asks
-//! each core for a [`StatsSnapshot`] through the mesh and sums them, so no
+//! Every counter is a `Cell` owned by one worker; a scrape asks each core
+//! for a [`StatsSnapshot`] through the control mesh and sums them, so no
 //! frame ever touches a shared cache line.
 //!
 //! Each metric is declared once, in [`names`]: the per-core ones as lines
 //! of a table from which `declare::per_core!` writes `CoreStats`,
 //! `StatsSnapshot`, the copy and the merge. The recorder types (`Cell`,
-//! [`Counters`], [`Hist`]) live here, the label enums in `labels.rs`, the
+//! [`Counters`], [`Hist`], [`Hists`]) live here, the label enums in `labels.rs`, the
 //! Prometheus rendering in [`export`].
 
 pub mod declare;
