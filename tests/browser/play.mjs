@@ -76,6 +76,8 @@ const limits = {
 
 const log = (msg) => process.stderr.write(`play.mjs: ${msg}\n`);
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+// A bound on a race that must not keep the process alive once it is won.
+const bound = (ms) => new Promise((r) => setTimeout(r, ms).unref());
 
 const result = {
   ok: false,
@@ -97,7 +99,11 @@ const result = {
   events: [],
   failures: [],
   error: null,
+  // Milliseconds since start of each phase, for a slow run's post-mortem.
+  timings: {},
 };
+const T0 = Date.now();
+const mark = (phase) => (result.timings[phase] = Date.now() - T0);
 
 let printed = false;
 function finish(code) {
@@ -264,11 +270,13 @@ async function run(state) {
     viewport: { width: 1000, height: 400 },
     timeout: 20000,
   });
+  mark('browser');
   const page = state.context.pages()[0] || (await state.context.newPage());
   page.on('pageerror', (e) => result.events.push({ kind: 'pageerror', detail: String(e) }));
   if (opt.verbose) page.on('console', (m) => log(`console.${m.type()}: ${m.text()}`));
   await page.goto(pageUrl, { waitUntil: 'load', timeout: 10000 });
 
+  mark('page');
   const startErr = await page.evaluate(() => window.probe.start());
   if (startErr) throw new Error(`page could not start the player: ${startErr}`);
   const loadAt = Date.now();
@@ -291,6 +299,7 @@ async function run(state) {
     await sleep(50);
   }
   result.startupMs = Date.now() - loadAt;
+  mark('playing');
   await sleep(num('settle') * 1000);
 
   const startFrame = await page.evaluate(() => window.probe.frameStats());
@@ -300,6 +309,7 @@ async function run(state) {
   result.tap = await page.evaluate(() => window.probe.tapSummary());
   result.events.push(...(await page.evaluate(() => window.probe.events())));
 
+  mark('measured');
   judgeAdvance(samples);
   judgeFrames(startFrame, endFrame);
   judgeLatency(samples);
@@ -313,7 +323,12 @@ async function run(state) {
 
 async function cleanup(state) {
   if (state.context) await state.context.close().catch(() => {});
-  if (state.server) state.server.close();
+  // Chromium's keep-alive sockets would hold the process open for
+  // the server's keep-alive timeout.
+  if (state.server) {
+    state.server.close();
+    state.server.closeAllConnections();
+  }
   if (state.profile) fs.rmSync(state.profile, { recursive: true, force: true });
 }
 
@@ -323,7 +338,7 @@ const hardTimeout = setTimeout(async () => {
   finish(3);
   // Closing can hang on a wedged browser: bound it, then leave; playwright
   // kills the browser it launched when this process exits.
-  await Promise.race([cleanup(state), sleep(3000)]);
+  await Promise.race([cleanup(state), bound(3000)]);
   process.exit(3);
 }, num('timeout') * 1000);
 
@@ -335,7 +350,8 @@ try {
   code = 2;
 }
 if (!printed) {
+  mark('done');
   finish(code);
-  await Promise.race([cleanup(state), sleep(5000)]);
+  await Promise.race([cleanup(state), bound(5000)]);
   clearTimeout(hardTimeout);
 }

@@ -42,11 +42,17 @@
         lazyLoad: false,
         deferLoadAfterSourceOpen: false,
         // A joining player gets the GOP from the last keyframe (up to 2 s
-        // old); chasing seeks near the buffered end once the buffer holds
-        // more than MaxLatency, so playback settles well under a second.
+        // old): chasing seeks to 0.3 s before the buffered end as soon as
+        // more than 0.8 s is buffered. Playing at 1.0 would then keep
+        // whatever lag that seek left (anywhere in 0.3-0.8 s), so liveSync
+        // plays at 1.2x while more than 0.5 s is buffered, down to 0.3 s.
         liveBufferLatencyChasing: true,
         liveBufferLatencyMaxLatency: 0.8,
         liveBufferLatencyMinRemain: 0.3,
+        liveSync: true,
+        liveSyncMaxLatency: 0.5,
+        liveSyncTargetLatency: 0.3,
+        liveSyncPlaybackRate: 1.2,
         autoCleanupSourceBuffer: true,
       }
     );
