@@ -14,6 +14,7 @@
 mod common;
 
 use std::fs;
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::Mutex;
@@ -59,7 +60,10 @@ fn browser_available() -> bool {
          run scripts/install-test-deps.sh",
         chromium().display()
     );
-    eprintln!(
+    // Straight to the stderr handle: libtest captures `eprintln!` of a
+    // passing test, and a skip nobody sees is a silent pass.
+    let _ = writeln!(
+        std::io::stderr(),
         "\n!!!!! SKIPPED: no Chromium at {} -- the browser playback test did NOT run. \
          scripts/install-test-deps.sh installs it; set CASCADE_REQUIRE_BROWSER=1 to make \
          this a failure. !!!!!\n",
