@@ -10,8 +10,8 @@
 //
 // Exit status: 0 when all three checks pass (currentTime advances, a frame
 // is not blank, latency behind the publisher stays under the bound), 1 when
-// a check fails, 2 when the browser or page could not be set up, 3 on the
-// whole-run timeout. Why it failed is in the JSON (`failures`, `error`) and
+// a check fails (playback never starting included), 2 when the browser or
+// page could not be set up, 3 on the whole-run timeout. Why it failed is in the JSON (`failures`, `error`) and
 // on stderr.
 
 import { chromium } from 'playwright-core';
@@ -74,6 +74,9 @@ const limits = {
   maxStallMs: num('max-stall-ms'),
 };
 
+// A check that failed (as opposed to a setup that did): exit status 1.
+class CheckFailure extends Error {}
+
 const log = (msg) => process.stderr.write(`play.mjs: ${msg}\n`);
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 // A bound on a race that must not keep the process alive once it is won.
@@ -83,6 +86,9 @@ const result = {
   ok: false,
   type,
   url: mediaUrl,
+  // --dev turns off the browser's same-origin checks: such a run proves
+  // nothing about CORS.
+  dev: opt.dev,
   currentTimeStart: null,
   currentTimeEnd: null,
   advance: null,
@@ -289,12 +295,12 @@ async function run(state) {
     const errs = await page.evaluate(() => window.probe.events().filter((e) => e.kind === 'player:error'));
     if (errs.length) {
       result.events.push(...errs);
-      throw new Error(`player error before playback began: ${errs[0].detail}`);
+      throw new CheckFailure(`player error before playback began: ${errs[0].detail}`);
     }
     if (Date.now() > startDeadline) {
       result.tap = await page.evaluate(() => window.probe.tapSummary());
       result.events.push(...(await page.evaluate(() => window.probe.events())));
-      throw new Error(`playback did not start within ${opt['start-timeout']} s (last: ${JSON.stringify(s)})`);
+      throw new CheckFailure(`playback did not start within ${opt['start-timeout']} s (last: ${JSON.stringify(s)})`);
     }
     await sleep(50);
   }
@@ -323,8 +329,8 @@ async function run(state) {
 
 async function cleanup(state) {
   if (state.context) await state.context.close().catch(() => {});
-  // Chromium's keep-alive sockets would hold the process open for
-  // the server's keep-alive timeout.
+  // A socket a wedged browser left open would keep this process alive
+  // for the server's keep-alive timeout.
   if (state.server) {
     state.server.close();
     state.server.closeAllConnections();
@@ -347,7 +353,7 @@ try {
   code = await run(state);
 } catch (e) {
   result.error = String(e && e.message ? e.message : e);
-  code = 2;
+  code = e instanceof CheckFailure ? 1 : 2;
 }
 if (!printed) {
   mark('done');
