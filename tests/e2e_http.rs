@@ -280,6 +280,21 @@ fn the_api_token_guards_the_api_and_kicks_of_http_players() {
         .find(|c| c["role"] == "player" && c["stream"] == "live/k")
         .unwrap_or_else(|| panic!("no HTTP player in {clients}"))
         .clone();
+    assert_eq!(entry["protocol"], "http-flv", "{entry}");
+    // The players gauge and bytes out carry the protocol.
+    let page = ops.get("/metrics");
+    let series = |name: &str| -> f64 {
+        page.lines()
+            .filter(|l| l.starts_with(name) && l.contains("protocol=\"http-flv\""))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum()
+    };
+    assert!(series("cascade_players{") >= 1.0, "{page}");
+    assert!(series("cascade_bytes_out_total{") > 100_000.0, "{page}");
+    assert!(
+        series("cascade_ingest_to_egress_seconds_count{") > 0.0,
+        "{page}"
+    );
     let id = entry["id"].as_u64().unwrap();
     let kick = common::http_play::request(
         ops.http,

@@ -314,7 +314,7 @@ impl HttpConn {
                 {
                     unauthorized()
                 } else {
-                    super::api::route(head.method, p, &self.ops).await
+                    super::api::route(head.method, &head.raw_path, &self.ops).await
                 }
             }
             p if probes && p.ends_with(".flv") => {

@@ -46,6 +46,8 @@ pub struct RequestHead {
     pub method: Method,
     /// The target's path, percent-decoded.
     pub path: String,
+    /// The target's path as sent (still percent-encoded).
+    pub raw_path: String,
     /// The target's query, as sent (without the `?`).
     pub query: String,
     /// HTTP/1.0 (no keep-alive unless asked, no chunked encoding).
@@ -116,6 +118,7 @@ pub fn parse_head(
     let mut head = RequestHead {
         method: Method::parse(req.method.unwrap_or("")),
         path,
+        raw_path: raw_path.to_string(),
         query: query.to_string(),
         http10,
         close: http10,
