@@ -17,8 +17,9 @@ use monoio::net::TcpStream;
 use tracing::{debug, info, Instrument};
 
 use crate::auth::Action;
+use crate::context::link::Link;
 use crate::context::Worker;
-use crate::egress::{writer, CloseReason, Outbox, RtmpPlayer};
+use crate::egress::{Outbox, RtmpPlayer};
 use crate::metrics::{ConnRole, HandshakeFailure, LimitKind, ProtocolErrorKind, TlsHandshake};
 use crate::protocol::command::StreamPath;
 use crate::protocol::handshake::{HandshakeError, HandshakeStatus, ServerHandshake};
@@ -32,8 +33,6 @@ use socket::{read_more, set_notsent_lowat, set_timeouts};
 /// buffer grows toward the large size as its reads fill the buffer.
 const READ_MIN: usize = 4 * 1024;
 const READ_MAX: usize = 64 * 1024;
-/// How long a closing connection may take to flush what it queued.
-const FLUSH_TIMEOUT: Duration = Duration::from_secs(5);
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConnError {
@@ -177,30 +176,13 @@ async fn run(
     id: u64,
     peer: SocketAddr,
 ) -> Result<(), ConnError> {
-    let stats = worker.stats.clone();
-    stats
-        .connections_active
-        .set(stats.connections_active.get() + 1);
-    let fd = stream.fd();
-    // TLS bytes must go through the writer task's TLS stream: no direct
-    // sends on the raw socket for those.
-    let direct = worker.config.server.direct_writes && !stream.is_tls();
-    let (mut rd, wr) = stream.into_split();
-    let outbox = Rc::new(Outbox::new(worker.live_queue_limits()));
-    worker.add_client(id, peer, outbox.clone());
-    let writer = monoio::spawn(writer::write_loop(
-        wr,
-        outbox.clone(),
-        worker.stats.clone(),
-        fd,
-        id,
-        peer,
-    ));
+    let (link, mut rd) = Link::open(&worker, stream, id, peer);
+    worker.add_client(id, peer, link.outbox.clone());
     let mut conn = Conn {
         id,
         session: ServerSession::new(worker.live_session_config()),
         worker,
-        outbox: outbox.clone(),
+        outbox: link.outbox.clone(),
         role: Role::None,
         peer,
         tc_url: String::new(),
@@ -210,36 +192,18 @@ async fn run(
         refusals: 0,
         answered: false,
     };
-    if direct {
-        outbox.set_sink(
-            Some(Box::new(writer::FdSink(fd))),
-            Some(conn.worker.stats.clone()),
-        );
-    }
+    link.send_direct();
     let result = conn.read_loop(&mut rd).await;
     // Logged before the socket closes, so a peer that sees the close can
     // already find the reason in the log.
     if let Err(e) = &result {
-        count_error(&stats, e);
+        count_error(&conn.worker.stats, e);
         if !limits::report(&conn.worker, e, peer) {
             info!(error = %e, "closed");
         }
     }
-    // The socket closes after this function: no more direct writes.
-    outbox.set_sink(None, None);
     conn.leave();
-    outbox.close(CloseReason::Finish);
-    if monoio::time::timeout(FLUSH_TIMEOUT, writer).await.is_err() {
-        // The peer stopped reading; unblock the writer. `rd` is still alive
-        // here, so the descriptor is open.
-        writer::shutdown(fd);
-    }
-    drop(rd);
-    conn.worker.remove_client(id);
-
-    stats
-        .connections_active
-        .set(stats.connections_active.get() - 1);
+    link.close(rd).await;
     result
 }
 

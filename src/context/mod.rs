@@ -6,6 +6,7 @@
 
 pub mod admission;
 pub mod control;
+pub mod link;
 pub mod live;
 
 use std::cell::{Cell, RefCell};

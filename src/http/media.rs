@@ -19,7 +19,8 @@ use super::server::{HttpConn, Next};
 use super::Reply;
 use crate::auth::{Action, Denial};
 use crate::context::admission;
-use crate::egress::{writer, CloseReason, FlvPlayer, Framing};
+use crate::context::link::Link;
+use crate::egress::{CloseReason, FlvPlayer, Framing};
 use crate::metrics::{ConnRole, Label, ProtocolErrorKind};
 use crate::protocol::command::StreamPath;
 use crate::protocol::http::{response_head, Method, RequestHead};
@@ -63,6 +64,7 @@ pub(super) async fn play(
     head: RequestHead,
     rd: &mut ReadHalf,
     buf: &mut BytesMut,
+    link: &Link,
 ) -> Next {
     let worker = &conn.worker;
     let refuse = |status: u16, why: &str| {
@@ -158,13 +160,8 @@ pub(super) async fn play(
     let now = Instant::now();
     conn.outbox.start_with(framing, now);
     // Live frames may now go straight to the socket (or the core's batch)
-    // once the queued answer is out; TLS bytes must go through the writer.
-    if worker.config.server.direct_writes && !conn.tls {
-        conn.outbox.set_sink(
-            Some(Box::new(writer::FdSink(conn.fd))),
-            Some(worker.stats.clone()),
-        );
-    }
+    // once the queued answer is out.
+    link.send_direct();
     // A player is a client (the clients API lists it, kicks and drains
     // close it); requests of the control plane are not.
     worker.add_client(conn.id, conn.peer, conn.outbox.clone());

@@ -19,15 +19,14 @@ use monoio::net::TcpStream;
 use tracing::{debug, info, Instrument};
 
 use super::{media, Ops, Reply, Serves};
+use crate::context::link::Link;
 use crate::context::Worker;
-use crate::egress::{writer, CloseReason, Outbox};
+use crate::egress::Outbox;
 use crate::protocol::http::{
     parse_head, response_head, HeadError, HeadLimits, Method, RequestHead,
 };
 use crate::transport::{ReadHalf, Stream};
 
-/// How long a closing connection may take to flush what it queued.
-const FLUSH_TIMEOUT: Duration = Duration::from_secs(5);
 /// A request head starts in a buffer this large (most fit); it grows up to
 /// `http.max_header_bytes` only for the requests that need it.
 const READ_START: usize = 2 * 1024;
@@ -40,8 +39,6 @@ pub(super) struct HttpConn {
     pub(super) outbox: Rc<Outbox>,
     pub(super) peer: SocketAddr,
     pub(super) serves: Serves,
-    pub(super) fd: std::os::fd::RawFd,
-    pub(super) tls: bool,
 }
 
 /// How a request left the connection.
@@ -97,45 +94,17 @@ async fn run(
     peer: SocketAddr,
     serves: Serves,
 ) {
-    let stats = worker.stats.clone();
-    stats
-        .connections_active
-        .set(stats.connections_active.get() + 1);
-    let fd = stream.fd();
-    let tls = stream.is_tls();
-    let (mut rd, wr) = stream.into_split();
-    let outbox = Rc::new(Outbox::new(worker.live_queue_limits()));
-    let writer = monoio::spawn(writer::write_loop(
-        wr,
-        outbox.clone(),
-        worker.stats.clone(),
-        fd,
-        id,
-        peer,
-    ));
+    let (link, mut rd) = Link::open(&worker, stream, id, peer);
     let conn = HttpConn {
         id,
         worker,
         ops,
-        outbox: outbox.clone(),
+        outbox: link.outbox.clone(),
         peer,
         serves,
-        fd,
-        tls,
     };
-    conn.requests(&mut rd).await;
-    outbox.set_sink(None, None);
-    outbox.close(CloseReason::Finish);
-    if monoio::time::timeout(FLUSH_TIMEOUT, writer).await.is_err() {
-        // The peer stopped reading; unblock the writer. `rd` is still
-        // alive here, so the descriptor is open.
-        writer::shutdown(fd);
-    }
-    drop(rd);
-    conn.worker.remove_client(id);
-    stats
-        .connections_active
-        .set(stats.connections_active.get() - 1);
+    conn.requests(&mut rd, &link).await;
+    link.close(rd).await;
 }
 
 impl HttpConn {
@@ -153,7 +122,7 @@ impl HttpConn {
     }
 
     /// Reads and answers requests in order until the connection is done.
-    async fn requests(&self, rd: &mut ReadHalf) {
+    async fn requests(&self, rd: &mut ReadHalf, link: &Link) {
         let (limits, head_timeout, idle_timeout, max_body) = self.limits();
         let mut buf = BytesMut::with_capacity(READ_START);
         // The first request's head must arrive within the head timeout of
@@ -181,7 +150,7 @@ impl HttpConn {
                     {
                         return;
                     }
-                    match self.request(head, rd, &mut buf).await {
+                    match self.request(head, rd, &mut buf, link).await {
                         Next::Close => return,
                         Next::KeepAlive => {}
                     }
@@ -277,7 +246,13 @@ impl HttpConn {
     }
 
     /// Answers one request.
-    async fn request(&self, head: RequestHead, rd: &mut ReadHalf, buf: &mut BytesMut) -> Next {
+    async fn request(
+        &self,
+        head: RequestHead,
+        rd: &mut ReadHalf,
+        buf: &mut BytesMut,
+        link: &Link,
+    ) -> Next {
         let path = head.path.as_str();
         let probes = self.serves != Serves::Api;
         let api_on = self.serves != Serves::Probes;
@@ -318,7 +293,7 @@ impl HttpConn {
                 }
             }
             p if probes && p.ends_with(".flv") => {
-                return media::play(self, head, rd, buf).await;
+                return media::play(self, head, rd, buf, link).await;
             }
             _ if !get => Reply::text(405, "method not allowed"),
             _ => Reply::text(404, "not found"),
