@@ -1,8 +1,9 @@
 //! Raw-socket tools for `tests/e2e_http_abuse.rs`: HTTP answers read off a
 //! plain socket, timed probes, sockets with a tiny receive buffer, an
-//! HTTP-FLV player on a thread of its own that records every stall, and
+//! HTTP-FLV player on a thread of its own that records every stall,
 //! WebSocket frames built and read by hand (so they can be wrong on
-//! purpose).
+//! purpose), hundreds of slow or silent clients on one thread, an endless
+//! header line, and pipelined requests with the answers they must get.
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -341,4 +342,218 @@ fn frame_at(buf: &[u8]) -> Option<(u8, usize, usize)> {
         n => (n as usize, 2),
     };
     Some((b0 & 0x0f, at, len))
+}
+
+// Slow and endless request heads.
+
+/// The request a slow client trickles, one byte a second: never whole
+/// before the head timeout.
+pub const TRICKLED: &[u8] = b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n";
+
+/// One held connection of [`hold`].
+struct Held {
+    sock: TcpStream,
+    opened: Instant,
+    next_byte: Instant,
+    sent: usize,
+    got: Vec<u8>,
+    silent: bool,
+}
+
+impl Held {
+    fn open(port: u16, silent: bool) -> Held {
+        let sock = connect(port, None);
+        sock.set_nonblocking(true).unwrap();
+        let now = Instant::now();
+        Held {
+            sock,
+            opened: now,
+            next_byte: now,
+            sent: 0,
+            got: Vec::new(),
+            silent,
+        }
+    }
+}
+
+/// How a held connection ended.
+pub struct Closed {
+    pub silent: bool,
+    pub lived: Duration,
+    pub got: Vec<u8>,
+    pub sent: usize,
+}
+
+/// Keeps `slow` connections trickling `TRICKLED` (a byte a second each)
+/// and `silent` ones that send nothing open until `stop`, opening a new
+/// one whenever the server closes one. Returns those that were closed and
+/// the ages of those still open.
+pub fn hold(
+    port: u16,
+    slow: usize,
+    silent: usize,
+    stop: &AtomicBool,
+) -> (Vec<Closed>, Vec<Duration>) {
+    let mut held: Vec<Held> = (0..slow + silent)
+        .map(|i| Held::open(port, i >= slow))
+        .collect();
+    let mut closed = Vec::new();
+    let mut buf = [0u8; 4096];
+    while !stop.load(Ordering::Relaxed) {
+        let now = Instant::now();
+        for h in held.iter_mut().filter(|h| !h.silent && h.next_byte <= now) {
+            let byte = TRICKLED[h.sent % TRICKLED.len()];
+            if (&h.sock).write(&[byte]).is_ok() {
+                h.sent += 1;
+            }
+            h.next_byte = now + Duration::from_secs(1);
+        }
+        let mut fds: Vec<libc::pollfd> = held
+            .iter()
+            .map(|h| libc::pollfd {
+                fd: std::os::fd::AsRawFd::as_raw_fd(&h.sock),
+                events: libc::POLLIN,
+                revents: 0,
+            })
+            .collect();
+        // SAFETY: `fds` is a live array of initialised pollfds of open sockets.
+        unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, 50) };
+        for (i, fd) in fds.iter().enumerate().rev() {
+            if fd.revents == 0 {
+                continue;
+            }
+            let h = &mut held[i];
+            let ended = loop {
+                match (&h.sock).read(&mut buf) {
+                    Ok(0) => break true,
+                    Ok(n) => h.got.extend_from_slice(&buf[..n]),
+                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break false,
+                    Err(_) => break true,
+                }
+            };
+            if ended {
+                let fresh = Held::open(port, h.silent);
+                let h = std::mem::replace(&mut held[i], fresh);
+                closed.push(Closed {
+                    silent: h.silent,
+                    lived: h.opened.elapsed(),
+                    got: h.got,
+                    sent: h.sent,
+                });
+            }
+        }
+    }
+    let ages = held.iter().map(|h| h.opened.elapsed()).collect();
+    (closed, ages)
+}
+
+/// One connection writing a header line that never ends, as fast as the
+/// server takes it; returns how it ended and the bytes it wrote.
+pub fn endless_header(port: u16) -> (Ending, u64) {
+    let mut sock = connect(port, None);
+    let mut writer = sock.try_clone().unwrap();
+    let done = std::sync::Arc::new(AtomicBool::new(false));
+    let feeder = {
+        let done = done.clone();
+        thread::spawn(move || {
+            writer
+                .set_write_timeout(Some(Duration::from_millis(100)))
+                .unwrap();
+            let mut sent = 0u64;
+            if writer
+                .write_all(b"GET /healthz HTTP/1.1\r\nX-Endless: ")
+                .is_err()
+            {
+                return sent;
+            }
+            let line = [b'a'; 4096];
+            while !done.load(Ordering::Relaxed) {
+                match writer.write(&line) {
+                    Ok(n) => sent += n as u64,
+                    Err(e)
+                        if matches!(
+                            e.kind(),
+                            std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                        ) => {}
+                    Err(_) => break,
+                }
+            }
+            sent
+        })
+    };
+    let end = read_to_end(&mut sock, Duration::from_secs(5));
+    done.store(true, Ordering::Relaxed);
+    (end, feeder.join().unwrap())
+}
+
+// Pipelining.
+
+/// One pipelined request and the answer it must get.
+pub struct Expect {
+    pub request: String,
+    pub status: u16,
+    /// None for HEAD: the answer has a Content-Length but no body.
+    pub body: Option<&'static str>,
+}
+
+pub fn pipelined_request(i: usize, last: bool) -> Expect {
+    let conn = if last { "Connection: close\r\n" } else { "" };
+    let (request, status, body) = match i % 5 {
+        0 => (
+            format!("GET /healthz HTTP/1.1\r\n{conn}\r\n"),
+            200,
+            Some("ok\n"),
+        ),
+        1 => (
+            format!("GET /readyz HTTP/1.1\r\n{conn}\r\n"),
+            200,
+            Some("ready\n"),
+        ),
+        2 => (
+            format!("GET /nothing/{i} HTTP/1.1\r\n{conn}\r\n"),
+            404,
+            Some("not found\n"),
+        ),
+        3 => (format!("HEAD /healthz HTTP/1.1\r\n{conn}\r\n"), 200, None),
+        _ => (
+            format!("POST /healthz HTTP/1.1\r\nContent-Length: 5\r\n{conn}\r\nhello"),
+            405,
+            Some("method not allowed\n"),
+        ),
+    };
+    Expect {
+        request,
+        status,
+        body,
+    }
+}
+
+/// Splits `bytes` into answers as `want` says they come; panics on the
+/// first that differs.
+pub fn check_answers(bytes: &[u8], want: &[Expect]) {
+    let mut at = 0;
+    for (i, w) in want.iter().enumerate() {
+        let rest = &bytes[at..];
+        let end = rest
+            .windows(4)
+            .position(|x| x == b"\r\n\r\n")
+            .unwrap_or_else(|| panic!("answer {i} of {}: no head in what is left", want.len()));
+        let head = String::from_utf8_lossy(&rest[..end]).to_string();
+        let status: u16 = head[9..12].parse().expect("status");
+        let length: usize = head
+            .lines()
+            .find_map(|l| l.strip_prefix("Content-Length: "))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| panic!("answer {i}: no Content-Length in {head:?}"));
+        let body_len = if w.body.is_some() { length } else { 0 };
+        let body = String::from_utf8_lossy(&rest[end + 4..end + 4 + body_len]);
+        assert_eq!(
+            (status, w.body.unwrap_or("")),
+            (w.status, &*body),
+            "answer {i} ({:?}) is out of order or wrong: {head}",
+            w.request
+        );
+        at += end + 4 + body_len;
+    }
+    assert_eq!(at, bytes.len(), "bytes after the last answer");
 }
