@@ -164,7 +164,7 @@ fn slowloris_and_an_endless_header_leave_healthz_fast_and_threads_and_memory_bou
 
     // Measured on the 2-core box (io_uring and epoll alike): the peak grew
     // by 6.6-7.3 MiB over an 8 MiB baseline, with 408 clients held at any
-    // time, 1,224 closed over the run, and 25-30 MiB written by the
+    // time, 1,224 closed over the run, and 25-70 MiB written by the
     // endless headers. The shared 16 MiB budget leaves about twice that;
     // keeping what an endless header sends, or 10 KiB per closed client,
     // would go past it.
