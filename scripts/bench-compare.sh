@@ -3,7 +3,21 @@
 # same load: each server pinned to one core, the harness to another, the
 # same stream and player counts in turn. Prints one table row per server
 # and player count, with cascade's cost as a ratio to nginx-rtmp and to the
-# floor measured in the same run.
+# floor measured in the same run, and (for HTTP-FLV or WebSocket-FLV
+# players) to cascade's own RTMP players in the same run.
+#
+# Players speak RTMP, HTTP-FLV or WebSocket-FLV: PROTO sets it for every
+# server, a suffix on a server's name sets it for that server alone
+# (cascade-rtmp, cascade-httpflv, cascade-wsflv; also with @W and for
+# baseline). So SERVERS="cascade cascade-httpflv" measures cascade with RTMP
+# players and with HTTP-FLV players side by side, and the "vs rtmp" column
+# gives the second's core-s/Gbit over the first's (with PROTO=http-flv the
+# same pair is SERVERS="cascade-rtmp cascade"). The publisher always
+# speaks RTMP. A cascade whose players use HTTP gets --http 127.0.0.1:HTTP_PORT
+# and they play http://127.0.0.1:HTTP_PORT/live/bench.flv (ws:// for
+# WebSocket-FLV). nginx-rtmp and the floor have no HTTP-FLV: their players
+# always use RTMP, whatever PROTO says (the "proto" column shows it), so
+# their ratios to an HTTP cascade compare across protocols.
 #
 # Environment (all optional):
 #   PLAYERS="100 500 1000 2000"  player counts
@@ -11,7 +25,12 @@
 #   RAMP=500                     new players per second
 #   SERVERS="cascade nginx floor"  cascade@W runs cascade with a W ms
 #                                write-coalescing window (player.write_coalesce_ms);
-#                                baseline (and baseline@W) runs $BASELINE instead
+#                                baseline (and baseline@W) runs $BASELINE instead;
+#                                -rtmp, -httpflv, -wsflv after cascade or baseline
+#                                pick the players' protocol for that server
+#   PROTO=rtmp                   players' protocol where the name has no suffix:
+#                                rtmp, http-flv or ws-flv
+#   HTTP_PORT=PORT+1             cascade's HTTP listener, for HTTP-FLV/WS-FLV players
 #   BASELINE=path/to/cascade     an older cascade binary, for before/after in one run
 #   CLIP=path.flv                loop this file (default: synthetic stream)
 #   BITRATE=2500k FPS=30 GOP=60  synthetic stream parameters
@@ -34,10 +53,20 @@ GOP=${GOP:-60}
 SERVER_CORE=${SERVER_CORE:-0}
 HARNESS_CORE=${HARNESS_CORE:-1}
 PORT=${PORT:-19735}
+HTTP_PORT=${HTTP_PORT:-$((PORT + 1))}
+PROTO=${PROTO:-rtmp}
 CASCADE_ARGS=${CASCADE_ARGS:-"--workers 1"}
 BUILD=${BUILD:-1}
 OUT=${OUT:-$ROOT/target/bench-compare}
 CLK_TCK=$(getconf CLK_TCK)
+
+case $PROTO in
+rtmp | http-flv | ws-flv) ;;
+*)
+    echo "PROTO=$PROTO: use rtmp, http-flv or ws-flv" >&2
+    exit 2
+    ;;
+esac
 
 mkdir -p "$OUT"
 PIDS=()
@@ -71,20 +100,56 @@ if [[ " $SERVERS " == *" nginx "* ]] && { ! command -v nginx >/dev/null || [[ ! 
     apt-get update -qq && apt-get install -y -qq nginx libnginx-mod-rtmp >/dev/null
 fi
 
+# A server name without its protocol suffix: cascade-httpflv@5 -> cascade@5.
+family_of() {
+    local base=${1%%@*} at=""
+    [[ $1 == *@* ]] && at=@${1#*@}
+    case $base in
+    *-rtmp | *-httpflv | *-wsflv) base=${base%-*} ;;
+    esac
+    echo "$base$at"
+}
+
+# The players' protocol for server $1: its suffix, else PROTO; always rtmp
+# for servers that only speak RTMP.
+proto_of() {
+    case ${1%%@*} in
+    *-rtmp) echo rtmp ;;
+    *-httpflv) echo http-flv ;;
+    *-wsflv) echo ws-flv ;;
+    cascade | baseline) echo "$PROTO" ;;
+    *) echo rtmp ;;
+    esac
+}
+
+# Returns once 127.0.0.1:$1 accepts connections; fails after 5 s.
+wait_listening() {
+    for _ in $(seq 50); do
+        if (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; then
+            return 0
+        fi
+        sleep 0.1
+    done
+    return 1
+}
+
 # Starts server $1 pinned to SERVER_CORE; sets SERVER_PID.
 start_server() {
-    local name=$1 log=$OUT/$1.log
-    case $name in
+    local name=$1 log=$OUT/$1.log proto
+    proto=$(proto_of "$name")
+    case $(family_of "$name") in
     cascade | cascade@* | baseline | baseline@*)
-        local window=0 bin=$CASCADE
+        local window=0 bin=$CASCADE http=()
         [[ $name == *@* ]] && window=${name#*@}
         if [[ $name == baseline* ]]; then
             bin=${BASELINE:?BASELINE=path/to/an/older/cascade is needed for $name}
         fi
+        # Only when its players need it: an older cascade may not serve HTTP.
+        [[ $proto != rtmp ]] && http=(--http "127.0.0.1:$HTTP_PORT")
         # Every player comes from 127.0.0.1: lift the per-address limit.
         # shellcheck disable=SC2086
         CASCADE_PLAYER_WRITE_COALESCE_MS=$window CASCADE_LIMITS_MAX_CONNECTIONS_PER_IP=1000000 \
-            taskset -c "$SERVER_CORE" "$bin" --listen "127.0.0.1:$PORT" $CASCADE_ARGS >"$log" 2>&1 &
+            taskset -c "$SERVER_CORE" "$bin" --listen "127.0.0.1:$PORT" "${http[@]}" $CASCADE_ARGS >"$log" 2>&1 &
         ;;
     nginx)
         local prefix=$OUT/nginx
@@ -111,14 +176,14 @@ EOF
     esac
     SERVER_PID=$!
     PIDS+=("$SERVER_PID")
-    for _ in $(seq 50); do
-        if (exec 3<>"/dev/tcp/127.0.0.1/$PORT") 2>/dev/null; then
-            return 0
-        fi
-        sleep 0.1
-    done
-    echo "$name did not start listening on $PORT; see $log" >&2
-    exit 1
+    if ! wait_listening "$PORT"; then
+        echo "$name did not start listening on $PORT; see $log" >&2
+        exit 1
+    fi
+    if [[ $proto != rtmp ]] && ! wait_listening "$HTTP_PORT"; then
+        echo "$name did not start listening on $HTTP_PORT (HTTP); see $log" >&2
+        exit 1
+    fi
 }
 
 stop_server() {
@@ -136,15 +201,27 @@ rss_kb() { awk '/^VmRSS/ {print $2}' "/proc/$1/status"; }
 
 # One run: server $1 with $2 players. Appends a JSON line to $OUT/rows.jsonl.
 run_one() {
-    local name=$1 n=$2 report=$OUT/$1-$2.json
+    local name=$1 n=$2 report=$OUT/$1-$2.json proto family
+    proto=$(proto_of "$name")
+    family=$(family_of "$name")
+    if [[ $PROTO != rtmp && $proto == rtmp && $family != cascade* && $family != baseline* ]]; then
+        echo "$name has no HTTP-FLV or WebSocket-FLV: its players use RTMP" >&2
+    fi
     start_server "$name"
     local pid=$SERVER_PID
     local rss_idle
     rss_idle=$(rss_kb "$pid")
-    # The floor publishes itself; the others get a publisher from the harness.
-    local mode=(run "${SOURCE[@]}")
+    # The floor publishes itself; the others get a publisher from the
+    # harness, which speaks RTMP whatever the players do.
+    local rtmp_url="rtmp://127.0.0.1:$PORT/live/bench" url
+    local mode=(run "${SOURCE[@]}" --publish-url "$rtmp_url")
     [[ $name == floor ]] && mode=(play)
-    taskset -c "$HARNESS_CORE" "$LOADTEST" "${mode[@]}" --url "rtmp://127.0.0.1:$PORT/live/bench" \
+    case $proto in
+    http-flv) url="http://127.0.0.1:$HTTP_PORT/live/bench.flv" ;;
+    ws-flv) url="ws://127.0.0.1:$HTTP_PORT/live/bench.flv" ;;
+    *) url=$rtmp_url ;;
+    esac
+    taskset -c "$HARNESS_CORE" "$LOADTEST" "${mode[@]}" --url "$url" \
         --players "$n" --ramp "$RAMP" --duration "$DURATION" --quiet \
         --report "$report" --plot "$OUT/$name-$n.svg" 2>"$OUT/$name-$n.harness.log" &
     local harness=$!
@@ -171,9 +248,10 @@ run_one() {
     PIDS=("${PIDS[@]/$harness/}")
     stop_server
     local window=$((steady_to - steady_from))
-    jq -c --arg s "$name" --argjson n "$n" --argjson cpu "$(((cpu1 - cpu0)))" --argjson tck "$CLK_TCK" \
+    jq -c --arg s "$name" --arg proto "$proto" --arg family "$family" --argjson n "$n" \
+        --argjson cpu "$(((cpu1 - cpu0)))" --argjson tck "$CLK_TCK" \
         --argjson win "$window" --argjson idle "$rss_idle" --argjson peak "$rss_peak" '{
-        server: $s, players: $n,
+        server: $s, proto: $proto, family: $family, players: $n,
         gbit: (.mbit_s_steady / 1000),
         cpu_pct: ($cpu / $tck / $win * 100),
         core_s_per_gbit: (if .mbit_s_steady > 0 then ($cpu / $tck / $win) / (.mbit_s_steady / 1000) else null end),
@@ -196,17 +274,23 @@ for n in $PLAYERS; do
 done
 
 # The table: one row per run; ratios compare cascade's core-seconds per Gbit.
+# "vs rtmp": an HTTP-FLV or WebSocket-FLV row over the same server's RTMP
+# row (same family, same players) from this run; the issue's goal for
+# HTTP-FLV is at most 1.05.
 jq -rs '
   def r(x): if x == null then "-" else (x * 100 | round / 100 | tostring) end;
   (map(select(.server == "nginx") | {key: (.players | tostring), value: .core_s_per_gbit}) | from_entries) as $ng
   | (map(select(.server == "floor") | {key: (.players | tostring), value: .core_s_per_gbit}) | from_entries) as $fl
-  | ["server", "players", "up", "Gbit/s", "cpu%", "core-s/Gbit", "KB/player", "lat p50", "p99", "max", "ff p50", "ff p99", "drops", "vs nginx", "vs floor"],
-    (.[] | [ .server, .players, .up, r(.gbit), r(.cpu_pct), r(.core_s_per_gbit), r(.rss_kb_per_player),
+  | (map(select(.proto == "rtmp") | {key: "\(.family)/\(.players)", value: .core_s_per_gbit}) | from_entries) as $rt
+  | ["server", "proto", "players", "up", "Gbit/s", "cpu%", "core-s/Gbit", "KB/player", "lat p50", "p99", "max", "ff p50", "ff p99", "drops", "vs nginx", "vs floor", "vs rtmp"],
+    (.[] | [ .server, .proto, .players, .up, r(.gbit), r(.cpu_pct), r(.core_s_per_gbit), r(.rss_kb_per_player),
              r(.lat_p50), r(.lat_p99), r(.lat_max), r(.ff_p50), r(.ff_p99), .drops,
              (if (.server | startswith("cascade")) and $ng[.players | tostring] and .core_s_per_gbit then r(.core_s_per_gbit / $ng[.players | tostring]) else "" end),
-             (if (.server | startswith("cascade")) and $fl[.players | tostring] and .core_s_per_gbit then r(.core_s_per_gbit / $fl[.players | tostring]) else "" end) ])
+             (if (.server | startswith("cascade")) and $fl[.players | tostring] and .core_s_per_gbit then r(.core_s_per_gbit / $fl[.players | tostring]) else "" end),
+             (if .proto != "rtmp" and $rt["\(.family)/\(.players)"] and .core_s_per_gbit then r(.core_s_per_gbit / $rt["\(.family)/\(.players)"]) else "" end) ])
   | @tsv' "$OUT/rows.jsonl" | column -t -s $'\t' | tee "$OUT/table.txt"
-if grep -q '"server":"cascade@' "$OUT/rows.jsonl"; then
+# The windows plot reads cascade and cascade@W rows as RTMP ones.
+if [[ $PROTO == rtmp ]] && grep -q '"server":"cascade@' "$OUT/rows.jsonl"; then
     python3 "$ROOT/scripts/plot-windows.py" "$OUT/rows.jsonl" "$OUT/windows.svg"
 fi
 echo "reports, plots and logs: $OUT" >&2

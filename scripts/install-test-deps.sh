@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs the real programs the end-to-end tests drive (ffmpeg 5.1, ffmpeg 9,
-# rtmpdump, GStreamer, nginx-rtmp, Prometheus, openssl) plus the Rust lint tools. Idempotent: it
+# rtmpdump, GStreamer, nginx-rtmp, Prometheus, openssl, Chromium with Node and the
+# browser test's npm packages) plus the Rust lint tools. Idempotent: it
 # only touches what is missing, so a warm machine pays a few milliseconds.
 # Meant for root on Debian 12 (CI and the developer machines).
 set -euo pipefail
@@ -25,6 +26,13 @@ declare -A PKG_PROBE=(
   [systemd]=/usr/bin/systemd-analyze
   # tests/e2e_tls.rs makes its certificates and reads the served one with it.
   [openssl]=/usr/bin/openssl
+  # tests/e2e_browser.rs plays HTTP-FLV and WebSocket-FLV in headless Chromium,
+  # driven from Node (tests/browser/play.mjs). A machine that already has Node
+  # from elsewhere (NodeSource ships npm inside nodejs) is left alone: the
+  # probes are the binaries, not the Debian package names.
+  [chromium]=/usr/bin/chromium
+  [nodejs]=/usr/bin/node
+  [npm]=/usr/bin/npm
 )
 
 missing=()
@@ -61,6 +69,19 @@ fi
 FF9=$(ffmpeg9_path) || { log "imageio-ffmpeg still not importable"; exit 1; }
 [[ -x "$FF9" ]] || { log "ffmpeg 9 not executable at $FF9"; exit 1; }
 
+# The browser test's player (mpegts.js) and driver (playwright-core) come from
+# the npm registry, pinned by tests/browser/package-lock.json. `npm ci` only
+# when node_modules is missing or older than the lock file, so a warm machine
+# stays offline.
+browser_dir="$(dirname "$0")/../tests/browser"
+if [[ -f "$browser_dir/package-lock.json" ]]; then
+  stamp="$browser_dir/node_modules/.package-lock.json"
+  if [[ ! -f "$stamp" || "$browser_dir/package-lock.json" -nt "$stamp" ]]; then
+    log "npm ci in tests/browser"
+    (cd "$browser_dir" && npm ci --no-audit --no-fund --loglevel=error)
+  fi
+fi
+
 # Rust toolchain and lint components.
 if ! command -v cargo >/dev/null 2>&1; then
   if [[ -x "$HOME/.cargo/bin/cargo" ]]; then
@@ -80,7 +101,7 @@ if command -v rustup >/dev/null 2>&1; then
   done
 fi
 
-for tool in ffmpeg ffprobe rtmpdump gst-launch-1.0 nginx prometheus promtool systemd-analyze cargo; do
+for tool in ffmpeg ffprobe rtmpdump gst-launch-1.0 nginx prometheus promtool systemd-analyze chromium node npm cargo; do
   command -v "$tool" >/dev/null 2>&1 || { log "missing after install: $tool"; exit 1; }
 done
 log "ok (ffmpeg 9 at $FF9)"

@@ -23,6 +23,9 @@ step "cargo test"
 # Two cores: the e2e tests each spawn a server plus real peers, so keep the
 # number of concurrently running tests small unless the caller says otherwise.
 export RUST_TEST_THREADS="${RUST_TEST_THREADS:-2}"
+# The browser tests must run here (install-test-deps installed Chromium):
+# a missing browser fails rather than skips.
+export CASCADE_REQUIRE_BROWSER=1
 CASCADE_TEST_IO_DRIVER=uring cargo test --workspace --no-fail-fast
 
 # Both IO drivers pass the whole end-to-end suite: run it again on epoll

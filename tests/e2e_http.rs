@@ -104,6 +104,15 @@ fn http_flv_starts_on_a_keyframe_with_headers_and_cors() {
         get(ops.http, "/live/cors.flv", "Range: bytes=10-\r\n").status,
         416
     );
+    let preflight = common::http_play::request(
+        ops.http,
+        "OPTIONS /live/cors.flv HTTP/1.1\r\nHost: x\r\nOrigin: http://a.example\r\n\r\n",
+    );
+    assert_eq!(preflight.status, 204, "{}", preflight.head);
+    assert_eq!(
+        preflight.header("Access-Control-Allow-Origin").as_deref(),
+        Some("*")
+    );
     assert_eq!(get(ops.http, "/live/none.flv", "").status, 404);
     assert_eq!(get(ops.http, "/nothing", "").status, 404);
 }

@@ -23,8 +23,22 @@ fn serial() -> std::sync::MutexGuard<'static, ()> {
 /// `cascade-loadtest run`: publishes `clip` (looped, real time) and plays
 /// it with `players` players for `duration_s`.
 fn run_harness(url: &str, clip: &Path, players: u64, duration_s: u64, report: &Path) -> ChildGuard {
+    run_harness_via(url, url, clip, players, duration_s, report)
+}
+
+/// As `run_harness`, publishing to `publish_url` (RTMP) and playing
+/// `play_url` (RTMP, HTTP-FLV or WebSocket-FLV).
+fn run_harness_via(
+    publish_url: &str,
+    play_url: &str,
+    clip: &Path,
+    players: u64,
+    duration_s: u64,
+    report: &Path,
+) -> ChildGuard {
     let mut cmd = Command::new(loadtest_bin());
-    cmd.args(["run", "--url", url, "--quiet", "--file"])
+    cmd.args(["run", "--url", play_url, "--publish-url", publish_url])
+        .args(["--quiet", "--file"])
         .arg(clip)
         .args(["--players", &players.to_string()])
         .args(["--duration", &duration_s.to_string()])
@@ -111,4 +125,32 @@ fn a_coalescing_window_delays_by_at_most_the_window_and_loses_nothing() {
         (per_player - want).abs() / want < 0.15,
         "per-player {per_player:.3} Mbit/s vs clip {want:.3} Mbit/s"
     );
+}
+
+/// HTTP-FLV and WebSocket-FLV players measured like RTMP ones: every
+/// stamped frame, clean starts, latency.
+fn http_players_see_every_frame(scheme: &str) {
+    let _s = serial();
+    let clip = Clip::H264Aac.path();
+    let cascade = OpsServer::start(&["--workers", "2"], &[]);
+    let dir = temp_dir("lt-http");
+    let report = dir.path().join("report.json");
+    let play = format!("{scheme}://127.0.0.1:{}/live/lthttp.flv", cascade.http);
+    let mut lt = run_harness_via(&cascade.server.url("lthttp"), &play, &clip, 40, 10, &report);
+    let r = loadtest_report(&mut lt, &report, Duration::from_secs(60));
+    assert_clean(&r, 40);
+    let ff_p50 = r["first_frame_ms"]["p50"].as_f64().unwrap_or(f64::MAX);
+    assert!(ff_p50 < 100.0, "first frame p50 {ff_p50} ms over {scheme}");
+    let p50 = r["latency_ms"]["p50"].as_f64().unwrap_or(f64::MAX);
+    assert!(p50 < 20.0, "latency p50 {p50} ms over {scheme}");
+}
+
+#[test]
+fn forty_http_flv_players_see_every_frame() {
+    http_players_see_every_frame("http");
+}
+
+#[test]
+fn forty_websocket_flv_players_see_every_frame() {
+    http_players_see_every_frame("ws");
 }

@@ -1,6 +1,7 @@
 //! Operations against a running cascade: probes, the streams and clients
 //! API with kicks, a separate API listener, environment overrides, JSON
-//! logs, `check-config`, SIGHUP reload and SIGTERM drain.
+//! logs, `check-config`, SIGHUP reload and SIGTERM drain, `/metrics`
+//! behind the API token, and players by protocol.
 
 mod common;
 
@@ -10,7 +11,8 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use cascade::protocol::amf::Amf0Value;
-use common::ops::{http, OpsServer};
+use common::http_play;
+use common::ops::{http, http_with, metric_sum, OpsServer};
 use common::rtmp_client::{status_code, RtmpClient};
 use common::{free_port, publish_ffmpeg, run_with_timeout, tool, wait_playable_with_ffmpeg, Clip};
 
@@ -373,4 +375,63 @@ fn second_sigterm_exits_at_once() {
     let status = ops.wait_exit(Duration::from_secs(5));
     assert!(status.is_some(), "second SIGTERM did not exit");
     assert!(t.elapsed() < Duration::from_secs(3));
+}
+
+#[test]
+fn metrics_behind_the_token_and_players_by_protocol() {
+    let token = "ops-token";
+    let ops = OpsServer::start(
+        &["--workers", "2"],
+        &[
+            ("CASCADE_HTTP_API_TOKEN", token),
+            ("CASCADE_HTTP_METRICS_TOKEN", "true"),
+        ],
+    );
+    let auth = format!("Authorization: Bearer {token}\r\n");
+    let get = |path: &str| http_with(ops.http, "GET", path, &auth).expect(path);
+    assert_eq!(http(ops.http, "GET", "/metrics").unwrap().0, 401);
+    let wrong = http_with(
+        ops.http,
+        "GET",
+        "/metrics",
+        "Authorization: Bearer nope\r\n",
+    );
+    assert_eq!(wrong.unwrap().0, 401);
+    // The probes never ask for it.
+    assert_eq!(http(ops.http, "GET", "/readyz").unwrap().0, 200);
+    assert_eq!(get("/metrics").0, 200);
+
+    let ffmpeg = tool("ffmpeg");
+    let url = ops.server.url("byproto");
+    let _publisher = publish_ffmpeg(&ffmpeg, &Clip::H264Aac.path(), &url);
+    wait_playable_with_ffmpeg(&ffmpeg, &url, Duration::from_secs(20));
+    let mut player = http_play::get(ops.http, "/live/byproto.flv", "");
+    assert_eq!(player.status, 200, "{}", player.head);
+    let (tags, _) = player.read_tags(Duration::from_secs(1));
+    assert!(!tags.is_empty(), "no FLV tags");
+
+    let http_flv = ["protocol=\"http-flv\""];
+    let deadline = Instant::now() + T;
+    let page = loop {
+        let (status, page) = get("/metrics");
+        assert_eq!(status, 200);
+        if metric_sum(&page, "cascade_players", &http_flv) == 1.0 {
+            break page;
+        }
+        assert!(Instant::now() < deadline, "no HTTP-FLV player:\n{page}");
+        thread::sleep(Duration::from_millis(100));
+    };
+    assert!(metric_sum(&page, "cascade_bytes_out_total", &http_flv) > 0.0);
+    assert!(metric_sum(&page, "cascade_messages_out_total", &http_flv) > 0.0);
+    assert!(metric_sum(&page, "cascade_connections", &["role=\"publisher\""]) >= 1.0);
+
+    let (status, body) = get("/api/v1/clients");
+    assert_eq!(status, 200, "{body}");
+    let doc: serde_json::Value = serde_json::from_str(&body).expect("clients JSON");
+    let list = doc["clients"].as_array().expect("clients");
+    let find = |role: &str| list.iter().find(|c| c["role"] == role);
+    let viewer = find("player").unwrap_or_else(|| panic!("no player in {doc}"));
+    assert_eq!(viewer["protocol"], "http-flv", "{doc}");
+    let publisher = find("publisher").unwrap_or_else(|| panic!("no publisher in {doc}"));
+    assert_eq!(publisher["protocol"], "rtmp", "{doc}");
 }

@@ -501,3 +501,40 @@ fn edge_pulls_from_an_rtmps_origin() {
     );
     assert!(frames > 0);
 }
+
+#[test]
+fn https_serves_http_flv_and_probes_on_the_same_certificate() {
+    let _s = serial();
+    let dir = temp_dir("cascade-https-");
+    let c = make_cert(dir.path(), "h");
+    let https_port = free_port();
+    let https = format!("127.0.0.1:{https_port}");
+    // The file and environment are checked before the flags apply: the
+    // certificate comes by environment too.
+    let (cert, key) = (c.cert.display().to_string(), c.key.display().to_string());
+    let env = [
+        ("CASCADE_TLS_HTTP_LISTEN", https.as_str()),
+        ("CASCADE_TLS_CERT", cert.as_str()),
+        ("CASCADE_TLS_KEY", key.as_str()),
+    ];
+    let node = TlsNode::start(&c.cert, &c.key, &env);
+    wait_tcp(https_port, Duration::from_secs(10));
+    let _publisher = common::publish_ffmpeg(
+        &tool("ffmpeg"),
+        &Clip::H264Aac.path(),
+        &node.rtmp("overhttps"),
+    );
+    let url = format!("https://127.0.0.1:{https_port}/live/overhttps.flv");
+    let frames = wait_decodes(&ffmpeg9(), &url, Some(&c.ca), Duration::from_secs(30));
+    assert!(
+        frames >= 10,
+        "ffmpeg 9 decoded only {frames} frames over HTTPS"
+    );
+    let mut cmd = Command::new("curl");
+    cmd.args(["-sS", "--max-time", "5", "--cacert"])
+        .arg(&c.ca)
+        .arg(format!("https://127.0.0.1:{https_port}/healthz"));
+    let out = run_with_timeout("curl", cmd, Duration::from_secs(10));
+    assert_eq!(out.stdout.trim(), "ok", "{}", out.describe());
+    assert!(node.tls_handshakes("ok") >= 2.0);
+}

@@ -1,6 +1,9 @@
-//! cascade-loadtest: publish, play, both at once, or be the kernel floor.
+//! cascade-loadtest: publish, play (RTMP, HTTP-FLV or WebSocket-FLV), both
+//! at once, or be the kernel floor.
 
 mod floor;
+mod flvstream;
+mod httpflv;
 mod media;
 mod play;
 mod playloop;
@@ -11,6 +14,7 @@ mod runtime;
 mod skim;
 mod stamp;
 mod stats;
+mod wsflv;
 
 use std::collections::BTreeMap;
 use std::sync::mpsc;
@@ -20,7 +24,7 @@ use std::time::Duration;
 use clap::{Args, Parser, Subcommand};
 
 use media::GenParams;
-use play::{spawn_players, PlayConfig, ThreadMsg};
+use play::{spawn_players, PlayConfig, PlayTarget, ThreadMsg};
 use publish::{publish, PublishConfig, SourceSpec};
 use rtmp::RtmpUrl;
 use runtime::{run_on_runtime, Driver};
@@ -29,7 +33,7 @@ use stats::{merge_intervals, Interval, Point, PublisherReport, Report, ThreadSta
 #[derive(Parser)]
 #[command(
     name = "cascade-loadtest",
-    about = "RTMP load harness: publishers, players, latency stamps, and a kernel-floor server"
+    about = "Live-streaming load harness: RTMP publishers; RTMP, HTTP-FLV and WebSocket-FLV players; latency stamps; a kernel-floor server"
 )]
 struct Cli {
     #[command(subcommand)]
@@ -58,7 +62,8 @@ enum Cmd {
         play: PlayArgs,
         #[command(flatten)]
         source: SourceArgs,
-        /// Where to publish; defaults to --url.
+        /// Where to publish (rtmp://); defaults to --url, so it is needed
+        /// when players use HTTP-FLV or WebSocket-FLV.
         #[arg(long)]
         publish_url: Option<String>,
     },
@@ -117,6 +122,8 @@ impl SourceArgs {
 
 #[derive(Args, Clone)]
 struct PlayArgs {
+    /// rtmp://HOST[:PORT]/APP/NAME, http://HOST[:PORT]/APP/NAME.flv
+    /// (HTTP-FLV) or ws://HOST[:PORT]/APP/NAME.flv (WebSocket-FLV).
     #[arg(long)]
     url: String,
     #[arg(long, default_value_t = 1)]
@@ -136,6 +143,7 @@ struct PlayArgs {
     /// (a GOP cache replays old frames).
     #[arg(long, default_value_t = 2000)]
     warmup_ms: u64,
+    /// RTMP players and the publisher: the digest (complex) handshake.
     #[arg(long)]
     complex_handshake: bool,
     /// Write the JSON report here.
@@ -242,11 +250,13 @@ fn cmd_play(
     source: Option<SourceArgs>,
     publish_url: Option<String>,
 ) -> Result<(), String> {
-    let url = RtmpUrl::parse(&p.url)?;
+    let target = PlayTarget::parse(&p.url)?;
     let duration = Duration::from_secs_f64(p.duration.max(1.0));
     let publisher = match (source, publish_url) {
         (Some(src), Some(purl)) => Some(start_publisher(PublishConfig {
-            url: RtmpUrl::parse(&purl)?,
+            url: RtmpUrl::parse(&purl).map_err(|e| {
+                format!("{e} (the publisher speaks RTMP: give --publish-url rtmp://...)")
+            })?,
             source: src.spec()?,
             duration: Some(duration + Duration::from_secs(2)),
             complex_handshake: p.complex_handshake,
@@ -254,7 +264,7 @@ fn cmd_play(
         _ => None,
     };
     let cfg = Arc::new(PlayConfig {
-        url,
+        target,
         players: p.players,
         ramp: p.ramp,
         duration,

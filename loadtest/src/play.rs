@@ -1,23 +1,54 @@
-//! Players: N RTMP play sessions spread over T threads (see `playloop`),
-//! and what each player measures of the stream it receives.
+//! Players: N play sessions (RTMP, HTTP-FLV or WebSocket-FLV) spread over
+//! T threads (see `playloop`), and what each player measures of the stream
+//! it receives, whatever the protocol that carried it.
 
 use std::sync::mpsc::Sender;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use cascade::protocol::chunk::RawMessage;
 use cascade::protocol::flv::{parse_video, VideoPacket};
 use cascade::protocol::message::type_id;
 
+use crate::httpflv::HttpUrl;
 use crate::rtmp::RtmpUrl;
 use crate::stamp::{
     avc_layout, extract_sei, is_stamp_data, nal_length_size, parse_stamp_data, AvcLayout, Stamp,
 };
 use crate::stats::{Interval, ThreadStats};
 
+/// Where players play from, and how.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PlayTarget {
+    Rtmp(RtmpUrl),
+    /// `http://HOST:PORT/APP/NAME.flv`: one GET, the body is FLV.
+    HttpFlv(HttpUrl),
+    /// `ws://HOST:PORT/APP/NAME.flv`: binary messages carry FLV.
+    WsFlv(HttpUrl),
+}
+
+impl PlayTarget {
+    pub fn parse(s: &str) -> Result<PlayTarget, String> {
+        match s.split_once("://").map(|(scheme, _)| scheme) {
+            Some("rtmp") => RtmpUrl::parse(s).map(PlayTarget::Rtmp),
+            Some("http") => HttpUrl::parse(s, "http").map(PlayTarget::HttpFlv),
+            Some("ws") => HttpUrl::parse(s, "ws").map(PlayTarget::WsFlv),
+            _ => Err(format!(
+                "{s}: give an rtmp://, http:// (HTTP-FLV) or ws:// (WebSocket-FLV) URL; TLS is not supported"
+            )),
+        }
+    }
+
+    pub fn socket_addr(&self) -> std::io::Result<std::net::SocketAddr> {
+        match self {
+            PlayTarget::Rtmp(u) => u.socket_addr(),
+            PlayTarget::HttpFlv(u) | PlayTarget::WsFlv(u) => u.socket_addr(),
+        }
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct PlayConfig {
-    pub url: RtmpUrl,
+    pub target: PlayTarget,
     pub players: u64,
     /// New players per second, over all threads.
     pub ramp: f64,
@@ -25,6 +56,7 @@ pub struct PlayConfig {
     pub duration: Duration,
     pub threads: usize,
     pub read_buf: usize,
+    /// RTMP only.
     pub complex_handshake: bool,
     /// Latency is not recorded for this long after a player's first frame.
     pub warmup: Duration,
@@ -63,6 +95,8 @@ pub fn spawn_players(
 
 /// What one player knows about its stream.
 pub struct PlayerState {
+    /// When the player asked for the stream (RTMP: play sent; HTTP and
+    /// WebSocket: request sent); first-frame time counts from here.
     pub play_sent: Instant,
     nal_length_size: usize,
     seen_sequence_header: bool,
@@ -86,11 +120,14 @@ impl PlayerState {
         }
     }
 
-    pub fn on_message(&mut self, raw: &RawMessage, stats: &mut ThreadStats) {
-        match raw.type_id {
-            type_id::VIDEO => self.on_video(&raw.payload, stats),
-            type_id::DATA_AMF0 if is_stamp_data(&raw.payload) => {
-                if let Some(s) = parse_stamp_data(&raw.payload) {
+    /// One whole media or data message: an RTMP message's type and payload,
+    /// or an FLV tag's body under the RTMP type of its tag type (the bytes
+    /// are the same), so every protocol is measured alike.
+    pub fn on_media(&mut self, type_id: u8, payload: &[u8], stats: &mut ThreadStats) {
+        match type_id {
+            type_id::VIDEO => self.on_video(payload, stats),
+            type_id::DATA_AMF0 if is_stamp_data(payload) => {
+                if let Some(s) = parse_stamp_data(payload) {
                     self.on_stamp(s, stats);
                 }
             }
@@ -98,6 +135,8 @@ impl PlayerState {
         }
     }
 
+    /// A video message body, or (RTMP) just its first bytes: all that is
+    /// read of it is the FLV video header and the first NAL unit.
     pub fn on_video(&mut self, body: &[u8], stats: &mut ThreadStats) {
         match avc_layout(body) {
             AvcLayout::SequenceHeader { record } => {
@@ -150,5 +189,30 @@ impl PlayerState {
             _ => {}
         }
         self.last_seq = Some(s.seq);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn targets() {
+        assert!(matches!(
+            PlayTarget::parse("rtmp://127.0.0.1/live/x"),
+            Ok(PlayTarget::Rtmp(_))
+        ));
+        match PlayTarget::parse("http://127.0.0.1:8080/live/x.flv") {
+            Ok(PlayTarget::HttpFlv(u)) => {
+                assert_eq!((u.port, u.path.as_str()), (8080, "/live/x.flv"))
+            }
+            t => panic!("{t:?}"),
+        }
+        assert!(matches!(
+            PlayTarget::parse("ws://127.0.0.1:8080/live/x.flv"),
+            Ok(PlayTarget::WsFlv(_))
+        ));
+        assert!(PlayTarget::parse("https://127.0.0.1/live/x.flv").is_err());
+        assert!(PlayTarget::parse("127.0.0.1/live/x").is_err());
     }
 }

@@ -1,5 +1,5 @@
 //! One player thread: a plain edge-triggered epoll loop (mio) over its
-//! players' sockets.
+//! players' sockets, whatever protocol each speaks ([`Wire`]).
 //!
 //! Why not an async runtime here: the harness must cost far less than the
 //! server it measures, and its cost is almost all kernel work per `recv`.
@@ -19,19 +19,147 @@ use mio::{Events, Interest, Poll, Token};
 
 use cascade::protocol::message::type_id;
 
-use crate::play::{PlayConfig, PlayerState, ThreadMsg};
+use crate::httpflv::HttpFlvClient;
+use crate::play::{PlayConfig, PlayTarget, PlayerState, ThreadMsg};
 use crate::rtmp::{is_media, ClientError, ClientProto, Role};
 use crate::skim::{Skimmed, Skimmer};
 use crate::stats::ThreadStats;
+use crate::wsflv::WsFlvClient;
+
+/// The protocol on a player's socket: bytes in, measurements out through
+/// [`PlayerState`], bytes to send in [`Wire::out`].
+// All players of a run speak the same protocol, so the smaller variants
+// waste nothing worth an indirection on every read.
+#[allow(clippy::large_enum_variant)]
+enum Wire {
+    Rtmp {
+        proto: ClientProto,
+        /// Only used during the handshake; the chunk stream goes to `skim`.
+        rbuf: BytesMut,
+        skim: Skimmer,
+    },
+    HttpFlv(HttpFlvClient),
+    WsFlv(WsFlvClient),
+}
+
+impl Wire {
+    fn new(target: &PlayTarget, complex_handshake: bool) -> Wire {
+        match target {
+            PlayTarget::Rtmp(url) => Wire::Rtmp {
+                proto: ClientProto::new(url.clone(), Role::Play, complex_handshake),
+                rbuf: BytesMut::new(),
+                skim: Skimmer::default(),
+            },
+            PlayTarget::HttpFlv(url) => Wire::HttpFlv(HttpFlvClient::new(url)),
+            PlayTarget::WsFlv(url) => Wire::WsFlv(WsFlvClient::new(url)),
+        }
+    }
+
+    /// The player is counted as up: RTMP play sent, HTTP 200 or WebSocket
+    /// 101 received.
+    fn is_active(&self) -> bool {
+        match self {
+            Wire::Rtmp { proto, .. } => proto.is_active(),
+            Wire::HttpFlv(c) => c.is_active(),
+            Wire::WsFlv(c) => c.is_active(),
+        }
+    }
+
+    /// HTTP and WebSocket players ask for the stream in their first bytes,
+    /// sent as soon as the socket connects; an RTMP player asks (play)
+    /// only after its handshake and commands. First-frame time counts from
+    /// the asking, for both.
+    fn asks_on_connect(&self) -> bool {
+        !matches!(self, Wire::Rtmp { .. })
+    }
+
+    fn out(&mut self) -> &mut BytesMut {
+        match self {
+            Wire::Rtmp { proto, .. } => &mut proto.out,
+            Wire::HttpFlv(c) => &mut c.out,
+            Wire::WsFlv(c) => &mut c.out,
+        }
+    }
+
+    /// Feeds bytes just read; media goes to `state` as it completes.
+    fn feed(
+        &mut self,
+        data: &[u8],
+        state: &mut PlayerState,
+        stats: &mut ThreadStats,
+    ) -> Result<(), ClientError> {
+        let mut on_tag = |t: u8, _timestamp: u32, body: &[u8]| state.on_media(t, body, stats);
+        match self {
+            Wire::HttpFlv(c) => Ok(c.push(data, &mut on_tag)?),
+            Wire::WsFlv(c) => Ok(c.push(data, &mut on_tag)?),
+            Wire::Rtmp { proto, rbuf, skim } => feed_rtmp(proto, rbuf, skim, data, state, stats),
+        }
+    }
+}
+
+/// RTMP: the handshake, then the chunk stream through the skimmer (media
+/// heads to `state`, commands to the protocol).
+fn feed_rtmp(
+    proto: &mut ClientProto,
+    rbuf: &mut BytesMut,
+    skim: &mut Skimmer,
+    mut data: &[u8],
+    state: &mut PlayerState,
+    stats: &mut ThreadStats,
+) -> Result<(), ClientError> {
+    proto.count_received(data.len());
+    let mut leftover = None;
+    if !proto.handshake_done() {
+        rbuf.extend_from_slice(data);
+        if !proto.feed_handshake(rbuf)? {
+            return Ok(());
+        }
+        leftover = Some(rbuf.split());
+        data = &[];
+    }
+    if let Some(l) = &leftover {
+        skim_chunks(proto, skim, l, state, stats)?;
+    }
+    skim_chunks(proto, skim, data, state, stats)
+}
+
+/// The chunk stream after the handshake.
+fn skim_chunks(
+    proto: &mut ClientProto,
+    skim: &mut Skimmer,
+    data: &[u8],
+    state: &mut PlayerState,
+    stats: &mut ThreadStats,
+) -> Result<(), ClientError> {
+    let mut failed = None;
+    let mut on = |m: Skimmed<'_>| match m {
+        Skimmed::Media {
+            type_id: type_id::VIDEO,
+            head,
+            ..
+        } => state.on_video(head, stats),
+        Skimmed::Media { .. } => {}
+        Skimmed::Full(raw) if is_media(raw.type_id) => {
+            state.on_media(raw.type_id, &raw.payload, stats)
+        }
+        Skimmed::Full(raw) => {
+            if let Err(e) = proto.on_message(raw) {
+                failed.get_or_insert(e);
+            }
+        }
+    };
+    skim.push(data, &mut on)?;
+    match failed {
+        Some(e) => Err(e),
+        None => Ok(()),
+    }
+}
 
 struct Conn {
     sock: TcpStream,
-    proto: ClientProto,
-    /// Only used during the handshake; the chunk stream goes to `skim`.
-    rbuf: BytesMut,
-    skim: Skimmer,
+    wire: Wire,
     connected: bool,
-    /// Counted as up (play sent).
+    /// Counted as up (see [`Wire::is_active`]).
     playing: bool,
     state: PlayerState,
 }
@@ -51,7 +179,7 @@ fn run_inner(
     tx: &Sender<ThreadMsg>,
     stats: &mut ThreadStats,
 ) -> io::Result<()> {
-    let addr: SocketAddr = cfg.url.socket_addr()?;
+    let addr: SocketAddr = cfg.target.socket_addr()?;
     let mut poll = Poll::new()?;
     let mut events = Events::with_capacity(1024);
     let mut conns: Vec<Option<Conn>> = Vec::new();
@@ -123,9 +251,7 @@ fn start_player(poll: &Poll, addr: SocketAddr, cfg: &PlayConfig, token: usize) -
     )?;
     Ok(Conn {
         sock,
-        proto: ClientProto::new(cfg.url.clone(), Role::Play, cfg.complex_handshake),
-        rbuf: BytesMut::new(),
-        skim: Skimmer::default(),
+        wire: Wire::new(&cfg.target, cfg.complex_handshake),
         connected: false,
         playing: false,
         state: PlayerState::new(cfg.warmup),
@@ -143,6 +269,10 @@ fn service(c: &mut Conn, scratch: &mut [u8], stats: &mut ThreadStats) -> Result<
             Ok(_) => {
                 c.connected = true;
                 let _ = c.sock.set_nodelay(true);
+                if c.wire.asks_on_connect() {
+                    // The request is written at the end of this call.
+                    c.state.play_sent = Instant::now();
+                }
             }
             Err(e) if e.kind() == io::ErrorKind::NotConnected => return Ok(()),
             Err(e) => return Err(e.into()),
@@ -157,43 +287,12 @@ fn service(c: &mut Conn, scratch: &mut [u8], stats: &mut ThreadStats) -> Result<
             Err(e) => return Err(e.into()),
         };
         stats.add_bytes(n);
-        c.proto.count_received(n);
-        let mut data = &scratch[..n];
-        let mut leftover = None;
-        if !c.proto.handshake_done() {
-            c.rbuf.extend_from_slice(data);
-            if !c.proto.feed_handshake(&mut c.rbuf)? {
-                continue;
-            }
-            leftover = Some(c.rbuf.split());
-            data = &[];
-        }
-        let (proto, state) = (&mut c.proto, &mut c.state);
-        let mut failed = None;
-        let mut on = |m: Skimmed<'_>| match m {
-            Skimmed::Media {
-                type_id: type_id::VIDEO,
-                head,
-                ..
-            } => state.on_video(head, stats),
-            Skimmed::Media { .. } => {}
-            Skimmed::Full(raw) if is_media(raw.type_id) => state.on_message(&raw, stats),
-            Skimmed::Full(raw) => {
-                if let Err(e) = proto.on_message(raw) {
-                    failed.get_or_insert(e);
-                }
-            }
-        };
-        if let Some(l) = &leftover {
-            c.skim.push(l, &mut on)?;
-        }
-        c.skim.push(data, &mut on)?;
-        if let Some(e) = failed {
-            return Err(e);
-        }
-        if !c.playing && c.proto.is_active() {
+        c.wire.feed(&scratch[..n], &mut c.state, stats)?;
+        if !c.playing && c.wire.is_active() {
             c.playing = true;
-            c.state.play_sent = Instant::now();
+            if !c.wire.asks_on_connect() {
+                c.state.play_sent = Instant::now();
+            }
             stats.connected();
         }
         // Edge-triggered: a short read means the socket is drained.
@@ -201,16 +300,140 @@ fn service(c: &mut Conn, scratch: &mut [u8], stats: &mut ThreadStats) -> Result<
             break;
         }
     }
-    // A player's own output is tiny (handshake, commands, acks): written
-    // directly; whatever the socket does not take waits for the next event.
-    while !c.proto.out.is_empty() {
-        match c.sock.write(&c.proto.out) {
+    // A player's own output is tiny (handshake, commands, acks, requests,
+    // pongs): written directly; whatever the socket does not take waits
+    // for the next event.
+    let out = c.wire.out();
+    while !out.is_empty() {
+        match c.sock.write(out) {
             Ok(0) => return Err(ClientError::Closed),
-            Ok(n) => c.proto.out.advance(n),
+            Ok(n) => out.advance(n),
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
             Err(e) => return Err(e.into()),
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use cascade::protocol::chunk::encode_message;
+
+    use crate::flvstream::tests::{clip, flv_bytes};
+    use crate::media::MediaMsg;
+    use crate::publish::csid_for;
+
+    /// What a player measured of `bytes` fed in `read`-sized pieces.
+    fn measure(wire: &mut Wire, bytes: &[u8], read: usize) -> ThreadStats {
+        let mut state = PlayerState::new(Duration::ZERO);
+        let mut stats = ThreadStats::default();
+        for part in bytes.chunks(read) {
+            stats.add_bytes(part.len());
+            wire.feed(part, &mut state, &mut stats).unwrap();
+        }
+        stats
+    }
+
+    fn rtmp(msgs: &[MediaMsg]) -> ThreadStats {
+        let mut chunks = BytesMut::new();
+        for m in msgs {
+            encode_message(
+                csid_for(m.type_id),
+                m.timestamp,
+                m.type_id,
+                1,
+                &m.payload,
+                128,
+                &mut chunks,
+            );
+        }
+        let url = crate::rtmp::RtmpUrl::parse("rtmp://127.0.0.1/live/x").unwrap();
+        let mut proto = ClientProto::new(url, Role::Play, false);
+        let mut skim = Skimmer::default();
+        let mut state = PlayerState::new(Duration::ZERO);
+        let mut stats = ThreadStats::default();
+        for part in chunks.chunks(1400) {
+            skim_chunks(&mut proto, &mut skim, part, &mut state, &mut stats).unwrap();
+        }
+        stats
+    }
+
+    fn http(msgs: &[MediaMsg]) -> ThreadStats {
+        let target = PlayTarget::parse("http://127.0.0.1:8080/live/x.flv").unwrap();
+        let mut bytes = b"HTTP/1.1 200 OK\r\nContent-Type: video/x-flv\r\n\r\n".to_vec();
+        bytes.extend_from_slice(&flv_bytes(msgs));
+        let mut wire = Wire::new(&target, false);
+        let stats = measure(&mut wire, &bytes, 1400);
+        assert!(wire.is_active());
+        stats
+    }
+
+    fn ws(msgs: &[MediaMsg]) -> ThreadStats {
+        let target = PlayTarget::parse("ws://127.0.0.1:8080/live/x.flv").unwrap();
+        let mut wire = Wire::new(&target, false);
+        let Wire::WsFlv(c) = &wire else {
+            unreachable!()
+        };
+        // The key is in the request: answer it as a server would.
+        let req = String::from_utf8(c.out.to_vec()).unwrap();
+        let key = req
+            .lines()
+            .find_map(|l| l.strip_prefix("Sec-WebSocket-Key: "))
+            .unwrap();
+        let mut bytes = format!(
+            "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: {}\r\n\r\n",
+            tungstenite::handshake::derive_accept_key(key.as_bytes())
+        )
+        .into_bytes();
+        for payload in flv_bytes(msgs).chunks(5000) {
+            bytes.extend_from_slice(&[0x82, 126]);
+            bytes.extend_from_slice(&(payload.len() as u16).to_be_bytes());
+            bytes.extend_from_slice(payload);
+        }
+        let stats = measure(&mut wire, &bytes, 1400);
+        assert!(wire.is_active());
+        stats
+    }
+
+    /// (frames, lost, latency samples, good starts, bad starts, first frames)
+    fn summary(s: &ThreadStats) -> (u64, u64, u64, u64, u64, u64) {
+        (
+            s.frames,
+            s.lost,
+            s.latency.len(),
+            s.good_starts,
+            s.bad_starts,
+            s.first_frame.len(),
+        )
+    }
+
+    #[test]
+    fn every_protocol_measures_the_same_stream_alike() {
+        let msgs = clip(300, true);
+        let video = msgs.iter().filter(|m| m.type_id == type_id::VIDEO).count() as u64;
+        // Every video frame but the sequence header carries a stamp.
+        let want = (video - 1, 0, video - 1, 1, 0, 1);
+        assert_eq!(summary(&rtmp(&msgs)), want);
+        assert_eq!(summary(&http(&msgs)), want);
+        assert_eq!(summary(&ws(&msgs)), want);
+    }
+
+    #[test]
+    fn a_missing_frame_is_counted_lost_alike() {
+        let mut msgs = clip(300, true);
+        let nth_frame = msgs
+            .iter()
+            .enumerate()
+            .filter(|(_, m)| m.type_id == type_id::VIDEO)
+            .nth(20)
+            .map(|(i, _)| i)
+            .unwrap();
+        msgs.remove(nth_frame);
+        let r = summary(&rtmp(&msgs));
+        assert_eq!(r.1, 1);
+        assert_eq!(summary(&http(&msgs)), r);
+        assert_eq!(summary(&ws(&msgs)), r);
+    }
 }

@@ -92,6 +92,9 @@ pub enum ClientError {
     Closed,
     #[error("chunk stream: {0}")]
     Skim(#[from] crate::skim::SkimError),
+    /// HTTP-FLV and WebSocket-FLV players' failures.
+    #[error("{0}")]
+    Http(#[from] crate::httpflv::HttpError),
 }
 
 impl ClientError {
@@ -104,6 +107,7 @@ impl ClientError {
             ClientError::Rejected(c) => format!("rejected:{c}"),
             ClientError::Ended(c) => format!("ended:{c}"),
             ClientError::Closed => "closed".into(),
+            ClientError::Http(e) => e.reason(),
         }
     }
 }

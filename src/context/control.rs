@@ -3,22 +3,25 @@
 //! own mesh and are handled here, by the worker, never by the hub.
 
 use std::future::poll_fn;
+use std::sync::Arc;
 use std::task::Poll;
 use std::time::Instant;
 
+use futures_channel::oneshot;
 use tracing::info;
 
 use super::{LiveSettings, Worker};
 use crate::hub::StreamInfo;
-use crate::metrics::{KickReason, StatsSnapshot};
+use crate::metrics::{KickReason, Protocol, StatsSnapshot};
 
-/// What the control plane asks of a worker.
+/// What the control plane asks of a worker. Replies go back on a oneshot
+/// channel: the asker may be a task on a worker runtime (an HTTP request
+/// served there), which must await the answer rather than block its
+/// thread, or the main thread, which polls it with a parking waker.
 #[derive(Debug)]
 pub enum ControlMsg {
     /// Reply with this core's streams, statistics and clients.
-    Snapshot {
-        reply: crossbeam_channel::Sender<Snapshot>,
-    },
+    Snapshot { reply: oneshot::Sender<Snapshot> },
     /// SIGHUP: settings that may change live.
     Reload(Box<LiveSettings>),
     /// SIGTERM: stop accepting, ask publishers to reconnect elsewhere.
@@ -27,7 +30,7 @@ pub enum ControlMsg {
     /// all; replies with how many were closed.
     Kick {
         target: KickTarget,
-        reply: crossbeam_channel::Sender<usize>,
+        reply: oneshot::Sender<usize>,
     },
 }
 
@@ -40,13 +43,19 @@ pub enum KickTarget {
     All,
 }
 
-/// One core's view, sent to the control plane.
+/// One core's view, sent to the control plane. Cloning it shares the
+/// parts rather than copying them: the control plane keeps each core's
+/// latest snapshot and hands a copy to every request, on the worker that
+/// serves it, and a core's histograms alone run to megabytes.
 #[derive(Debug, Clone)]
 pub struct Snapshot {
     pub core: usize,
-    pub streams: Vec<StreamInfo>,
-    pub stats: StatsSnapshot,
-    pub clients: Vec<ClientInfo>,
+    /// Counts this core's snapshots: of two copies of one core, the higher
+    /// is the later (the control plane keeps the latest it has seen).
+    pub seq: u64,
+    pub streams: Arc<Vec<StreamInfo>>,
+    pub stats: Arc<StatsSnapshot>,
+    pub clients: Arc<Vec<ClientInfo>>,
 }
 
 /// One connection, for the clients API.
@@ -55,6 +64,8 @@ pub struct ClientInfo {
     pub id: u64,
     pub peer: String,
     pub role: &'static str,
+    /// How it plays (or would): RTMP, HTTP-FLV or WebSocket-FLV.
+    pub protocol: Protocol,
     pub stream: Option<String>,
     pub connected_ms: u64,
 }
@@ -100,11 +111,16 @@ impl Worker {
             }
             ControlMsg::Snapshot { reply } => {
                 let streams = self.hub.borrow().stream_infos(Instant::now());
+                let seq = self.snapshots.get() + 1;
+                self.snapshots.set(seq);
+                // The asker may have given up (past its deadline): then the
+                // answer is dropped here.
                 let _ = reply.send(Snapshot {
                     core: self.id,
-                    streams,
-                    stats: self.stats.snapshot(),
-                    clients: self.client_infos(),
+                    seq,
+                    streams: Arc::new(streams),
+                    stats: Arc::new(self.stats.snapshot()),
+                    clients: Arc::new(self.client_infos()),
                 });
             }
         }

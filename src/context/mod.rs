@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 use crate::config::Config;
 use crate::egress::{CloseReason, Fanout, Outbox, QueueLimits};
 use crate::hub::{Directory, Hub, HubConfig, StreamMsg};
-use crate::metrics::{ConnRole, CoreStats, KickReason, Label};
+use crate::metrics::{ConnRole, CoreStats, KickReason, Label, Protocol};
 use crate::protocol::session::ServerConfig;
 use crate::xcore::Mesh;
 pub use control::{ClientInfo, ControlMsg, KickTarget, Snapshot};
@@ -47,6 +47,8 @@ pub struct Worker {
     /// Set once by a drain: publishers are asked to reconnect elsewhere.
     draining: Cell<bool>,
     drain_waker: Cell<Option<Waker>>,
+    /// Snapshots taken so far (numbers each [`Snapshot`]).
+    snapshots: Cell<u64>,
 }
 
 /// A connection as the worker tracks it (the connection task owns the rest).
@@ -54,8 +56,17 @@ pub struct Client {
     pub peer: SocketAddr,
     pub outbox: Rc<Outbox>,
     pub role: ConnRole,
+    /// RTMP until the connection says otherwise (an HTTP player).
+    pub protocol: Protocol,
     pub stream: Option<String>,
     pub since: Instant,
+}
+
+impl Client {
+    /// The protocol it plays in, if it is a player.
+    fn playing(&self) -> Option<Protocol> {
+        (self.role == ConnRole::Player).then_some(self.protocol)
+    }
 }
 
 impl Worker {
@@ -82,6 +93,7 @@ impl Worker {
             clients: RefCell::new(HashMap::new()),
             draining: Cell::new(false),
             drain_waker: Cell::new(None),
+            snapshots: Cell::new(0),
             hub: RefCell::new(hub),
             egress,
             stats,
@@ -160,6 +172,7 @@ impl Worker {
                 peer,
                 outbox,
                 role: ConnRole::Handshake,
+                protocol: Protocol::Rtmp,
                 stream: None,
                 since: Instant::now(),
             },
@@ -170,14 +183,29 @@ impl Worker {
     pub fn set_client_role(&self, id: u64, role: ConnRole, stream: Option<&str>) {
         if let Some(c) = self.clients.borrow_mut().get_mut(&id) {
             self.stats.set_role(Some(c.role), Some(role));
+            self.stats.set_player(
+                c.playing(),
+                (role == ConnRole::Player).then_some(c.protocol),
+            );
             c.role = role;
             c.stream = stream.map(str::to_string);
+        }
+    }
+
+    /// How a connection plays (an HTTP player says so once it knows).
+    pub fn set_client_protocol(&self, id: u64, protocol: Protocol) {
+        if let Some(c) = self.clients.borrow_mut().get_mut(&id) {
+            if let Some(from) = c.playing() {
+                self.stats.set_player(Some(from), Some(protocol));
+            }
+            c.protocol = protocol;
         }
     }
 
     pub fn remove_client(&self, id: u64) {
         if let Some(c) = self.clients.borrow_mut().remove(&id) {
             self.stats.set_role(Some(c.role), None);
+            self.stats.set_player(c.playing(), None);
         }
     }
 
@@ -189,6 +217,7 @@ impl Worker {
                 id: *id,
                 peer: c.peer.to_string(),
                 role: ConnRole::NAMES.get(c.role.index()).copied().unwrap_or("?"),
+                protocol: c.protocol,
                 stream: c.stream.clone(),
                 connected_ms: c.since.elapsed().as_millis() as u64,
             })

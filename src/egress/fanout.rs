@@ -17,7 +17,7 @@ use std::time::Instant;
 use bytes::Bytes;
 
 use super::coalesce::Coalescer;
-use super::framing::Wire;
+use super::framing::{Framing, Wire};
 use super::meter;
 use super::outbox::Outbox;
 use crate::hub::{Delivery, Frame};
@@ -73,6 +73,13 @@ impl Fanout {
         *self.sender.borrow_mut() = sender;
     }
 
+    /// A player in `framing` accepted `frame`: its bytes and message count.
+    pub fn accepted(&self, framing: &Framing, frame: &Frame) {
+        if let Some(stats) = self.stats.borrow().as_ref() {
+            meter::accepted(stats, framing, frame);
+        }
+    }
+
     pub fn batching(&self) -> bool {
         self.sender.borrow().is_some()
     }
@@ -115,7 +122,7 @@ impl Fanout {
             }
         }
         if let Some(stats) = self.stats.borrow().as_ref() {
-            meter::sent(stats, frame.ingest, sent, now);
+            meter::sent(stats, meter::wire_protocol(wire), frame.ingest, sent, now);
         }
         fds.clear();
         results.clear();
@@ -175,10 +182,10 @@ impl Fanout {
 }
 
 impl Delivery for Fanout {
-    fn pass_done(&self, frame: &Frame, offered: usize, dropped: u64, _now: Instant) {
+    fn pass_done(&self, frame: &Frame, _offered: usize, dropped: u64, _now: Instant) {
         self.flush(frame);
         if let Some(stats) = self.stats.borrow().as_ref() {
-            meter::pass(stats, offered, dropped, frame.chunks.len());
+            meter::pass(stats, dropped);
         }
     }
 }
@@ -187,6 +194,7 @@ impl Delivery for Fanout {
 mod tests {
     use super::*;
     use crate::egress::{CloseReason, DirectSink, QueueLimits};
+    use crate::metrics::Label;
     use crate::protocol::session::MediaKind;
     use bytes::Bytes;
 
@@ -280,8 +288,15 @@ mod tests {
         assert_eq!(outboxes[1].queued_bytes(), frame.chunks.len() - 10);
         assert_eq!(outboxes[2].queued_bytes(), frame.chunks.len());
         assert_eq!(outboxes[3].closed(), Some(CloseReason::Broken));
-        // One latency sample for the one fully sent player.
-        assert_eq!(stats.snapshot().ingest_to_egress.count(), 1);
+        // One latency sample for the one fully sent player, under RTMP.
+        let rtmp = crate::metrics::Protocol::Rtmp.index();
+        assert_eq!(stats.snapshot().ingest_to_egress[rtmp].count(), 1);
+        // Every player took the frame, in its framing's length.
+        assert_eq!(stats.snapshot().messages_out[rtmp], 4);
+        assert_eq!(
+            stats.snapshot().bytes_out[rtmp],
+            4 * frame.chunks.len() as u64
+        );
         // A player with a queue is not batched: the next frame goes behind
         // its queue, which its own sink then drains (this one takes all).
         assert!(outboxes[1].push_live(&frame, now, &fanout));
@@ -341,6 +356,7 @@ mod tests {
         assert_eq!(outboxes[2].queued_bytes(), both);
         assert_eq!(outboxes[3].closed(), Some(CloseReason::Broken));
         // Both frames of the fully sent window count as sent.
-        assert_eq!(stats.snapshot().ingest_to_egress.count(), 2);
+        let rtmp = crate::metrics::Protocol::Rtmp.index();
+        assert_eq!(stats.snapshot().ingest_to_egress[rtmp].count(), 2);
     }
 }

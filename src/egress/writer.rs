@@ -89,10 +89,13 @@ pub async fn write_loop(
     // poll costs more than the rest of this loop. Logs name the connection.
     let record = |batch: &mut Batch| {
         let now = Instant::now();
+        // Read per batch: a connection's protocol is fixed once it plays,
+        // but it may play in several framings over its life.
+        let protocol = outbox.framing().protocol();
         for t in batch.ingests.drain(..) {
-            meter::sent(&stats, t, 1, now);
+            meter::sent(&stats, protocol, t, 1, now);
         }
-        meter::first_frame(&stats, batch.first_keyframe_of_play.take(), now);
+        meter::first_frame(&stats, protocol, batch.first_keyframe_of_play.take(), now);
     };
     if drain(&mut wr, &outbox, fd, |_| {}, record).await != Drained::Broken {
         finish(&outbox, &stats, fd, conn, peer);

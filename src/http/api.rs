@@ -1,15 +1,176 @@
-//! Documents the control plane serves: the JSON API and the metrics page,
-//! built from per-core snapshots merged here.
+//! The operations API (`/api/v1/...`) and the metrics page: which request
+//! asks for what, and the documents built from the per-core snapshots
+//! merged here.
+//!
+//! The routes are async: they run in a task on a worker runtime and await
+//! the cores' answers ([`Ops::collect_async`], [`Ops::kick_async`]), so the
+//! worker serving the request keeps serving its own connections, and its
+//! own control task answers like any other core. Authorization is the
+//! server's business ([`Ops::authorized`]) before it calls in here.
 
 use std::collections::BTreeMap;
 
 use hdrhistogram::Histogram;
+use percent_encoding::percent_decode_str;
 use serde_json::{json, Value};
 
-use super::{Ops, Reply};
+use super::Ops;
 use crate::context::{KickTarget, Snapshot};
 use crate::metrics::export::{render, Scrape, StreamSeries};
-use crate::metrics::{HandshakeFailure, Label, LimitKind, ProtocolErrorKind, StatsSnapshot};
+use crate::metrics::{
+    HandshakeFailure, HistSnapshot, Label, LimitKind, Protocol, ProtocolErrorKind, StatsSnapshot,
+};
+use crate::protocol::http::Method;
+
+/// The content type of the Prometheus text exposition.
+pub const METRICS_CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
+
+/// A response before it is written.
+pub struct Reply {
+    pub status: u16,
+    pub body: String,
+    pub content_type: &'static str,
+}
+
+impl Reply {
+    /// A one-line plain-text answer.
+    pub fn text(status: u16, body: &str) -> Reply {
+        Reply {
+            status,
+            body: format!("{body}\n"),
+            content_type: "text/plain; charset=utf-8",
+        }
+    }
+
+    pub fn json(status: u16, v: Value) -> Reply {
+        Reply {
+            status,
+            body: v.to_string(),
+            content_type: "application/json",
+        }
+    }
+
+    /// `{"error": message}` with `status`.
+    pub fn error(status: u16, message: &str) -> Reply {
+        Reply::json(status, json!({ "error": message }))
+    }
+}
+
+/// What an API path names.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Resource {
+    Stats,
+    Streams,
+    Clients,
+    /// One stream, by its key (`app/name`, percent-decoded).
+    Stream(String),
+    /// One client, by the id the clients list gives (as sent).
+    Client(String),
+}
+
+/// A request the API answers: a document built from snapshots, or a kick.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Request {
+    Read(Resource),
+    Kick(Resource),
+}
+
+/// `path` (after `/api/v1/`, as sent: still percent-encoded) and `method`
+/// as a [`Request`], or the error reply.
+fn parse(method: Method, path: &str) -> Result<Request, Reply> {
+    let path = path.split('?').next().unwrap_or(path);
+    let rest = path.trim_start_matches("/api/v1/").trim_end_matches('/');
+    let resource = match rest {
+        "stats" => Resource::Stats,
+        "streams" => Resource::Streams,
+        "clients" => Resource::Clients,
+        r => match (r.strip_prefix("streams/"), r.strip_prefix("clients/")) {
+            (Some(key), _) if !key.is_empty() => {
+                // A stream key may hold any byte (`%2F`, spaces).
+                Resource::Stream(percent_decode_str(key).decode_utf8_lossy().into_owned())
+            }
+            (_, Some(id)) if !id.is_empty() => Resource::Client(id.to_string()),
+            _ => return Err(Reply::error(404, "not found")),
+        },
+    };
+    let deletable = matches!(resource, Resource::Stream(_) | Resource::Client(_));
+    match method {
+        // HEAD is answered as GET; the server leaves the body out.
+        Method::Get | Method::Head => Ok(Request::Read(resource)),
+        Method::Delete if deletable => Ok(Request::Kick(resource)),
+        _ => Err(Reply::error(405, "method not allowed")),
+    }
+}
+
+/// `/api/v1/...`: streams, clients and stats (GET, HEAD); DELETE on a
+/// stream or a client kicks it. `path` is the request's path as sent
+/// (still percent-encoded: a stream key may hold `/` or `%`), starting
+/// with `/api/v1/`.
+pub async fn route(method: Method, path: &str, ops: &Ops) -> Reply {
+    match parse(method, path) {
+        Err(reply) => reply,
+        Ok(Request::Read(r)) => read(&r, &ops.collect_async().await),
+        Ok(Request::Kick(r)) => match kick_target(&r) {
+            Ok(target) => kicked(&r, ops.kick_async(target).await),
+            Err(reply) => reply,
+        },
+    }
+}
+
+/// The document `r` names.
+fn read(r: &Resource, snaps: &[Snapshot]) -> Reply {
+    match r {
+        Resource::Stats => Reply::json(200, stats_document(snaps)),
+        Resource::Streams => Reply::json(200, streams_document(snaps)),
+        Resource::Clients => Reply::json(200, clients_document(snaps)),
+        Resource::Stream(key) => match stream_views(snaps).get(key) {
+            Some(v) => Reply::json(200, stream_json(key, v)),
+            None => Reply::error(404, "not found"),
+        },
+        Resource::Client(id) => {
+            let found = id.parse::<u64>().ok().and_then(|id| {
+                snaps.iter().find_map(|s| {
+                    let c = s.clients.iter().find(|c| c.id == id)?;
+                    Some(client_json(s.core, c))
+                })
+            });
+            match found {
+                Some(doc) => Reply::json(200, doc),
+                None => Reply::error(404, "not found"),
+            }
+        }
+    }
+}
+
+fn kick_target(r: &Resource) -> Result<KickTarget, Reply> {
+    match r {
+        Resource::Stream(key) => Ok(KickTarget::Stream(key.clone())),
+        Resource::Client(id) => id
+            .parse::<u64>()
+            .map(KickTarget::Client)
+            .map_err(|_| Reply::error(400, "client id must be a number")),
+        _ => Err(Reply::error(405, "method not allowed")),
+    }
+}
+
+/// The answer to a kick that closed `n` connections.
+fn kicked(r: &Resource, n: usize) -> Reply {
+    if n == 0 {
+        return Reply::error(404, "not found");
+    }
+    match r {
+        Resource::Stream(key) => {
+            tracing::info!(stream = %key, closed = n, "api: stream kicked");
+            Reply::json(200, json!({ "stream": key, "closed": n }))
+        }
+        Resource::Client(id) => {
+            tracing::info!(client = %id, "api: client kicked");
+            let id: Value = id.parse::<u64>().map_or_else(|_| json!(id), |n| json!(n));
+            Reply::json(200, json!({ "client": id, "closed": n }))
+        }
+        _ => Reply::error(405, "method not allowed"),
+    }
+}
 
 fn histogram_json(h: &Histogram<u64>) -> Value {
     json!({
@@ -22,18 +183,35 @@ fn histogram_json(h: &Histogram<u64>) -> Value {
 }
 
 fn stats_json(s: &StatsSnapshot) -> Value {
+    let by_protocol: serde_json::Map<String, Value> = Protocol::NAMES
+        .iter()
+        .enumerate()
+        .map(|(i, name)| {
+            let hist = |hs: &[HistSnapshot]| hs.get(i).map(|h| histogram_json(&h.h));
+            let at = |v: &[u64]| v.get(i).copied().unwrap_or(0);
+            let doc = json!({
+                "players": at(&s.players),
+                "bytes_out": at(&s.bytes_out),
+                "messages_out": at(&s.messages_out),
+                "ingest_to_egress": hist(&s.ingest_to_egress),
+                "first_frame": hist(&s.first_frame),
+            });
+            (name.to_string(), doc)
+        })
+        .collect();
     json!({
-        "ingest_to_egress": histogram_json(&s.ingest_to_egress.h),
-        "first_frame": histogram_json(&s.first_frame.h),
+        "ingest_to_egress": histogram_json(&HistSnapshot::sum_of(&s.ingest_to_egress).h),
+        "first_frame": histogram_json(&HistSnapshot::sum_of(&s.first_frame).h),
         "handshake": histogram_json(&s.handshake.h),
         "frames_dropped": s.frames_dropped,
         "slow_disconnects": s.slow_disconnects,
         "connections_total": s.connections,
         "connections_active": s.connections_active,
         "bytes_in": s.bytes_in,
-        "bytes_out": s.bytes_out,
+        "bytes_out": s.bytes_out.iter().sum::<u64>(),
         "publisher_reconnects": s.publisher_reconnects,
         "io_driver": s.io_driver,
+        "by_protocol": by_protocol,
         "limit_hits": labelled_json(LimitKind::NAMES, &s.limit_hits),
         "protocol_errors": labelled_json(ProtocolErrorKind::NAMES, &s.protocol_errors),
         "handshake_failures": labelled_json(HandshakeFailure::NAMES, &s.handshake_failures),
@@ -55,7 +233,7 @@ fn merged(snaps: &[Snapshot]) -> Option<StatsSnapshot> {
     for s in snaps {
         match &mut total {
             Some(t) => t.merge(&s.stats),
-            None => total = Some(s.stats.clone()),
+            None => total = Some(StatsSnapshot::clone(&s.stats)),
         }
     }
     total
@@ -106,7 +284,7 @@ struct StreamView {
 fn stream_views(snaps: &[Snapshot]) -> BTreeMap<String, StreamView> {
     let mut out: BTreeMap<String, StreamView> = BTreeMap::new();
     for s in snaps {
-        for st in &s.streams {
+        for st in s.streams.iter() {
             let v = out.entry(st.key.clone()).or_default();
             if st.players > 0 {
                 v.players.insert(s.core, st.players);
@@ -176,32 +354,34 @@ pub fn streams_document(snaps: &[Snapshot]) -> Value {
     json!({ "streams": streams })
 }
 
+fn client_json(core: usize, c: &crate::context::ClientInfo) -> Value {
+    json!({
+        "id": c.id, "core": core, "peer": c.peer, "role": c.role,
+        "protocol": c.protocol.name(), "stream": c.stream,
+        "connected_ms": c.connected_ms,
+    })
+}
+
 fn clients_document(snaps: &[Snapshot]) -> Value {
     let clients: Vec<Value> = snaps
         .iter()
-        .flat_map(|s| {
-            s.clients.iter().map(move |c| {
-                json!({
-                    "id": c.id, "core": s.core, "peer": c.peer, "role": c.role,
-                    "stream": c.stream, "connected_ms": c.connected_ms,
-                })
-            })
-        })
+        .flat_map(|s| s.clients.iter().map(move |c| client_json(s.core, c)))
         .collect();
     json!({ "clients": clients })
 }
 
-/// The Prometheus page for one scrape.
-pub fn metrics_text(ops: &Ops) -> String {
-    let snaps = ops.collect();
+/// The Prometheus page for one scrape (see [`METRICS_CONTENT_TYPE`]). A
+/// core that does not answer in time shows its last figures.
+pub async fn metrics_text(ops: &Ops) -> String {
+    metrics_page(ops, &ops.collect_async().await)
+}
+
+/// The Prometheus page from these snapshots.
+fn metrics_page(ops: &Ops, snaps: &[Snapshot]) -> String {
     let config = ops.config();
-    let total = merged(&snaps).unwrap_or_else(|| crate::metrics::CoreStats::default().snapshot());
-    let views = stream_views(&snaps);
+    let total = merged(snaps).unwrap_or_else(|| crate::metrics::CoreStats::default().snapshot());
+    let views = stream_views(snaps);
     let streams = views.values().filter(|v| v.owner.is_some()).count() as u64;
-    let players: u64 = views
-        .values()
-        .map(|v| v.players.values().sum::<usize>() as u64)
-        .sum();
     let mut series = Vec::new();
     let mut omitted = 0;
     if config.metrics.per_stream {
@@ -218,12 +398,11 @@ pub fn metrics_text(ops: &Ops) -> String {
             });
         }
     }
-    let cores: Vec<(usize, &StatsSnapshot)> = snaps.iter().map(|s| (s.core, &s.stats)).collect();
+    let cores: Vec<(usize, &StatsSnapshot)> = snaps.iter().map(|s| (s.core, &*s.stats)).collect();
     render(&Scrape {
         cores: &cores,
         total: &total,
         streams,
-        players,
         per_stream: &series,
         per_stream_omitted: omitted,
         ready: ops.is_ready(),
@@ -231,77 +410,6 @@ pub fn metrics_text(ops: &Ops) -> String {
     })
 }
 
-/// `%XX` escapes in a path segment (stream names may carry any byte).
-fn percent_decode(s: &str) -> String {
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        let hex = |j: usize| b.get(j).and_then(|c| (*c as char).to_digit(16));
-        match (b[i], hex(i + 1), hex(i + 2)) {
-            (b'%', Some(h), Some(l)) => {
-                out.push((h * 16 + l) as u8);
-                i += 3;
-            }
-            (c, _, _) => {
-                out.push(c);
-                i += 1;
-            }
-        }
-    }
-    String::from_utf8_lossy(&out).into_owned()
-}
-
-/// `/api/v1/...`: streams, clients, stats; DELETE kicks.
-pub fn route(method: &tiny_http::Method, path: &str, ops: &Ops) -> Reply {
-    use tiny_http::Method::{Delete, Get};
-    let rest = path.trim_start_matches("/api/v1/").trim_end_matches('/');
-    let not_found = || Reply::json(404, json!({ "error": "not found" }));
-    match (method, rest) {
-        (Get, "stats") => Reply::json(200, stats_document(&ops.collect())),
-        (Get, "streams") => Reply::json(200, streams_document(&ops.collect())),
-        (Get, "clients") => Reply::json(200, clients_document(&ops.collect())),
-        (Get, r) if r.starts_with("streams/") => {
-            let key = percent_decode(&r["streams/".len()..]);
-            match stream_views(&ops.collect()).get(&key) {
-                Some(v) => Reply::json(200, stream_json(&key, v)),
-                None => not_found(),
-            }
-        }
-        (Delete, r) if r.starts_with("streams/") => {
-            let key = percent_decode(&r["streams/".len()..]);
-            match ops.kick(KickTarget::Stream(key.clone())) {
-                0 => not_found(),
-                n => {
-                    tracing::info!(stream = %key, closed = n, "api: stream kicked");
-                    Reply::json(200, json!({ "stream": key, "closed": n }))
-                }
-            }
-        }
-        (Delete, r) if r.starts_with("clients/") => {
-            let Ok(id) = r["clients/".len()..].parse::<u64>() else {
-                return Reply::json(400, json!({ "error": "client id must be a number" }));
-            };
-            match ops.kick(KickTarget::Client(id)) {
-                0 => not_found(),
-                n => {
-                    tracing::info!(client = id, "api: client kicked");
-                    Reply::json(200, json!({ "client": id, "closed": n }))
-                }
-            }
-        }
-        (Get | Delete, _) => not_found(),
-        _ => Reply::json(405, json!({ "error": "method not allowed" })),
-    }
-}
-
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn decodes_percent_escapes() {
-        assert_eq!(percent_decode("live%2Fa%20b"), "live/a b");
-        assert_eq!(percent_decode("bad%zz%4"), "bad%zz%4");
-    }
-}
+#[path = "api_tests.rs"]
+mod tests;

@@ -22,7 +22,7 @@ use crate::context::admission;
 use crate::egress::{writer, CloseReason, FlvPlayer, Framing};
 use crate::metrics::{ConnRole, Label, ProtocolErrorKind};
 use crate::protocol::command::StreamPath;
-use crate::protocol::http::{response_head, RequestHead};
+use crate::protocol::http::{response_head, Method, RequestHead};
 use crate::protocol::ws::{self, ClientFrame};
 use crate::transport::ReadHalf;
 
@@ -69,10 +69,25 @@ pub(super) async fn play(
         conn.reply(&head, Reply::text(status, why), true);
         Next::Close
     };
-    if !matches!(
-        head.method,
-        crate::protocol::http::Method::Get | crate::protocol::http::Method::Head
-    ) {
+    if head.method == Method::Options {
+        // A browser's CORS preflight (a player that sends custom headers).
+        let origin = conn.ops.config().http.allow_origin.clone();
+        let mut headers = vec![
+            ("Access-Control-Allow-Methods", "GET, HEAD, OPTIONS"),
+            ("Access-Control-Allow-Headers", "*"),
+            ("Access-Control-Max-Age", "600"),
+        ];
+        if !origin.is_empty() {
+            headers.push(("Access-Control-Allow-Origin", origin.as_str()));
+        }
+        conn.send(response_head(204, &headers, None, head.close).freeze());
+        return if head.close {
+            Next::Close
+        } else {
+            Next::KeepAlive
+        };
+    }
+    if !matches!(head.method, Method::Get | Method::Head) {
         return refuse(405, "method not allowed");
     }
     if head.partial_range() {
@@ -134,7 +149,7 @@ pub(super) async fn play(
         headers.push(("Content-Type", "video/x-flv"));
         headers.push(("Cache-Control", "no-cache, no-store"));
         conn.send(response_head(200, &headers, None, true).freeze());
-        if head.method == crate::protocol::http::Method::Head {
+        if head.method == Method::Head {
             return Next::Close;
         }
         Framing::HttpFlv
@@ -170,7 +185,7 @@ pub(super) async fn play(
 /// Records the player's protocol for the clients API, where the registry
 /// knows it.
 fn set_protocol(conn: &HttpConn, protocol: crate::metrics::Protocol) {
-    let _ = (conn, protocol);
+    conn.worker.set_client_protocol(conn.id, protocol);
 }
 
 /// Plays until the stream ends, the player leaves or is closed (slow,

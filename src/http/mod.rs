@@ -14,12 +14,10 @@ mod api;
 mod media;
 mod ops;
 mod server;
-mod shim;
 
-pub use api::{metrics_text, stats_document, streams_document};
-pub use ops::Ops;
+pub use api::{metrics_text, stats_document, streams_document, Reply, METRICS_CONTENT_TYPE};
+pub use ops::{Ops, Scope, REPLY_TIMEOUT};
 pub use server::serve;
-pub use shim::Scope;
 
 /// Which endpoints a listener serves.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -30,28 +28,4 @@ pub enum Serves {
     Probes,
     /// The API (and /healthz).
     Api,
-}
-
-/// A response before it is written.
-pub struct Reply {
-    pub status: u16,
-    pub body: String,
-    pub content_type: &'static str,
-}
-
-impl Reply {
-    pub fn text(status: u16, body: &str) -> Reply {
-        Reply {
-            status,
-            body: format!("{body}\n"),
-            content_type: "text/plain; charset=utf-8",
-        }
-    }
-    pub fn json(status: u16, v: serde_json::Value) -> Reply {
-        Reply {
-            status,
-            body: v.to_string(),
-            content_type: "application/json",
-        }
-    }
 }

@@ -323,7 +323,7 @@ impl HttpConn {
                 } else {
                     Reply {
                         status: 200,
-                        body: super::shim::metrics_text(&self.ops).await,
+                        body: super::api::metrics_text(&self.ops).await,
                         content_type: "text/plain; version=0.0.4; charset=utf-8",
                     }
                 }
@@ -335,7 +335,7 @@ impl HttpConn {
                 {
                     unauthorized()
                 } else {
-                    super::shim::route(head.method, p, &self.ops).await
+                    super::api::route(head.method, p, &self.ops).await
                 }
             }
             p if probes && p.ends_with(".flv") => {

@@ -13,7 +13,7 @@
 
 use std::cell::Cell;
 
-use super::{Counters, Hist, HistSnapshot, Label};
+use super::{Counters, Hist, HistSnapshot, Hists, Label};
 
 /// The Prometheus type of a family.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -34,6 +34,9 @@ pub struct Desc {
     pub labels: &'static [&'static str],
     /// Upper bounds in seconds; histograms only.
     pub buckets: &'static [f64],
+    /// Exported once per worker, with a `worker` label before `labels`,
+    /// rather than once for the node (see [`Desc::per_worker`]).
+    pub per_worker: bool,
 }
 
 const fn desc(name: &'static str, help: &'static str, kind: Kind) -> Desc {
@@ -43,6 +46,7 @@ const fn desc(name: &'static str, help: &'static str, kind: Kind) -> Desc {
         kind,
         labels: &[],
         buckets: &[],
+        per_worker: false,
     }
 }
 
@@ -66,10 +70,29 @@ impl Desc {
     pub const fn by(self, labels: &'static [&'static str]) -> Desc {
         Desc { labels, ..self }
     }
+
+    /// The same metric exported per worker: one series per worker and
+    /// label value, each with `worker="N"` first, and no node sum beside
+    /// them (a sum next to its parts would double every `sum()`; queries
+    /// `sum by` what they need). Meant for the few families where an
+    /// uneven spread across cores is worth seeing: connections, players,
+    /// bytes.
+    pub const fn per_worker(self) -> Desc {
+        Desc {
+            per_worker: true,
+            ..self
+        }
+    }
+
+    /// Every label name of a series, `worker` included where it applies.
+    pub fn label_names(&self) -> impl Iterator<Item = &'static str> {
+        let worker: &'static [&'static str] = if self.per_worker { &["worker"] } else { &[] };
+        worker.iter().chain(self.labels).copied()
+    }
 }
 
 /// A recorder a worker writes on its hot path, and the plain copy of it
-/// that travels to the control thread.
+/// that travels to the control plane.
 pub trait Record: Default {
     type Snap: Clone + std::fmt::Debug + Merge;
     fn copy(&self) -> Self::Snap;
@@ -86,6 +109,8 @@ pub enum Series<'a> {
     /// Each label text of the enum with its value.
     Labelled(&'static [&'static str], &'a [u64]),
     Histogram(&'a HistSnapshot),
+    /// One histogram per label text of the enum.
+    Histograms(&'static [&'static str], &'a [HistSnapshot]),
 }
 
 /// A recorder whose copy is exported as a family.
@@ -165,6 +190,32 @@ impl Merge for HistSnapshot {
     fn merge(&mut self, other: &HistSnapshot) {
         let _ = self.h.add(&other.h);
         self.sum_us = self.sum_us.saturating_add(other.sum_us);
+    }
+}
+
+impl<L: Label> Record for Hists<L> {
+    type Snap = Vec<HistSnapshot>;
+    fn copy(&self) -> Vec<HistSnapshot> {
+        self.snapshots()
+    }
+}
+
+impl<L: Label> Exported for Hists<L> {
+    fn series(snap: &Vec<HistSnapshot>) -> Series<'_> {
+        Series::Histograms(L::NAMES, snap)
+    }
+}
+
+impl Merge for Vec<HistSnapshot> {
+    fn merge(&mut self, other: &Vec<HistSnapshot>) {
+        // Both sides come from the same enum, so they have the same length;
+        // a longer one (a newer peer, in principle) keeps its extra parts.
+        for (i, h) in other.iter().enumerate() {
+            match self.get_mut(i) {
+                Some(mine) => mine.merge(h),
+                None => self.push(h.clone()),
+            }
+        }
     }
 }
 

@@ -10,7 +10,7 @@
 use std::time::Duration;
 
 use super::export::{render, Scrape, StreamSeries};
-use super::{CoreStats, Counters, Label};
+use super::{CoreStats, Counters, Label, Protocol};
 
 /// Gives label `i` of a family the value `base + i`.
 fn fill<L: Label>(c: &Counters<L>, base: u64) {
@@ -22,18 +22,25 @@ fn fill<L: Label>(c: &Counters<L>, base: u64) {
 /// One core whose every figure differs from its neighbours.
 fn busy_core(seed: u64) -> CoreStats {
     let c = CoreStats::default();
-    let hists = [
-        &c.ingest_to_egress,
-        &c.first_frame,
-        &c.handshake,
-        &c.auth_decision,
-        &c.origin_connect,
-    ];
+    let hists = [&c.handshake, &c.auth_decision, &c.origin_connect];
+    let record = |i: u64, one: &dyn Fn(Duration, u64)| {
+        one(Duration::from_micros(90 * i), 1);
+        one(Duration::from_millis(3 * i), i);
+        one(Duration::from_secs(2 * i), 1);
+    };
     for (i, h) in hists.iter().enumerate() {
-        let i = i as u64 + seed;
-        h.record(Duration::from_micros(90 * i));
-        h.record_n(Duration::from_millis(3 * i), i);
-        h.record(Duration::from_secs(2 * i));
+        record(i as u64 + 2 + seed, &|d, n| h.record_n(d, n));
+    }
+    // The per-protocol families: each protocol its own figures (RTMP's
+    // are those the families had before they had protocols).
+    let protocols = [
+        (Protocol::Rtmp, 0, 1),
+        (Protocol::HttpFlv, 5, 7),
+        (Protocol::WsFlv, 6, 8),
+    ];
+    for (p, egress, first) in protocols {
+        record(egress + seed, &|d, n| c.ingest_to_egress.record_n(p, d, n));
+        record(first + seed, &|d, n| c.first_frame.record_n(p, d, n));
     }
     let mut base = seed * 1000;
     let mut next = || {
@@ -60,8 +67,6 @@ fn busy_core(seed: u64) -> CoreStats {
         &c.connections_active,
         &c.bytes_in,
         &c.messages_in,
-        &c.bytes_out,
-        &c.messages_out,
         &c.slow_disconnects,
         &c.publisher_reconnects,
         &c.pulls_active,
@@ -71,6 +76,9 @@ fn busy_core(seed: u64) -> CoreStats {
     for cell in cells {
         cell.set(next());
     }
+    fill(&c.players, next());
+    fill(&c.bytes_out, next());
+    fill(&c.messages_out, next());
     c.io_driver
         .set(if seed == 1 { "io_uring" } else { "epoll" });
     c
@@ -86,7 +94,6 @@ fn page() -> String {
         cores: &[(0, &a), (1, &b)],
         total: &total,
         streams: 3,
-        players: 7,
         per_stream: &[
             StreamSeries {
                 key: "live/a".into(),

@@ -1,14 +1,14 @@
 //! Per-core statistics, recorded on the core without atomics and read
 //! (merged) off the hot path.
 //!
-//! Every counter is a `Cell` owned by one worker; the control thread asks
-//! each core for a [`StatsSnapshot`] through the mesh and sums them, so no
+//! Every counter is a `Cell` owned by one worker; a scrape asks each core
+//! for a [`StatsSnapshot`] through the control mesh and sums them, so no
 //! frame ever touches a shared cache line.
 //!
 //! Each metric is declared once, in [`names`]: the per-core ones as lines
 //! of a table from which `declare::per_core!` writes `CoreStats`,
 //! `StatsSnapshot`, the copy and the merge. The recorder types (`Cell`,
-//! [`Counters`], [`Hist`]) live here, the label enums in `labels.rs`, the
+//! [`Counters`], [`Hist`], [`Hists`]) live here, the label enums in `labels.rs`, the
 //! Prometheus rendering in [`export`].
 
 pub mod declare;
@@ -107,6 +107,39 @@ impl Hist {
     }
 }
 
+/// A family of histograms indexed by a [`Label`] enum (one per protocol,
+/// say): the hot path indexes an array, as [`Counters`] does.
+pub struct Hists<L: Label> {
+    hists: Vec<Hist>,
+    _label: std::marker::PhantomData<L>,
+}
+
+impl<L: Label> Default for Hists<L> {
+    fn default() -> Self {
+        Hists {
+            hists: (0..L::COUNT).map(|_| Hist::default()).collect(),
+            _label: std::marker::PhantomData,
+        }
+    }
+}
+
+impl<L: Label> Hists<L> {
+    pub fn record(&self, label: L, d: Duration) {
+        self.record_n(label, d, 1);
+    }
+
+    /// `n` observations of the same value under `label`.
+    pub fn record_n(&self, label: L, d: Duration, n: u64) {
+        if let Some(h) = self.hists.get(label.index()) {
+            h.record_n(d, n);
+        }
+    }
+
+    pub fn snapshots(&self) -> Vec<HistSnapshot> {
+        self.hists.iter().map(Hist::snapshot).collect()
+    }
+}
+
 /// A copy of one histogram, merged across cores at scrape time.
 #[derive(Debug, Clone)]
 pub struct HistSnapshot {
@@ -115,6 +148,16 @@ pub struct HistSnapshot {
 }
 
 impl HistSnapshot {
+    /// Every label's observations in one histogram (the JSON stats show
+    /// the node's latency whatever the protocol).
+    pub fn sum_of(parts: &[HistSnapshot]) -> HistSnapshot {
+        let mut total = Hist::default().snapshot();
+        for p in parts {
+            declare::Merge::merge(&mut total, p);
+        }
+        total
+    }
+
     pub fn count(&self) -> u64 {
         self.h.len()
     }
@@ -137,27 +180,23 @@ impl CoreStats {
         self.dropped.add(DropReason::QueueFull, n);
     }
 
-    pub fn record_egress(&self, d: Duration) {
-        self.ingest_to_egress.record(d);
-    }
-
     /// `n` players' sends of one frame that completed together.
-    pub fn record_egress_n(&self, d: Duration, n: u64) {
-        self.ingest_to_egress.record_n(d, n);
+    pub fn record_egress_n(&self, protocol: Protocol, d: Duration, n: u64) {
+        self.ingest_to_egress.record_n(protocol, d, n);
     }
 
-    pub fn record_first_frame(&self, d: Duration) {
-        self.first_frame.record(d);
+    pub fn record_first_frame(&self, protocol: Protocol, d: Duration) {
+        self.first_frame.record(protocol, d);
     }
 
     pub fn add_in(&self, bytes: u64) {
         add(&self.bytes_in, bytes);
     }
 
-    /// One media message fanned out to `players` players, `bytes` each.
-    pub fn add_out(&self, players: u64, bytes: u64) {
-        add(&self.messages_out, players);
-        add(&self.bytes_out, players.wrapping_mul(bytes));
+    /// One media message of `bytes` accepted for one player.
+    pub fn add_out(&self, protocol: Protocol, bytes: u64) {
+        self.messages_out.inc(protocol);
+        self.bytes_out.add(protocol, bytes);
     }
 
     /// A connection moved from one role to another (gauge bookkeeping).
@@ -167,6 +206,17 @@ impl CoreStats {
         }
         if let Some(t) = to {
             self.by_role.inc(t);
+        }
+    }
+
+    /// A connection started or stopped playing, or changed how (players
+    /// gauge bookkeeping, by protocol).
+    pub fn set_player(&self, from: Option<Protocol>, to: Option<Protocol>) {
+        if let Some(f) = from {
+            self.players.dec(f);
+        }
+        if let Some(t) = to {
+            self.players.inc(t);
         }
     }
 }
@@ -179,17 +229,27 @@ mod tests {
     fn merge_sums_counters_and_histograms() {
         let a = CoreStats::default();
         let b = CoreStats::default();
-        a.record_egress(Duration::from_micros(100));
-        b.record_egress(Duration::from_millis(3));
+        a.record_egress_n(Protocol::Rtmp, Duration::from_micros(100), 1);
+        b.record_egress_n(Protocol::Rtmp, Duration::from_millis(3), 1);
+        b.record_egress_n(Protocol::HttpFlv, Duration::from_millis(5), 2);
+        a.add_out(Protocol::WsFlv, 10);
+        b.add_out(Protocol::WsFlv, 20);
+        b.add_out(Protocol::Rtmp, 7);
         a.add_dropped(2);
         b.dropped.inc(DropReason::AwaitKeyframe);
         b.set_role(None, Some(ConnRole::Player));
         b.set_role(Some(ConnRole::Player), Some(ConnRole::Idle));
         let mut s = a.snapshot();
         s.merge(&b.snapshot());
-        assert_eq!(s.ingest_to_egress.count(), 2);
-        assert_eq!(s.ingest_to_egress.sum_us, 3100);
-        assert_eq!(s.ingest_to_egress.count_le(1000), 1);
+        let rtmp = &s.ingest_to_egress[Protocol::Rtmp.index()];
+        assert_eq!(rtmp.count(), 2);
+        assert_eq!(rtmp.sum_us, 3100);
+        assert_eq!(rtmp.count_le(1000), 1);
+        assert_eq!(s.ingest_to_egress[Protocol::HttpFlv.index()].count(), 2);
+        assert_eq!(s.ingest_to_egress[Protocol::WsFlv.index()].count(), 0);
+        assert_eq!(HistSnapshot::sum_of(&s.ingest_to_egress).count(), 4);
+        assert_eq!(s.bytes_out, vec![7, 0, 30]);
+        assert_eq!(s.messages_out, vec![1, 0, 2]);
         assert_eq!(s.frames_dropped, 2);
         assert_eq!(s.dropped, vec![2, 1]);
         assert_eq!(s.by_role[ConnRole::Player.index()], 0);
@@ -215,5 +275,15 @@ mod tests {
         let a = CoreStats::default();
         a.set_role(Some(ConnRole::Publisher), None);
         assert_eq!(a.by_role.get(ConnRole::Publisher), 0);
+        a.set_player(Some(Protocol::HttpFlv), None);
+        assert_eq!(a.players.get(Protocol::HttpFlv), 0);
+    }
+
+    #[test]
+    fn a_player_that_changes_protocol_moves_between_gauges() {
+        let a = CoreStats::default();
+        a.set_player(None, Some(Protocol::Rtmp));
+        a.set_player(Some(Protocol::Rtmp), Some(Protocol::WsFlv));
+        assert_eq!(a.players.values(), vec![0, 0, 1]);
     }
 }

@@ -14,8 +14,9 @@ use std::cell::Cell;
 
 use super::declare::{counter, gauge, histogram, per_core, Desc};
 use super::{
-    AuthRejection, ConnRole, Counters, DropReason, HandshakeFailure, Hist, KickReason, LimitKind,
-    OutboundFailure, OutboundKind, ProtocolErrorKind, PullFailure, RejectReason, TlsHandshake,
+    AuthRejection, ConnRole, Counters, DropReason, HandshakeFailure, Hist, Hists, KickReason,
+    LimitKind, OutboundFailure, OutboundKind, Protocol, ProtocolErrorKind, PullFailure,
+    RejectReason, TlsHandshake,
 };
 
 /// Prefix of every series.
@@ -37,7 +38,6 @@ pub const READY: Desc = gauge(
 );
 pub const DRAINING: Desc = gauge("cascade_draining", "1 while the node drains after SIGTERM.");
 pub const STREAMS: Desc = gauge("cascade_streams", "Live streams on this node.");
-pub const PLAYERS: Desc = gauge("cascade_players", "Players on this node.");
 
 /// Per-stream series, only with `metrics.per_stream`.
 pub const STREAM_PLAYERS: Desc =
@@ -64,13 +64,19 @@ per_core! {
         /// Live connections by what they do (gauge).
         by_role: Counters<ConnRole> => gauge(
             "cascade_connections",
-            "Live connections by role.",
-        ).by(&["role"]);
+            "Live connections by worker and role.",
+        ).by(&["role"]).per_worker();
+        /// Players by how they receive the stream (gauge), kept by the
+        /// client registry as connections change role or protocol.
+        players: Counters<Protocol> => gauge(
+            "cascade_players",
+            "Players by worker and protocol.",
+        ).by(&["protocol"]).per_worker();
         /// Connections accepted by this worker's listener.
         connections: Cell<u64> => counter(
             "cascade_connections_accepted_total",
-            "Connections accepted by the RTMP listeners.",
-        );
+            "Connections accepted by the RTMP and HTTP listeners, by worker.",
+        ).per_worker();
         rejected: Counters<RejectReason> => counter(
             "cascade_connections_rejected_total",
             "Connections refused or failed at accept, by reason.",
@@ -98,21 +104,24 @@ per_core! {
             "cascade_limit_hits_total",
             "Connections closed, refused or publishes refused by a [limits] key, by key.",
         ).by(&["limit"]);
-        bytes_in: Cell<u64> => counter("cascade_bytes_in_total", "Bytes read from RTMP peers.");
-        /// Bytes and media messages queued to players (serialized once,
-        /// counted per player).
-        bytes_out: Cell<u64> => counter(
+        bytes_in: Cell<u64> => counter(
+            "cascade_bytes_in_total",
+            "Bytes read from RTMP peers, by worker.",
+        ).per_worker();
+        /// Bytes and media messages accepted for players (serialized once,
+        /// counted per player in its own framing's length).
+        bytes_out: Counters<Protocol> => counter(
             "cascade_bytes_out_total",
-            "Media bytes queued to players (one message counted once per player).",
-        );
+            "Media bytes queued to players (one message counted once per player, in its framing), by worker and protocol.",
+        ).by(&["protocol"]).per_worker();
         messages_in: Cell<u64> => counter(
             "cascade_messages_in_total",
             "Media messages received from publishers.",
         );
-        messages_out: Cell<u64> => counter(
+        messages_out: Counters<Protocol> => counter(
             "cascade_messages_out_total",
-            "Media messages queued to players.",
-        );
+            "Media messages queued to players, by protocol.",
+        ).by(&["protocol"]);
         dropped: Counters<DropReason> => counter(
             "cascade_frames_dropped_total",
             "Frames not delivered, by reason (queue_full: a slow player's queue; await_keyframe: held until a keyframe after a publisher change).",
@@ -174,22 +183,22 @@ per_core! {
             "Bytes written to origins (forward) and push targets (push).",
         ).by(&["kind"]);
         /// From the publisher's last byte read to a player's write done.
-        ingest_to_egress: Hist => histogram(
+        ingest_to_egress: Hists<Protocol> => histogram(
             "cascade_ingest_to_egress_seconds",
-            "Delay from a publisher's last byte read to a player's write done.",
+            "Delay from a publisher's last byte read to a player's write done, by protocol.",
             // Relay delay is sub-millisecond when idle and tens of ms under load.
             &[
                 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5,
                 1.0, 2.5,
             ],
-        );
+        ).by(&["protocol"]);
         /// From a play command to its first keyframe written.
-        first_frame: Hist => histogram(
+        first_frame: Hists<Protocol> => histogram(
             "cascade_time_to_first_frame_seconds",
-            "Delay from a play command to its first keyframe written.",
+            "Delay from a play request to its first keyframe written, by protocol.",
             // A play starts on a cached keyframe (fast) or waits for the next GOP (seconds).
             &[0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 4.0, 8.0, 15.0],
-        );
+        ).by(&["protocol"]);
         handshake: Hist => histogram(
             "cascade_handshake_duration_seconds",
             "Duration of the RTMP handshake.",

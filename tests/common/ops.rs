@@ -113,14 +113,26 @@ impl OpsServer {
 
 /// One HTTP/1.0 request to 127.0.0.1:`port`: status and body.
 pub fn http(port: u16, method: &str, path: &str) -> Result<(u16, String), String> {
+    http_with(port, method, path, "")
+}
+
+/// As [`http`], with extra header lines (each ending in `\r\n`).
+pub fn http_with(
+    port: u16,
+    method: &str,
+    path: &str,
+    headers: &str,
+) -> Result<(u16, String), String> {
     let timeout = Duration::from_secs(5);
     let addr = ([127, 0, 0, 1], port).into();
     let mut sock = TcpStream::connect_timeout(&addr, timeout).map_err(|e| format!("tcp: {e}"))?;
     sock.set_read_timeout(Some(timeout))
         .map_err(|e| e.to_string())?;
     sock.write_all(
-        format!("{method} {path} HTTP/1.0\r\nHost: 127.0.0.1\r\nContent-Length: 0\r\n\r\n")
-            .as_bytes(),
+        format!(
+            "{method} {path} HTTP/1.0\r\nHost: 127.0.0.1\r\n{headers}Content-Length: 0\r\n\r\n"
+        )
+        .as_bytes(),
     )
     .map_err(|e| format!("write: {e}"))?;
     let mut raw = Vec::new();
@@ -149,6 +161,26 @@ pub fn metric_value(page: &str, series: &str) -> Option<f64> {
             .parse()
             .ok()
     })
+}
+
+/// The sum of every series of family `name` whose labels include all of
+/// `labels` (`label="value"` each), e.g. one protocol across workers.
+pub fn metric_sum(page: &str, name: &str, labels: &[&str]) -> f64 {
+    page.lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter_map(|l| {
+            let rest = l.strip_prefix(name)?;
+            let (set, value) = match rest.strip_prefix('{') {
+                Some(r) => r.split_once("} ")?,
+                None => ("", rest.strip_prefix(' ')?),
+            };
+            let mine: Vec<&str> = set.split(',').collect();
+            if !labels.iter().all(|want| mine.contains(want)) {
+                return None;
+            }
+            value.trim().parse::<f64>().ok()
+        })
+        .sum()
 }
 
 /// A real Prometheus server scraping `target` every second, with its own

@@ -85,11 +85,12 @@ impl Outbox {
                 i.control_bytes -= len;
             }
             if let Some(stats) = stats.as_ref() {
+                let protocol = i.framing.protocol();
                 if let Some(t) = e.ingest {
-                    meter::sent(stats, t, 1, now);
+                    meter::sent(stats, protocol, t, 1, now);
                 }
                 if e.keyframe {
-                    meter::first_frame(stats, i.play_started.take(), now);
+                    meter::first_frame(stats, protocol, i.play_started.take(), now);
                 }
             }
         }
@@ -121,7 +122,7 @@ impl Outbox {
         let sent = self.settle(i, frame, result, now);
         if sent {
             if let Some(stats) = self.stats.borrow().as_ref() {
-                meter::sent(stats, frame.ingest, 1, now);
+                meter::sent(stats, i.framing.protocol(), frame.ingest, 1, now);
             }
         }
         sent
@@ -145,7 +146,8 @@ impl Outbox {
             Ok(n) if n == bytes.len() => {
                 if frame.keyframe {
                     if let Some(stats) = self.stats.borrow().as_ref() {
-                        meter::first_frame(stats, i.play_started.take(), now);
+                        let protocol = i.framing.protocol();
+                        meter::first_frame(stats, protocol, i.play_started.take(), now);
                     }
                 }
                 true
@@ -174,15 +176,23 @@ impl Outbox {
     /// As [`Outbox::push_frame`], except that an idle player's send may be
     /// deferred to the fan-out's batch (see [`Fanout`]); the batch reports
     /// back through [`Outbox::direct_done`] before anything else can touch
-    /// this outbox.
+    /// this outbox. A player's frames go through here (an upstream publish
+    /// calls `push_frame`), so this is where a player's bytes and messages
+    /// out are counted, in its framing and under its protocol.
     pub fn push_live(self: &Rc<Self>, frame: &Frame, now: Instant, fanout: &Fanout) -> bool {
-        if fanout.batching() {
-            if let Some((handle, wire)) = self.batch_handle(frame) {
-                fanout.defer(self, handle, wire);
-                return true;
-            }
+        let deferred = fanout.batching()
+            && match self.batch_handle(frame) {
+                Some((handle, wire)) => {
+                    fanout.defer(self, handle, wire);
+                    true
+                }
+                None => false,
+            };
+        let kept = deferred || self.push_frame(frame, now);
+        if kept {
+            fanout.accepted(&self.framing(), frame);
         }
-        self.push_frame(frame, now)
+        kept
     }
 
     /// The sink's batch handle if this frame would be sent directly.
