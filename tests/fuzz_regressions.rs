@@ -12,12 +12,14 @@ use std::path::Path;
 
 type Entry = fn(&[u8]);
 
-const TARGETS: [(&str, Entry); 5] = [
+const TARGETS: [(&str, Entry); 7] = [
     ("handshake", fuzz_entry::handshake),
     ("chunk_decoder", fuzz_entry::chunk_decoder),
     ("amf", fuzz_entry::amf),
     ("flv", fuzz_entry::flv),
     ("server_session", fuzz_entry::server_session),
+    ("http_head", fuzz_entry::http_head),
+    ("ws_frame", fuzz_entry::ws_frame),
 ];
 
 fn seeds_dir() -> &'static Path {

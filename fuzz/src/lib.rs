@@ -11,14 +11,18 @@ pub mod amf;
 pub mod chunk;
 pub mod flv;
 pub mod handshake;
+pub mod http;
 pub mod seeds;
 pub mod session;
+pub mod ws;
 
 pub use amf::amf;
 pub use chunk::chunk_decoder;
 pub use flv::flv;
 pub use handshake::handshake;
+pub use http::http_head;
 pub use session::server_session;
+pub use ws::ws_frame;
 
 /// The fuzzer's bytes cut into a header and a payload that is fed in pieces.
 ///

@@ -38,6 +38,8 @@ pub fn all() -> Vec<Seed> {
     seeds.extend(amf());
     seeds.extend(flv());
     seeds.extend(server_session());
+    seeds.extend(http_head());
+    seeds.extend(ws_frame());
     seeds
 }
 
@@ -343,6 +345,102 @@ fn server_session() -> Vec<Seed> {
             "server_session",
             "play_reject",
             cat(&[&head_cfg(0, &[0x02, 0], &[]), &play]),
+        ),
+    ]
+}
+
+fn http_head() -> Vec<Seed> {
+    let player = b"GET /live/cam.flv?token=a%3Db HTTP/1.1\r\nHost: edge\r\n\
+        Range: bytes=0-\r\nConnection: keep-alive\r\n\r\n";
+    let ws = b"GET /live/cam.flv HTTP/1.1\r\nHost: edge\r\nConnection: Upgrade\r\n\
+        Upgrade: websocket\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\
+        Sec-WebSocket-Version: 13\r\n\r\n";
+    let pipelined = b"GET /healthz HTTP/1.1\r\n\r\nHEAD /readyz HTTP/1.0\r\n\r\n\
+        DELETE /api/v1/clients/7 HTTP/1.1\r\nAuthorization: Bearer t\r\n\
+        Content-Length: 3\r\n\r\nabcGET /metrics HTTP/1.1\r\nConnection: close\r\n\r\n";
+    let body = b"POST /api/v1/x HTTP/1.1\r\nContent-Length: 5\r\nContent-Length: 6\r\n\
+        Transfer-Encoding: chunked\r\n\r\n";
+    let endless = [&b"GET / HTTP/1.1\r\nX: "[..], &[b'a'; 600]].concat();
+    vec![
+        (
+            "http_head",
+            "player",
+            cat(&[&head_cfg(1, &[0, 0], &[]), &player[..]]),
+        ),
+        (
+            "http_head",
+            "player_split",
+            cat(&[&head_cfg(1, &[0, 0], &[1, 7, 0]), &player[..]]),
+        ),
+        (
+            "http_head",
+            "websocket",
+            cat(&[&head_cfg(1, &[0, 0], &[9]), &ws[..]]),
+        ),
+        (
+            "http_head",
+            "pipelined_small",
+            cat(&[&head_cfg(0, &[40, 4], &[13]), &pipelined[..]]),
+        ),
+        (
+            "http_head",
+            "body_headers",
+            cat(&[&head_cfg(1, &[0, 0], &[]), &body[..]]),
+        ),
+        (
+            "http_head",
+            "endless_small",
+            cat(&[&head_cfg(0, &[30, 8], &[100]), &endless]),
+        ),
+    ]
+}
+
+fn ws_frame() -> Vec<Seed> {
+    let mask = [1u8, 2, 3, 4];
+    let masked = |first: u8, payload: &[u8]| {
+        let mut v = vec![first, 0x80 | payload.len() as u8];
+        v.extend_from_slice(&mask);
+        v.extend(payload.iter().enumerate().map(|(i, b)| b ^ mask[i % 4]));
+        v
+    };
+    let pings = [
+        masked(0x89, b"hello"),
+        masked(0x8a, b""),
+        masked(0x88, &[0x03, 0xe8, b'b', b'y', b'e']),
+    ]
+    .concat();
+    let data = masked(0x82, b"flv?");
+    let unmasked = [0x89u8, 0x02, b'h', b'i'];
+    let oversized = [0x89u8, 0x80 | 126, 0, 200, 1, 2, 3, 4];
+    let fragmented = masked(0x09, b"part");
+    let reserved = masked(0xc9, b"");
+    vec![
+        ("ws_frame", "pings", cat(&[&head_cfg(0, &[5], &[]), &pings])),
+        (
+            "ws_frame",
+            "pings_split",
+            cat(&[&head_cfg(1, &[3], &[1, 2, 0]), &pings]),
+        ),
+        ("ws_frame", "data", cat(&[&head_cfg(0, &[0], &[]), &data])),
+        (
+            "ws_frame",
+            "unmasked",
+            cat(&[&head_cfg(0, &[2], &[]), &unmasked]),
+        ),
+        (
+            "ws_frame",
+            "oversized_control",
+            cat(&[&head_cfg(0, &[125], &[3]), &oversized]),
+        ),
+        (
+            "ws_frame",
+            "fragmented_ping",
+            cat(&[&head_cfg(1, &[0], &[]), &fragmented]),
+        ),
+        (
+            "ws_frame",
+            "reserved_bits",
+            cat(&[&head_cfg(0, &[0], &[]), &reserved]),
         ),
     ]
 }

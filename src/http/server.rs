@@ -16,12 +16,13 @@ use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
 use monoio::net::TcpStream;
-use tracing::{debug, info, Instrument};
+use tracing::{debug, info, warn, Instrument};
 
 use super::{media, Ops, Reply, Serves};
 use crate::context::link::Link;
 use crate::context::Worker;
-use crate::egress::Outbox;
+use crate::egress::{CloseReason, Outbox};
+use crate::metrics::{Label, LimitKind};
 use crate::protocol::http::{
     parse_head, response_head, HeadError, HeadLimits, Method, RequestHead,
 };
@@ -104,6 +105,10 @@ async fn run(
         serves,
     };
     conn.requests(&mut rd, &link).await;
+    if link.outbox.closed() == Some(CloseReason::Unread) {
+        let max = conn.worker.live_queue_limits().max_control_bytes;
+        conn.limit_hit(LimitKind::MaxPendingOutputBytes, max as u64);
+    }
     link.close(rd).await;
 }
 
@@ -198,6 +203,10 @@ impl HttpConn {
                     }
                 }
                 Ok(None) => {
+                    if !idle {
+                        let ms = head_timeout.as_millis() as u64;
+                        self.limit_hit(LimitKind::HttpHeaderTimeout, ms);
+                    }
                     if !buf.is_empty() {
                         debug!("request head timed out");
                         self.write(
@@ -242,7 +251,19 @@ impl HttpConn {
             .stats
             .protocol_errors
             .inc(crate::metrics::ProtocolErrorKind::HttpRequest);
+        if let HeadError::TooLarge(max) = e {
+            self.limit_hit(LimitKind::HttpHeaderBytes, *max as u64);
+        }
         self.write(Reply::text(e.status(), &e.to_string()), None, true);
+    }
+
+    /// Counts and logs a connection closed by one of its limits.
+    fn limit_hit(&self, kind: LimitKind, value: u64) {
+        self.worker.stats.limit_hits.inc(kind);
+        warn!(
+            limit = kind.name(),
+            value, "limit hit: closing the connection"
+        );
     }
 
     /// Answers one request.

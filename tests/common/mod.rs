@@ -12,6 +12,7 @@ pub mod attacks;
 pub mod edge;
 pub mod engine;
 pub mod hostile;
+pub mod http_attacks;
 pub mod http_play;
 pub mod ops;
 pub mod process;
