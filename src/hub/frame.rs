@@ -238,3 +238,41 @@ fn serialize(
     encode_message(cs, timestamp, ty, stream_id, payload, chunk_size, &mut out);
     out.freeze()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn video(timestamp: u32) -> Frame {
+        // A legacy H.264 keyframe, coded frame, composition time 0.
+        let payload = Bytes::from_static(&[0x17, 1, 0, 0, 0, 0xAA, 0xBB]);
+        let class = classify(MediaKind::Video, &payload);
+        Frame::new(
+            MediaKind::Video,
+            timestamp,
+            class,
+            payload,
+            4096,
+            Instant::now(),
+        )
+    }
+
+    #[test]
+    fn the_flv_forms_are_made_once_and_shared_by_every_clone() {
+        let frame = video(0x0102_0304);
+        let other = frame.clone();
+        let (a, b) = (other.flv_tag().clone(), frame.flv_tag().clone());
+        assert_eq!(a.as_ptr(), b.as_ptr(), "a clone made its own tag");
+        // Type, size, timestamp (low 24 bits, then the extension byte),
+        // stream id, body, PreviousTagSize.
+        assert_eq!(&a[..11], &[9, 0, 0, 7, 0x02, 0x03, 0x04, 0x01, 0, 0, 0]);
+        assert_eq!(&a[11..18], &frame.payload[..]);
+        assert_eq!(&a[18..], &18u32.to_be_bytes());
+        let ws = frame.ws_flv();
+        assert_eq!(other.ws_flv().as_ptr(), ws.as_ptr());
+        assert_eq!(&ws[..2], &[0x82, 22]);
+        assert_eq!(&ws[2..], &a[..]);
+        // A retimed frame is a new message with its own forms.
+        assert_ne!(frame.retimed(5, 4096).flv_tag()[4..7], a[4..7]);
+    }
+}
