@@ -230,6 +230,8 @@ pub const RESTART_KEYS: &[&str] = &[
     "server",
     // The control plane's listeners.
     "http",
+    // Packagers are made with their stream.
+    "hls",
     // Origins and routing of running pulls and forwards.
     "edge",
     // `[[push]]` targets start with their stream.

@@ -50,6 +50,7 @@ pub struct Config {
     pub stream: StreamSection,
     pub player: PlayerSection,
     pub http: HttpSection,
+    pub hls: HlsSection,
     pub log: LogSection,
     pub metrics: MetricsSection,
     pub edge: EdgeSection,
@@ -212,6 +213,47 @@ impl Default for HttpSection {
             header_timeout_ms: 10_000,
             idle_timeout_ms: 30_000,
             max_body_bytes: 64 * 1024,
+        }
+    }
+}
+
+/// Low-Latency HLS and DASH: every stream packaged once per node as CMAF
+/// (fragmented MP4) parts in memory, served by the HTTP service under
+/// `/APP/NAME/`.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HlsSection {
+    /// Package streams for HLS and DASH players.
+    pub enabled: bool,
+    /// Target duration of a part (one fMP4 fragment), the unit a
+    /// low-latency player fetches.
+    pub part_ms: u32,
+    /// A segment ends at the first keyframe at least this long after its
+    /// start (so with a 2 s GOP, one GOP per segment).
+    pub segment_ms: u32,
+    /// Complete segments kept per stream (the playlist's window).
+    pub window_segments: usize,
+    /// Bytes of media kept per stream; the oldest segments go first past it.
+    pub max_window_bytes: usize,
+    /// A segment longer than this is cut at the next frame even without a
+    /// keyframe (an encoder with a huge GOP must not grow one segment
+    /// without bound); the cut segment's successor is not independent.
+    pub max_segment_ms: u32,
+    /// How long an HLS or DASH session (a player's requests, named by the
+    /// `sid` in its URLs) counts as active after its last request.
+    pub session_timeout_ms: u64,
+}
+
+impl Default for HlsSection {
+    fn default() -> Self {
+        HlsSection {
+            enabled: true,
+            part_ms: 200,
+            segment_ms: 2_000,
+            window_segments: 8,
+            max_window_bytes: 32 << 20,
+            max_segment_ms: 10_000,
+            session_timeout_ms: 30_000,
         }
     }
 }

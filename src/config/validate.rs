@@ -170,6 +170,22 @@ impl Config {
         if self.http.idle_timeout_ms == 0 {
             bad("http.idle_timeout_ms", "must be > 0");
         }
+        let hls = &self.hls;
+        if !(50..=5_000).contains(&hls.part_ms) {
+            bad("hls.part_ms", "must be between 50 and 5000");
+        }
+        if hls.segment_ms < hls.part_ms {
+            bad("hls.segment_ms", "must be at least hls.part_ms");
+        }
+        if hls.max_segment_ms < hls.segment_ms {
+            bad("hls.max_segment_ms", "must be at least hls.segment_ms");
+        }
+        if !(2..=100).contains(&hls.window_segments) {
+            bad("hls.window_segments", "must be between 2 and 100");
+        }
+        if hls.max_window_bytes < 1 << 20 {
+            bad("hls.max_window_bytes", "must be at least 1 MiB");
+        }
         for (key, why) in super::auth_rules::problems(&self.auth) {
             bad(key, &why);
         }
@@ -191,6 +207,10 @@ impl Config {
             ("server.drain_timeout_ms", self.server.drain_timeout_ms),
             ("http.header_timeout_ms", self.http.header_timeout_ms),
             ("http.idle_timeout_ms", self.http.idle_timeout_ms),
+            ("hls.part_ms", self.hls.part_ms.into()),
+            ("hls.segment_ms", self.hls.segment_ms.into()),
+            ("hls.max_segment_ms", self.hls.max_segment_ms.into()),
+            ("hls.session_timeout_ms", self.hls.session_timeout_ms),
             (
                 "limits.handshake_timeout_ms",
                 self.limits.handshake_timeout_ms,

@@ -157,6 +157,9 @@ pub struct Outbox {
     slow_waker: Cell<Option<Waker>>,
     /// The connection's task, waiting in [`Outbox::attention`].
     attention_waker: Cell<Option<Waker>>,
+    /// A task waiting in [`Outbox::drained_to`] for the writer to take
+    /// queued output (an HTTP response written in pieces).
+    room_waker: Cell<Option<Waker>>,
     limits: QueueLimits,
 }
 
@@ -180,6 +183,7 @@ impl Outbox {
             flush_request: Cell::new(false),
             slow_waker: Cell::new(None),
             attention_waker: Cell::new(None),
+            room_waker: Cell::new(None),
             sink: RefCell::new(None),
             stats: RefCell::new(None),
             writing: Cell::new(false),
@@ -197,6 +201,11 @@ impl Outbox {
         drop(i);
         if abort {
             if let Some(w) = self.slow_waker.take() {
+                w.wake();
+            }
+        }
+        if attention {
+            if let Some(w) = self.room_waker.take() {
                 w.wake();
             }
         }
@@ -252,6 +261,17 @@ impl Outbox {
         drop(i);
         self.wake();
         true
+    }
+
+    /// Resolves once at most `bytes` of session output wait for the
+    /// writer, or the outbox closed: a long response goes out in pieces,
+    /// each queued when the previous ones have been taken, so a reader
+    /// that stops costs one piece, not the whole body.
+    pub async fn drained_to(&self, bytes: usize) {
+        self.until(&self.room_waker, |i| {
+            i.control_bytes <= bytes || i.closed.is_some()
+        })
+        .await
     }
 
     /// Resolves once the outbox is closed.
@@ -511,6 +531,10 @@ impl Outbox {
         }
         i.bytes -= taken;
         self.writing.set(true);
+        drop(i);
+        if let Some(w) = self.room_waker.take() {
+            w.wake();
+        }
         true
     }
 

@@ -407,6 +407,7 @@ fn metrics_page(ops: &Ops, snaps: &[Snapshot]) -> String {
         per_stream_omitted: omitted,
         ready: ops.is_ready(),
         draining: ops.is_draining(),
+        hls_sessions: ops.hls_sessions(std::time::Instant::now()),
     })
 }
 

@@ -72,17 +72,7 @@ pub(super) async fn play(
         Next::Close
     };
     if head.method == Method::Options {
-        // A browser's CORS preflight (a player that sends custom headers).
-        let origin = conn.ops.config().http.allow_origin.clone();
-        let mut headers = vec![
-            ("Access-Control-Allow-Methods", "GET, HEAD, OPTIONS"),
-            ("Access-Control-Allow-Headers", "*"),
-            ("Access-Control-Max-Age", "600"),
-        ];
-        if !origin.is_empty() {
-            headers.push(("Access-Control-Allow-Origin", origin.as_str()));
-        }
-        conn.send(response_head(204, &headers, None, head.close).freeze());
+        preflight(conn, &head);
         return if head.close {
             Next::Close
         } else {
@@ -177,6 +167,20 @@ pub(super) async fn play(
     worker.hub.borrow_mut().unsubscribe(&key, conn.id);
     debug!(stream = %key, why = end, "http play ended");
     Next::Close
+}
+
+/// Answers a browser's CORS preflight (a player that sends custom headers).
+pub(super) fn preflight(conn: &HttpConn, head: &RequestHead) {
+    let origin = conn.ops.config().http.allow_origin.clone();
+    let mut headers = vec![
+        ("Access-Control-Allow-Methods", "GET, HEAD, OPTIONS"),
+        ("Access-Control-Allow-Headers", "*"),
+        ("Access-Control-Max-Age", "600"),
+    ];
+    if !origin.is_empty() {
+        headers.push(("Access-Control-Allow-Origin", origin.as_str()));
+    }
+    conn.send(response_head(204, &headers, None, head.close).freeze());
 }
 
 /// Records the player's protocol for the clients API, where the registry

@@ -11,6 +11,7 @@
 //! there, e.g. on loopback); `tls.http_listen` serves the same over HTTPS.
 
 mod api;
+mod hls;
 mod media;
 mod ops;
 mod server;

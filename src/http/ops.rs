@@ -59,6 +59,8 @@ pub struct Ops {
     draining: AtomicBool,
     in_force: RwLock<InForce>,
     mesh: OnceLock<Mesh<ControlMsg>>,
+    /// The node's HLS/DASH windows (for the sessions gauge).
+    hls: OnceLock<Arc<crate::hub::HlsStore>>,
     /// The latest snapshot each core sent, by core: stands in for a core
     /// that misses a deadline.
     last: Mutex<Vec<Option<Snapshot>>>,
@@ -75,6 +77,7 @@ impl Ops {
             draining: AtomicBool::new(false),
             in_force: RwLock::new(in_force(&token_key, config)),
             mesh: OnceLock::new(),
+            hls: OnceLock::new(),
             last: Mutex::new((0..workers).map(|_| None).collect()),
             token_key,
         }
@@ -83,6 +86,24 @@ impl Ops {
     /// Set once by the shard when it built the channels.
     pub fn set_mesh(&self, mesh: Mesh<ControlMsg>) {
         let _ = self.mesh.set(mesh);
+    }
+
+    /// The node's HLS/DASH windows, set once at start-up.
+    pub fn set_hls(&self, store: Arc<crate::hub::HlsStore>) {
+        let _ = self.hls.set(store);
+    }
+
+    /// Active HLS/DASH sessions on the node.
+    pub fn hls_sessions(&self, now: std::time::Instant) -> u64 {
+        let Some(store) = self.hls.get() else {
+            return 0;
+        };
+        let timeout = std::time::Duration::from_millis(self.config().hls.session_timeout_ms);
+        store
+            .all()
+            .iter()
+            .map(|(_, w)| w.read().active_sessions(now, timeout) as u64)
+            .sum()
     }
 
     /// A worker listens and serves its inbox.

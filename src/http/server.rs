@@ -313,6 +313,19 @@ impl HttpConn {
                     super::api::route(head.method, &head.raw_path, &self.ops).await
                 }
             }
+            "/time" if get && probes => Reply {
+                status: 200,
+                body: humantime::format_rfc3339_millis(std::time::SystemTime::now()).to_string(),
+                content_type: "text/plain; charset=utf-8",
+            },
+            p if probes && self.hls_on() => match super::hls::parse_path(p) {
+                Some(req) => return super::hls::serve(self, head, req).await,
+                None if p.ends_with(".flv") => {
+                    return media::play(self, head, rd, buf, link).await;
+                }
+                None if !get => Reply::text(405, "method not allowed"),
+                None => Reply::text(404, "not found"),
+            },
             p if probes && p.ends_with(".flv") => {
                 return media::play(self, head, rd, buf, link).await;
             }
@@ -326,6 +339,11 @@ impl HttpConn {
         } else {
             Next::KeepAlive
         }
+    }
+
+    /// Whether this node packages streams for HLS and DASH.
+    fn hls_on(&self) -> bool {
+        self.ops.config().hls.enabled
     }
 
     /// Queues `reply` to `head` (no body for HEAD).

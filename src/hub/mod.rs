@@ -8,6 +8,7 @@
 pub mod cache;
 pub mod directory;
 pub mod frame;
+pub mod hls;
 mod invariants;
 pub mod msg;
 pub mod stream;
@@ -26,6 +27,7 @@ use crate::xcore::Mesh;
 pub use cache::GopLimits;
 pub use directory::{Claim, Directory, PullEntry, PullRegistration, PullState};
 pub use frame::{classify, Frame, PLAY_STREAM_ID};
+pub use hls::{HlsStore, Packager, PackagerConfig};
 pub use invariants::{check_mesh, CacheProblem, InvariantError};
 pub use msg::{StreamInfo, StreamMsg};
 pub use stream::{LocalStream, Owned};
@@ -79,6 +81,10 @@ pub struct Hub {
     stats: Rc<CoreStats>,
     /// Where a fan-out pass ends (the egress layer's batched sends).
     delivery: Rc<dyn Delivery>,
+    /// The node's HLS/DASH windows and how to package, when `[hls]` is on.
+    hls: Option<(Arc<HlsStore>, PackagerConfig)>,
+    /// Packagers of the streams this core owns.
+    packagers: HashMap<Arc<str>, Packager>,
 }
 
 impl Hub {
@@ -99,6 +105,49 @@ impl Hub {
             mesh,
             streams: HashMap::new(),
             delivery: Rc::new(NoDelivery),
+            hls: None,
+            packagers: HashMap::new(),
+        }
+    }
+
+    /// Packages the streams this core will own into `store` (HLS, DASH).
+    pub fn set_hls(&mut self, store: Arc<HlsStore>, config: PackagerConfig) {
+        self.hls = Some((store, config));
+    }
+
+    /// The node's HLS/DASH windows, if packaging is on.
+    pub fn hls_store(&self) -> Option<&Arc<HlsStore>> {
+        self.hls.as_ref().map(|(s, _)| s)
+    }
+
+    /// Starts (or, for a publisher change on this core, restarts) the
+    /// packager of an owned stream.
+    fn package(&mut self, key: &Arc<str>, now: Instant) {
+        let Some((store, cfg)) = &self.hls else {
+            return;
+        };
+        if let Some(p) = self.packagers.get_mut(key) {
+            p.restart(now);
+            return;
+        }
+        let (window, continues) = store.attach(key);
+        self.packagers
+            .insert(key.clone(), Packager::new(window, *cfg, continues));
+    }
+
+    /// Stops packaging `key` here; `end` also ends its window (the stream
+    /// is over rather than moving to another core).
+    fn unpackage(&mut self, key: &str, end: bool, now: Instant) {
+        let Some(mut p) = self.packagers.remove(key) else {
+            return;
+        };
+        if end {
+            p.finish(now);
+            if let Some((store, _)) = &self.hls {
+                store.remove(key, p.window());
+            }
+        } else {
+            p.restart(now);
         }
     }
 
@@ -150,6 +199,16 @@ impl Hub {
         let s = self.streams.get(key)?;
         let o = s.owned.as_ref()?;
         Some(s.players.len() + o.remote.len())
+    }
+
+    /// Whether an HLS or DASH player asked for `key` within `within` of
+    /// `now`: such players are not subscribers, yet an edge keeps pulling
+    /// for them.
+    pub fn hls_watched(&self, key: &str, now: Instant, within: Duration) -> bool {
+        self.hls_store()
+            .and_then(|s| s.get(key))
+            .and_then(|w| w.read().last_request)
+            .is_some_and(|t| now.saturating_duration_since(t) < within)
     }
 
     /// Whether a play for `key` can be served (here or via another core).
@@ -264,6 +323,7 @@ impl Hub {
                 p.sub.start(&[]);
             }
         }
+        self.package(&key_arc, now);
         if let Claim::Takeover { prev_owner, .. } = claim {
             if prev_owner != me {
                 let new_owner = me;
@@ -311,7 +371,7 @@ impl Hub {
             .map(|s| s.key.clone())
             .collect();
         for key in done {
-            self.end_owned(&key);
+            self.end_owned(&key, now);
         }
         self.flush_wakes();
     }
@@ -330,14 +390,15 @@ impl Hub {
         self.unpublish(key, publisher, now);
         if self.streams.get(key).is_some_and(|s| s.owned.is_some()) {
             let key: Arc<str> = Arc::from(key);
-            self.end_owned(&key);
+            self.end_owned(&key, now);
             self.flush_wakes();
         }
     }
 
     /// Ends an owned stream nobody publishes: its mirrors, then its players.
-    fn end_owned(&mut self, key: &Arc<str>) {
+    fn end_owned(&mut self, key: &Arc<str>, now: Instant) {
         if self.directory.remove_if_idle(key, self.core) {
+            self.unpackage(key, true, now);
             let remote = self
                 .streams
                 .get(&**key)
@@ -405,6 +466,11 @@ impl Hub {
             .as_ref()
             .map(|o| o.remote.clone())
             .unwrap_or_default();
+        if let Some(p) = self.packagers.get_mut(&key) {
+            if let Some(latency) = p.push(&frame, now) {
+                self.stats.hls_part_latency.record(latency);
+            }
+        }
         for core in remote {
             self.send(
                 core,
@@ -528,7 +594,7 @@ impl Hub {
                     self.end_local(&key);
                 }
             }
-            StreamMsg::Adopt { key, new_owner } => self.on_adopt(key, new_owner),
+            StreamMsg::Adopt { key, new_owner } => self.on_adopt(key, new_owner, now),
         }
     }
 
@@ -572,13 +638,15 @@ impl Hub {
     /// Another core took over a stream this core owned (publisher
     /// reconnected there): hand over the subscribers, keep local players
     /// as a mirror.
-    fn on_adopt(&mut self, key: Arc<str>, new_owner: usize) {
+    fn on_adopt(&mut self, key: Arc<str>, new_owner: usize, now: Instant) {
         let me = self.core;
         if self.directory.owner(&key) == Some(me) {
             // Stale: this core took the stream back since, and the Adopt
             // it sent then brings the subscribers back.
             return;
         }
+        // The new owner's packager continues the window.
+        self.unpackage(&key, false, now);
         let Some(s) = self.streams.get_mut(&*key) else {
             return;
         };

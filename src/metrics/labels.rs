@@ -44,6 +44,22 @@ label_enum!(
         Rtmp => "rtmp",
         HttpFlv => "http-flv",
         WsFlv => "ws-flv",
+        Hls => "hls",
+        Dash => "dash",
+    }
+);
+
+label_enum!(
+    /// An HLS or DASH request answered, as `protocol/kind` (two labels).
+    HlsRequest {
+        HlsPlaylist => "hls/playlist",
+        HlsMultivariant => "hls/multivariant",
+        HlsInit => "hls/init",
+        HlsPart => "hls/part",
+        HlsSegment => "hls/segment",
+        DashManifest => "dash/manifest",
+        DashInit => "dash/init",
+        DashSegment => "dash/segment",
     }
 );
 

@@ -14,7 +14,7 @@ use std::cell::Cell;
 
 use super::declare::{counter, gauge, histogram, per_core, Desc};
 use super::{
-    AuthRejection, ConnRole, Counters, DropReason, HandshakeFailure, Hist, Hists, KickReason,
+    AuthRejection, ConnRole, Counters, DropReason, HandshakeFailure, Hist, Hists, HlsRequest, KickReason,
     LimitKind, OutboundFailure, OutboundKind, Protocol, ProtocolErrorKind, PullFailure,
     RejectReason, TlsHandshake,
 };
@@ -52,6 +52,11 @@ pub const STREAM_UPTIME: Desc = gauge(
     "Seconds since one stream's publisher started.",
 )
 .by(&["stream"]);
+pub const HLS_SESSIONS: Desc = gauge(
+    "cascade_hls_sessions",
+    "HLS and DASH players with a request within hls.session_timeout_ms (by the session id in their URLs).",
+);
+
 pub const STREAM_SERIES_OMITTED: Desc = gauge(
     "cascade_stream_series_omitted",
     "Streams without per-stream series because of metrics.per_stream_max.",
@@ -199,6 +204,23 @@ per_core! {
             // A play starts on a cached keyframe (fast) or waits for the next GOP (seconds).
             &[0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 4.0, 8.0, 15.0],
         ).by(&["protocol"]);
+        /// HLS and DASH requests answered.
+        hls_requests: Counters<HlsRequest> => counter(
+            "cascade_hls_requests_total",
+            "HLS and DASH requests answered, by protocol and kind.",
+        ).by(&["protocol", "kind"]);
+        /// Playlist requests that waited for a part (`_HLS_msn`).
+        hls_blocked_reloads: Cell<u64> => counter(
+            "cascade_hls_blocked_reloads_total",
+            "LL-HLS playlist requests held until the part they asked for existed.",
+        );
+        /// From the oldest frame of a part ingested to the part available.
+        hls_part_latency: Hist => histogram(
+            "cascade_hls_part_latency_seconds",
+            "Delay from a part's oldest frame read from its publisher to the part available to players.",
+            // About one part duration (200 ms by default) plus packaging.
+            &[0.01, 0.025, 0.05, 0.1, 0.15, 0.2, 0.25, 0.3, 0.4, 0.5, 0.75, 1.0, 2.5, 5.0],
+        );
         handshake: Hist => histogram(
             "cascade_handshake_duration_seconds",
             "Duration of the RTMP handshake.",

@@ -66,6 +66,8 @@ pub fn run(
     };
     let cores = core_affinity::get_core_ids().unwrap_or_default();
     let directory = Arc::new(Directory::new(config.limits.max_streams));
+    let hls = Arc::new(crate::hub::HlsStore::new());
+    ops.set_hls(hls.clone());
     let limiter = crate::auth::ConnLimiter::new();
     // Two meshes: the hubs' stream messages, and the control plane's.
     let (mesh, mailboxes) = xcore::build::<StreamMsg>(workers);
@@ -79,6 +81,7 @@ pub fn run(
     for (id, (mailbox, control)) in mailboxes.into_iter().zip(control_boxes).enumerate() {
         let shared = Shared {
             directory: directory.clone(),
+            hls: hls.clone(),
             mesh: mesh.clone(),
             mailbox,
             control,
@@ -177,6 +180,8 @@ fn http_listens(config: &Config) -> std::io::Result<Vec<(SocketAddr, Serves, boo
 /// core, and its own inbox.
 struct Shared {
     directory: Arc<Directory>,
+    /// The node's HLS/DASH windows.
+    hls: Arc<crate::hub::HlsStore>,
     mesh: Mesh<StreamMsg>,
     mailbox: Mailbox<StreamMsg>,
     control: Mailbox<ControlMsg>,
@@ -253,6 +258,10 @@ async fn worker_main(
         shared.directory,
         shared.mesh,
     ));
+    if worker.config.hls.enabled {
+        let cfg = crate::hub::PackagerConfig::from_config(&worker.config.hls);
+        worker.hub.borrow_mut().set_hls(shared.hls, cfg);
+    }
     worker.stats.io_driver.set(driver);
     monoio::spawn(inbox_loop(worker.clone(), shared.mailbox));
     monoio::spawn(control_loop(worker.clone(), shared.control));

@@ -11,6 +11,7 @@ pub mod abuse;
 pub mod attacks;
 pub mod edge;
 pub mod engine;
+pub mod hls;
 pub mod hostile;
 pub mod http_attacks;
 pub mod http_play;

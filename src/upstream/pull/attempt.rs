@@ -158,7 +158,13 @@ impl Handler for Attempt<'_> {
                 .audience(&self.pull.target.key)
             {
                 None => return ControlFlow::Break(Outcome::Done),
-                Some(0) => {
+                Some(0)
+                    if !self.pull.worker.hub.borrow().hls_watched(
+                        &self.pull.target.key,
+                        now,
+                        self.pull.linger,
+                    ) =>
+                {
                     let since = *self.idle_since.get_or_insert(now);
                     if now.duration_since(since) >= self.pull.linger {
                         info!("no players for the linger time; closing the pull");

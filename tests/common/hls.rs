@@ -1,0 +1,148 @@
+//! HLS and DASH helpers for the end-to-end tests: one-shot HTTP/1.0 fetches
+//! that keep the body as bytes, and readers of the playlist lines the
+//! tests check.
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::thread;
+use std::time::{Duration, Instant};
+
+/// One answer, whole.
+pub struct Fetched {
+    pub status: u16,
+    pub head: String,
+    pub body: Vec<u8>,
+    /// From sending the request to the answer's last byte.
+    pub took: Duration,
+}
+
+impl Fetched {
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).to_string()
+    }
+
+    pub fn header(&self, name: &str) -> Option<String> {
+        self.head.lines().find_map(|l| {
+            let (n, v) = l.split_once(':')?;
+            n.trim()
+                .eq_ignore_ascii_case(name)
+                .then(|| v.trim().to_string())
+        })
+    }
+}
+
+/// `GET path` over HTTP/1.0 (the server closes after the answer).
+pub fn fetch(port: u16, path: &str) -> Fetched {
+    let start = Instant::now();
+    let mut sock = TcpStream::connect(("127.0.0.1", port)).expect("connect");
+    sock.set_read_timeout(Some(Duration::from_secs(20)))
+        .unwrap();
+    sock.write_all(format!("GET {path} HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n").as_bytes())
+        .expect("send request");
+    let mut raw = Vec::new();
+    sock.read_to_end(&mut raw).expect("read answer");
+    let took = start.elapsed();
+    let end = raw
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .unwrap_or_else(|| panic!("no head in {:?}", String::from_utf8_lossy(&raw)))
+        + 4;
+    let head = String::from_utf8_lossy(&raw[..end]).to_string();
+    let status = head
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("bad status line: {head}"));
+    Fetched {
+        status,
+        head,
+        body: raw[end..].to_vec(),
+        took,
+    }
+}
+
+/// Polls `path` until it answers 200 (a new stream's first part), then
+/// returns that answer.
+pub fn wait_ok(port: u16, path: &str, timeout: Duration) -> Fetched {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let f = fetch(port, path);
+        if f.status == 200 {
+            return f;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{path} never answered 200 (last {}: {})",
+            f.status,
+            f.text()
+        );
+        thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// A media playlist's facts the tests check.
+#[derive(Debug, Default)]
+pub struct Playlist {
+    pub media_sequence: u64,
+    /// Complete segments: (msn, seconds).
+    pub segments: Vec<(u64, f64)>,
+    /// Parts: (msn, index, seconds, independent).
+    pub parts: Vec<(u64, u32, f64, bool)>,
+    pub preload_hint: Option<String>,
+    pub skipped: Option<u64>,
+    pub discontinuities: usize,
+    pub program_date_times: usize,
+}
+
+fn attr<'a>(line: &'a str, name: &str) -> Option<&'a str> {
+    line.split(',').find_map(|kv| {
+        let (k, v) = kv.split_once('=')?;
+        let k = k.rsplit(':').next().unwrap_or(k);
+        (k == name).then(|| v.trim_matches('"'))
+    })
+}
+
+/// `partM.I.m4s` → (M, I).
+pub fn part_numbers(uri: &str) -> Option<(u64, u32)> {
+    let file = uri.split('?').next()?;
+    let (m, i) = file.strip_prefix("part")?.strip_suffix(".m4s")?.split_once('.')?;
+    Some((m.parse().ok()?, i.parse().ok()?))
+}
+
+pub fn parse_playlist(text: &str) -> Playlist {
+    let mut p = Playlist::default();
+    let mut msn = None;
+    let mut part_index = 0;
+    for line in text.lines() {
+        if let Some(v) = line.strip_prefix("#EXT-X-MEDIA-SEQUENCE:") {
+            p.media_sequence = v.trim().parse().unwrap();
+            msn = Some(p.media_sequence);
+        } else if let Some(v) = line.strip_prefix("#EXT-X-SKIP:") {
+            let n: u64 = attr(v, "SKIPPED-SEGMENTS").unwrap().parse().unwrap();
+            p.skipped = Some(n);
+            msn = msn.map(|m| m + n);
+        } else if line.starts_with("#EXT-X-PART:") {
+            let uri = attr(line, "URI").unwrap();
+            let (m, i) = part_numbers(uri).unwrap();
+            assert_eq!(Some(m), msn, "part {uri} listed under segment {msn:?}");
+            assert_eq!(i, part_index, "parts of {m} out of order");
+            part_index += 1;
+            let d: f64 = attr(line, "DURATION").unwrap().parse().unwrap();
+            p.parts
+                .push((m, i, d, attr(line, "INDEPENDENT") == Some("YES")));
+        } else if let Some(v) = line.strip_prefix("#EXTINF:") {
+            let d: f64 = v.trim_end_matches(',').parse().unwrap();
+            p.segments.push((msn.unwrap(), d));
+        } else if line.starts_with("seg") {
+            msn = msn.map(|m| m + 1);
+            part_index = 0;
+        } else if line.starts_with("#EXT-X-PRELOAD-HINT:") {
+            p.preload_hint = attr(line, "URI").map(str::to_string);
+        } else if line.starts_with("#EXT-X-DISCONTINUITY") && !line.contains("SEQUENCE") {
+            p.discontinuities += 1;
+        } else if line.starts_with("#EXT-X-PROGRAM-DATE-TIME:") {
+            p.program_date_times += 1;
+        }
+    }
+    p
+}

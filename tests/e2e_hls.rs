@@ -1,0 +1,366 @@
+//! Low-Latency HLS and DASH end to end: ffmpeg publishes over RTMP, and
+//! ffmpeg/ffprobe read the LL-HLS playlist and the DASH manifest cascade
+//! packages in memory; raw requests check the playlist's LL tags, blocking
+//! reload timing, delta updates, a publisher reconnect, auth and an edge
+//! packaging a stream it pulls from nginx-rtmp.
+
+mod common;
+
+use std::thread;
+use std::time::{Duration, Instant};
+
+use common::edge::NginxOrigin;
+use common::hls::{fetch, parse_playlist, part_numbers, wait_ok};
+use common::ops::OpsServer;
+use common::{decoded_frames, ffmpeg9, ffmpeg_play, publish_ffmpeg, tail, tool, Clip};
+
+const T: Duration = Duration::from_secs(30);
+
+fn playlist_path(name: &str) -> String {
+    format!("/live/{name}/index.m3u8")
+}
+
+/// ffmpeg reads `url` for a few seconds and decodes both tracks.
+fn assert_decodes(ffmpeg: &std::path::Path, url: &str, video: &str, audio: &str) {
+    let out = ffmpeg_play(ffmpeg, url, 4.0, "info", T);
+    assert!(
+        out.success(),
+        "ffmpeg on {url} failed: {}\n{}",
+        out.describe(),
+        tail(&out.stderr, 30)
+    );
+    for want in [format!("Video: {video}"), format!("Audio: {audio}")] {
+        assert!(
+            out.stderr.contains(&want),
+            "expected `{want}` from {url} in:\n{}",
+            tail(&out.stderr, 30)
+        );
+    }
+    let frames = decoded_frames(&out);
+    assert!(frames >= 60, "only {frames} frames decoded from {url}");
+    assert!(
+        !out.stderr.contains("Non-monotonic") && !out.stderr.contains("corrupt"),
+        "decode problems reading {url}:\n{}",
+        tail(&out.stderr, 30)
+    );
+}
+
+fn packaged(clip: Clip, ffmpeg: &std::path::Path, name: &str, video: &str, audio: &str) {
+    let ops = OpsServer::start(&["--workers", "2"], &[]);
+    let _publisher = publish_ffmpeg(ffmpeg, &clip.path(), &ops.server.url(name));
+    wait_ok(ops.http, &playlist_path(name), T);
+    let base = format!("http://127.0.0.1:{}/live/{name}", ops.http);
+    assert_decodes(ffmpeg, &format!("{base}/index.m3u8"), video, audio);
+    assert_decodes(ffmpeg, &format!("{base}/master.m3u8"), video, audio);
+    assert_decodes(ffmpeg, &format!("{base}/index.mpd"), video, audio);
+}
+
+#[test]
+fn ffmpeg_decodes_h264_and_aac_from_ll_hls_and_dash() {
+    packaged(Clip::H264Aac, &tool("ffmpeg"), "h264", "h264", "aac");
+}
+
+#[test]
+fn ffmpeg9_decodes_hevc_and_opus_from_ll_hls_and_dash() {
+    packaged(Clip::HevcOpus, &ffmpeg9(), "hevc", "hevc", "opus");
+}
+
+#[test]
+fn ffmpeg9_decodes_av1_and_opus_from_ll_hls_and_dash() {
+    packaged(Clip::Av1Opus, &ffmpeg9(), "av1", "av1", "opus");
+}
+
+#[test]
+fn the_playlist_is_low_latency_hls_with_parts_hints_and_dates() {
+    let ops = OpsServer::start(&[], &[]);
+    let _publisher = publish_ffmpeg(
+        &tool("ffmpeg"),
+        &Clip::H264Aac.path(),
+        &ops.server.url("tags"),
+    );
+    wait_ok(ops.http, &playlist_path("tags"), T);
+    // Two segments in: parts of the live edge and a complete segment.
+    thread::sleep(Duration::from_secs(5));
+    let f = fetch(ops.http, &playlist_path("tags"));
+    assert_eq!(f.status, 200);
+    assert_eq!(
+        f.header("content-type").as_deref(),
+        Some("application/vnd.apple.mpegurl")
+    );
+    assert_eq!(f.header("access-control-allow-origin").as_deref(), Some("*"));
+    let text = f.text();
+    for tag in [
+        "#EXTM3U",
+        "#EXT-X-TARGETDURATION:",
+        "#EXT-X-PART-INF:PART-TARGET=0.2",
+        "CAN-BLOCK-RELOAD=YES",
+        "PART-HOLD-BACK=",
+        "CAN-SKIP-UNTIL=",
+        "#EXT-X-MAP:URI=\"init.mp4?",
+        "#EXT-X-PROGRAM-DATE-TIME:",
+        "#EXT-X-PRELOAD-HINT:TYPE=PART,URI=\"part",
+    ] {
+        assert!(text.contains(tag), "no `{tag}` in:\n{text}");
+    }
+    let p = parse_playlist(&text);
+    assert!(!p.segments.is_empty(), "no complete segment:\n{text}");
+    assert!(p.parts.len() >= 5, "few parts:\n{text}");
+    for (m, i, d, _) in &p.parts {
+        assert!(*d <= 0.2 + 1e-6, "part {m}.{i} lasts {d} s, over the part target");
+    }
+    // Segments start on keyframes: each segment's first part is independent.
+    for (m, i, _, independent) in &p.parts {
+        if *i == 0 {
+            assert!(independent, "segment {m} does not start independent:\n{text}");
+        }
+    }
+    // Every URL carries the session id the server gave this player.
+    assert!(text.contains("sid="), "no session id in the URLs:\n{text}");
+    // The hinted part is the next one.
+    let (hm, hi) = part_numbers(p.preload_hint.as_deref().unwrap()).unwrap();
+    let (lm, li, ..) = *p.parts.last().unwrap();
+    assert!(
+        (hm, hi) == (lm, li + 1) || (hm, hi) == (lm + 1, 0),
+        "hint {hm}.{hi} after last part {lm}.{li}"
+    );
+    // The media: init, a part and a segment are fMP4 boxes.
+    let init = fetch(ops.http, "/live/tags/init.mp4");
+    assert_eq!(init.status, 200);
+    assert_eq!(&init.body[4..8], b"ftyp");
+    let (m, i, ..) = p.parts[0];
+    let part = fetch(ops.http, &format!("/live/tags/part{m}.{i}.m4s"));
+    assert_eq!(part.status, 200);
+    assert_eq!(&part.body[4..8], b"moof");
+    assert!(part
+        .header("cache-control")
+        .is_some_and(|c| c.contains("max-age")));
+    let (sm, _) = p.segments[0];
+    let seg = fetch(ops.http, &format!("/live/tags/seg{sm}.m4s"));
+    assert_eq!(seg.status, 200);
+    assert_eq!(&seg.body[4..8], b"moof");
+    // Gone and malformed requests.
+    assert_eq!(fetch(ops.http, "/live/tags/seg999999.m4s").status, 404);
+    assert_eq!(fetch(ops.http, "/live/nope/index.m3u8").status, 404);
+    assert_eq!(
+        fetch(ops.http, "/live/tags/index.m3u8?_HLS_part=1").status,
+        400
+    );
+    assert_eq!(
+        fetch(ops.http, "/live/tags/index.m3u8?_HLS_msn=99999").status,
+        400
+    );
+    let mv = fetch(ops.http, "/live/tags/master.m3u8").text();
+    assert!(
+        mv.contains("#EXT-X-STREAM-INF:") && mv.contains("avc1.") && mv.contains("mp4a.40.2"),
+        "multivariant:\n{mv}"
+    );
+    let mpd = fetch(ops.http, "/live/tags/index.mpd").text();
+    assert!(
+        mpd.contains("type=\"dynamic\"") && mpd.contains("availabilityTimeOffset"),
+        "mpd:\n{mpd}"
+    );
+}
+
+#[test]
+fn a_blocking_reload_answers_as_soon_as_the_part_exists() {
+    let ops = OpsServer::start(&[], &[]);
+    let _publisher = publish_ffmpeg(
+        &tool("ffmpeg"),
+        &Clip::H264Aac.path(),
+        &ops.server.url("block"),
+    );
+    wait_ok(ops.http, &playlist_path("block"), T);
+    thread::sleep(Duration::from_secs(1));
+    let mut gaps = Vec::new();
+    for _ in 0..10 {
+        let p = parse_playlist(&fetch(ops.http, &playlist_path("block")).text());
+        let hint = p.preload_hint.clone().unwrap();
+        let (m, i) = part_numbers(&hint).unwrap();
+        let port = ops.http;
+        // The hinted part and the playlist that lists it, asked together:
+        // both wait for the same part and must come back together.
+        let part = thread::spawn(move || fetch(port, &format!("/live/block/part{m}.{i}.m4s")));
+        let start = Instant::now();
+        let pl = fetch(
+            ops.http,
+            &format!("/live/block/index.m3u8?_HLS_msn={m}&_HLS_part={i}"),
+        );
+        let pl_done = start.elapsed();
+        let part = part.join().unwrap();
+        assert_eq!(pl.status, 200, "{}", pl.text());
+        assert_eq!(part.status, 200);
+        assert_eq!(&part.body[4..8], b"moof");
+        let listed = parse_playlist(&pl.text());
+        assert!(
+            listed.parts.iter().any(|(pm, pi, ..)| (*pm, *pi) == (m, i))
+                || listed.segments.iter().any(|(sm, _)| *sm == m),
+            "the answer does not list part {m}.{i}:\n{}",
+            pl.text()
+        );
+        // It waited for the part (up to a part's duration), not a timer.
+        assert!(pl_done < Duration::from_millis(1500), "took {pl_done:?}");
+        gaps.push(pl.took.abs_diff(part.took));
+    }
+    gaps.sort();
+    let median = gaps[gaps.len() / 2];
+    assert!(
+        median < Duration::from_millis(30),
+        "playlist and part answers {gaps:?} apart"
+    );
+    let page = ops.get("/metrics");
+    assert!(
+        common::ops::metric_value(&page, "cascade_hls_blocked_reloads_total").unwrap_or(0.0)
+            >= 5.0,
+        "blocked reloads not counted"
+    );
+}
+
+#[test]
+fn delta_updates_skip_old_segments() {
+    // Short segments so the window outgrows CAN-SKIP-UNTIL quickly: the
+    // clip's GOP is 2 s, so segments are 2 s and skipping starts at 12 s.
+    let ops = OpsServer::start(&[], &[("CASCADE_HLS_WINDOW_SEGMENTS", "10")]);
+    let _publisher = publish_ffmpeg(
+        &tool("ffmpeg"),
+        &Clip::H264Aac.path(),
+        &ops.server.url("delta"),
+    );
+    wait_ok(ops.http, &playlist_path("delta"), T);
+    let deadline = Instant::now() + Duration::from_secs(40);
+    loop {
+        let full = parse_playlist(&fetch(ops.http, &playlist_path("delta")).text());
+        let d = fetch(ops.http, "/live/delta/index.m3u8?_HLS_skip=YES");
+        let text = d.text();
+        let delta = parse_playlist(&text);
+        if let Some(n) = delta.skipped {
+            assert!(n >= 1);
+            assert!(text.contains("#EXT-X-VERSION:9") || text.contains("#EXT-X-VERSION:1"));
+            assert!(
+                delta.segments.len() < full.segments.len(),
+                "the delta lists as many segments as the full playlist"
+            );
+            assert_eq!(delta.segments.last(), full.segments.last());
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no EXT-X-SKIP after 40 s:\n{text}"
+        );
+        thread::sleep(Duration::from_secs(1));
+    }
+}
+
+#[test]
+fn a_publisher_reconnect_is_a_discontinuity_and_players_keep_going() {
+    let ops = OpsServer::start(&[], &[("CASCADE_STREAM_PUBLISHER_GRACE_MS", "10000")]);
+    let url = ops.server.url("again");
+    let first = publish_ffmpeg(&tool("ffmpeg"), &Clip::H264Aac.path(), &url);
+    wait_ok(ops.http, &playlist_path("again"), T);
+    thread::sleep(Duration::from_secs(3));
+    let before = parse_playlist(&fetch(ops.http, &playlist_path("again")).text());
+    drop(first);
+    thread::sleep(Duration::from_secs(1));
+    let _second = publish_ffmpeg(&tool("ffmpeg"), &Clip::H264Aac.path(), &url);
+    // A player reading the playlist through the change keeps decoding.
+    let player = {
+        let url = format!("http://127.0.0.1:{}/live/again/index.m3u8", ops.http);
+        thread::spawn(move || ffmpeg_play(&tool("ffmpeg"), &url, 6.0, "info", T))
+    };
+    let deadline = Instant::now() + T;
+    let after = loop {
+        let p = parse_playlist(&fetch(ops.http, &playlist_path("again")).text());
+        if p.discontinuities > 0 && p.segments.len() > 1 {
+            break p;
+        }
+        assert!(Instant::now() < deadline, "no discontinuity: {p:?}");
+        thread::sleep(Duration::from_millis(500));
+    };
+    assert!(after.media_sequence >= before.media_sequence);
+    assert!(
+        after.program_date_times >= 2,
+        "a date-time after the discontinuity"
+    );
+    let out = player.join().unwrap();
+    assert!(out.success(), "{}", tail(&out.stderr, 30));
+    assert!(decoded_frames(&out) >= 120, "{}", tail(&out.stderr, 30));
+}
+
+#[test]
+fn tokens_guard_the_playlist_and_travel_in_its_urls() {
+    let secret = "hls-secret";
+    let ops = OpsServer::start(
+        &[],
+        &[
+            ("CASCADE_AUTH_PLAY", "token"),
+            ("CASCADE_AUTH_SECRET", secret),
+        ],
+    );
+    let _publisher = publish_ffmpeg(
+        &tool("ffmpeg"),
+        &Clip::H264Aac.path(),
+        &ops.server.url("guarded"),
+    );
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_cascade"))
+        .args(["sign", "--secret", secret, "--action", "play"])
+        .args(["--stream", "live/guarded", "--ttl", "600"])
+        .output()
+        .unwrap();
+    let token = String::from_utf8(out.stdout).unwrap();
+    let token = token.lines().next().unwrap().to_string();
+    let ok = wait_ok(
+        ops.http,
+        &format!("/live/guarded/index.m3u8?token={token}"),
+        T,
+    );
+    let text = ok.text();
+    assert!(
+        text.contains(&format!("token={token}")),
+        "the token is not carried into the URLs:\n{text}"
+    );
+    assert_eq!(fetch(ops.http, "/live/guarded/index.m3u8").status, 401);
+    assert_eq!(
+        fetch(ops.http, "/live/guarded/index.m3u8?token=forged").status,
+        403
+    );
+    assert_eq!(fetch(ops.http, "/live/guarded/init.mp4").status, 401);
+    assert_eq!(
+        fetch(ops.http, &format!("/live/guarded/init.mp4?token={token}")).status,
+        200
+    );
+    let url = format!(
+        "http://127.0.0.1:{}/live/guarded/index.m3u8?token={token}",
+        ops.http
+    );
+    let out = ffmpeg_play(&tool("ffmpeg"), &url, 3.0, "info", T);
+    assert!(out.success() && decoded_frames(&out) > 30, "{}", tail(&out.stderr, 30));
+}
+
+#[test]
+fn an_edge_packages_a_stream_it_pulls_on_the_first_playlist_request() {
+    let origin = NginxOrigin::start();
+    let _publisher = publish_ffmpeg(
+        &tool("ffmpeg"),
+        &Clip::H264Aac.path(),
+        &origin.server.url("pulled"),
+    );
+    let deadline = Instant::now() + T;
+    while origin.clients("pulled").1 != 1 {
+        assert!(Instant::now() < deadline, "publisher never reached nginx");
+        thread::sleep(Duration::from_millis(100));
+    }
+    let origin_url = format!("rtmp://127.0.0.1:{}/live", origin.server.port);
+    let edge = OpsServer::start(
+        &["--workers", "2", "--origin", &origin_url],
+        &[("CASCADE_EDGE_START_TIMEOUT_MS", "5000")],
+    );
+    let first = fetch(edge.http, &playlist_path("pulled"));
+    assert_eq!(first.status, 200, "{}", first.text());
+    assert!(first.text().contains("#EXT-X-PART:"));
+    let url = format!("http://127.0.0.1:{}/live/pulled/index.m3u8", edge.http);
+    assert_decodes(&tool("ffmpeg"), &url, "h264", "aac");
+    assert_eq!(
+        edge.metric("cascade_edge_pull_starts_total"),
+        Some(1.0),
+        "one pull for every HLS request"
+    );
+}
