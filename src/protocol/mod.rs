@@ -8,6 +8,7 @@
 pub mod amf;
 pub mod chunk;
 pub mod command;
+pub mod dash;
 pub mod flv;
 pub mod handshake;
 pub mod hls;
