@@ -24,7 +24,7 @@ const LAYERS: &[&str] = &[
     "auth",      // publish/play decisions
     "config",    // the configuration, plain data
     "metrics",   // per-core counters
-    "protocol",  // sans-IO RTMP
+    "protocol",  // sans-IO RTMP, HTTP, WebSocket, HLS and DASH text
 ];
 
 /// Names that mean IO, threads or reading the clock. Holding or formatting a
