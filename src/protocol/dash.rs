@@ -153,114 +153,110 @@ pub fn render_mpd(m: &Mpd) -> String {
     );
 
     let mut out = String::with_capacity(1536 + 24 * m.segments.len());
-    let mut w = |args: std::fmt::Arguments| out.write_fmt(args).expect("write to String");
-    w(format_args!("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n"));
+    // Writing to a String cannot fail.
+    macro_rules! put {
+        ($($arg:tt)*) => {
+            let _ = write!(out, $($arg)*);
+        };
+    }
+    put!("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n");
     let profiles = if low_latency.is_some() {
         format!("{PROFILE_LIVE},{PROFILE_LOW_LATENCY}")
     } else {
         PROFILE_LIVE.to_string()
     };
-    w(format_args!(
+    put!(
         "<MPD xmlns=\"urn:mpeg:dash:schema:mpd:2011\" profiles=\"{profiles}\" type=\"{}\"",
         if m.ended { "static" } else { "dynamic" }
-    ));
-    w(format_args!(
+    );
+    put!(
         " availabilityStartTime=\"{}\" publishTime=\"{}\"",
         date(m.availability_start_time),
         date(m.publish_time)
-    ));
+    );
     if m.ended {
         let end = m
             .segments
             .last()
             .map_or(0, |s| s.start.saturating_add(s.duration));
         let ms = u128::from(end) * 1000 / u128::from(timescale);
-        w(format_args!(
-            " mediaPresentationDuration=\"{}\"",
-            iso_duration(ms)
-        ));
+        put!(" mediaPresentationDuration=\"{}\"", iso_duration(ms));
     } else {
-        w(format_args!(
+        put!(
             " minimumUpdatePeriod=\"{}\" timeShiftBufferDepth=\"{}\" suggestedPresentationDelay=\"{}\"",
             iso_duration(millis_nearest(m.minimum_update_period)),
             iso_duration(millis_nearest(m.time_shift_buffer_depth)),
             iso_duration(millis_nearest(m.suggested_presentation_delay)),
-        ));
+        );
     }
-    w(format_args!(
+    put!(
         " maxSegmentDuration=\"{}\" minBufferTime=\"{}\">\n",
         // A promised maximum: rounded up.
         iso_duration(millis_up(m.max_segment_duration)),
         iso_duration(millis_nearest(m.min_buffer_time)),
-    ));
+    );
     // ServiceDescription precedes Period in the MPD's sequence.
     if let (Some(target), Some(_)) = (m.target_latency, low_latency) {
-        w(format_args!(
+        put!(
             "  <ServiceDescription id=\"0\"><Latency referenceId=\"0\" target=\"{}\"/></ServiceDescription>\n",
             millis_nearest(target)
-        ));
+        );
     }
-    w(format_args!("  <Period id=\"0\" start=\"PT0S\">\n"));
-    w(format_args!(
+    put!("  <Period id=\"0\" start=\"PT0S\">\n");
+    put!(
         "    <AdaptationSet id=\"0\" mimeType=\"video/mp4\" segmentAlignment=\"true\" startWithSAP=\"1\">\n"
-    ));
+    );
     let (scheme, url) = m.utc_timing.scheme_and_url();
     let url = xml_attr(url);
     if low_latency.is_some() {
         // Media time 0 was produced at the availability start time; lets a
         // client measure its latency from the media it holds.
-        w(format_args!(
+        put!(
             "      <ProducerReferenceTime id=\"0\" type=\"encoder\" wallClockTime=\"{}\" presentationTime=\"0\"><UTCTiming schemeIdUri=\"{scheme}\" value=\"{url}\"/></ProducerReferenceTime>\n",
             date(m.availability_start_time)
-        ));
+        );
     }
     // The segments hold both tracks; say which components they carry.
-    w(format_args!(
-        "      <ContentComponent id=\"1\" contentType=\"video\"/>\n"
-    ));
+    put!("      <ContentComponent id=\"1\" contentType=\"video\"/>\n");
     if m.audio_sample_rate.is_some() {
-        w(format_args!(
-            "      <ContentComponent id=\"2\" contentType=\"audio\"/>\n"
-        ));
+        put!("      <ContentComponent id=\"2\" contentType=\"audio\"/>\n");
     }
-    w(format_args!(
+    put!(
         "      <SegmentTemplate timescale=\"{timescale}\" initialization=\"{}\" media=\"{}\"",
         template(&Asset::Init.to_string(), &q),
         template("seg$Number$.m4s", &q),
-    ));
+    );
     if let Some(first) = m.segments.first() {
-        w(format_args!(" startNumber=\"{}\"", first.number));
+        put!(" startNumber=\"{}\"", first.number);
     }
     if let Some(offset) = low_latency {
-        w(format_args!(
+        put!(
             " availabilityTimeOffset=\"{}\" availabilityTimeComplete=\"false\"",
             secs3(millis_nearest(offset))
-        ));
+        );
     }
     if m.segments.is_empty() {
-        w(format_args!("/>\n"));
+        put!("/>\n");
     } else {
-        w(format_args!(
+        put!(
             ">\n        <SegmentTimeline>{}</SegmentTimeline>\n      </SegmentTemplate>\n",
             timeline(m.segments)
-        ));
+        );
     }
-    w(format_args!(
+    put!(
         "      <Representation id=\"0\" bandwidth=\"{}\" codecs=\"{}\"",
         m.bandwidth,
         xml_attr(m.codecs)
-    ));
+    );
     if let Some((width, height)) = m.width_height {
-        w(format_args!(" width=\"{width}\" height=\"{height}\""));
+        put!(" width=\"{width}\" height=\"{height}\"");
     }
     if let Some(rate) = m.audio_sample_rate {
-        w(format_args!(" audioSamplingRate=\"{rate}\""));
+        put!(" audioSamplingRate=\"{rate}\"");
     }
-    w(format_args!("/>\n    </AdaptationSet>\n  </Period>\n"));
+    put!("/>\n    </AdaptationSet>\n  </Period>\n");
     // UTCTiming follows Period in the MPD's sequence.
-    w(format_args!(
-        "  <UTCTiming schemeIdUri=\"{scheme}\" value=\"{url}\"/>\n</MPD>\n"
-    ));
+    put!("  <UTCTiming schemeIdUri=\"{scheme}\" value=\"{url}\"/>\n</MPD>\n");
     out
 }
 

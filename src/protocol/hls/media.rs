@@ -136,46 +136,33 @@ pub fn render_media(p: &MediaPlaylist) -> String {
     );
 
     let mut out = String::with_capacity(320 + 160 * (p.segments.len() - skipped));
-    let line = |out: &mut String, args: std::fmt::Arguments| {
-        out.write_fmt(args).expect("write to String");
-        out.push('\n');
-    };
-    line(&mut out, format_args!("#EXTM3U"));
-    line(&mut out, format_args!("#EXT-X-VERSION:{version}"));
-    line(&mut out, format_args!("#EXT-X-TARGETDURATION:{td}"));
-    line(
-        &mut out,
-        format_args!(
-            "#EXT-X-SERVER-CONTROL:CAN-BLOCK-RELOAD=YES,CAN-SKIP-UNTIL={},HOLD-BACK={},PART-HOLD-BACK={}",
-            secs3(u128::from(SKIP_BOUNDARY_TARGETS * td) * 1000),
-            secs3(u128::from(HOLD_BACK_TARGETS * td) * 1000),
-            // From the rendered part target, so the promise holds for the
-            // value the client reads.
-            secs3(PART_HOLD_BACK_PARTS * part_target_ms),
-        ),
+    // Writing to a String cannot fail.
+    macro_rules! put {
+        ($($arg:tt)*) => {
+            let _ = writeln!(out, $($arg)*);
+        };
+    }
+    put!("#EXTM3U");
+    put!("#EXT-X-VERSION:{version}");
+    put!("#EXT-X-TARGETDURATION:{td}");
+    put!(
+        "#EXT-X-SERVER-CONTROL:CAN-BLOCK-RELOAD=YES,CAN-SKIP-UNTIL={},HOLD-BACK={},PART-HOLD-BACK={}",
+        secs3(u128::from(SKIP_BOUNDARY_TARGETS * td) * 1000),
+        secs3(u128::from(HOLD_BACK_TARGETS * td) * 1000),
+        // From the rendered part target, so the promise holds for the value
+        // the client reads.
+        secs3(PART_HOLD_BACK_PARTS * part_target_ms),
     );
-    line(
-        &mut out,
-        format_args!("#EXT-X-PART-INF:PART-TARGET={}", secs3(part_target_ms)),
-    );
-    line(
-        &mut out,
-        format_args!("#EXT-X-MEDIA-SEQUENCE:{}", p.media_sequence),
-    );
-    line(
-        &mut out,
-        format_args!("#EXT-X-DISCONTINUITY-SEQUENCE:{}", p.discontinuity_sequence),
-    );
+    put!("#EXT-X-PART-INF:PART-TARGET={}", secs3(part_target_ms));
+    put!("#EXT-X-MEDIA-SEQUENCE:{}", p.media_sequence);
+    put!("#EXT-X-DISCONTINUITY-SEQUENCE:{}", p.discontinuity_sequence);
     if skipped > 0 {
         let dateranges = if p.skip == Skip::V2 {
             ",RECENTLY-REMOVED-DATERANGES=\"\""
         } else {
             ""
         };
-        line(
-            &mut out,
-            format_args!("#EXT-X-SKIP:SKIPPED-SEGMENTS={skipped}{dateranges}"),
-        );
+        put!("#EXT-X-SKIP:SKIPPED-SEGMENTS={skipped}{dateranges}");
     }
 
     let entries: Vec<&Segment> = p.segments.iter().chain(p.current).collect();
@@ -188,15 +175,12 @@ pub fn render_media(p: &MediaPlaylist) -> String {
         // These tags apply to the segment's first part too, so they come
         // before its first EXT-X-PART (4.4.4.9).
         if seg.discontinuity {
-            line(&mut out, format_args!("#EXT-X-DISCONTINUITY"));
+            put!("#EXT-X-DISCONTINUITY");
         }
         if first || seg.discontinuity {
             // Repeated after a discontinuity: a new publisher may bring new
             // codec parameters, and a client resets its parser there.
-            line(
-                &mut out,
-                format_args!("#EXT-X-MAP:URI=\"{}{q}\"", Asset::Init),
-            );
+            put!("#EXT-X-MAP:URI=\"{}{q}\"", Asset::Init);
         }
         let stamp = match seg.program_date_time {
             Some(t) => Some(t),
@@ -204,10 +188,7 @@ pub fn render_media(p: &MediaPlaylist) -> String {
             None => None,
         };
         if let Some(t) = stamp {
-            line(
-                &mut out,
-                format_args!("#EXT-X-PROGRAM-DATE-TIME:{}", date(t)),
-            );
+            put!("#EXT-X-PROGRAM-DATE-TIME:{}", date(t));
         }
         if !complete || i >= parts_from {
             for (index, part) in seg.parts.iter().enumerate() {
@@ -216,36 +197,27 @@ pub fn render_media(p: &MediaPlaylist) -> String {
                 } else {
                     ""
                 };
-                line(
-                    &mut out,
-                    format_args!(
-                        "#EXT-X-PART:DURATION={},URI=\"{}{q}\"{independent}",
-                        secs3(millis_nearest(part.duration)),
-                        Asset::Part(seg.msn, index as u32),
-                    ),
+                put!(
+                    "#EXT-X-PART:DURATION={},URI=\"{}{q}\"{independent}",
+                    secs3(millis_nearest(part.duration)),
+                    Asset::Part(seg.msn, index as u32),
                 );
             }
         }
         if complete {
-            line(
-                &mut out,
-                format_args!("#EXTINF:{},", secs3(millis_nearest(seg.duration))),
-            );
-            line(&mut out, format_args!("{}{q}", Asset::Segment(seg.msn)));
+            put!("#EXTINF:{},", secs3(millis_nearest(seg.duration)));
+            put!("{}{q}", Asset::Segment(seg.msn));
         }
     }
     // A finished playlist hints nothing (4.4.5.3).
     if let (Some((msn, index)), false) = (p.preload_hint, p.ended) {
-        line(
-            &mut out,
-            format_args!(
-                "#EXT-X-PRELOAD-HINT:TYPE=PART,URI=\"{}{q}\"",
-                Asset::Part(msn, index)
-            ),
+        put!(
+            "#EXT-X-PRELOAD-HINT:TYPE=PART,URI=\"{}{q}\"",
+            Asset::Part(msn, index)
         );
     }
     if p.ended {
-        line(&mut out, format_args!("#EXT-X-ENDLIST"));
+        put!("#EXT-X-ENDLIST");
     }
     out
 }
