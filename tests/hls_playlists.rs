@@ -17,7 +17,7 @@ use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, SystemTime};
 
@@ -182,53 +182,57 @@ fn serve(stream: TcpStream, dir: &Path, log: &Mutex<Vec<String>>) {
     }
 }
 
-/// The clip, cut by ffmpeg into `init.mp4` and `seg0.m4s`.., and the
-/// segment durations ffmpeg's own playlist gives.
+/// The clip, cut by ffmpeg into `init.mp4` and `seg0.m4s`.. in a folder of
+/// the test's own, the segment durations ffmpeg's own playlist gives, and
+/// what that playlist decodes to.
 struct Media {
     dir: tempfile::TempDir,
     durations: Vec<Duration>,
+    reference: Vec<Probed>,
 }
 
-fn media() -> &'static Media {
-    static MEDIA: OnceLock<Media> = OnceLock::new();
-    MEDIA.get_or_init(|| {
-        let dir = common::temp_dir("cascade-hls-playlists-");
-        let mut cmd = Command::new(tool("ffmpeg"));
-        cmd.current_dir(dir.path())
-            .args(["-y", "-hide_banner", "-nostdin", "-v", "error"])
-            .args(["-f", "lavfi", "-i"])
-            .arg(format!("testsrc2=size=320x240:rate={FPS}"))
-            .args(["-f", "lavfi", "-i", "sine"])
-            .args(["-t", &SECONDS.to_string()])
-            .args(["-c:v", "libx264", "-g", &FPS.to_string(), "-c:a", "aac"])
-            .args(["-f", "hls", "-hls_segment_type", "fmp4", "-hls_time", "1"])
-            .args(["-hls_playlist_type", "vod"])
-            .args(["-hls_fmp4_init_filename", "init.mp4"])
-            .args(["-hls_segment_filename", "seg%d.m4s", "ffmpeg.m3u8"]);
-        let out = run_with_timeout("ffmpeg-hls", cmd, T);
-        assert!(out.success(), "ffmpeg: {}\n{}", out.describe(), out.stderr);
-        let own = fs::read_to_string(dir.path().join("ffmpeg.m3u8")).expect("ffmpeg's playlist");
-        let durations: Vec<Duration> = own
-            .lines()
-            .filter_map(|l| l.strip_prefix("#EXTINF:"))
-            .map(|v| Duration::from_secs_f64(v.trim_end_matches(',').parse().expect("EXTINF")))
-            .collect();
-        assert!(
-            durations.len() >= 4,
-            "ffmpeg made {} segments",
-            durations.len()
-        );
-        for msn in 0..durations.len() as u64 {
-            // One part per segment, the whole segment: ffmpeg reads no parts,
-            // but every URI the playlist names must exist.
-            fs::copy(
-                dir.path().join(Asset::Segment(msn).to_string()),
-                dir.path().join(Asset::Part(msn, 0).to_string()),
-            )
-            .expect("copy part");
-        }
-        Media { dir, durations }
-    })
+fn media() -> Media {
+    let dir = common::temp_dir("cascade-hls-playlists-");
+    let mut cmd = Command::new(tool("ffmpeg"));
+    cmd.current_dir(dir.path())
+        .args(["-y", "-hide_banner", "-nostdin", "-v", "error"])
+        .args(["-f", "lavfi", "-i"])
+        .arg(format!("testsrc2=size=320x240:rate={FPS}"))
+        .args(["-f", "lavfi", "-i", "sine"])
+        .args(["-t", &SECONDS.to_string()])
+        .args(["-c:v", "libx264", "-g", &FPS.to_string(), "-c:a", "aac"])
+        .args(["-f", "hls", "-hls_segment_type", "fmp4", "-hls_time", "1"])
+        .args(["-hls_playlist_type", "vod"])
+        .args(["-hls_fmp4_init_filename", "init.mp4"])
+        .args(["-hls_segment_filename", "seg%d.m4s", "ffmpeg.m3u8"]);
+    let out = run_with_timeout("ffmpeg-hls", cmd, T);
+    assert!(out.success(), "ffmpeg: {}\n{}", out.describe(), out.stderr);
+    let own = fs::read_to_string(dir.path().join("ffmpeg.m3u8")).expect("ffmpeg's playlist");
+    let durations: Vec<Duration> = own
+        .lines()
+        .filter_map(|l| l.strip_prefix("#EXTINF:"))
+        .map(|v| Duration::from_secs_f64(v.trim_end_matches(',').parse().expect("EXTINF")))
+        .collect();
+    assert!(
+        durations.len() >= 4,
+        "ffmpeg made {} segments",
+        durations.len()
+    );
+    for msn in 0..durations.len() as u64 {
+        // One part per segment, the whole segment: ffmpeg reads no parts,
+        // but every URI the playlist names must exist.
+        fs::copy(
+            dir.path().join(Asset::Segment(msn).to_string()),
+            dir.path().join(Asset::Part(msn, 0).to_string()),
+        )
+        .expect("copy part");
+    }
+    let reference = reference(&dir.path().join("ffmpeg.m3u8"));
+    Media {
+        dir,
+        durations,
+        reference,
+    }
 }
 
 fn segments(durations: &[Duration], start: SystemTime) -> Vec<Segment> {
@@ -302,26 +306,22 @@ fn probe(input: &str, extra: &[&str]) -> Vec<Probed> {
 
 /// What ffmpeg's own playlist decodes to: the frames every rendition of
 /// the same segments must give.
-fn reference() -> &'static Vec<Probed> {
-    static REF: OnceLock<Vec<Probed>> = OnceLock::new();
-    REF.get_or_init(|| {
-        let own = media().dir.path().join("ffmpeg.m3u8");
-        let streams = probe(own.to_str().unwrap(), &[]);
-        assert_eq!(
-            streams.iter().find(|s| s.codec == "h264").map(|s| s.frames),
-            Some(FPS * SECONDS),
-            "{streams:?}"
-        );
-        assert!(
-            streams.iter().any(|s| s.codec == "aac" && s.frames > 0),
-            "{streams:?}"
-        );
-        // Every packet decodes to one frame: nothing was lost on the way.
-        for s in &streams {
-            assert_eq!(s.frames, s.packets, "{streams:?}");
-        }
-        streams
-    })
+fn reference(own: &Path) -> Vec<Probed> {
+    let streams = probe(own.to_str().unwrap(), &[]);
+    assert_eq!(
+        streams.iter().find(|s| s.codec == "h264").map(|s| s.frames),
+        Some(FPS * SECONDS),
+        "{streams:?}"
+    );
+    assert!(
+        streams.iter().any(|s| s.codec == "aac" && s.frames > 0),
+        "{streams:?}"
+    );
+    // Every packet decodes to one frame: nothing was lost on the way.
+    for s in &streams {
+        assert_eq!(s.frames, s.packets, "{streams:?}");
+    }
+    streams
 }
 
 /// Asserts every media request carried the suffix, and every segment was
@@ -350,7 +350,7 @@ fn assert_requests(requests: &[String], suffix: &str, count: usize) {
 #[test]
 fn ffprobe_decodes_every_frame_through_the_rendered_hls_playlists() {
     let media = media();
-    let expected = reference();
+    let expected = &media.reference;
     let dir = media.dir.path();
     let query = parse_query(REQUEST_QUERY).expect("query");
     assert_eq!(query.rest, "?token=abc&sid=42");
@@ -409,7 +409,7 @@ fn a_legacy_client_plays_the_live_low_latency_playlist() {
     // low-latency tags, so it must play the segments from their EXTINF
     // lines alone, as any pre-LL client would.
     let media = media();
-    let expected = reference();
+    let expected = &media.reference;
     let dir = media.dir.path();
     let segs = segments(&media.durations, SystemTime::now());
     let next = segs.len() as u64;
@@ -464,13 +464,14 @@ fn timeline(durations: &[Duration]) -> Vec<TimelineSegment> {
 }
 
 fn mpd<'a>(
+    durations: &[Duration],
     timeline: &'a [TimelineSegment],
     longest: Duration,
     ended: bool,
     query: &'a str,
 ) -> Mpd<'a> {
     let now = SystemTime::now();
-    let total: Duration = media().durations.iter().sum();
+    let total: Duration = durations.iter().sum();
     Mpd {
         availability_start_time: now - total,
         publish_time: now,
@@ -496,14 +497,14 @@ fn mpd<'a>(
 #[test]
 fn ffprobe_decodes_every_frame_through_the_rendered_mpd() {
     let media = media();
-    let expected = reference();
+    let expected = &media.reference;
     let dir = media.dir.path();
     let longest = media.durations.iter().max().copied().unwrap();
     let timeline = timeline(&media.durations);
     let suffix = "?token=abc&sid=42";
 
     // The live form must be well-formed XML with the whole timeline.
-    let live = render_mpd(&mpd(&timeline, longest, false, suffix));
+    let live = render_mpd(&mpd(&media.durations, &timeline, longest, false, suffix));
     let doc = roxmltree::Document::parse(&live).unwrap_or_else(|e| panic!("{e}\n{live}"));
     assert_eq!(doc.root_element().attribute("type"), Some("dynamic"));
     assert!(
@@ -513,7 +514,7 @@ fn ffprobe_decodes_every_frame_through_the_rendered_mpd() {
 
     // ffmpeg's DASH demuxer plays a dynamic MPD from the wall clock, not
     // from its first segment, so it reads the finished (static) form.
-    let text = render_mpd(&mpd(&timeline, longest, true, suffix));
+    let text = render_mpd(&mpd(&media.durations, &timeline, longest, true, suffix));
     write(dir, "index.mpd", &text);
     let server = FileServer::start(dir);
     let got = probe(&server.url("index.mpd"), &[]);
