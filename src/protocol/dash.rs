@@ -76,7 +76,8 @@ pub struct Mpd<'a> {
     /// MPD says `availabilityTimeComplete="false"` and takes the DASH-IF
     /// low-latency profile.
     pub availability_time_offset: Option<Duration>,
-    /// The latency a low-latency client should aim for (ServiceDescription).
+    /// The latency a low-latency client should aim for (ServiceDescription);
+    /// written only with `availability_time_offset`, while live.
     pub target_latency: Option<Duration>,
     /// RFC 6381 codecs of every track, e.g. `avc1.64001f,mp4a.40.2`.
     pub codecs: &'a str,
