@@ -1,7 +1,8 @@
 //! cascade: a thread-per-core RTMP edge relay.
 //!
 //! Layers, imports pointing down only:
-//! - `protocol`: sans-IO RTMP (handshake, chunks, AMF, messages, FLV, sessions).
+//! - `protocol`: sans-IO RTMP (handshake, chunks, AMF, messages, FLV, sessions),
+//!   HTTP heads, WebSocket frames, HLS playlists and DASH MPDs.
 //! - `hub`: streams, GOP cache, fan-out queues. Knows publishers and subscribers, not sockets.
 //! - `conn`: a connection's life on one worker.
 //! - `transport`: plain TCP or TLS under a connection or an edge pull.
