@@ -5,6 +5,7 @@
 
 pub mod amf;
 pub mod chunk;
+pub mod cmaf;
 pub mod command;
 pub mod flv;
 pub mod handshake;
