@@ -8,7 +8,11 @@
 //! find the same codecs, picture size, sample rate, channels and decoded
 //! frame counts as in the source clip, every packet at the decode and
 //! presentation time and with the key flag the FLV tags gave; and ffmpeg
-//! must decode the whole file without a single error line.
+//! must decode the whole file without a single error line. (ffmpeg takes
+//! the key flag from the `trun` for HEVC; for H.264 and AV1 its parser
+//! derives it from the bitstream, so the unit tests of `fragment` pin the
+//! flag values themselves.) The picture size the init segment states is
+//! read from its boxes and must be the decoded one.
 //!
 //! The reference for the source is ffprobe on the FLV itself for the legacy
 //! clip; ffprobe 5.1 cannot read Enhanced RTMP FLV, so for the others ffmpeg
