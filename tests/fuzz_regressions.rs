@@ -12,7 +12,7 @@ use std::path::Path;
 
 type Entry = fn(&[u8]);
 
-const TARGETS: [(&str, Entry); 7] = [
+const TARGETS: [(&str, Entry); 8] = [
     ("handshake", fuzz_entry::handshake),
     ("chunk_decoder", fuzz_entry::chunk_decoder),
     ("amf", fuzz_entry::amf),
@@ -20,6 +20,7 @@ const TARGETS: [(&str, Entry); 7] = [
     ("server_session", fuzz_entry::server_session),
     ("http_head", fuzz_entry::http_head),
     ("ws_frame", fuzz_entry::ws_frame),
+    ("cmaf", fuzz_entry::cmaf),
 ];
 
 fn seeds_dir() -> &'static Path {

@@ -9,6 +9,7 @@
 
 pub mod amf;
 pub mod chunk;
+pub mod cmaf;
 pub mod flv;
 pub mod handshake;
 pub mod http;
@@ -18,6 +19,7 @@ pub mod ws;
 
 pub use amf::amf;
 pub use chunk::chunk_decoder;
+pub use cmaf::cmaf;
 pub use flv::flv;
 pub use handshake::handshake;
 pub use http::http_head;

@@ -40,6 +40,7 @@ pub fn all() -> Vec<Seed> {
     seeds.extend(server_session());
     seeds.extend(http_head());
     seeds.extend(ws_frame());
+    seeds.extend(cmaf());
     seeds
 }
 
@@ -441,6 +442,98 @@ fn ws_frame() -> Vec<Seed> {
             "ws_frame",
             "reserved_bits",
             cat(&[&head_cfg(0, &[0], &[]), &reserved]),
+        ),
+    ]
+}
+
+/// Tag bodies with real decoder configurations (x264 720p, x265 1080p,
+/// SVT-AV1 720p, AAC-LC, Opus as ffmpeg 9 writes it) and frames.
+fn cmaf() -> Vec<Seed> {
+    let sps264: &[u8] = &[
+        0x67, 0x64, 0x00, 0x1f, 0xac, 0xd9, 0x40, 0x50, 0x05, 0xbb, 0x01, 0x10, 0x00, 0x00, 0x03,
+        0x00, 0x10, 0x00, 0x00, 0x03, 0x03, 0xc0, 0xf1, 0x83, 0x19, 0x60,
+    ];
+    let pps264: &[u8] = &[0x68, 0xeb, 0xe3, 0xcb, 0x22, 0xc0];
+    let avcc = cat(&[
+        &[1, 0x64, 0x00, 0x1f, 0xff, 0xe1, 0, sps264.len() as u8],
+        sps264,
+        &[1, 0, pps264.len() as u8],
+        pps264,
+    ]);
+    let sps265: &[u8] = &[
+        0x42, 0x01, 0x01, 0x01, 0x60, 0x00, 0x00, 0x03, 0x00, 0x90, 0x00, 0x00, 0x03, 0x00, 0x00,
+        0x03, 0x00, 0x78, 0xa0, 0x03, 0xc0, 0x80, 0x10, 0xe5, 0x96, 0x56, 0x69, 0x24, 0xca, 0xf0,
+        0x16, 0x80, 0x80, 0x00, 0x00, 0x03, 0x00, 0x80, 0x00, 0x00, 0x0f, 0x04,
+    ];
+    let hvcc = cat(&[
+        &[
+            1,
+            0x01,
+            0x60,
+            0,
+            0,
+            0,
+            0x90,
+            0,
+            0,
+            0,
+            0,
+            0,
+            120,
+            0xf0,
+            0,
+            0xfc,
+            0xfd,
+            0xf8,
+            0xf8,
+            0,
+            0,
+            0x0f,
+            1,
+            0x80 | 33,
+            0,
+            1,
+            0,
+            sps265.len() as u8,
+        ],
+        sps265,
+    ]);
+    let av1c: &[u8] = &[
+        0x81, 0x05, 0x0c, 0x00, 0x0a, 0x0c, 0x02, 0x00, 0x00, 0x2d, 0x2a, 0x67, 0xfd, 0x9e, 0x01,
+        0x7c, 0x00, 0x20,
+    ];
+    let opus_head: &[u8] = b"OpusHead\x01\x02\x38\x01\x80\xbb\x00\x00\x00\x00\x00";
+    let key = head(1, &[]);
+    let inter = head(0, &[]);
+    vec![
+        (
+            "cmaf",
+            "avc_config",
+            cat(&[&key, &[0x17, 0, 0, 0, 0], &avcc]),
+        ),
+        (
+            "cmaf",
+            "avc_frame",
+            cat(&[&key, &[0x17, 1, 0, 0, 0x28, 0, 0, 0, 2, 0x65, 0x88]]),
+        ),
+        ("cmaf", "hevc_config", cat(&[&key, b"\x90hvc1", &hvcc])),
+        (
+            "cmaf",
+            "hevc_frame_x",
+            cat(&[&inter, b"\xa3hvc1\x00\x00\x00\x02\x02\x01"]),
+        ),
+        ("cmaf", "av1_config", cat(&[&key, b"\x90av01", av1c])),
+        (
+            "cmaf",
+            "av1_frame",
+            cat(&[&key, b"\x91av01\x12\x00", &av1c[4..]]),
+        ),
+        ("cmaf", "aac_config", cat(&[&key, &[0xaf, 0, 0x11, 0x90]])),
+        ("cmaf", "opus_config", cat(&[&key, b"\x90Opus", opus_head])),
+        (
+            "cmaf",
+            "opus_frame_mod_ex",
+            cat(&[&key, b"\x97\x01\x00\x00\x01Opus\xfc\xff\xfe"]),
         ),
     ]
 }

@@ -7,6 +7,7 @@
 
 pub mod amf;
 pub mod chunk;
+pub mod cmaf;
 pub mod command;
 pub mod dash;
 pub mod flv;

@@ -10,6 +10,8 @@ const SOUND_FORMAT_AAC: u8 = 10;
 /// Enhanced RTMP audio packet types.
 const PT_SEQUENCE_START: u8 = 0;
 const PT_MULTITRACK: u8 = 5;
+/// The packet type [`audio_payload`] reports for legacy formats without one.
+const LEGACY_CODED: u8 = 1;
 
 /// Audio codec, either a legacy sound format or an Enhanced RTMP FourCC.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -41,19 +43,57 @@ pub struct AudioTag {
 
 /// Classifies an audio message body (an FLV AUDIODATA tag body).
 pub fn parse_audio(body: &[u8]) -> Result<AudioTag, FlvError> {
+    classify(body).map(|(tag, _)| tag)
+}
+
+/// Where an audio message's payload starts, beside its classification.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AudioPayload {
+    pub tag: AudioTag,
+    /// The packet type: legacy AAC's AACPacketType (0 config, 1 raw frame),
+    /// the enhanced AudioPacketType (0 SequenceStart, 1 CodedFrames, ...;
+    /// for multitrack, the tracks' type), or 1 for legacy formats that
+    /// have none (every body is coded audio).
+    pub packet_type: u8,
+    /// Offset of the payload in the body: the AudioSpecificConfig, OpusHead
+    /// or coded frame. For a multitrack message only past the first track's
+    /// header (and may be meaningless): callers skip those.
+    pub offset: usize,
+}
+
+/// Classifies an audio message body and says where its payload starts, for
+/// code that needs the coded bytes rather than a classification (CMAF
+/// packaging). [`parse_audio`] gives the same classification.
+pub fn audio_payload(body: &[u8]) -> Result<AudioPayload, FlvError> {
+    let (tag, (packet_type, offset)) = classify(body)?;
+    Ok(AudioPayload {
+        tag,
+        packet_type,
+        offset,
+    })
+}
+
+/// The classification, the packet type and where parsing stopped.
+fn classify(body: &[u8]) -> Result<(AudioTag, (u8, usize)), FlvError> {
     let mut c = Cursor::new(body);
     let b0 = c.u8()?;
     let format = b0 >> 4;
     if format != SOUND_FORMAT_EX_HEADER {
         // Rate, size and channel bits (low nibble) do not matter to a relay.
-        let is_sequence_header = format == SOUND_FORMAT_AAC && c.u8()? == 0;
-        return Ok(AudioTag {
+        let packet_type = if format == SOUND_FORMAT_AAC {
+            c.u8()?
+        } else {
+            LEGACY_CODED
+        };
+        let is_sequence_header = format == SOUND_FORMAT_AAC && packet_type == 0;
+        let tag = AudioTag {
             codec: AudioCodec::Legacy(format),
             enhanced: false,
             multitrack: false,
             track: 0,
             is_sequence_header,
-        });
+        };
+        return Ok((tag, (packet_type, c.pos)));
     }
     let mut packet_type = c.skip_mod_ex(b0 & 0x0F)?;
     let mut multitrack = false;
@@ -67,13 +107,14 @@ pub fn parse_audio(body: &[u8]) -> Result<AudioTag, FlvError> {
     } else {
         c.fourcc()?
     };
-    Ok(AudioTag {
+    let tag = AudioTag {
         codec: AudioCodec::FourCc(fourcc),
         enhanced: true,
         multitrack,
         track,
         is_sequence_header: packet_type == PT_SEQUENCE_START,
-    })
+    };
+    Ok((tag, (packet_type, c.pos)))
 }
 
 #[cfg(test)]
@@ -170,7 +211,28 @@ mod tests {
         }
     }
 
+    #[test]
+    fn payload_offsets() {
+        let at = |b: &[u8]| audio_payload(b).map(|p| (p.packet_type, p.offset));
+        assert_eq!(at(&[0xAF, 0x00, 0x11, 0x90]), Ok((0, 2)));
+        assert_eq!(at(&[0xAF, 0x01, 0x21]), Ok((1, 2)));
+        assert_eq!(at(&[0x2F, 0xFF, 0xFB]), Ok((1, 1)));
+        assert_eq!(at(b"\x90OpusOpusHead"), Ok((0, 5)));
+        assert_eq!(at(b"\x91mp4a\x21"), Ok((1, 5)));
+        assert_eq!(at(b"\x94Opus\x01"), Ok((4, 5)));
+        assert_eq!(at(b"\x97\x02\x00\x01\x02\x01Opus\xFC"), Ok((1, 10)));
+        assert_eq!(at(&[0xAF]), Err(FlvError::Truncated));
+    }
+
     proptest! {
+        #[test]
+        fn audio_payload_agrees_with_parse_audio(body in proptest::collection::vec(any::<u8>(), 0..64)) {
+            if let Ok(p) = audio_payload(&body) {
+                prop_assert!(p.offset <= body.len());
+                prop_assert_eq!(Ok(p.tag), parse_audio(&body));
+            }
+        }
+
         #[test]
         fn parse_audio_never_panics(body in proptest::collection::vec(any::<u8>(), 0..64)) {
             let _ = parse_audio(&body);

@@ -10,13 +10,13 @@ mod audio;
 mod file;
 mod video;
 
-pub use audio::{parse_audio, AudioCodec, AudioTag};
+pub use audio::{audio_payload, parse_audio, AudioCodec, AudioPayload, AudioTag};
 pub use file::{
     parse_file_header, try_write_tag, write_file_header, write_tag, FlvHeader, FlvLimits, FlvTag,
     FlvTagReader, FILE_HEADER_LEN, MAX_FILE_HEADER_LEN, TAG_AUDIO, TAG_HEADER_LEN, TAG_SCRIPT,
     TAG_VIDEO,
 };
-pub use video::{parse_video, VideoCodec, VideoFrameType, VideoPacket, VideoTag};
+pub use video::{parse_video, video_payload, VideoCodec, VideoFrameType, VideoPacket, VideoTag};
 
 /// Video FourCCs defined by Enhanced RTMP.
 pub const FOURCC_AVC1: [u8; 4] = *b"avc1";

@@ -125,15 +125,43 @@ impl VideoTag {
 
 /// Classifies a video message body (an FLV VIDEODATA tag body).
 pub fn parse_video(body: &[u8]) -> Result<VideoTag, FlvError> {
+    classify(body).map(|(tag, _)| tag)
+}
+
+/// Classifies a video message body and says where its payload starts, for
+/// code that needs the coded bytes rather than a classification (CMAF
+/// packaging): the decoder configuration record of a sequence start, the
+/// coded data of frames (after the composition time where the form has
+/// one). For a multitrack message the offset is only past the first
+/// track's header (and may be meaningless): callers skip those.
+///
+/// Unlike [`parse_video`], a legacy AVC/HEVC sequence start must carry its
+/// three composition time bytes, since the record follows them.
+pub fn video_payload(body: &[u8]) -> Result<(VideoTag, usize), FlvError> {
+    let (tag, mut offset) = classify(body)?;
+    let legacy_avc_like = matches!(tag.codec, VideoCodec::Legacy(LEGACY_AVC | LEGACY_HEVC));
+    if legacy_avc_like && tag.packet == VideoPacket::SequenceStart {
+        // parse_video leaves the (meaningless) composition time unread there.
+        offset += 3;
+        if offset > body.len() {
+            return Err(FlvError::Truncated);
+        }
+    }
+    Ok((tag, offset))
+}
+
+/// The classification and the cursor position where parsing stopped.
+fn classify(body: &[u8]) -> Result<(VideoTag, usize), FlvError> {
     let mut c = Cursor::new(body);
     let b0 = c.u8()?;
     let frame_bits = (b0 >> 4) & 0x07;
     let frame_type = VideoFrameType::from_bits(frame_bits);
-    if b0 & 0x80 != 0 {
-        parse_enhanced(&mut c, frame_type, b0 & 0x0F)
+    let tag = if b0 & 0x80 != 0 {
+        parse_enhanced(&mut c, frame_type, b0 & 0x0F)?
     } else {
-        parse_legacy(&mut c, frame_type, b0 & 0x0F)
-    }
+        parse_legacy(&mut c, frame_type, b0 & 0x0F)?
+    };
+    Ok((tag, c.pos))
 }
 
 fn parse_legacy(
@@ -480,7 +508,35 @@ mod tests {
         }
     }
 
+    #[test]
+    fn payload_offsets() {
+        let at = |b: &[u8]| video_payload(b).map(|(_, offset)| offset);
+        // Legacy: header, packet type, composition time (read for the
+        // sequence start too, which parse_video leaves unread).
+        assert_eq!(at(&[0x17, 0x00, 0, 0, 0, 0x01]), Ok(5));
+        assert_eq!(at(&[0x17, 0x01, 0, 0, 0x28, 0xAA]), Ok(5));
+        assert_eq!(at(&[0x17, 0x00, 0, 0]), Err(FlvError::Truncated));
+        assert!(parse_video(&[0x17, 0x00, 0, 0]).is_ok());
+        assert_eq!(at(&[0x17, 0x02]), Ok(2));
+        // Enhanced: after the FourCC, and the SI24 where there is one.
+        assert_eq!(at(b"\x90hvc1\x01"), Ok(5));
+        assert_eq!(at(b"\x91hvc1\x00\x00\x21\xAA"), Ok(8));
+        assert_eq!(at(b"\xA3hvc1\xAA"), Ok(5));
+        assert_eq!(at(b"\x91av01\x12\x00"), Ok(5));
+        assert_eq!(at(b"\x97\x02\x01\x02\x03\x01hvc1\x00\x00\x10\xAA"), Ok(13));
+        let (tag, _) = video_payload(b"\x91hvc1\x00\x00\x21").unwrap();
+        assert_eq!(tag, parse_video(b"\x91hvc1\x00\x00\x21").unwrap());
+    }
+
     proptest! {
+        #[test]
+        fn video_payload_agrees_with_parse_video(body in proptest::collection::vec(any::<u8>(), 0..64)) {
+            if let Ok((tag, offset)) = video_payload(&body) {
+                prop_assert!(offset <= body.len());
+                prop_assert_eq!(Ok(tag), parse_video(&body));
+            }
+        }
+
         #[test]
         fn parse_video_never_panics(body in proptest::collection::vec(any::<u8>(), 0..64)) {
             let _ = parse_video(&body);
