@@ -447,6 +447,7 @@ impl Default for Config {
             stream: StreamSection::default(),
             player: PlayerSection::default(),
             http: HttpSection::default(),
+            hls: HlsSection::default(),
             log: LogSection::default(),
             metrics: MetricsSection::default(),
             edge: EdgeSection::default(),

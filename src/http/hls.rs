@@ -78,6 +78,7 @@ fn split_carried(rest: &str) -> Carried {
     let mut own = form_urlencoded::Serializer::new(String::new());
     let mut sid = None;
     let mut dash = false;
+    let rest = rest.strip_prefix('?').unwrap_or(rest);
     for (k, v) in form_urlencoded::parse(rest.as_bytes()) {
         match &*k {
             "sid" => sid = v.parse().ok(),
@@ -120,14 +121,9 @@ fn request_kind(asset: &hls::Asset, protocol: Protocol) -> HlsRequest {
 
 /// A fresh session id for a player whose playlist request had none.
 fn new_session_id() -> u64 {
-    let mut b = [0u8; 8];
-    if getrandom::getrandom(&mut b).is_err() {
-        let t = SystemTime::now()
-            .duration_since(SystemTime::UNIX_EPOCH)
-            .unwrap_or_default();
-        return t.as_nanos() as u64;
-    }
-    u64::from_le_bytes(b) >> 12
+    // 52 bits: unique enough per stream, and exact in JavaScript players
+    // that parse URLs into numbers.
+    rand::random::<u64>() >> 12
 }
 
 /// The wall-clock time of `t` (an ingest instant), for program date-times.
@@ -428,7 +424,7 @@ fn multivariant(window: &Window, uri_query: &str) -> Answer {
     let variant = hls::Variant {
         bandwidth: bandwidth(&s),
         average_bandwidth: None,
-        codecs: s.facts.codecs.clone(),
+        codecs: &s.facts.codecs,
         resolution: s.facts.resolution,
         frame_rate: None,
         uri_query,
@@ -452,10 +448,14 @@ fn mpd(window: &Window, uri_query: &str) -> Answer {
     let start = wall(origin, now, now_wall)
         .checked_sub(Duration::from_micros(origin_time * 1_000_000 / u64::from(timescale)))
         .unwrap_or(SystemTime::UNIX_EPOCH);
-    let segments: Vec<(u64, u64, u64)> = s
+    let segments: Vec<dash::TimelineSegment> = s
         .segments
         .iter()
-        .map(|g| (g.msn, g.start_time, to_ticks(g.duration)))
+        .map(|g| dash::TimelineSegment {
+            number: g.msn,
+            start: g.start_time,
+            duration: to_ticks(g.duration),
+        })
         .collect();
     let longest = s.max_segment.max(Duration::from_secs(1));
     let part = s
@@ -473,13 +473,15 @@ fn mpd(window: &Window, uri_query: &str) -> Answer {
         suggested_presentation_delay: longest,
         minimum_update_period: part.max(Duration::from_millis(500)),
         time_shift_buffer_depth: s.segments.iter().map(|g| g.duration).sum(),
-        availability_time_offset: Some(longest.saturating_sub(part).as_secs_f64()),
-        codecs: s.facts.codecs.clone(),
+        availability_time_offset: Some(longest.saturating_sub(part)),
+        target_latency: Some(longest),
+        codecs: &s.facts.codecs,
         width_height: s.facts.resolution,
         audio_sample_rate: s.facts.audio_rate,
         bandwidth: bandwidth(&s),
         query: uri_query,
-        utc_timing_url: "/time",
+        utc_timing: dash::UtcTiming::HttpXsDate("/time"),
+        ended: s.ended,
     };
     let text = dash::render_mpd(&m);
     Answer::Body {

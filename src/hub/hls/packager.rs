@@ -61,7 +61,6 @@ struct OpenFrame {
     cts_ms: i32,
     keyframe: bool,
     data: Bytes,
-    ingest: Instant,
 }
 
 /// Widens 32-bit millisecond timestamps (which wrap after 49 days) to 64.
@@ -305,7 +304,6 @@ impl Packager {
             cts_ms,
             keyframe,
             data,
-            ingest,
         };
         let Some(part_start) = self.part_start else {
             // Segments start on keyframes.
