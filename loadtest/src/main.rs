@@ -3,7 +3,9 @@
 
 mod floor;
 mod flvstream;
+mod fmp4;
 mod httpflv;
+mod m3u8;
 mod media;
 mod play;
 mod playloop;
