@@ -168,7 +168,7 @@ pub fn next_media(pl: &MediaPlaylist, mut next: Pos) -> MediaStep {
 
 /// Where a player joining now starts. With parts: the last independent
 /// part at least `PART-HOLD-BACK` (three part targets when not given) from
-/// the end of the playlist, as an LL-HLS player joins; the newest
+/// the end of the playlist, as an LL-HLS player joins; the oldest listed
 /// independent part when none is that old; the start of the newest
 /// segment when no part is marked independent. Without parts: the newest
 /// complete segment, the least latency ordinary HLS allows.
@@ -208,7 +208,7 @@ pub fn start_position(pl: &MediaPlaylist) -> Pos {
         .iter()
         .rev()
         .find(|(_, start)| *start <= latest_start + 1e-6)
-        .or(independent.last())
+        .or(independent.first())
         .map(|(pos, _)| *pos)
         .unwrap_or(newest_segment)
 }
@@ -611,7 +611,7 @@ impl HlsClient {
 
     fn idle(&self, slot: Slot, now: Instant) -> bool {
         let s = &self.slots[slot as usize];
-        s.inflight.is_none() && s.not_before.is_none_or(|t| now >= t)
+        s.inflight.is_none() && s.not_before.map_or(true, |t| now >= t)
     }
 
     fn step_media(&mut self, now: Instant, stats: &mut ThreadStats) {
@@ -638,7 +638,7 @@ impl HlsClient {
         };
         match step {
             MediaStep::Fetch { uri, then, .. } => {
-                if self.init.as_ref().is_none_or(|i| i.uri != map) {
+                if self.init.as_ref().map_or(true, |i| i.uri != map) {
                     let Ok(target) = m3u8::resolve(&self.playlist, &map, &self.authority) else {
                         self.ended = Some("hls:map-uri".into());
                         return;
@@ -793,5 +793,372 @@ fn read_response(
     match too_large {
         Some(cap) => Err(ResponseError::TooLarge(cap)),
         None => Ok(done),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::fmp4::tests::{fragment, init_segment, video_samples};
+
+    /// An LL-HLS playlist: segment 40 without its parts (aged out), 41 with
+    /// two, one part of 42 so far and the hint for the next.
+    fn ll(media_sequence: u64, hold_back: f64) -> String {
+        let m = media_sequence;
+        format!(
+            "#EXTM3U
+#EXT-X-TARGETDURATION:2
+#EXT-X-SERVER-CONTROL:CAN-BLOCK-RELOAD=YES,PART-HOLD-BACK={hold_back},CAN-SKIP-UNTIL=12
+#EXT-X-PART-INF:PART-TARGET=0.2
+#EXT-X-MEDIA-SEQUENCE:{m}
+#EXT-X-MAP:URI=\"init.mp4?token=t1&sid=9\"
+#EXTINF:2.0,
+seg{m}.m4s?sid=9
+#EXT-X-PART:DURATION=0.2,URI=\"part{m1}.0.m4s?sid=9\",INDEPENDENT=YES
+#EXT-X-PART:DURATION=0.2,URI=\"part{m1}.1.m4s?sid=9\"
+#EXTINF:0.4,
+seg{m1}.m4s?sid=9
+#EXT-X-PART:DURATION=0.2,URI=\"part{m2}.0.m4s?sid=9\",INDEPENDENT=YES
+#EXT-X-PRELOAD-HINT:TYPE=PART,URI=\"part{m2}.1.m4s?sid=9\"
+",
+            m1 = m + 1,
+            m2 = m + 2
+        )
+    }
+
+    fn media(text: &str) -> MediaPlaylist {
+        match m3u8::parse(text) {
+            Ok(Playlist::Media(m)) => m,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    fn fetch(uri: &str, kind: MediaKind, then: (u64, u64)) -> MediaStep {
+        MediaStep::Fetch {
+            uri: uri.into(),
+            kind,
+            then: Pos::new(then.0, then.1),
+        }
+    }
+
+    #[test]
+    fn next_media_walks_segments_parts_and_the_hint() {
+        let pl = media(&ll(40, 0.6));
+        let at = |msn, part| next_media(&pl, Pos::new(msn, part));
+        // A complete segment from its start is fetched whole.
+        assert_eq!(
+            at(41, 0),
+            fetch("seg41.m4s?sid=9", MediaKind::Segment, (42, 0))
+        );
+        // Inside it, by parts; its last part leads to the next segment.
+        assert_eq!(
+            at(41, 1),
+            fetch("part41.1.m4s?sid=9", MediaKind::Part, (42, 0))
+        );
+        // Past its last part (fetched as a hint before it was known to be
+        // the last): the next segment.
+        assert_eq!(
+            at(41, 2),
+            fetch("part42.0.m4s?sid=9", MediaKind::Part, (42, 1))
+        );
+        // The segment being made: listed parts, then the hinted one.
+        assert_eq!(
+            at(42, 0),
+            fetch("part42.0.m4s?sid=9", MediaKind::Part, (42, 1))
+        );
+        assert_eq!(
+            at(42, 1),
+            fetch("part42.1.m4s?sid=9", MediaKind::Hint, (42, 2))
+        );
+        // Beyond the hint: wait for the next playlist.
+        assert_eq!(at(42, 2), MediaStep::Wait);
+        // Expired from the window, or inside a segment whose parts are gone.
+        assert_eq!(at(39, 0), MediaStep::Jump);
+        assert_eq!(at(40, 1), MediaStep::Jump);
+        // Beyond the segment being made: the sequence restarted lower.
+        assert_eq!(at(43, 0), MediaStep::Jump);
+    }
+
+    #[test]
+    fn ordinary_hls_waits_for_whole_segments() {
+        let text = "#EXTM3U\n#EXT-X-TARGETDURATION:1\n#EXT-X-MEDIA-SEQUENCE:3\n#EXT-X-MAP:URI=\"init.mp4\"\n#EXTINF:1.0,\nindex3.m4s\n#EXTINF:1.0,\nindex4.m4s\n";
+        let pl = media(text);
+        assert_eq!(start_position(&pl), Pos::new(4, 0));
+        assert_eq!(
+            next_media(&pl, Pos::new(4, 0)),
+            fetch("index4.m4s", MediaKind::Segment, (5, 0))
+        );
+        assert_eq!(next_media(&pl, Pos::new(5, 0)), MediaStep::Wait);
+        let ended = media(&format!("{text}#EXT-X-ENDLIST\n"));
+        assert_eq!(next_media(&ended, Pos::new(5, 0)), MediaStep::End);
+        // Parts without blocking reloads are not low-latency: segments.
+        let pl = media(&ll(40, 0.6).replace("CAN-BLOCK-RELOAD=YES,", ""));
+        assert_eq!(next_media(&pl, Pos::new(42, 0)), MediaStep::Wait);
+        assert_eq!(start_position(&pl), Pos::new(41, 0));
+    }
+
+    #[test]
+    fn start_is_the_last_independent_part_behind_the_hold_back() {
+        // Parts start at 2.0 (41.0, independent), 2.2, 2.4 (42.0,
+        // independent); the playlist ends at 2.6.
+        assert_eq!(start_position(&media(&ll(40, 0.6))), Pos::new(41, 0));
+        assert_eq!(start_position(&media(&ll(40, 0.1))), Pos::new(42, 0));
+        // None old enough: the oldest independent part still listed.
+        assert_eq!(start_position(&media(&ll(40, 5.0))), Pos::new(41, 0));
+        // None marked: the newest segment.
+        let plain = ll(40, 0.6).replace(",INDEPENDENT=YES", "");
+        assert_eq!(start_position(&media(&plain)), Pos::new(41, 0));
+    }
+
+    /// A client driven in memory: answers go in through `on_data`, in
+    /// `step`-sized reads.
+    struct Rig {
+        c: HlsClient,
+        state: PlayerState,
+        stats: ThreadStats,
+        now: Instant,
+    }
+
+    impl Rig {
+        fn new(url: &str) -> Rig {
+            let url = HttpUrl::parse(url, "http").unwrap();
+            let mut r = Rig {
+                c: HlsClient::new(&url),
+                state: PlayerState::new(Duration::ZERO),
+                stats: ThreadStats::default(),
+                now: Instant::now(),
+            };
+            r.c.start(r.now, &mut r.stats);
+            r
+        }
+
+        /// The request target waiting on `slot` (taken), if any.
+        fn request(&mut self, slot: Slot) -> Option<String> {
+            let out = self.c.out(slot).split();
+            if out.is_empty() {
+                return None;
+            }
+            let text = String::from_utf8(out.to_vec()).unwrap();
+            assert!(text.ends_with("\r\n\r\n") && text.contains("\r\nHost: h:8080\r\n"));
+            let line = text.lines().next().unwrap();
+            Some(
+                line.strip_prefix("GET ")
+                    .and_then(|l| l.strip_suffix(" HTTP/1.1"))
+                    .unwrap()
+                    .to_string(),
+            )
+        }
+
+        fn answer(&mut self, slot: Slot, status: u16, body: &[u8], chunked: bool) {
+            let mut bytes = if chunked {
+                format!("HTTP/1.1 {status} X\r\nTransfer-Encoding: chunked\r\n\r\n").into_bytes()
+            } else {
+                format!(
+                    "HTTP/1.1 {status} X\r\nContent-Length: {}\r\n\r\n",
+                    body.len()
+                )
+                .into_bytes()
+            };
+            if chunked {
+                for c in body.chunks(100) {
+                    bytes.extend_from_slice(format!("{:x}\r\n", c.len()).as_bytes());
+                    bytes.extend_from_slice(c);
+                    bytes.extend_from_slice(b"\r\n");
+                }
+                bytes.extend_from_slice(b"0\r\n\r\n");
+            } else {
+                bytes.extend_from_slice(body);
+            }
+            for part in bytes.chunks(37) {
+                self.c
+                    .on_data(slot, part, self.now, &mut self.state, &mut self.stats);
+            }
+        }
+
+        fn wait(&mut self, d: Duration) {
+            self.now += d;
+            self.c.on_timer(self.now, &mut self.stats);
+        }
+    }
+
+    #[test]
+    fn a_player_waits_for_the_stream_then_follows_the_live_edge() {
+        let mut r = Rig::new("http://h:8080/live/x/index.m3u8?token=a");
+        let pl = Slot::Playlist;
+        let md = Slot::Media;
+        assert_eq!(r.request(pl).as_deref(), Some("/live/x/index.m3u8?token=a"));
+        assert_eq!(r.request(md), None);
+
+        // Not published yet: 404, retried after a backoff, not counted up.
+        r.answer(pl, 404, b"", false);
+        assert_eq!(r.request(pl), None);
+        assert!(!r.c.is_up());
+        assert_eq!(r.stats.request_errors["http:404"], 1);
+        assert_eq!(r.stats.request_errors_playing, 0);
+        r.wait(BACKOFF_MIN);
+        assert_eq!(r.request(pl).as_deref(), Some("/live/x/index.m3u8?token=a"));
+
+        // The playlist: up; a blocking reload for the hinted part, and the
+        // init segment, its own query kept.
+        r.answer(pl, 200, ll(40, 0.6).as_bytes(), false);
+        assert!(r.c.is_up());
+        assert_eq!(r.stats.players_up, 1);
+        assert_eq!(
+            r.request(pl).as_deref(),
+            Some("/live/x/index.m3u8?token=a&_HLS_msn=42&_HLS_part=1")
+        );
+        assert_eq!(
+            r.request(md).as_deref(),
+            Some("/live/x/init.mp4?token=t1&sid=9")
+        );
+        r.answer(md, 200, &init_segment(4), false);
+        // Start: segment 41 whole (its first part is the independent one
+        // behind the hold-back).
+        assert_eq!(r.request(md).as_deref(), Some("/live/x/seg41.m4s?sid=9"));
+        r.answer(
+            md,
+            200,
+            &fragment(&video_samples(4, 0, 12), &[vec![1; 20]]),
+            true,
+        );
+        assert_eq!(
+            (r.stats.video_frames, r.stats.frames, r.stats.lost),
+            (12, 12, 0)
+        );
+        assert_eq!((r.stats.good_starts, r.stats.bad_starts), (1, 0));
+        // Then the listed part of 42, then the hinted one.
+        assert_eq!(r.request(md).as_deref(), Some("/live/x/part42.0.m4s?sid=9"));
+        r.answer(md, 200, &fragment(&video_samples(4, 12, 6), &[]), false);
+        assert_eq!(r.request(md).as_deref(), Some("/live/x/part42.1.m4s?sid=9"));
+        r.answer(md, 200, &fragment(&video_samples(4, 18, 6), &[]), false);
+        // Beyond the hint: nothing until the blocking reload answers.
+        assert_eq!(r.request(md), None);
+        let newer = ll(40, 0.6).replace(
+            "#EXT-X-PRELOAD-HINT:TYPE=PART,URI=\"part42.1.m4s?sid=9\"",
+            "#EXT-X-PART:DURATION=0.2,URI=\"part42.1.m4s?sid=9\"\n#EXT-X-PRELOAD-HINT:TYPE=PART,URI=\"part42.2.m4s?sid=9\"",
+        );
+        r.answer(pl, 200, newer.as_bytes(), false);
+        assert_eq!(
+            r.request(pl).as_deref(),
+            Some("/live/x/index.m3u8?token=a&_HLS_msn=42&_HLS_part=2")
+        );
+        assert_eq!(r.request(md).as_deref(), Some("/live/x/part42.2.m4s?sid=9"));
+        assert_eq!((r.stats.frames, r.stats.lost, r.stats.stalls), (24, 0, 0));
+        assert!(r.stats.request_errors_playing == 0);
+    }
+
+    #[test]
+    fn expired_media_jumps_to_the_live_edge_as_a_stall() {
+        let mut r = Rig::new("http://h:8080/live/x/index.m3u8");
+        r.request(Slot::Playlist);
+        r.answer(Slot::Playlist, 200, ll(40, 0.6).as_bytes(), false);
+        r.request(Slot::Playlist);
+        r.request(Slot::Media);
+        r.answer(Slot::Media, 200, &init_segment(4), false);
+        assert_eq!(
+            r.request(Slot::Media).as_deref(),
+            Some("/live/x/seg41.m4s?sid=9")
+        );
+        // The segment request fails; meanwhile the window moved past it
+        // (the publisher came back, the sequence jumped by 10).
+        r.answer(Slot::Media, 404, b"", false);
+        assert_eq!(r.stats.request_errors_playing, 1);
+        r.answer(Slot::Playlist, 200, ll(50, 0.6).as_bytes(), false);
+        r.wait(BACKOFF_MIN);
+        assert_eq!(
+            r.request(Slot::Media).as_deref(),
+            Some("/live/x/seg51.m4s?sid=9")
+        );
+        assert_eq!(r.stats.stalls, 1);
+    }
+
+    #[test]
+    fn no_video_for_a_second_is_a_stall_and_a_silent_server_a_timeout() {
+        let mut r = Rig::new("http://h:8080/live/x/index.m3u8");
+        r.request(Slot::Playlist);
+        r.answer(Slot::Playlist, 200, ll(40, 0.1).as_bytes(), false);
+        r.request(Slot::Media);
+        r.answer(Slot::Media, 200, &init_segment(4), false);
+        assert_eq!(
+            r.request(Slot::Media).as_deref(),
+            Some("/live/x/part42.0.m4s?sid=9")
+        );
+        r.answer(
+            Slot::Media,
+            200,
+            &fragment(&video_samples(4, 0, 6), &[]),
+            false,
+        );
+        // The hinted part never comes.
+        assert_eq!(
+            r.request(Slot::Media).as_deref(),
+            Some("/live/x/part42.1.m4s?sid=9")
+        );
+        r.wait(Duration::from_millis(999));
+        assert_eq!(r.stats.stalls, 0);
+        r.wait(Duration::from_millis(1));
+        assert_eq!(r.stats.stalls, 1);
+        // One stall however long it lasts.
+        r.wait(Duration::from_secs(2));
+        assert_eq!(r.stats.stalls, 1);
+        r.wait(REQUEST_TIMEOUT_MIN);
+        assert_eq!(r.stats.request_errors["timeout"], 2, "both requests");
+        assert!(r.c.take_close(Slot::Media) && r.c.take_close(Slot::Playlist));
+        // Retried after the backoff on fresh connections.
+        r.wait(BACKOFF_MIN);
+        assert_eq!(
+            r.request(Slot::Media).as_deref(),
+            Some("/live/x/part42.1.m4s?sid=9")
+        );
+        assert!(r.request(Slot::Playlist).is_some());
+    }
+
+    #[test]
+    fn a_connection_closed_mid_response_fails_the_request_only() {
+        let mut r = Rig::new("http://h:8080/live/x/index.m3u8");
+        r.request(Slot::Playlist);
+        let (now, state, stats) = (r.now, &mut r.state, &mut r.stats);
+        r.c.on_data(
+            Slot::Playlist,
+            b"HTTP/1.1 200 OK\r\nContent-Length: 500\r\n\r\n#EXTM3U\n",
+            now,
+            state,
+            stats,
+        );
+        r.c.on_closed(Slot::Playlist, None, now, state, stats);
+        assert_eq!(r.stats.request_errors["closed"], 1);
+        assert!(r.c.ended().is_none());
+        r.wait(BACKOFF_MIN);
+        assert!(r.request(Slot::Playlist).is_some());
+        // A close-delimited body is complete at the close.
+        let body = format!("HTTP/1.0 200 OK\r\n\r\n{}", ll(40, 0.6));
+        let (now, state, stats) = (r.now, &mut r.state, &mut r.stats);
+        r.c.on_data(Slot::Playlist, body.as_bytes(), now, state, stats);
+        assert!(!r.c.is_up());
+        r.c.on_closed(Slot::Playlist, None, now, state, stats);
+        assert!(r.c.is_up());
+        assert_eq!(r.stats.request_errors.len(), 1);
+    }
+
+    #[test]
+    fn a_playlist_without_a_map_is_not_playable() {
+        let mut r = Rig::new("http://h:8080/live/x/index.m3u8");
+        r.request(Slot::Playlist);
+        let ts = "#EXTM3U\n#EXT-X-TARGETDURATION:2\n#EXTINF:2,\nseg0.ts\n";
+        r.answer(Slot::Playlist, 200, ts.as_bytes(), false);
+        assert_eq!(r.c.ended(), Some("hls:not-fmp4"));
+    }
+
+    #[test]
+    fn a_multivariant_playlist_leads_to_its_first_variant() {
+        let mut r = Rig::new("http://h:8080/live/x/master.m3u8?t=1");
+        r.request(Slot::Playlist);
+        let mv = "#EXTM3U\n#EXT-X-STREAM-INF:BANDWIDTH=1\nlow/index.m3u8?t=1\n";
+        r.answer(Slot::Playlist, 200, mv.as_bytes(), false);
+        assert_eq!(
+            r.request(Slot::Playlist).as_deref(),
+            Some("/live/x/low/index.m3u8?t=1")
+        );
+        assert!(!r.c.is_up());
     }
 }

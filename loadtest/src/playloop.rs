@@ -185,6 +185,8 @@ struct HlsSock {
     connected: bool,
 }
 
+// As for `Wire`: all players of a run are of one kind.
+#[allow(clippy::large_enum_variant)]
 enum Player {
     Stream(Conn),
     Hls(HlsPlayer),
@@ -494,7 +496,7 @@ fn hls_sync(
         return;
     }
     if let Some(d) = h.client.deadline() {
-        if h.timer.is_none_or(|t| d < t) {
+        if h.timer.map_or(true, |t| d < t) {
             cx.timers.push(Reverse((d, i)));
             h.timer = Some(d);
         }
