@@ -240,6 +240,12 @@ enum Body {
 /// One request in flight and its response so far.
 struct Inflight {
     req: Req,
+    /// The request target, to send it again (see [`HlsClient::on_closed`]).
+    target: String,
+    /// Some of the answer arrived.
+    answered: bool,
+    /// Already sent again once.
+    resent: bool,
     sent: Instant,
     deadline: Instant,
     head: HeadReader,
@@ -259,6 +265,8 @@ pub struct SlotState {
     /// what `out` holds next).
     close: bool,
     inflight: Option<Inflight>,
+    /// Responses read whole on the current connection.
+    served: u32,
     /// Earliest time for this slot's next request (backoff, polling).
     not_before: Option<Instant>,
     backoff: Duration,
@@ -327,7 +335,11 @@ impl HlsClient {
 
     /// True once: the I/O loop must close `slot`'s connection now.
     pub fn take_close(&mut self, slot: Slot) -> bool {
-        std::mem::take(&mut self.slots[slot as usize].close)
+        let s = &mut self.slots[slot as usize];
+        if s.close {
+            s.served = 0;
+        }
+        std::mem::take(&mut s.close)
     }
 
     pub fn is_up(&self) -> bool {
@@ -402,7 +414,10 @@ impl HlsClient {
 
     /// `slot`'s connection closed (`reason` None: the server closed it) or
     /// could not be opened. A response whose body runs to the close is
-    /// complete; any other request in flight has failed.
+    /// complete. A request on a connection that had served others and got
+    /// no answer at all is sent once more on a new one, not counted: the
+    /// server closed an idle keep-alive connection as the request went
+    /// out, which browsers retry too. Any other request in flight failed.
     pub fn on_closed(
         &mut self,
         slot: Slot,
@@ -413,7 +428,15 @@ impl HlsClient {
     ) {
         let s = &mut self.slots[slot as usize];
         s.out.clear();
-        if let Some(f) = s.inflight.take() {
+        let reused = std::mem::take(&mut s.served) > 0;
+        if let Some(mut f) = s.inflight.take() {
+            if reused && !f.answered && !f.resent {
+                f.resent = true;
+                s.out
+                    .extend_from_slice(request(&f.target, &self.authority).as_bytes());
+                s.inflight = Some(f);
+                return;
+            }
             match (&f.status, reason) {
                 (Some((_, _, Body::Close)), None) => self.complete(slot, f, now, state, stats),
                 (_, reason) => {
@@ -439,6 +462,7 @@ impl HlsClient {
             s.close = true;
             return;
         };
+        f.answered = true;
         let mut sink = Sink {
             state: &mut *state,
             stats: &mut *stats,
@@ -449,6 +473,7 @@ impl HlsClient {
         match read_response(f, data, &mut sink) {
             Ok(false) => {}
             Ok(true) => {
+                s.served += 1;
                 let f = s.inflight.take().expect("a request is in flight");
                 if f.status.as_ref().is_some_and(|st| st.1) {
                     s.close = true;
@@ -665,17 +690,13 @@ impl HlsClient {
         let timeout = self.request_timeout();
         let s = &mut self.slots[slot as usize];
         s.not_before = None;
-        // No `Connection` header: HTTP/1.1 keeps the connection, as
-        // browsers' players do.
-        s.out.extend_from_slice(
-            format!(
-                "GET {target} HTTP/1.1\r\nHost: {}\r\nUser-Agent: cascade-loadtest\r\nAccept: */*\r\n\r\n",
-                self.authority
-            )
-            .as_bytes(),
-        );
+        s.out
+            .extend_from_slice(request(target, &self.authority).as_bytes());
         s.inflight = Some(Inflight {
             req,
+            target: target.to_string(),
+            answered: false,
+            resent: false,
             sent: now,
             deadline: now + timeout,
             head: HeadReader::default(),
@@ -683,6 +704,14 @@ impl HlsClient {
             buf: Vec::new(),
         });
     }
+}
+
+/// A GET. No `Connection` header: HTTP/1.1 keeps the connection, as
+/// browsers' players do.
+fn request(target: &str, authority: &str) -> String {
+    format!(
+        "GET {target} HTTP/1.1\r\nHost: {authority}\r\nUser-Agent: cascade-loadtest\r\nAccept: */*\r\n\r\n"
+    )
 }
 
 /// Where a media body's findings go.
@@ -1138,6 +1167,24 @@ seg{m1}.m4s?sid=9
         r.c.on_closed(Slot::Playlist, None, now, state, stats);
         assert!(r.c.is_up());
         assert_eq!(r.stats.request_errors.len(), 1);
+    }
+
+    #[test]
+    fn a_request_lost_to_a_keep_alive_close_is_sent_again_once() {
+        let mut r = Rig::new("http://h:8080/live/x/index.m3u8");
+        r.request(Slot::Playlist);
+        r.answer(Slot::Playlist, 200, ll(40, 0.6).as_bytes(), false);
+        let reload = r.request(Slot::Playlist).unwrap();
+        // The server closes the connection as the reload goes out.
+        let (now, state, stats) = (r.now, &mut r.state, &mut r.stats);
+        r.c.on_closed(Slot::Playlist, None, now, state, stats);
+        assert_eq!(r.request(Slot::Playlist), Some(reload));
+        assert!(r.stats.request_errors.is_empty());
+        // On the new connection, a second close is a failure.
+        let (now, state, stats) = (r.now, &mut r.state, &mut r.stats);
+        r.c.on_closed(Slot::Playlist, None, now, state, stats);
+        assert_eq!(r.stats.request_errors["closed"], 1);
+        assert_eq!(r.request(Slot::Playlist), None);
     }
 
     #[test]
