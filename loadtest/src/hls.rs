@@ -663,19 +663,21 @@ impl HlsClient {
         };
         match step {
             MediaStep::Fetch { uri, then, .. } => {
-                if self.init.as_ref().map_or(true, |i| i.uri != map) {
+                // The init segment in effect here first (a discontinuity
+                // may bring a new one).
+                let Some(video) = self.init.as_ref().filter(|i| i.uri == map).map(|i| i.video)
+                else {
                     let Ok(target) = m3u8::resolve(&self.playlist, &map, &self.authority) else {
                         self.ended = Some("hls:map-uri".into());
                         return;
                     };
                     self.send(Slot::Media, &target, Req::Init { uri: map }, now, stats);
                     return;
-                }
+                };
                 let Ok(target) = m3u8::resolve(&self.playlist, &uri, &self.authority) else {
                     self.ended = Some("hls:media-uri".into());
                     return;
                 };
-                let video = self.init.as_ref().map(|i| i.video).expect("init loaded");
                 let reader = Some(FragmentReader::new(video));
                 let req = Req::Media { then, reader };
                 self.send(Slot::Media, &target, req, now, stats);
@@ -1185,6 +1187,52 @@ seg{m1}.m4s?sid=9
         r.c.on_closed(Slot::Playlist, None, now, state, stats);
         assert_eq!(r.stats.request_errors["closed"], 1);
         assert_eq!(r.request(Slot::Playlist), None);
+    }
+
+    #[test]
+    fn a_discontinuity_with_a_new_map_fetches_the_new_init_first() {
+        let mut r = Rig::new("http://h:8080/live/x/index.m3u8");
+        let head = "#EXTM3U\n#EXT-X-TARGETDURATION:1\n#EXT-X-MEDIA-SEQUENCE:41\n#EXT-X-MAP:URI=\"a/init.mp4\"\n#EXTINF:1,\na/41.m4s\n";
+        r.request(Slot::Playlist);
+        r.answer(Slot::Playlist, 200, head.as_bytes(), false);
+        assert_eq!(
+            r.request(Slot::Media).as_deref(),
+            Some("/live/x/a/init.mp4")
+        );
+        r.answer(Slot::Media, 200, &init_segment(4), false);
+        assert_eq!(r.request(Slot::Media).as_deref(), Some("/live/x/a/41.m4s"));
+        r.answer(
+            Slot::Media,
+            200,
+            &fragment(&video_samples(4, 0, 30), &[]),
+            false,
+        );
+        assert_eq!(r.request(Slot::Media), None);
+        // Ordinary HLS: the next poll half a target duration later.
+        assert_eq!(r.request(Slot::Playlist), None);
+        r.wait(Duration::from_millis(500));
+        assert_eq!(
+            r.request(Slot::Playlist).as_deref(),
+            Some("/live/x/index.m3u8")
+        );
+        let more = format!(
+            "{head}#EXT-X-DISCONTINUITY\n#EXT-X-MAP:URI=\"b/init.mp4\"\n#EXTINF:1,\nb/42.m4s\n"
+        );
+        r.answer(Slot::Playlist, 200, more.as_bytes(), false);
+        assert_eq!(
+            r.request(Slot::Media).as_deref(),
+            Some("/live/x/b/init.mp4")
+        );
+        r.answer(Slot::Media, 200, &init_segment(2), false);
+        assert_eq!(r.request(Slot::Media).as_deref(), Some("/live/x/b/42.m4s"));
+        // The new init's NAL length size applies to the new media.
+        r.answer(
+            Slot::Media,
+            200,
+            &fragment(&video_samples(2, 30, 30), &[]),
+            false,
+        );
+        assert_eq!((r.stats.frames, r.stats.lost, r.stats.stalls), (60, 0, 0));
     }
 
     #[test]
