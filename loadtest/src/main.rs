@@ -365,9 +365,17 @@ fn collect(
     let emit = |second: u64, ivs: Vec<Interval>, timeline: &mut Vec<Point>| {
         let pt = merge_intervals(second, 1.0, &ivs);
         if !quiet {
+            let latency = if pt.latency_samples > 0 {
+                format!(
+                    "p50 {:>7.1} ms  p99 {:>7.1} ms  max {:>7.1} ms",
+                    pt.p50_ms, pt.p99_ms, pt.max_ms
+                )
+            } else {
+                format!("{:<39}", "latency unknown (no stamped frames)")
+            };
             eprintln!(
-                "[{:>4}s] players {:>6}/{} | {:>9.1} Mbit/s | p50 {:>7.1} ms  p99 {:>7.1} ms  max {:>7.1} ms | errors {}",
-                second, pt.players, cfg.players, pt.mbit_s, pt.p50_ms, pt.p99_ms, pt.max_ms, pt.errors
+                "[{:>4}s] players {:>6}/{} | {:>9.1} Mbit/s | {} | errors {}",
+                second, pt.players, cfg.players, pt.mbit_s, latency, pt.errors
             );
         }
         timeline.push(pt);

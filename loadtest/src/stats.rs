@@ -216,6 +216,9 @@ pub struct Point {
     pub t_s: u64,
     pub players: u64,
     pub mbit_s: f64,
+    /// Latency samples this second; with none the percentiles are 0 and
+    /// mean unknown.
+    pub latency_samples: u64,
     pub p50_ms: f64,
     pub p99_ms: f64,
     pub max_ms: f64,
@@ -238,6 +241,7 @@ pub fn merge_intervals(t_s: u64, seconds: f64, ivs: &[Interval]) -> Point {
     }
     p.mbit_s = bytes as f64 * 8.0 / 1e6 / seconds.max(1e-3);
     let s = summarize(&h);
+    p.latency_samples = s.count;
     p.p50_ms = s.p50;
     p.p99_ms = s.p99;
     p.max_ms = s.max;
