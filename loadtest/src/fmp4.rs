@@ -353,19 +353,15 @@ impl FragmentReader {
         while !data.is_empty() {
             match &mut self.top {
                 Top::Header { buf, got } => {
-                    let want =
-                        if *got >= 8 && u32::from_be_bytes([buf[0], buf[1], buf[2], buf[3]]) == 1 {
-                            16
-                        } else {
-                            8
-                        };
+                    // 8 bytes, or 16 when the 32-bit size is 1 (a 64-bit
+                    // size follows the type).
+                    let large = |b: &[u8; 16]| u32::from_be_bytes([b[0], b[1], b[2], b[3]]) == 1;
+                    let want = if *got >= 8 && large(buf) { 16 } else { 8 };
                     let n = (want - *got).min(data.len());
                     buf[*got..*got + n].copy_from_slice(&data[..n]);
                     *got += n;
                     data = &data[n..];
-                    if *got == want
-                        && (want == 16 || u32::from_be_bytes([buf[0], buf[1], buf[2], buf[3]]) != 1)
-                    {
+                    if *got == 16 || (*got == 8 && !large(buf)) {
                         let (buf, got) = (*buf, *got);
                         self.open_box(&buf[..got])?;
                     }
