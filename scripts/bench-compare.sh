@@ -6,18 +6,24 @@
 # floor measured in the same run, and (for HTTP-FLV or WebSocket-FLV
 # players) to cascade's own RTMP players in the same run.
 #
-# Players speak RTMP, HTTP-FLV or WebSocket-FLV: PROTO sets it for every
-# server, a suffix on a server's name sets it for that server alone
-# (cascade-rtmp, cascade-httpflv, cascade-wsflv; also with @W and for
-# baseline). So SERVERS="cascade cascade-httpflv" measures cascade with RTMP
+# Players speak RTMP, HTTP-FLV, WebSocket-FLV or Low-Latency HLS: PROTO
+# sets it for every server, a suffix on a server's name sets it for that
+# server alone (cascade-rtmp, cascade-httpflv, cascade-wsflv,
+# cascade-llhls; also with @W and for baseline). So SERVERS="cascade cascade-httpflv" measures cascade with RTMP
 # players and with HTTP-FLV players side by side, and the "vs rtmp" column
 # gives the second's core-s/Gbit over the first's (with PROTO=http-flv the
 # same pair is SERVERS="cascade-rtmp cascade"). The publisher always
 # speaks RTMP. A cascade whose players use HTTP gets --http 127.0.0.1:HTTP_PORT
 # and they play http://127.0.0.1:HTTP_PORT/live/bench.flv (ws:// for
-# WebSocket-FLV). nginx-rtmp and the floor have no HTTP-FLV: their players
-# always use RTMP, whatever PROTO says (the "proto" column shows it), so
-# their ratios to an HTTP cascade compare across protocols.
+# WebSocket-FLV; http://127.0.0.1:HTTP_PORT/live/bench/index.m3u8 for LL-HLS,
+# each player on two keep-alive connections: blocking playlist reloads and
+# preload-hinted parts). nginx-rtmp and the floor have no HTTP players: their
+# players always use RTMP, whatever PROTO says (the "proto" column shows
+# it), so their ratios to an HTTP cascade compare across protocols.
+#
+# "drops" adds up lost frames, disconnects and failed connects, and for
+# LL-HLS players also stalls (no new video for 1 s, or a jump to the live
+# edge) and requests that failed while playing.
 #
 # Environment (all optional):
 #   PLAYERS="100 500 1000 2000"  player counts
@@ -26,11 +32,11 @@
 #   SERVERS="cascade nginx floor"  cascade@W runs cascade with a W ms
 #                                write-coalescing window (player.write_coalesce_ms);
 #                                baseline (and baseline@W) runs $BASELINE instead;
-#                                -rtmp, -httpflv, -wsflv after cascade or baseline
-#                                pick the players' protocol for that server
+#                                -rtmp, -httpflv, -wsflv, -llhls after cascade or
+#                                baseline pick the players' protocol for that server
 #   PROTO=rtmp                   players' protocol where the name has no suffix:
-#                                rtmp, http-flv or ws-flv
-#   HTTP_PORT=PORT+1             cascade's HTTP listener, for HTTP-FLV/WS-FLV players
+#                                rtmp, http-flv, ws-flv or ll-hls
+#   HTTP_PORT=PORT+1             cascade's HTTP listener, for HTTP-FLV/WS-FLV/LL-HLS players
 #   BASELINE=path/to/cascade     an older cascade binary, for before/after in one run
 #   CLIP=path.flv                loop this file (default: synthetic stream)
 #   BITRATE=2500k FPS=30 GOP=60  synthetic stream parameters
@@ -61,9 +67,9 @@ OUT=${OUT:-$ROOT/target/bench-compare}
 CLK_TCK=$(getconf CLK_TCK)
 
 case $PROTO in
-rtmp | http-flv | ws-flv) ;;
+rtmp | http-flv | ws-flv | ll-hls) ;;
 *)
-    echo "PROTO=$PROTO: use rtmp, http-flv or ws-flv" >&2
+    echo "PROTO=$PROTO: use rtmp, http-flv, ws-flv or ll-hls" >&2
     exit 2
     ;;
 esac
@@ -105,7 +111,7 @@ family_of() {
     local base=${1%%@*} at=""
     [[ $1 == *@* ]] && at=@${1#*@}
     case $base in
-    *-rtmp | *-httpflv | *-wsflv) base=${base%-*} ;;
+    *-rtmp | *-httpflv | *-wsflv | *-llhls) base=${base%-*} ;;
     esac
     echo "$base$at"
 }
@@ -117,6 +123,7 @@ proto_of() {
     *-rtmp) echo rtmp ;;
     *-httpflv) echo http-flv ;;
     *-wsflv) echo ws-flv ;;
+    *-llhls) echo ll-hls ;;
     cascade | baseline) echo "$PROTO" ;;
     *) echo rtmp ;;
     esac
@@ -205,7 +212,7 @@ run_one() {
     proto=$(proto_of "$name")
     family=$(family_of "$name")
     if [[ $PROTO != rtmp && $proto == rtmp && $family != cascade* && $family != baseline* ]]; then
-        echo "$name has no HTTP-FLV or WebSocket-FLV: its players use RTMP" >&2
+        echo "$name has no HTTP-FLV, WebSocket-FLV or LL-HLS: its players use RTMP" >&2
     fi
     start_server "$name"
     local pid=$SERVER_PID
@@ -219,6 +226,7 @@ run_one() {
     case $proto in
     http-flv) url="http://127.0.0.1:$HTTP_PORT/live/bench.flv" ;;
     ws-flv) url="ws://127.0.0.1:$HTTP_PORT/live/bench.flv" ;;
+    ll-hls) url="http://127.0.0.1:$HTTP_PORT/live/bench/index.m3u8" ;;
     *) url=$rtmp_url ;;
     esac
     taskset -c "$HARNESS_CORE" "$LOADTEST" "${mode[@]}" --url "$url" \
@@ -258,7 +266,8 @@ run_one() {
         rss_kb_per_player: (($peak - $idle) / $n),
         lat_p50: .latency_ms.p50, lat_p99: .latency_ms.p99, lat_max: .latency_ms.max,
         ff_p50: .first_frame_ms.p50, ff_p99: .first_frame_ms.p99,
-        drops: (.lost_frames + ([.disconnects[]] | add // 0) + ([.connect_failures[]] | add // 0)),
+        drops: (.lost_frames + ([.disconnects[]] | add // 0) + ([.connect_failures[]] | add // 0)
+                + (.hls.stalls // 0) + (.hls.request_errors_playing // 0)),
         up: .players_up_at_end
     }' "$report" >>"$OUT/rows.jsonl"
     tail -n 1 "$OUT/rows.jsonl" >&2
@@ -274,7 +283,7 @@ for n in $PLAYERS; do
 done
 
 # The table: one row per run; ratios compare cascade's core-seconds per Gbit.
-# "vs rtmp": an HTTP-FLV or WebSocket-FLV row over the same server's RTMP
+# "vs rtmp": an HTTP-FLV, WebSocket-FLV or LL-HLS row over the same server's RTMP
 # row (same family, same players) from this run; the issue's goal for
 # HTTP-FLV is at most 1.05.
 jq -rs '

@@ -128,6 +128,9 @@ pub struct Head {
     /// `Connection` lists `upgrade`.
     pub connection_upgrade: bool,
     pub ws_accept: Option<String>,
+    /// The server closes the connection after this response
+    /// (`Connection: close`, or HTTP/1.0 without keep-alive).
+    pub close: bool,
 }
 
 impl Head {
@@ -138,7 +141,9 @@ impl Head {
             upgrade_websocket: false,
             connection_upgrade: false,
             ws_accept: None,
+            close: false,
         };
+        let mut keep_alive = false;
         let mut chunked = false;
         let mut length = None;
         for h in resp.headers.iter() {
@@ -156,12 +161,20 @@ impl Head {
             } else if name.eq_ignore_ascii_case("upgrade") {
                 head.upgrade_websocket = value.eq_ignore_ascii_case("websocket");
             } else if name.eq_ignore_ascii_case("connection") {
-                head.connection_upgrade = value
-                    .split(',')
-                    .any(|t| t.trim().eq_ignore_ascii_case("upgrade"));
+                let has = |token: &str| {
+                    value
+                        .split(',')
+                        .any(|t| t.trim().eq_ignore_ascii_case(token))
+                };
+                head.connection_upgrade = has("upgrade");
+                head.close = has("close");
+                keep_alive = has("keep-alive");
             } else if name.eq_ignore_ascii_case("sec-websocket-accept") {
                 head.ws_accept = Some(value.to_string());
             }
+        }
+        if resp.version == Some(0) && !keep_alive {
+            head.close = true;
         }
         // Chunked wins over a Content-Length, as HTTP/1.1 says.
         head.framing = match (chunked, length) {
@@ -496,6 +509,17 @@ mod tests {
             .unwrap()
             .unwrap();
         assert_eq!(h.framing, Framing::Length(12));
+        assert!(h.close, "HTTP/1.0 without keep-alive closes");
+
+        let mut r = HeadReader::default();
+        let (h, _) = r
+            .push(b"HTTP/1.1 200 OK\r\nConnection: Close\r\n\r\n")
+            .unwrap()
+            .unwrap();
+        assert!(h.close);
+        let mut r = HeadReader::default();
+        let (h, _) = r.push(b"HTTP/1.1 200 OK\r\n\r\n").unwrap().unwrap();
+        assert!(!h.close);
 
         let mut r = HeadReader::default();
         let (h, _) = r

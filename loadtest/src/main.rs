@@ -1,9 +1,12 @@
-//! cascade-loadtest: publish, play (RTMP, HTTP-FLV or WebSocket-FLV), both
+//! cascade-loadtest: publish, play (RTMP, HTTP-FLV, WebSocket-FLV or HLS), both
 //! at once, or be the kernel floor.
 
 mod floor;
 mod flvstream;
+mod fmp4;
+mod hls;
 mod httpflv;
+mod m3u8;
 mod media;
 mod play;
 mod playloop;
@@ -33,7 +36,7 @@ use stats::{merge_intervals, Interval, Point, PublisherReport, Report, ThreadSta
 #[derive(Parser)]
 #[command(
     name = "cascade-loadtest",
-    about = "Live-streaming load harness: RTMP publishers; RTMP, HTTP-FLV and WebSocket-FLV players; latency stamps; a kernel-floor server"
+    about = "Live-streaming load harness: RTMP publishers; RTMP, HTTP-FLV, WebSocket-FLV and (LL-)HLS players; latency stamps; a kernel-floor server"
 )]
 struct Cli {
     #[command(subcommand)]
@@ -63,7 +66,7 @@ enum Cmd {
         #[command(flatten)]
         source: SourceArgs,
         /// Where to publish (rtmp://); defaults to --url, so it is needed
-        /// when players use HTTP-FLV or WebSocket-FLV.
+        /// when players use HTTP-FLV, WebSocket-FLV or HLS.
         #[arg(long)]
         publish_url: Option<String>,
     },
@@ -123,7 +126,9 @@ impl SourceArgs {
 #[derive(Args, Clone)]
 struct PlayArgs {
     /// rtmp://HOST[:PORT]/APP/NAME, http://HOST[:PORT]/APP/NAME.flv
-    /// (HTTP-FLV) or ws://HOST[:PORT]/APP/NAME.flv (WebSocket-FLV).
+    /// (HTTP-FLV), http://HOST[:PORT]/APP/NAME/index.m3u8 (HLS or
+    /// Low-Latency HLS, fMP4) or ws://HOST[:PORT]/APP/NAME.flv
+    /// (WebSocket-FLV).
     #[arg(long)]
     url: String,
     #[arg(long, default_value_t = 1)]
@@ -290,6 +295,7 @@ fn cmd_play(
         &totals,
         timeline,
         pub_report,
+        matches!(cfg.target, PlayTarget::Hls(_)),
     );
     print_summary(&report);
     if let Some(path) = &p.report {
@@ -359,9 +365,17 @@ fn collect(
     let emit = |second: u64, ivs: Vec<Interval>, timeline: &mut Vec<Point>| {
         let pt = merge_intervals(second, 1.0, &ivs);
         if !quiet {
+            let latency = if pt.latency_samples > 0 {
+                format!(
+                    "p50 {:>7.1} ms  p99 {:>7.1} ms  max {:>7.1} ms",
+                    pt.p50_ms, pt.p99_ms, pt.max_ms
+                )
+            } else {
+                format!("{:<39}", "latency unknown (no stamped frames)")
+            };
             eprintln!(
-                "[{:>4}s] players {:>6}/{} | {:>9.1} Mbit/s | p50 {:>7.1} ms  p99 {:>7.1} ms  max {:>7.1} ms | errors {}",
-                second, pt.players, cfg.players, pt.mbit_s, pt.p50_ms, pt.p99_ms, pt.max_ms, pt.errors
+                "[{:>4}s] players {:>6}/{} | {:>9.1} Mbit/s | {} | errors {}",
+                second, pt.players, cfg.players, pt.mbit_s, latency, pt.errors
             );
         }
         timeline.push(pt);
@@ -395,21 +409,35 @@ fn collect(
 }
 
 fn print_summary(r: &Report) {
+    // Without stamps latency is unknown, which is not the same as zero.
+    let latency = match &r.latency_ms {
+        Some(l) => format!("p50 {:.1} p99 {:.1} max {:.1} ms", l.p50, l.p99, l.max),
+        None => "unknown (no stamped frames)".into(),
+    };
+    let hls = match &r.hls {
+        Some(h) => format!(
+            " | hls requests {} stalls {} request errors {:?} ({} while playing)",
+            h.requests, h.stalls, h.request_errors, h.request_errors_playing
+        ),
+        None => String::new(),
+    };
     eprintln!(
-        "players {} connected, {} up at end | steady {:.1} Mbit/s | latency p50 {:.1} p99 {:.1} max {:.1} ms | first frame p50 {:.0} p99 {:.0} ms | starts ok {} bad {} | lost {} | disconnects {:?} | connect failures {:?}",
+        "players {} connected, {} up at end | steady {:.1} Mbit/s, {} bytes | latency {} | first frame p50 {:.0} p99 {:.0} ms | frames {} (stamped {}) | starts ok {} bad {} | lost {} | disconnects {:?} | connect failures {:?}{}",
         r.players_connected,
         r.players_up_at_end,
         r.mbit_s_steady,
-        r.latency_ms.p50,
-        r.latency_ms.p99,
-        r.latency_ms.max,
+        r.bytes_received,
+        latency,
         r.first_frame_ms.p50,
         r.first_frame_ms.p99,
+        r.video_frames,
+        r.frames,
         r.good_starts,
         r.bad_starts,
         r.lost_frames,
         r.disconnects,
-        r.connect_failures
+        r.connect_failures,
+        hls
     );
 }
 

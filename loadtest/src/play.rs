@@ -1,4 +1,4 @@
-//! Players: N play sessions (RTMP, HTTP-FLV or WebSocket-FLV) spread over
+//! Players: N play sessions (RTMP, HTTP-FLV, WebSocket-FLV or HLS) spread over
 //! T threads (see `playloop`), and what each player measures of the stream
 //! it receives, whatever the protocol that carried it.
 
@@ -24,16 +24,27 @@ pub enum PlayTarget {
     HttpFlv(HttpUrl),
     /// `ws://HOST:PORT/APP/NAME.flv`: binary messages carry FLV.
     WsFlv(HttpUrl),
+    /// `http://HOST:PORT/APP/NAME/index.m3u8` (any path ending in
+    /// `.m3u8`): (Low-Latency) HLS with fMP4 media, see `hls`.
+    Hls(HttpUrl),
 }
 
 impl PlayTarget {
     pub fn parse(s: &str) -> Result<PlayTarget, String> {
         match s.split_once("://").map(|(scheme, _)| scheme) {
             Some("rtmp") => RtmpUrl::parse(s).map(PlayTarget::Rtmp),
-            Some("http") => HttpUrl::parse(s, "http").map(PlayTarget::HttpFlv),
+            Some("http") => {
+                let url = HttpUrl::parse(s, "http")?;
+                let path = url.path.split(['?', '#']).next().unwrap_or("");
+                Ok(if path.ends_with(".m3u8") {
+                    PlayTarget::Hls(url)
+                } else {
+                    PlayTarget::HttpFlv(url)
+                })
+            }
             Some("ws") => HttpUrl::parse(s, "ws").map(PlayTarget::WsFlv),
             _ => Err(format!(
-                "{s}: give an rtmp://, http:// (HTTP-FLV) or ws:// (WebSocket-FLV) URL; TLS is not supported"
+                "{s}: give an rtmp://, http://….flv (HTTP-FLV), http://….m3u8 (HLS) or ws:// (WebSocket-FLV) URL; TLS is not supported"
             )),
         }
     }
@@ -41,7 +52,7 @@ impl PlayTarget {
     pub fn socket_addr(&self) -> std::io::Result<std::net::SocketAddr> {
         match self {
             PlayTarget::Rtmp(u) => u.socket_addr(),
-            PlayTarget::HttpFlv(u) | PlayTarget::WsFlv(u) => u.socket_addr(),
+            PlayTarget::HttpFlv(u) | PlayTarget::WsFlv(u) | PlayTarget::Hls(u) => u.socket_addr(),
         }
     }
 }
@@ -146,25 +157,35 @@ impl PlayerState {
                 }
             }
             AvcLayout::Frames { nal, key } => {
-                self.first_frame(key, stats);
+                self.on_frame(key, stats);
                 if let Some(s) = extract_sei(body, nal, self.nal_length_size) {
                     self.on_stamp(s, stats);
                 }
             }
-            AvcLayout::NotAvc if !self.started => {
+            AvcLayout::NotAvc => {
                 if let Ok(tag) = parse_video(body) {
                     if tag.is_sequence_header() {
                         self.seen_sequence_header = true;
                     } else if tag.packet == VideoPacket::CodedFrames {
-                        self.first_frame(tag.is_keyframe(), stats);
+                        self.on_frame(tag.is_keyframe(), stats);
                     }
                 }
             }
-            AvcLayout::NotAvc => {}
         }
     }
 
-    fn first_frame(&mut self, key: bool, stats: &mut ThreadStats) {
+    /// The decoder configuration arrived (an HLS init segment's `avcC`, or
+    /// the sample entry of another codec: `nal_length_size` is `None`).
+    pub fn on_decoder_config(&mut self, nal_length_size: Option<usize>) {
+        self.seen_sequence_header = true;
+        if let Some(n) = nal_length_size {
+            self.nal_length_size = n;
+        }
+    }
+
+    /// A coded video frame (stamped or not) began to arrive.
+    pub fn on_frame(&mut self, key: bool, stats: &mut ThreadStats) {
+        stats.video_frames += 1;
         if self.started {
             return;
         }
@@ -174,7 +195,8 @@ impl PlayerState {
         self.steady_from = unix_micros() + self.warmup_us;
     }
 
-    fn on_stamp(&mut self, s: Stamp, stats: &mut ThreadStats) {
+    /// The publisher's stamp of the frame just begun.
+    pub fn on_stamp(&mut self, s: Stamp, stats: &mut ThreadStats) {
         let now = unix_micros();
         stats.frame(
             now.saturating_sub(s.micros),
@@ -206,6 +228,10 @@ mod tests {
             Ok(PlayTarget::HttpFlv(u)) => {
                 assert_eq!((u.port, u.path.as_str()), (8080, "/live/x.flv"))
             }
+            t => panic!("{t:?}"),
+        }
+        match PlayTarget::parse("http://127.0.0.1:8080/live/x/index.m3u8?token=a") {
+            Ok(PlayTarget::Hls(u)) => assert_eq!(u.path, "/live/x/index.m3u8?token=a"),
             t => panic!("{t:?}"),
         }
         assert!(matches!(

@@ -1,5 +1,8 @@
 //! One player thread: a plain edge-triggered epoll loop (mio) over its
-//! players' sockets, whatever protocol each speaks ([`Wire`]).
+//! players' sockets, whatever protocol each speaks: one connection per
+//! stream player ([`Wire`]), two per HLS player ([`HlsPlayer`], whose
+//! protocol is `hls`), and a timer heap for the HLS players' reloads,
+//! retries and timeouts.
 //!
 //! Why not an async runtime here: the harness must cost far less than the
 //! server it measures, and its cost is almost all kernel work per `recv`.
@@ -7,6 +10,8 @@
 //! `recv` returns data (no extra call that ends in EAGAIN), and one
 //! `epoll_wait` serves every ready player of the thread.
 
+use std::cmp::Reverse;
+use std::collections::BinaryHeap;
 use std::io::{self, Read, Write};
 use std::net::SocketAddr;
 use std::sync::mpsc::Sender;
@@ -19,6 +24,7 @@ use mio::{Events, Interest, Poll, Token};
 
 use cascade::protocol::message::type_id;
 
+use crate::hls::{HlsClient, Slot, SLOTS};
 use crate::httpflv::HttpFlvClient;
 use crate::play::{PlayConfig, PlayTarget, PlayerState, ThreadMsg};
 use crate::rtmp::{is_media, ClientError, ClientProto, Role};
@@ -52,6 +58,7 @@ impl Wire {
             },
             PlayTarget::HttpFlv(url) => Wire::HttpFlv(HttpFlvClient::new(url)),
             PlayTarget::WsFlv(url) => Wire::WsFlv(WsFlvClient::new(url)),
+            PlayTarget::Hls(_) => unreachable!("HLS players are HlsPlayer"),
         }
     }
 
@@ -164,6 +171,39 @@ struct Conn {
     state: PlayerState,
 }
 
+/// An HLS player: its protocol, a connection per [`Slot`] while it has
+/// one, and the deadline it has in the thread's timer heap.
+struct HlsPlayer {
+    client: HlsClient,
+    socks: [Option<HlsSock>; SLOTS],
+    state: PlayerState,
+    timer: Option<Instant>,
+}
+
+struct HlsSock {
+    sock: TcpStream,
+    connected: bool,
+}
+
+// As for `Wire`: all players of a run are of one kind.
+#[allow(clippy::large_enum_variant)]
+enum Player {
+    Stream(Conn),
+    Hls(HlsPlayer),
+}
+
+/// Deadlines of HLS players, soonest first, by player index. An entry is
+/// live only while it equals its player's `timer`; others are skipped.
+type Timers = BinaryHeap<Reverse<(Instant, usize)>>;
+
+/// What the thread's players share.
+struct Ctx<'a> {
+    poll: Poll,
+    addr: SocketAddr,
+    cfg: &'a PlayConfig,
+    timers: Timers,
+}
+
 /// Runs thread `t`'s share of the players until the duration ends.
 pub fn run(t: usize, cfg: Arc<PlayConfig>, tx: Sender<ThreadMsg>) {
     let mut stats = ThreadStats::default();
@@ -179,10 +219,14 @@ fn run_inner(
     tx: &Sender<ThreadMsg>,
     stats: &mut ThreadStats,
 ) -> io::Result<()> {
-    let addr: SocketAddr = cfg.target.socket_addr()?;
-    let mut poll = Poll::new()?;
+    let mut cx = Ctx {
+        poll: Poll::new()?,
+        addr: cfg.target.socket_addr()?,
+        cfg,
+        timers: Timers::new(),
+    };
     let mut events = Events::with_capacity(1024);
-    let mut conns: Vec<Option<Conn>> = Vec::new();
+    let mut players: Vec<Option<Player>> = Vec::new();
     // Shared read buffer: reads land here and only the bytes read are
     // appended to a player's buffer, so idle players hold no 64 KB each.
     let mut scratch = vec![0u8; cfg.read_buf];
@@ -194,6 +238,11 @@ fn run_inner(
     loop {
         let now = Instant::now();
         if now >= end {
+            for p in players.iter().flatten() {
+                if let Player::Hls(h) = p {
+                    h.client.finish(stats);
+                }
+            }
             return Ok(());
         }
         while next_player < cfg.players {
@@ -202,8 +251,9 @@ fn run_inner(
                 break;
             }
             next_player += step;
-            match start_player(&poll, addr, cfg, conns.len()) {
-                Ok(c) => conns.push(Some(c)),
+            let i = players.len();
+            match start_player(&mut cx, i, now, stats) {
+                Ok(p) => players.push(Some(p)),
                 Err(e) => stats.connect_failed(ClientError::Io(e).reason()),
             }
         }
@@ -218,44 +268,254 @@ fn run_inner(
             wake =
                 wake.min(start + Duration::from_secs_f64(next_player as f64 / cfg.ramp.max(0.001)));
         }
-        match poll.poll(&mut events, Some(wake.saturating_duration_since(now))) {
+        if let Some(Reverse((t, _))) = cx.timers.peek() {
+            wake = wake.min(*t);
+        }
+        match cx
+            .poll
+            .poll(&mut events, Some(wake.saturating_duration_since(now)))
+        {
             Ok(()) => {}
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
             Err(e) => return Err(e),
         }
+        let now = Instant::now();
         for ev in events.iter() {
-            let Token(i) = ev.token();
-            let Some(slot) = conns.get_mut(i) else {
+            let Token(token) = ev.token();
+            let (i, slot) = (token / SLOTS, token % SLOTS);
+            let Some(entry) = players.get_mut(i) else {
                 continue;
             };
-            let Some(conn) = slot.as_mut() else { continue };
-            if let Err(e) = service(conn, &mut scratch, stats) {
-                if conn.playing {
-                    stats.disconnected(e.reason());
-                } else {
-                    stats.connect_failed(e.reason());
+            match entry {
+                Some(Player::Stream(conn)) => {
+                    if let Err(e) = service(conn, &mut scratch, stats) {
+                        if conn.playing {
+                            stats.disconnected(e.reason());
+                        } else {
+                            stats.connect_failed(e.reason());
+                        }
+                        let _ = cx.poll.registry().deregister(&mut conn.sock);
+                        *entry = None;
+                    }
                 }
-                let _ = poll.registry().deregister(&mut conn.sock);
-                *slot = None;
+                Some(Player::Hls(h)) => {
+                    let slot = Slot::ALL[slot];
+                    service_hls(&cx, h, slot, &mut scratch, now, stats);
+                    hls_sync(&mut cx, i, entry, now, stats);
+                }
+                None => {}
+            }
+        }
+        while let Some(&Reverse((due, i))) = cx.timers.peek() {
+            if due > now {
+                break;
+            }
+            cx.timers.pop();
+            let Some(entry) = players.get_mut(i) else {
+                continue;
+            };
+            if let Some(Player::Hls(h)) = entry {
+                if h.timer == Some(due) {
+                    h.timer = None;
+                    h.client.on_timer(now, stats);
+                    hls_sync(&mut cx, i, entry, now, stats);
+                }
             }
         }
     }
 }
 
-fn start_player(poll: &Poll, addr: SocketAddr, cfg: &PlayConfig, token: usize) -> io::Result<Conn> {
-    let mut sock = TcpStream::connect(addr)?;
-    poll.registry().register(
+fn start_player(
+    cx: &mut Ctx<'_>,
+    i: usize,
+    now: Instant,
+    stats: &mut ThreadStats,
+) -> io::Result<Player> {
+    let cfg = cx.cfg;
+    if let PlayTarget::Hls(url) = &cfg.target {
+        let mut client = HlsClient::new(url);
+        client.start(now, stats);
+        let mut entry = Some(Player::Hls(HlsPlayer {
+            client,
+            socks: [None, None],
+            state: PlayerState::new(cfg.warmup),
+            timer: None,
+        }));
+        hls_sync(cx, i, &mut entry, now, stats);
+        return entry.ok_or_else(|| io::Error::other("HLS player ended at once"));
+    }
+    let mut sock = TcpStream::connect(cx.addr)?;
+    cx.poll.registry().register(
         &mut sock,
-        Token(token),
+        Token(i * SLOTS),
         Interest::READABLE | Interest::WRITABLE,
     )?;
-    Ok(Conn {
+    Ok(Player::Stream(Conn {
         sock,
         wire: Wire::new(&cfg.target, cfg.complex_handshake),
         connected: false,
         playing: false,
         state: PlayerState::new(cfg.warmup),
-    })
+    }))
+}
+
+/// An HLS connection's readiness: finish connecting, then read what there
+/// is into the client. A closed or failed connection is dropped and
+/// reported; [`hls_sync`] then does what the client asks.
+fn service_hls(
+    cx: &Ctx<'_>,
+    h: &mut HlsPlayer,
+    slot: Slot,
+    scratch: &mut [u8],
+    now: Instant,
+    stats: &mut ThreadStats,
+) {
+    let Some(s) = h.socks[slot as usize].as_mut() else {
+        return;
+    };
+    let failed = |e: io::Error| Some(Some(ClientError::Io(e).reason()));
+    // Some(reason): the connection is gone (None: closed by the server).
+    let mut gone: Option<Option<String>> = None;
+    if !s.connected {
+        match s.sock.take_error() {
+            Ok(Some(e)) | Err(e) => gone = failed(e),
+            Ok(None) => match s.sock.peer_addr() {
+                Ok(_) => {
+                    s.connected = true;
+                    let _ = s.sock.set_nodelay(true);
+                }
+                Err(e) if e.kind() == io::ErrorKind::NotConnected => return,
+                Err(e) => gone = failed(e),
+            },
+        }
+    }
+    while gone.is_none() {
+        let n = match s.sock.read(scratch) {
+            Ok(0) => {
+                gone = Some(None);
+                break;
+            }
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => {
+                gone = failed(e);
+                break;
+            }
+        };
+        stats.add_bytes(n);
+        h.client
+            .on_data(slot, &scratch[..n], now, &mut h.state, stats);
+        // Edge-triggered: a short read means the socket is drained. A
+        // connection the client gives up is closed by hls_sync.
+        if n < scratch.len() {
+            break;
+        }
+    }
+    if let Some(reason) = gone {
+        if let Some(mut s) = h.socks[slot as usize].take() {
+            let _ = cx.poll.registry().deregister(&mut s.sock);
+        }
+        h.client.on_closed(slot, reason, now, &mut h.state, stats);
+    }
+}
+
+/// Does what an HLS client asks after an event: closes connections it gave
+/// up, opens one for a slot with a request waiting, writes requests,
+/// queues its next deadline, and drops the player once it has ended.
+fn hls_sync(
+    cx: &mut Ctx<'_>,
+    i: usize,
+    entry: &mut Option<Player>,
+    now: Instant,
+    stats: &mut ThreadStats,
+) {
+    let Some(Player::Hls(h)) = entry else {
+        return;
+    };
+    // A failure on one slot may queue a request on the other: two rounds.
+    for _ in 0..2 {
+        for slot in Slot::ALL {
+            let k = slot as usize;
+            if h.client.take_close(slot) {
+                if let Some(mut s) = h.socks[k].take() {
+                    let _ = cx.poll.registry().deregister(&mut s.sock);
+                }
+            }
+            if h.client.out(slot).is_empty() {
+                continue;
+            }
+            if h.socks[k].is_none() {
+                let opened = TcpStream::connect(cx.addr).and_then(|mut sock| {
+                    cx.poll.registry().register(
+                        &mut sock,
+                        Token(i * SLOTS + k),
+                        Interest::READABLE | Interest::WRITABLE,
+                    )?;
+                    Ok(sock)
+                });
+                match opened {
+                    Ok(sock) => {
+                        h.socks[k] = Some(HlsSock {
+                            sock,
+                            connected: false,
+                        })
+                    }
+                    Err(e) => {
+                        let why = ClientError::Io(e).reason();
+                        h.client
+                            .on_closed(slot, Some(why), now, &mut h.state, stats);
+                        continue;
+                    }
+                }
+            }
+            let Some(s) = h.socks[k].as_mut().filter(|s| s.connected) else {
+                continue;
+            };
+            if let Err(e) = write_out(&mut s.sock, h.client.out(slot)) {
+                if let Some(mut s) = h.socks[k].take() {
+                    let _ = cx.poll.registry().deregister(&mut s.sock);
+                }
+                h.client
+                    .on_closed(slot, Some(e.reason()), now, &mut h.state, stats);
+            }
+        }
+    }
+    if let Some(why) = h.client.ended() {
+        if h.client.is_up() {
+            stats.disconnected(why.to_string());
+        } else {
+            stats.connect_failed(why.to_string());
+        }
+        for s in h.socks.iter_mut() {
+            if let Some(mut s) = s.take() {
+                let _ = cx.poll.registry().deregister(&mut s.sock);
+            }
+        }
+        *entry = None;
+        return;
+    }
+    if let Some(d) = h.client.deadline() {
+        if h.timer.map_or(true, |t| d < t) {
+            cx.timers.push(Reverse((d, i)));
+            h.timer = Some(d);
+        }
+    }
+}
+
+/// Writes what the socket takes of `out`; the rest waits for the next
+/// writable event.
+fn write_out(sock: &mut TcpStream, out: &mut BytesMut) -> Result<(), ClientError> {
+    while !out.is_empty() {
+        match sock.write(out) {
+            Ok(0) => return Err(ClientError::Closed),
+            Ok(n) => out.advance(n),
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(())
 }
 
 /// Handles a readiness event: finish connecting, read everything there is,
@@ -303,17 +563,7 @@ fn service(c: &mut Conn, scratch: &mut [u8], stats: &mut ThreadStats) -> Result<
     // A player's own output is tiny (handshake, commands, acks, requests,
     // pongs): written directly; whatever the socket does not take waits
     // for the next event.
-    let out = c.wire.out();
-    while !out.is_empty() {
-        match c.sock.write(out) {
-            Ok(0) => return Err(ClientError::Closed),
-            Ok(n) => out.advance(n),
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(e.into()),
-        }
-    }
-    Ok(())
+    write_out(&mut c.sock, c.wire.out())
 }
 
 #[cfg(test)]

@@ -166,6 +166,7 @@ mod tests {
                 t_s: t,
                 players: 10,
                 mbit_s: 25.0,
+                latency_samples: 300,
                 p50_ms: 5.0 + t as f64 * 0.1,
                 p99_ms: 20.0,
                 max_ms: 40.0 + t as f64,

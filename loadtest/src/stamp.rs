@@ -16,7 +16,7 @@ pub const STAMP_UUID: [u8; 16] = *b"cascade-loadtst!";
 /// Name of the data message used for codecs without SEI.
 pub const STAMP_DATA_NAME: &str = "onCascadeStamp";
 
-const NAL_TYPE_SEI: u8 = 6;
+pub const NAL_TYPE_SEI: u8 = 6;
 const SEI_USER_DATA_UNREGISTERED: u8 = 5;
 /// UUID + seq + micros.
 const SEI_PAYLOAD_LEN: usize = 16 + 8 + 8;
@@ -130,7 +130,13 @@ pub fn extract_sei(body: &[u8], nal_offset: usize, length_size: usize) -> Option
         .iter()
         .fold(0usize, |acc, &b| (acc << 8) | usize::from(b));
     let start = nal_offset + length_size;
-    let nal = body.get(start..start.checked_add(nal_len)?)?;
+    sei_stamp(body.get(start..start.checked_add(nal_len)?)?)
+}
+
+/// Reads our stamp from an H.264 NAL unit (header byte first), if it is our
+/// SEI. Only the first ~50 bytes are read, so a prefix of a longer NAL is
+/// enough (the fMP4 reader keeps no more than that of each SEI).
+pub fn sei_stamp(nal: &[u8]) -> Option<Stamp> {
     if nal.first()? & 0x1F != NAL_TYPE_SEI {
         return None;
     }

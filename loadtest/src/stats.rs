@@ -28,11 +28,23 @@ pub struct ThreadStats {
     pub players_connected: u64,
     pub good_starts: u64,
     pub bad_starts: u64,
+    /// Stamped frames: each one a latency sample (during warm-up too).
     pub frames: u64,
+    /// Coded video frames received, stamped or not.
+    pub video_frames: u64,
     pub lost: u64,
     pub reordered: u64,
     pub disconnects: BTreeMap<String, u64>,
     pub connect_failures: BTreeMap<String, u64>,
+    /// HLS players' requests, failed requests by reason, and the failed
+    /// ones made while playing (after the first playlist: a 404 before the
+    /// stream exists is a wait, not a fault).
+    pub requests: u64,
+    pub request_errors: BTreeMap<String, u64>,
+    pub request_errors_playing: u64,
+    /// HLS players' stalls: no new video for longer than the stall bound
+    /// while playing, or a jump to the live edge.
+    pub stalls: u64,
     /// Interval parts, reset by [`ThreadStats::take_interval`].
     iv_latency: Histogram<u64>,
     iv_bytes: u64,
@@ -50,10 +62,15 @@ impl Default for ThreadStats {
             good_starts: 0,
             bad_starts: 0,
             frames: 0,
+            video_frames: 0,
             lost: 0,
             reordered: 0,
             disconnects: BTreeMap::new(),
             connect_failures: BTreeMap::new(),
+            requests: 0,
+            request_errors: BTreeMap::new(),
+            request_errors_playing: 0,
+            stalls: 0,
             iv_latency: new_hist(),
             iv_bytes: 0,
             iv_errors: 0,
@@ -113,6 +130,16 @@ impl ThreadStats {
         *self.connect_failures.entry(reason).or_default() += 1;
     }
 
+    /// An HLS request that failed (non-2xx, IO error, timeout, a body
+    /// that does not parse); `playing`: the player was already up.
+    pub fn request_failed(&mut self, reason: String, playing: bool) {
+        self.iv_errors += 1;
+        if playing {
+            self.request_errors_playing += 1;
+        }
+        *self.request_errors.entry(reason).or_default() += 1;
+    }
+
     pub fn take_interval(&mut self, second: u64) -> Interval {
         let iv = Interval {
             second,
@@ -137,8 +164,15 @@ impl ThreadStats {
         self.good_starts += o.good_starts;
         self.bad_starts += o.bad_starts;
         self.frames += o.frames;
+        self.video_frames += o.video_frames;
         self.lost += o.lost;
         self.reordered += o.reordered;
+        self.requests += o.requests;
+        self.request_errors_playing += o.request_errors_playing;
+        self.stalls += o.stalls;
+        for (k, v) in &o.request_errors {
+            *self.request_errors.entry(k.clone()).or_default() += v;
+        }
         for (k, v) in &o.disconnects {
             *self.disconnects.entry(k.clone()).or_default() += v;
         }
@@ -182,6 +216,9 @@ pub struct Point {
     pub t_s: u64,
     pub players: u64,
     pub mbit_s: f64,
+    /// Latency samples this second; with none the percentiles are 0 and
+    /// mean unknown.
+    pub latency_samples: u64,
     pub p50_ms: f64,
     pub p99_ms: f64,
     pub max_ms: f64,
@@ -204,6 +241,7 @@ pub fn merge_intervals(t_s: u64, seconds: f64, ivs: &[Interval]) -> Point {
     }
     p.mbit_s = bytes as f64 * 8.0 / 1e6 / seconds.max(1e-3);
     let s = summarize(&h);
+    p.latency_samples = s.count;
     p.p50_ms = s.p50;
     p.p99_ms = s.p99;
     p.max_ms = s.max;
@@ -234,10 +272,15 @@ pub struct Report {
     /// Mean over the run after the ramp (all of it if the ramp never ended).
     pub mbit_s_steady: f64,
     pub mbit_s_mean: f64,
+    /// Stamped frames received.
     pub frames: u64,
+    /// Coded video frames received, stamped or not.
+    pub video_frames: u64,
     pub lost_frames: u64,
     pub reordered_frames: u64,
-    pub latency_ms: Summary,
+    /// Null when no stamped frame was measured (a stream without the
+    /// publisher's stamps): unknown, not zero.
+    pub latency_ms: Option<Summary>,
     pub first_frame_ms: Summary,
     /// First coded frame was a keyframe preceded by a sequence header.
     pub good_starts: u64,
@@ -245,7 +288,25 @@ pub struct Report {
     pub disconnects: BTreeMap<String, u64>,
     pub connect_failures: BTreeMap<String, u64>,
     pub publisher: Option<PublisherReport>,
+    /// HLS players only.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub hls: Option<HlsReport>,
     pub timeline: Vec<Point>,
+}
+
+/// What only HLS players measure.
+#[derive(Debug, Clone, Default, Serialize, PartialEq)]
+pub struct HlsReport {
+    pub requests: u64,
+    /// No new video for longer than the stall bound while playing (1 s
+    /// with parts; 1 s + the target duration when fetching whole
+    /// segments), or a jump to the live edge.
+    pub stalls: u64,
+    /// Failed requests by reason: `http:STATUS`, `io:KIND`, `timeout`,
+    /// `closed`, `playlist`, `init`, `fmp4`.
+    pub request_errors: BTreeMap<String, u64>,
+    /// Of those, the ones made after the player's first playlist.
+    pub request_errors_playing: u64,
 }
 
 impl Report {
@@ -274,6 +335,17 @@ impl Report {
         if !self.connect_failures.is_empty() {
             why.push(format!("connect failures {:?}", self.connect_failures));
         }
+        if let Some(h) = &self.hls {
+            if h.stalls > 0 {
+                why.push(format!("{} stalls", h.stalls));
+            }
+            if h.request_errors_playing > 0 {
+                why.push(format!(
+                    "{} requests failed while playing {:?}",
+                    h.request_errors_playing, h.request_errors
+                ));
+            }
+        }
         why
     }
 
@@ -287,6 +359,7 @@ impl Report {
         totals: &ThreadStats,
         timeline: Vec<Point>,
         publisher: Option<PublisherReport>,
+        hls: bool,
     ) -> Report {
         let steady: Vec<f64> = timeline
             .iter()
@@ -316,15 +389,22 @@ impl Report {
             },
             mbit_s_mean: totals.bytes as f64 * 8.0 / 1e6 / duration_s.max(1e-3),
             frames: totals.frames,
+            video_frames: totals.video_frames,
             lost_frames: totals.lost,
             reordered_frames: totals.reordered,
-            latency_ms: summarize(&totals.latency),
+            latency_ms: (!totals.latency.is_empty()).then(|| summarize(&totals.latency)),
             first_frame_ms: summarize(&totals.first_frame),
             good_starts: totals.good_starts,
             bad_starts: totals.bad_starts,
             disconnects: totals.disconnects.clone(),
             connect_failures: totals.connect_failures.clone(),
             publisher,
+            hls: hls.then(|| HlsReport {
+                requests: totals.requests,
+                stalls: totals.stalls,
+                request_errors: totals.request_errors.clone(),
+                request_errors_playing: totals.request_errors_playing,
+            }),
             timeline,
         }
     }
