@@ -52,7 +52,9 @@ fn packaged(clip: Clip, ffmpeg: &std::path::Path, name: &str, video: &str, audio
     let base = format!("http://127.0.0.1:{}/live/{name}", ops.http);
     assert_decodes(ffmpeg, &format!("{base}/index.m3u8"), video, audio);
     assert_decodes(ffmpeg, &format!("{base}/master.m3u8"), video, audio);
-    assert_decodes(ffmpeg, &format!("{base}/index.mpd"), video, audio);
+    // Debian's ffmpeg 5.1 DASH reader feeds a muxed representation's audio
+    // to the video decoder; ffmpeg 9 reads it right.
+    assert_decodes(&ffmpeg9(), &format!("{base}/index.mpd"), video, audio);
 }
 
 #[test]
@@ -87,7 +89,10 @@ fn the_playlist_is_low_latency_hls_with_parts_hints_and_dates() {
         f.header("content-type").as_deref(),
         Some("application/vnd.apple.mpegurl")
     );
-    assert_eq!(f.header("access-control-allow-origin").as_deref(), Some("*"));
+    assert_eq!(
+        f.header("access-control-allow-origin").as_deref(),
+        Some("*")
+    );
     let text = f.text();
     for tag in [
         "#EXTM3U",
@@ -106,12 +111,18 @@ fn the_playlist_is_low_latency_hls_with_parts_hints_and_dates() {
     assert!(!p.segments.is_empty(), "no complete segment:\n{text}");
     assert!(p.parts.len() >= 5, "few parts:\n{text}");
     for (m, i, d, _) in &p.parts {
-        assert!(*d <= 0.2 + 1e-6, "part {m}.{i} lasts {d} s, over the part target");
+        assert!(
+            *d <= 0.2 + 1e-6,
+            "part {m}.{i} lasts {d} s, over the part target"
+        );
     }
     // Segments start on keyframes: each segment's first part is independent.
     for (m, i, _, independent) in &p.parts {
         if *i == 0 {
-            assert!(independent, "segment {m} does not start independent:\n{text}");
+            assert!(
+                independent,
+                "segment {m} does not start independent:\n{text}"
+            );
         }
     }
     // Every URL carries the session id the server gave this player.
@@ -209,8 +220,7 @@ fn a_blocking_reload_answers_as_soon_as_the_part_exists() {
     );
     let page = ops.get("/metrics");
     assert!(
-        common::ops::metric_value(&page, "cascade_hls_blocked_reloads_total").unwrap_or(0.0)
-            >= 5.0,
+        common::ops::metric_value(&page, "cascade_hls_blocked_reloads_total").unwrap_or(0.0) >= 5.0,
         "blocked reloads not counted"
     );
 }
@@ -332,7 +342,11 @@ fn tokens_guard_the_playlist_and_travel_in_its_urls() {
         ops.http
     );
     let out = ffmpeg_play(&tool("ffmpeg"), &url, 3.0, "info", T);
-    assert!(out.success() && decoded_frames(&out) > 30, "{}", tail(&out.stderr, 30));
+    assert!(
+        out.success() && decoded_frames(&out) > 30,
+        "{}",
+        tail(&out.stderr, 30)
+    );
 }
 
 #[test]

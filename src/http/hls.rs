@@ -138,7 +138,11 @@ fn wall(t: Instant, now: Instant, now_wall: SystemTime) -> SystemTime {
 /// request said otherwise.
 pub(super) async fn serve(conn: &HttpConn, head: RequestHead, req: HlsPath) -> Next {
     let worker = &conn.worker;
-    let keep = if head.close { Next::Close } else { Next::KeepAlive };
+    let keep = if head.close {
+        Next::Close
+    } else {
+        Next::KeepAlive
+    };
     let refuse = |status: u16, why: &str| {
         conn.reply(&head, Reply::text(status, why), head.close);
         keep_or_close(&head)
@@ -190,7 +194,10 @@ pub(super) async fn serve(conn: &HttpConn, head: RequestHead, req: HlsPath) -> N
         sid = Some(new_session_id());
     }
     window.read().touch(sid, now, timeout);
-    worker.stats.hls_requests.inc(request_kind(&req.asset, protocol));
+    worker
+        .stats
+        .hls_requests
+        .inc(request_kind(&req.asset, protocol));
     let uri_query = uri_query(&carried.rest, sid, protocol);
     let answer = match req.asset {
         hls::Asset::MediaPlaylist => media_playlist(conn, &window, &query, &uri_query).await,
@@ -254,7 +261,11 @@ fn uri_query(own: &str, sid: Option<u64>, protocol: Protocol) -> String {
 
 /// The stream's window; on an edge a manifest request for an unknown
 /// stream starts the pull (like a play) and waits for it.
-async fn find_window(worker: &Rc<Worker>, path: &StreamPath, manifest: bool) -> Option<Arc<Window>> {
+async fn find_window(
+    worker: &Rc<Worker>,
+    path: &StreamPath,
+    manifest: bool,
+) -> Option<Arc<Window>> {
     let key = path.key();
     let store = worker.hub.borrow().hls_store()?.clone();
     if let Some(w) = store.get(&key) {
@@ -282,7 +293,11 @@ enum Answer {
 
 /// Waits until `ready` holds on the window, at most `timeout`; whether it
 /// holds.
-async fn wait_until(window: &Window, ready: impl Fn(&WindowState) -> bool, timeout: Duration) -> bool {
+async fn wait_until(
+    window: &Window,
+    ready: impl Fn(&WindowState) -> bool,
+    timeout: Duration,
+) -> bool {
     if ready(&window.read()) {
         return true;
     }
@@ -309,8 +324,8 @@ fn start_limit(conn: &HttpConn) -> Duration {
     Duration::from_millis(conn.ops.config().hls.max_segment_ms.into())
 }
 
-fn has_media(s: &WindowState) -> bool {
-    s.ended || s.live_parts() > 0 || !s.segments.is_empty()
+fn has_segment(s: &WindowState) -> bool {
+    s.ended || !s.segments.is_empty()
 }
 
 /// The init segment's URL with its generation, so a player fetches a new
@@ -328,7 +343,10 @@ async fn media_playlist(
     q: &hls::HlsQuery,
     uri_query: &str,
 ) -> Answer {
-    if !wait_until(window, has_media, start_limit(conn)).await {
+    // A new stream's first playlist waits for its first complete segment:
+    // players that ignore parts (ffmpeg, older HLS clients) need one to
+    // start, and low-latency ones lose nothing (they ask again at once).
+    if !wait_until(window, has_segment, start_limit(conn)).await {
         return Answer::Status(404, "the stream has no media yet");
     }
     let mut blocked = false;
@@ -340,9 +358,10 @@ async fn media_playlist(
         let part = q.part;
         if !window.read().has(msn, part) {
             blocked = true;
-            conn.worker.stats.hls_blocked_reloads.set(
-                conn.worker.stats.hls_blocked_reloads.get() + 1,
-            );
+            conn.worker
+                .stats
+                .hls_blocked_reloads
+                .set(conn.worker.stats.hls_blocked_reloads.get() + 1);
             let limit = block_limit(conn, window);
             if !wait_until(window, |s| s.has(msn, part), limit).await {
                 return Answer::Status(503, "the part asked for did not come in time");
@@ -444,9 +463,12 @@ fn mpd(window: &Window, uri_query: &str) -> Answer {
     let now = Instant::now();
     let now_wall = SystemTime::now();
     let timescale = s.facts.timescale.max(1);
-    let to_ticks = |d: Duration| (d.as_micros() as u64).saturating_mul(timescale.into()) / 1_000_000;
+    let to_ticks =
+        |d: Duration| (d.as_micros() as u64).saturating_mul(timescale.into()) / 1_000_000;
     let start = wall(origin, now, now_wall)
-        .checked_sub(Duration::from_micros(origin_time * 1_000_000 / u64::from(timescale)))
+        .checked_sub(Duration::from_micros(
+            origin_time * 1_000_000 / u64::from(timescale),
+        ))
         .unwrap_or(SystemTime::UNIX_EPOCH);
     let segments: Vec<dash::TimelineSegment> = s
         .segments
@@ -545,7 +567,11 @@ async fn segment(
             keep_or_close(head)
         }
         SegmentLookup::Missing => {
-            conn.reply(head, Reply::text(404, "no such segment in the window"), head.close);
+            conn.reply(
+                head,
+                Reply::text(404, "no such segment in the window"),
+                head.close,
+            );
             keep_or_close(head)
         }
         SegmentLookup::Growing(_) => {
@@ -661,7 +687,10 @@ mod tests {
             "#EXT-X-MAP:URI=\"init.mp4?sid=1&g=2\"\n"
         );
         let text = "#EXT-X-MAP:URI=\"init.mp4\"\n".to_string();
-        assert_eq!(with_generation(text, "", 1), "#EXT-X-MAP:URI=\"init.mp4?g=1\"\n");
+        assert_eq!(
+            with_generation(text, "", 1),
+            "#EXT-X-MAP:URI=\"init.mp4?g=1\"\n"
+        );
     }
 
     #[test]
@@ -669,7 +698,10 @@ mod tests {
         let q = hls::parse_query("token=a%20b&_HLS_msn=3&sid=9&g=2").unwrap();
         let c = split_carried(&q.rest);
         assert_eq!((c.sid, c.dash), (Some(9), false));
-        assert_eq!(uri_query(&c.rest, Some(7), Protocol::Hls), "?token=a+b&sid=7");
+        assert_eq!(
+            uri_query(&c.rest, Some(7), Protocol::Hls),
+            "?token=a+b&sid=7"
+        );
         assert_eq!(uri_query("", None, Protocol::Hls), "");
         assert_eq!(uri_query("", Some(1), Protocol::Dash), "?sid=1&dash=1");
         assert!(split_carried("dash=1").dash);

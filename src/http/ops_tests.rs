@@ -265,12 +265,12 @@ fn a_player_changing_protocol_moves_in_the_gauge() {
     let id = cores.add_player(0, Protocol::Rtmp, "live/p");
     cores.on(0, move |w| w.set_client_protocol(id, Protocol::HttpFlv));
     let players = cores.ops.collect()[0].stats.players.clone();
-    assert_eq!(players, vec![0, 1, 0]);
+    assert_eq!(players, vec![0, 1, 0, 0, 0]);
     cores.on(0, move |w| w.set_client_role(id, ConnRole::Idle, None));
-    assert_eq!(cores.ops.collect()[0].stats.players, vec![0, 0, 0]);
+    assert_eq!(cores.ops.collect()[0].stats.players, vec![0, 0, 0, 0, 0]);
     let id = cores.add_player(0, Protocol::WsFlv, "live/p");
     cores.on(0, move |w| w.remove_client(id));
-    assert_eq!(cores.ops.collect()[0].stats.players, vec![0, 0, 0]);
+    assert_eq!(cores.ops.collect()[0].stats.players, vec![0, 0, 0, 0, 0]);
 }
 
 fn ops_with(token: &str, metrics_token: bool) -> Ops {

@@ -248,8 +248,8 @@ mod tests {
         assert_eq!(s.ingest_to_egress[Protocol::HttpFlv.index()].count(), 2);
         assert_eq!(s.ingest_to_egress[Protocol::WsFlv.index()].count(), 0);
         assert_eq!(HistSnapshot::sum_of(&s.ingest_to_egress).count(), 4);
-        assert_eq!(s.bytes_out, vec![7, 0, 30]);
-        assert_eq!(s.messages_out, vec![1, 0, 2]);
+        assert_eq!(s.bytes_out, vec![7, 0, 30, 0, 0]);
+        assert_eq!(s.messages_out, vec![1, 0, 2, 0, 0]);
         assert_eq!(s.frames_dropped, 2);
         assert_eq!(s.dropped, vec![2, 1]);
         assert_eq!(s.by_role[ConnRole::Player.index()], 0);
@@ -284,6 +284,6 @@ mod tests {
         let a = CoreStats::default();
         a.set_player(None, Some(Protocol::Rtmp));
         a.set_player(Some(Protocol::Rtmp), Some(Protocol::WsFlv));
-        assert_eq!(a.players.values(), vec![0, 0, 1]);
+        assert_eq!(a.players.values(), vec![0, 0, 1, 0, 0]);
     }
 }

@@ -14,8 +14,8 @@ use std::cell::Cell;
 
 use super::declare::{counter, gauge, histogram, per_core, Desc};
 use super::{
-    AuthRejection, ConnRole, Counters, DropReason, HandshakeFailure, Hist, Hists, HlsRequest, KickReason,
-    LimitKind, OutboundFailure, OutboundKind, Protocol, ProtocolErrorKind, PullFailure,
+    AuthRejection, ConnRole, Counters, DropReason, HandshakeFailure, Hist, Hists, HlsRequest,
+    KickReason, LimitKind, OutboundFailure, OutboundKind, Protocol, ProtocolErrorKind, PullFailure,
     RejectReason, TlsHandshake,
 };
 

@@ -105,7 +105,10 @@ fn attr<'a>(line: &'a str, name: &str) -> Option<&'a str> {
 /// `partM.I.m4s` → (M, I).
 pub fn part_numbers(uri: &str) -> Option<(u64, u32)> {
     let file = uri.split('?').next()?;
-    let (m, i) = file.strip_prefix("part")?.strip_suffix(".m4s")?.split_once('.')?;
+    let (m, i) = file
+        .strip_prefix("part")?
+        .strip_suffix(".m4s")?
+        .split_once('.')?;
     Some((m.parse().ok()?, i.parse().ok()?))
 }
 

@@ -322,11 +322,8 @@ impl Packager {
         }
         let in_segment = ms.saturating_sub(self.segment_start);
         let in_part = ms.saturating_sub(part_start);
-        if keyframe && in_segment >= ms_of(self.cfg.segment) {
-            latency = self.close_part(ms, now);
-            self.close_segment();
-            self.start_segment(ms, ingest);
-        } else if in_segment >= ms_of(self.cfg.max_segment) {
+        let segment_due = keyframe && in_segment >= ms_of(self.cfg.segment);
+        if segment_due || in_segment >= ms_of(self.cfg.max_segment) {
             latency = self.close_part(ms, now);
             self.close_segment();
             self.start_segment(ms, ingest);
@@ -345,9 +342,7 @@ impl Packager {
         ingest: Instant,
         now: Instant,
     ) -> Option<Duration> {
-        if self.audio_cfg.is_none() {
-            return None;
-        }
+        self.audio_cfg.as_ref()?;
         if self.video_cfg.is_some() {
             // Video drives the cuts; audio waits for its part (and, before
             // the first keyframe, is dropped: a segment starts on video).
@@ -565,8 +560,9 @@ mod tests {
 
     #[test]
     fn opus_packet_durations_come_from_the_toc() {
-        // Config 28 (CELT FB 20 ms), one frame.
-        assert_eq!(opus_samples(&[28 << 3]), Some(960));
+        // Config 31 (CELT FB 20 ms), one frame; 28 is CELT FB 2.5 ms.
+        assert_eq!(opus_samples(&[31 << 3]), Some(960));
+        assert_eq!(opus_samples(&[28 << 3]), Some(120));
         // Config 1 (SILK NB 20 ms), two frames (code 1).
         assert_eq!(opus_samples(&[(1 << 3) | 1]), Some(1920));
         // Config 16 (CELT NB 2.5 ms), code 3 with 4 frames.

@@ -370,6 +370,7 @@ mod tests {
     fn a_change_wakes_a_waiting_request() {
         use std::sync::atomic::{AtomicUsize, Ordering};
         use std::sync::Arc;
+        use std::future::Future;
         use std::task::{Context, Wake};
         struct Count(AtomicUsize);
         impl Wake for Count {
