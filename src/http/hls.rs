@@ -611,10 +611,12 @@ async fn stream_segment(
         };
         for p in parts.into_iter().skip(sent) {
             sent += 1;
-            conn.outbox.drained_to(PIECE_BYTES).await;
             let len = p.len();
+            conn.outbox.drained_to(PIECE_BYTES).await;
             conn.send(Bytes::from(format!("{len:x}\r\n")));
-            conn.send(p);
+            if !send_piece(conn, p).await {
+                return;
+            }
             conn.send(Bytes::from_static(b"\r\n"));
             conn.worker.stats.add_out(protocol, len as u64);
         }
@@ -631,6 +633,25 @@ async fn stream_segment(
         }
     }
     conn.send(Bytes::from_static(b"0\r\n\r\n"));
+}
+
+/// Queues `bytes` in slices of at most [`PIECE_BYTES`], each once the
+/// writer has taken what was queued before (zero-copy: slices of the
+/// shared part). False once the connection is closed.
+async fn send_piece(conn: &HttpConn, mut bytes: Bytes) -> bool {
+    // Two pieces must fit in what a connection may leave unread
+    // (`limits.max_pending_output_bytes`), or the outbox would cut it off.
+    let max = conn.worker.live_queue_limits().max_control_bytes;
+    let piece = (max / 4).clamp(1024, PIECE_BYTES);
+    while !bytes.is_empty() {
+        conn.outbox.drained_to(piece).await;
+        if conn.outbox.closed().is_some() {
+            return false;
+        }
+        let n = bytes.len().min(piece);
+        conn.send(bytes.split_to(n));
+    }
+    true
 }
 
 /// A whole answer with its length, queued in pieces as the writer takes them.
@@ -653,11 +674,9 @@ async fn send_body(
         return;
     }
     for piece in body {
-        conn.outbox.drained_to(PIECE_BYTES).await;
-        if conn.outbox.closed().is_some() {
+        if !send_piece(conn, piece).await {
             return;
         }
-        conn.send(piece);
     }
     conn.worker.stats.add_out(protocol, len as u64);
 }
