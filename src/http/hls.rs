@@ -612,7 +612,6 @@ async fn stream_segment(
         for p in parts.into_iter().skip(sent) {
             sent += 1;
             let len = p.len();
-            conn.outbox.drained_to(PIECE_BYTES).await;
             conn.send(Bytes::from(format!("{len:x}\r\n")));
             if !send_piece(conn, p).await {
                 return;
@@ -643,8 +642,17 @@ async fn send_piece(conn: &HttpConn, mut bytes: Bytes) -> bool {
     // (`limits.max_pending_output_bytes`), or the outbox would cut it off.
     let max = conn.worker.live_queue_limits().max_control_bytes;
     let piece = (max / 4).clamp(1024, PIECE_BYTES);
+    // A reader that takes nothing for the idle timeout is cut off: it
+    // costs one piece of memory and this long, never more.
+    let idle = Duration::from_millis(conn.ops.config().http.idle_timeout_ms);
     while !bytes.is_empty() {
-        conn.outbox.drained_to(piece).await;
+        monoio::select! {
+            _ = conn.outbox.drained_to(piece) => {},
+            _ = monoio::time::sleep(idle) => {
+                debug!("hls reader took nothing for the idle timeout");
+                conn.outbox.close(crate::egress::CloseReason::Unread);
+            },
+        }
         if conn.outbox.closed().is_some() {
             return false;
         }
