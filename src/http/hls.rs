@@ -119,10 +119,22 @@ fn request_kind(asset: &hls::Asset, protocol: Protocol) -> HlsRequest {
     }
 }
 
-/// A fresh session id for a player whose playlist request had none.
+/// The session id of a player whose playlist request had none: from its
+/// address and the stream, so a player that reloads the playlist by the
+/// URL it was given (without `sid`) stays one session, not one per reload.
+/// Players behind one address count once unless they came through the
+/// multivariant playlist, whose variant URL gives each its own id.
+fn address_session_id(peer: std::net::SocketAddr, key: &str) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    peer.ip().hash(&mut h);
+    key.hash(&mut h);
+    // 52 bits: exact in JavaScript players that parse URLs into numbers.
+    h.finish() >> 12
+}
+
+/// A fresh session id, for the variant URL of a multivariant playlist.
 fn new_session_id() -> u64 {
-    // 52 bits: unique enough per stream, and exact in JavaScript players
-    // that parse URLs into numbers.
     rand::random::<u64>() >> 12
 }
 
@@ -191,7 +203,11 @@ pub(super) async fn serve(conn: &HttpConn, head: RequestHead, req: HlsPath) -> N
     let timeout = Duration::from_millis(conn.ops.config().hls.session_timeout_ms);
     let mut sid = carried.sid;
     if sid.is_none() && manifest {
-        sid = Some(new_session_id());
+        sid = Some(if req.asset == hls::Asset::Multivariant {
+            new_session_id()
+        } else {
+            address_session_id(conn.peer, &key)
+        });
     }
     window.read().touch(sid, now, timeout);
     worker
