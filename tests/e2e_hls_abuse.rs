@@ -188,7 +188,10 @@ fn parked_requests_non_readers_and_session_floods_leave_the_node_bounded() {
         "the player got {parts} parts in {secs:.1} s\n{}",
         tail(&node.server.log(), 30)
     );
-    assert!(worst < Duration::from_millis(1500), "a {worst:?} gap between parts");
+    assert!(
+        worst < Duration::from_millis(1500),
+        "a {worst:?} gap between parts"
+    );
     assert_eq!(errors, 0, "the player's requests failed");
     node.finish();
 }

@@ -368,9 +368,9 @@ mod tests {
 
     #[test]
     fn a_change_wakes_a_waiting_request() {
+        use std::future::Future;
         use std::sync::atomic::{AtomicUsize, Ordering};
         use std::sync::Arc;
-        use std::future::Future;
         use std::task::{Context, Wake};
         struct Count(AtomicUsize);
         impl Wake for Count {
