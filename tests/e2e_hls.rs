@@ -165,6 +165,14 @@ fn the_playlist_is_low_latency_hls_with_parts_hints_and_dates() {
         mv.contains("#EXT-X-STREAM-INF:") && mv.contains("avc1.") && mv.contains("mp4a.40.2"),
         "multivariant:\n{mv}"
     );
+    let time = fetch(ops.http, "/time");
+    assert_eq!(time.status, 200);
+    assert!(time.text().starts_with("20"), "{}", time.text());
+    assert_eq!(
+        time.header("access-control-allow-origin").as_deref(),
+        Some("*"),
+        "the DASH clock must be readable from other origins"
+    );
     let mpd = fetch(ops.http, "/live/tags/index.mpd").text();
     assert!(
         mpd.contains("type=\"dynamic\"") && mpd.contains("availabilityTimeOffset"),

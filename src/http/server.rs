@@ -313,11 +313,30 @@ impl HttpConn {
                     super::api::route(head.method, &head.raw_path, &self.ops).await
                 }
             }
-            "/time" if get && probes => Reply {
-                status: 200,
-                body: humantime::format_rfc3339_millis(std::time::SystemTime::now()).to_string(),
-                content_type: "text/plain; charset=utf-8",
-            },
+            "/time" if get && probes => {
+                // DASH players' clock (the MPD's UTCTiming), read by pages
+                // on other origins: it carries the CORS header media do.
+                let now = humantime::format_rfc3339_millis(std::time::SystemTime::now());
+                let body = now.to_string();
+                let origin = self.ops.config().http.allow_origin.clone();
+                let mut headers = vec![
+                    ("Content-Type", "text/plain; charset=utf-8"),
+                    ("Cache-Control", "no-store"),
+                ];
+                if !origin.is_empty() {
+                    headers.push(("Access-Control-Allow-Origin", origin.as_str()));
+                }
+                let mut out = response_head(200, &headers, Some(body.len()), head.close);
+                if head.method != Method::Head {
+                    out.extend_from_slice(body.as_bytes());
+                }
+                self.send(out.freeze());
+                return if head.close {
+                    Next::Close
+                } else {
+                    Next::KeepAlive
+                };
+            }
             p if probes && self.hls_on() => match super::hls::parse_path(p) {
                 Some(req) => return super::hls::serve(self, head, req).await,
                 None if p.ends_with(".flv") => {

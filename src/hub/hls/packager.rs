@@ -406,19 +406,48 @@ impl Packager {
         };
         let n = self.audio.iter().take_while(|(ms, _)| *ms < end).count();
         let frames: Vec<(u64, Bytes)> = self.audio.drain(..n).collect();
-        let mut samples = Vec::with_capacity(frames.len());
+        let mut samples: Vec<Sample> = Vec::with_capacity(frames.len());
         let mut start = None;
-        for (ms, data) in frames {
-            let duration = audio_frame_samples(cfg, &data, rate);
+        let max_fill = u64::from(rate);
+        let mut frames = frames.into_iter();
+        while let Some((ms, data)) = frames.next() {
+            let mut duration = audio_frame_samples(cfg, &data, rate);
             let at = ms * u64::from(rate) / 1000;
-            let next = match self.audio_next {
-                Some(next) if next.abs_diff(at) <= 2 * u64::from(duration) => next,
-                _ => at,
+            let expected = self.audio_next.unwrap_or(at);
+            let half = u64::from(duration / 2);
+            let here = if at > expected + half && at - expected <= max_fill {
+                // A hole (a publisher's gap, a looped file's seam): the
+                // sample before it is stretched over it, so a player's
+                // buffered range stays contiguous (MSE players stall at
+                // holes). First in this run, the run starts early instead.
+                let gap = (at - expected) as u32;
+                match samples.last_mut() {
+                    Some(prev) => {
+                        prev.duration += gap;
+                        at
+                    }
+                    None => {
+                        duration += gap;
+                        expected
+                    }
+                }
+            } else if at.abs_diff(expected) <= 2 * u64::from(duration) {
+                // Millisecond rounding of the timestamps: stay contiguous.
+                expected
+            } else {
+                // A jump (back, or a gap past a second): follow it.
+                if !samples.is_empty() {
+                    // Times inside a run are implicit: end it here and let
+                    // the next part start at the jump.
+                    let back: Vec<(u64, Bytes)> =
+                        std::iter::once((ms, data)).chain(frames).collect();
+                    self.audio.splice(0..0, back);
+                    break;
+                }
+                at
             };
-            // Within one run times are implicit: a gap inside a part is
-            // absorbed (frames are never dropped) and the next part resyncs.
-            start.get_or_insert(next);
-            self.audio_next = Some(next + u64::from(duration));
+            start.get_or_insert(here);
+            self.audio_next = Some(here + u64::from(duration));
             samples.push(Sample {
                 duration,
                 composition_offset: 0,
