@@ -61,9 +61,9 @@ const FLV: Bounds = Bounds {
 /// starts 46 ms after its video). cascade keeps a gap of more than two AAC
 /// frames as a gap, so the fMP4 audio timeline has a hole there; Chrome
 /// stops at a hole in the buffered ranges and hls.js reports a
-/// BUFFER_STALLED_ERROR, then seeks over it (BUFFER_SEEK_OVER_HOLE) after
-/// about 1.3 s. mpegts.js fills such gaps itself, so the FLV checks keep
-/// the 10 s clip.
+/// BUFFER_STALLED_ERROR once currentTime has stood still 1.25 s, then seeks
+/// over it (BUFFER_SEEK_OVER_HOLE): a 1.4 s stall when seen. mpegts.js
+/// fills such gaps itself, so the FLV checks keep the 10 s clip.
 const HLS: Bounds = Bounds {
     watch_seconds: 10,
     max_latency_ms: 2000.0,
