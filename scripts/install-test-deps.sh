@@ -26,7 +26,7 @@ declare -A PKG_PROBE=(
   [systemd]=/usr/bin/systemd-analyze
   # tests/e2e_tls.rs makes its certificates and reads the served one with it.
   [openssl]=/usr/bin/openssl
-  # tests/e2e_browser.rs plays HTTP-FLV and WebSocket-FLV in headless Chromium,
+  # tests/e2e_browser.rs plays HTTP-FLV, WebSocket-FLV and LL-HLS in headless Chromium,
   # driven from Node (tests/browser/play.mjs). A machine that already has Node
   # from elsewhere (NodeSource ships npm inside nodejs) is left alone: the
   # probes are the binaries, not the Debian package names.
@@ -69,7 +69,7 @@ fi
 FF9=$(ffmpeg9_path) || { log "imageio-ffmpeg still not importable"; exit 1; }
 [[ -x "$FF9" ]] || { log "ffmpeg 9 not executable at $FF9"; exit 1; }
 
-# The browser test's player (mpegts.js) and driver (playwright-core) come from
+# The browser test's players (mpegts.js, hls.js) and driver (playwright-core) come from
 # the npm registry, pinned by tests/browser/package-lock.json. `npm ci` only
 # when node_modules is missing or older than the lock file, so a warm machine
 # stays offline.

@@ -1,12 +1,14 @@
 #!/usr/bin/env node
-// play.mjs: plays one live stream in headless Chromium with mpegts.js and
-// judges it like a viewer would. Serves page.html, flvtap.js, probe.js and
-// node_modules' mpegts.js from a loopback static server (nothing is fetched
-// from outside once `npm ci` has run), drives Debian's /usr/bin/chromium
-// with playwright-core, and prints one JSON line:
+// play.mjs: plays one live stream in headless Chromium, HTTP-FLV and
+// WebSocket-FLV with mpegts.js, LL-HLS with hls.js in low-latency mode, and
+// judges it like a viewer would. Serves the pages (page.html, hls.html),
+// their scripts and node_modules' players from a loopback static server
+// (nothing is fetched from outside once `npm ci` has run), drives Debian's
+// /usr/bin/chromium with playwright-core, and prints one JSON line:
 //
 //   node play.mjs --url http://127.0.0.1:PORT/live/x.flv --type flv --seconds 5
 //   node play.mjs --url ws://127.0.0.1:PORT/live/x.flv --type ws
+//   node play.mjs --url http://127.0.0.1:PORT/live/x/index.m3u8 --type hls --seconds 10
 //
 // Exit status: 0 when all three checks pass (currentTime advances, a frame
 // is not blank, latency behind the publisher stays under the bound), 1 when
@@ -27,7 +29,7 @@ const HERE = path.dirname(fileURLToPath(import.meta.url));
 const { values: opt } = parseArgs({
   options: {
     url: { type: 'string' },
-    type: { type: 'string' }, // flv | ws; defaults from the URL's scheme
+    type: { type: 'string' }, // flv | ws | hls; defaults from the URL
     seconds: { type: 'string', default: '5' },
     // Playback must begin within this long of load().
     'start-timeout': { type: 'string', default: '15' },
@@ -37,7 +39,9 @@ const { values: opt } = parseArgs({
     'max-latency-ms': { type: 'string', default: '1000' },
     // Share of the window's wall time currentTime must cover.
     'min-advance': { type: 'string', default: '0.8' },
-    // Longest currentTime may stand still inside the window.
+    // Longest currentTime may stand still inside the window. With hls.js,
+    // any stall it reports inside the window (BUFFER_STALLED_ERROR, a nudge
+    // or a hole skip) fails too.
     'max-stall-ms': { type: 'string', default: '750' },
     // Whole run, browser start to exit.
     timeout: { type: 'string', default: '45' },
@@ -58,13 +62,13 @@ const num = (name) => {
 };
 
 function usage(msg) {
-  process.stderr.write(`play.mjs: ${msg}\nusage: node play.mjs --url URL [--type flv|ws] [--seconds 5]\n`);
+  process.stderr.write(`play.mjs: ${msg}\nusage: node play.mjs --url URL [--type flv|ws|hls] [--seconds 5]\n`);
   process.exit(2);
 }
 
 if (!opt.url) usage('--url is required');
-const type = opt.type || (/^wss?:/.test(opt.url) ? 'ws' : 'flv');
-if (type !== 'flv' && type !== 'ws') usage(`--type ${type}: expected flv or ws`);
+const type = opt.type || (/^wss?:/.test(opt.url) ? 'ws' : /\.m3u8(\?|$)/.test(opt.url) ? 'hls' : 'flv');
+if (!['flv', 'ws', 'hls'].includes(type)) usage(`--type ${type}: expected flv, ws or hls`);
 // --type ws with an http URL means the same path over WebSocket.
 const mediaUrl = type === 'ws' ? opt.url.replace(/^http/, 'ws') : opt.url;
 const seconds = num('seconds');
@@ -130,7 +134,12 @@ const FILES = {
   '/flvtap.js': ['flvtap.js', 'text/javascript'],
   '/probe.js': ['probe.js', 'text/javascript'],
   '/mpegts.js': ['node_modules/mpegts.js/dist/mpegts.js', 'text/javascript'],
+  '/hls.html': ['hls.html', 'text/html'],
+  '/hlsplayer.js': ['hlsplayer.js', 'text/javascript'],
+  '/hls.js': ['node_modules/hls.js/dist/hls.js', 'text/javascript'],
 };
+// The page each player type is played on.
+const PAGES = { flv: '/', ws: '/', hls: '/hls.html' };
 
 function startStaticServer() {
   for (const [file] of Object.values(FILES)) {
@@ -224,6 +233,49 @@ function judgeLatency(samples) {
   }
 }
 
+// hls.js's side of the window: the stalls it reported (a stall is
+// currentTime standing still for detectStallWithCurrentTimeMs, 1.25 s, or a
+// 'waiting' after it moved; nudges and hole skips are its repairs), proof
+// that it played low-latency (parts and blocking playlist reloads), and its
+// own latency readings next to the stamps' for comparison.
+function judgeHls(samples, gapsInWindow) {
+  const from = samples[0].t;
+  const to = samples[samples.length - 1].t;
+  const stalls = result.events.filter((e) => e.kind === 'player:stall');
+  const inWindow = stalls.filter((e) => e.at >= from && e.at <= to);
+  const warnings = result.events.filter((e) => e.kind === 'player:warning');
+  const stat = (key) => {
+    const v = samples.map((s) => s[key]).filter((x) => x !== null && x !== undefined && Number.isFinite(x));
+    v.sort((a, b) => a - b);
+    return { p50: round(percentile(v, 50), 1), min: round(v[0], 1), max: round(v[v.length - 1], 1) };
+  };
+  const tap = result.tap || {};
+  result.hls = {
+    stallEvents: stalls.length,
+    stallEventsInWindow: inWindow.length,
+    warnings: warnings.length,
+    stampGapsInWindow: gapsInWindow,
+    // Publisher clock vs the playhead's EXT-X-PROGRAM-DATE-TIME (cascade's
+    // clock when the frame arrived), hls.js's distance from the live edge
+    // and the target it steers to.
+    pdtLatencyMs: stat('pdtLatencyMs'),
+    hlsLatencyMs: stat('hlsLatencyMs'),
+    targetLatencyMs: stat('targetLatencyMs'),
+    playbackRate: stat('playbackRate'),
+  };
+  if (inWindow.length) {
+    result.failures.push(`hls.js reported ${inWindow.length} stall(s) in the window: ${inWindow.map((e) => e.detail).join(' ;; ')}`);
+  }
+  if (gapsInWindow) {
+    result.failures.push(`${gapsInWindow} stamped frame(s) missing during the window: ${JSON.stringify(tap.missing)}`);
+  }
+  if (!tap.lowLatencyMode || !(tap.parts > 0) || !(tap.blockingReloads > 0)) {
+    result.failures.push(
+      `not low-latency playback: lowLatencyMode ${tap.lowLatencyMode}, ${tap.parts} parts and ${tap.segments} segments loaded, ${tap.blockingReloads} of ${tap.playlistRequests} playlist requests blocking`
+    );
+  }
+}
+
 // testsrc2 at 720p: spread-out luma, many saturated colours.
 function isBlank(s) {
   return !s || s.width === 0 || s.lumaStddev < 12 || s.colourfulFraction < 0.05 || s.colours < 4;
@@ -249,7 +301,7 @@ function round(v, digits) {
 async function run(state) {
   state.server = await startStaticServer();
   const pageUrl =
-    `http://127.0.0.1:${state.server.address().port}/` +
+    `http://127.0.0.1:${state.server.address().port}${PAGES[type]}` +
     `?url=${encodeURIComponent(mediaUrl)}&type=${type}`;
 
   if (!fs.existsSync(opt.chromium)) throw new Error(`no Chromium at ${opt.chromium}`);
@@ -314,11 +366,21 @@ async function run(state) {
   if (opt.screenshot) await page.screenshot({ path: opt.screenshot });
   result.tap = await page.evaluate(() => window.probe.tapSummary());
   result.events.push(...(await page.evaluate(() => window.probe.events())));
+  const gapsInWindow = await page.evaluate((t) => window.probe.gapsSince(t), samples[0].t);
 
   mark('measured');
   judgeAdvance(samples);
   judgeFrames(startFrame, endFrame);
   judgeLatency(samples);
+  if (type === 'hls') judgeHls(samples, gapsInWindow);
+  // Every half second of the window, for a post-mortem of a failed run.
+  const fields = ['s', 'currentTime', 'latencyMs', 'pdtLatencyMs', 'hlsLatencyMs', 'playbackRate'];
+  result.series = {
+    fields,
+    rows: samples
+      .filter((_, i) => i % 5 === 0)
+      .map((x) => [(x.t - samples[0].t) / 1000, x.ct, x.latencyMs, x.pdtLatencyMs, x.hlsLatencyMs, x.playbackRate].map((v) => round(v, 2))),
+  };
   if (result.tap && result.tap.error) result.failures.push(result.tap.error);
   const playerErrors = result.events.filter((e) => e.kind === 'player:error' || e.kind === 'pageerror');
   if (playerErrors.length) result.failures.push(`player errors: ${JSON.stringify(playerErrors)}`);

@@ -1,9 +1,10 @@
 // probe.js: the page side of the browser test. Plays the stream named in
-// the page's query (?url=…&type=flv|ws) with mpegts.js tuned for live low
-// latency, and gives play.mjs what it asserts on through `window.probe`:
-// currentTime over a window of wall time, stalls, latency behind the
-// publisher (with flvtap.js's stamps), and pixel statistics of a frame
-// drawn to a canvas.
+// the page's query (?url=…&type=flv|ws|hls): FLV with mpegts.js tuned for
+// live low latency, LL-HLS with hls.js in low-latency mode (hlsplayer.js,
+// on hls.html), and gives play.mjs what it asserts on through
+// `window.probe`: currentTime over a window of wall time, stalls, latency
+// behind the publisher (from the stamps flvtap.js or hlsplayer.js
+// collected), and pixel statistics of a frame drawn to a canvas.
 'use strict';
 
 (function () {
@@ -24,6 +25,11 @@
   }
 
   function start() {
+    if (type === 'hls') {
+      if (!window.hlsPlayer) throw new Error('hlsplayer.js did not load (is this hls.html?)');
+      window.hlsPlayer.start(video, url, note);
+      return;
+    }
     if (!window.mpegts) throw new Error('mpegts.js did not load');
     const features = mpegts.getFeatureList();
     if (!features.mseLivePlayback) throw new Error('MSE live playback unsupported');
@@ -66,12 +72,14 @@
   }
 
   function tapSummary() {
+    if (type === 'hls') return window.hlsPlayer.summary();
     const tap = window.flvTap.current();
     return tap ? tap.summary() : null;
   }
 
   // Latency of the frame on screen now, or null before stamps arrive.
   function latencyNow() {
+    if (type === 'hls') return window.hlsPlayer.latencyAt(video.currentTime, Date.now());
     const tap = window.flvTap.current();
     if (!tap || tap.base() === null) return null;
     const pts = tap.base() + video.currentTime * 1000;
@@ -85,8 +93,10 @@
 
   function snapshot() {
     const lat = latencyNow();
+    const t = Date.now();
     return {
-      t: Date.now(),
+      ...(type === 'hls' ? window.hlsPlayer.extra(t) : {}),
+      t,
       ct: video.currentTime,
       readyState: video.readyState,
       paused: video.paused,
@@ -174,7 +184,14 @@
     frameStats,
     tapSummary,
     events: () => events.slice(),
+    // Stamp sequence numbers skipped by stamps that arrived since wall time
+    // `t` (HLS only: FLV counts its gaps in the tap summary).
+    gapsSince: (t) => (type === 'hls' ? window.hlsPlayer.gapsSince(t) : null),
     stop() {
+      if (type === 'hls') {
+        window.hlsPlayer.stop();
+        return;
+      }
       if (player) {
         player.pause();
         player.unload();
