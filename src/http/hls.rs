@@ -592,7 +592,11 @@ async fn segment(
         }
         SegmentLookup::Growing(_) => {
             stream_segment(conn, head, window, msn, protocol).await;
-            keep_or_close(head)
+            if head.http10 {
+                Next::Close
+            } else {
+                keep_or_close(head)
+            }
         }
     }
 }
@@ -605,15 +609,16 @@ async fn stream_segment(
     protocol: Protocol,
 ) {
     let origin = conn.ops.config().http.allow_origin.clone();
-    let mut headers = vec![
-        ("Content-Type", "video/mp4"),
-        ("Cache-Control", "no-cache"),
-        ("Transfer-Encoding", "chunked"),
-    ];
+    // HTTP/1.0 has no chunked encoding: the body ends with the connection.
+    let chunked = !head.http10;
+    let mut headers = vec![("Content-Type", "video/mp4"), ("Cache-Control", "no-cache")];
+    if chunked {
+        headers.push(("Transfer-Encoding", "chunked"));
+    }
     if !origin.is_empty() {
         headers.push(("Access-Control-Allow-Origin", origin.as_str()));
     }
-    conn.send(response_head(200, &headers, None, head.close).freeze());
+    conn.send(response_head(200, &headers, None, head.close || !chunked).freeze());
     if head.method == Method::Head {
         return;
     }
@@ -628,11 +633,15 @@ async fn stream_segment(
         for p in parts.into_iter().skip(sent) {
             sent += 1;
             let len = p.len();
-            conn.send(Bytes::from(format!("{len:x}\r\n")));
+            if chunked {
+                conn.send(Bytes::from(format!("{len:x}\r\n")));
+            }
             if !send_piece(conn, p).await {
                 return;
             }
-            conn.send(Bytes::from_static(b"\r\n"));
+            if chunked {
+                conn.send(Bytes::from_static(b"\r\n"));
+            }
             conn.worker.stats.add_out(protocol, len as u64);
         }
         if complete || conn.outbox.closed().is_some() {
@@ -647,7 +656,9 @@ async fn stream_segment(
             break;
         }
     }
-    conn.send(Bytes::from_static(b"0\r\n\r\n"));
+    if chunked {
+        conn.send(Bytes::from_static(b"0\r\n\r\n"));
+    }
 }
 
 /// Queues `bytes` in slices of at most [`PIECE_BYTES`], each once the
