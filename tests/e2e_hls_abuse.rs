@@ -179,7 +179,7 @@ fn parked_requests_non_readers_and_session_floods_leave_the_node_bounded() {
     rss.assert_grew_at_most("hls abuse", RSS_BUDGET_KIB);
 
     // Sessions were counted, and the real player never stalled.
-    let sessions = node.metric("cascade_hls_sessions");
+    let sessions = node.metric("cascade_hls_sessions{protocol=\"hls\"}");
     assert!(sessions >= 3000.0, "sessions gauge: {sessions}");
     let (parts, worst, errors) = watcher.finish();
     let secs = since.elapsed().as_secs_f64();

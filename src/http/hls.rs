@@ -209,7 +209,9 @@ pub(super) async fn serve(conn: &HttpConn, head: RequestHead, req: HlsPath) -> N
             address_session_id(conn.peer, &key)
         });
     }
-    window.read().touch(sid, now, timeout);
+    window
+        .read()
+        .touch(sid, protocol == Protocol::Dash, now, timeout);
     worker
         .stats
         .hls_requests

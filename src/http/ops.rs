@@ -93,17 +93,19 @@ impl Ops {
         let _ = self.hls.set(store);
     }
 
-    /// Active HLS/DASH sessions on the node.
-    pub fn hls_sessions(&self, now: std::time::Instant) -> u64 {
+    /// Active HLS and DASH sessions on the node.
+    pub fn hls_sessions(&self, now: std::time::Instant) -> [u64; 2] {
         let Some(store) = self.hls.get() else {
-            return 0;
+            return [0, 0];
         };
         let timeout = std::time::Duration::from_millis(self.config().hls.session_timeout_ms);
-        store
-            .all()
-            .iter()
-            .map(|(_, w)| w.read().active_sessions(now, timeout) as u64)
-            .sum()
+        let mut n = [0u64; 2];
+        for (_, w) in store.all() {
+            let (hls, dash) = w.read().active_sessions(now, timeout);
+            n[0] += hls as u64;
+            n[1] += dash as u64;
+        }
+        n
     }
 
     /// A worker listens and serves its inbox.

@@ -40,7 +40,7 @@ pub struct Scrape<'a> {
     pub ready: bool,
     pub draining: bool,
     /// Active HLS and DASH sessions on the node.
-    pub hls_sessions: u64,
+    pub hls_sessions: [u64; 2],
 }
 
 /// `d`'s label names (`worker` first where it applies) paired with
@@ -200,7 +200,13 @@ pub fn render(s: &Scrape<'_>) -> String {
         single(&n::READY, f64::from(u8::from(s.ready))),
         single(&n::DRAINING, f64::from(u8::from(s.draining))),
         single(&n::STREAMS, s.streams as f64),
-        single(&n::HLS_SESSIONS, s.hls_sessions as f64),
+        family(
+            &n::HLS_SESSIONS,
+            vec![
+                series(&n::HLS_SESSIONS, &["hls"], s.hls_sessions[0] as f64),
+                series(&n::HLS_SESSIONS, &["dash"], s.hls_sessions[1] as f64),
+            ],
+        ),
     ];
     fams.extend(per_core_families(s));
     if !s.per_stream.is_empty() || s.per_stream_omitted > 0 {
@@ -300,7 +306,7 @@ mod tests {
             per_stream_omitted: 0,
             ready: true,
             draining: false,
-            hls_sessions: 0,
+            hls_sessions: [0, 0],
         });
         let rtmp = "cascade_ingest_to_egress_seconds_bucket{protocol=\"rtmp\"";
         assert!(

@@ -111,7 +111,7 @@ fn page() -> String {
         per_stream_omitted: 2,
         ready: true,
         draining: true,
-        hls_sessions: 0,
+        hls_sessions: [3, 1],
     })
     .replace(
         &format!("version=\"{}\"", env!("CARGO_PKG_VERSION")),

@@ -54,8 +54,9 @@ pub const STREAM_UPTIME: Desc = gauge(
 .by(&["stream"]);
 pub const HLS_SESSIONS: Desc = gauge(
     "cascade_hls_sessions",
-    "HLS and DASH players with a request within hls.session_timeout_ms (by the session id in their URLs).",
-);
+    "HLS and DASH players with a request within hls.session_timeout_ms (by the session id in their URLs), by protocol.",
+)
+.by(&["protocol"]);
 
 pub const STREAM_SERIES_OMITTED: Desc = gauge(
     "cascade_stream_series_omitted",

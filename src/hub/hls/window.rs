@@ -103,7 +103,7 @@ pub struct WindowState {
     /// Requests waiting for the next change.
     waiters: Vec<Waker>,
     /// Sessions (the `sid` of players' URLs) with their last request.
-    sessions: HashMap<u64, Instant>,
+    sessions: HashMap<u64, (Instant, bool)>,
     /// Last request of any player: an edge keeps pulling while it is recent.
     pub last_request: Option<Instant>,
 }
@@ -214,25 +214,32 @@ impl WindowState {
     }
 
     /// Notes a player's request (by session id, if its URL had one).
-    pub fn touch(&mut self, sid: Option<u64>, now: Instant, timeout: Duration) {
+    pub fn touch(&mut self, sid: Option<u64>, dash: bool, now: Instant, timeout: Duration) {
         self.last_request = Some(now);
         let Some(sid) = sid else { return };
         if self.sessions.len() >= MAX_SESSIONS && !self.sessions.contains_key(&sid) {
             self.sessions
-                .retain(|_, seen| now.saturating_duration_since(*seen) < timeout);
+                .retain(|_, (seen, _)| now.saturating_duration_since(*seen) < timeout);
             if self.sessions.len() >= MAX_SESSIONS {
                 return;
             }
         }
-        self.sessions.insert(sid, now);
+        self.sessions.insert(sid, (now, dash));
     }
 
-    /// Sessions with a request within `timeout` of `now`.
-    pub fn active_sessions(&self, now: Instant, timeout: Duration) -> usize {
-        self.sessions
-            .values()
-            .filter(|seen| now.saturating_duration_since(**seen) < timeout)
-            .count()
+    /// Sessions with a request within `timeout` of `now`: (HLS, DASH).
+    pub fn active_sessions(&self, now: Instant, timeout: Duration) -> (usize, usize) {
+        let mut n = (0, 0);
+        for (seen, dash) in self.sessions.values() {
+            if now.saturating_duration_since(*seen) < timeout {
+                if *dash {
+                    n.1 += 1;
+                } else {
+                    n.0 += 1;
+                }
+            }
+        }
+        n
     }
 
     fn wake_all(&mut self) {
@@ -359,11 +366,18 @@ mod tests {
         let mut s = WindowState::new();
         let t0 = Instant::now();
         let timeout = Duration::from_secs(30);
-        s.touch(Some(1), t0, timeout);
-        s.touch(Some(2), t0 + Duration::from_secs(20), timeout);
-        s.touch(None, t0 + Duration::from_secs(20), timeout);
-        assert_eq!(s.active_sessions(t0 + Duration::from_secs(25), timeout), 2);
-        assert_eq!(s.active_sessions(t0 + Duration::from_secs(40), timeout), 1);
+        s.touch(Some(1), false, t0, timeout);
+        s.touch(Some(2), false, t0 + Duration::from_secs(20), timeout);
+        s.touch(Some(3), true, t0 + Duration::from_secs(20), timeout);
+        s.touch(None, false, t0 + Duration::from_secs(20), timeout);
+        assert_eq!(
+            s.active_sessions(t0 + Duration::from_secs(25), timeout),
+            (2, 1)
+        );
+        assert_eq!(
+            s.active_sessions(t0 + Duration::from_secs(40), timeout),
+            (1, 1)
+        );
     }
 
     #[test]
