@@ -178,6 +178,26 @@ fn the_playlist_is_low_latency_hls_with_parts_hints_and_dates() {
         mpd.contains("type=\"dynamic\"") && mpd.contains("availabilityTimeOffset"),
         "mpd:\n{mpd}"
     );
+    // DASH gets audio and video as separate adaptation sets.
+    for want in [
+        "contentType=\"video\"",
+        "contentType=\"audio\"",
+        "init-a.mp4",
+        "seg$Number$-v.m4s",
+    ] {
+        assert!(mpd.contains(want), "no `{want}` in the MPD:\n{mpd}");
+    }
+    for (path, kind) in [
+        ("/live/tags/init-v.mp4".to_string(), b"ftyp"),
+        ("/live/tags/init-a.mp4".to_string(), b"ftyp"),
+        (format!("/live/tags/seg{sm}-v.m4s"), b"moof"),
+        (format!("/live/tags/seg{sm}-a.m4s"), b"moof"),
+    ] {
+        let f = fetch(ops.http, &path);
+        assert_eq!(f.status, 200, "{path}");
+        assert_eq!(&f.body[4..8], kind, "{path}");
+        assert!(f.body.len() < seg.body.len(), "{path} is not one track");
+    }
 }
 
 #[test]

@@ -491,6 +491,7 @@ fn mpd<'a>(
         utc_timing: UtcTiming::HttpXsDate("/time"),
         ended,
         query,
+        split: None,
     }
 }
 

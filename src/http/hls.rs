@@ -99,7 +99,7 @@ fn split_carried(rest: &str) -> Carried {
 
 fn protocol_of(asset: &hls::Asset, carried: &Carried) -> Protocol {
     match asset {
-        hls::Asset::Mpd => Protocol::Dash,
+        hls::Asset::Mpd | hls::Asset::TrackInit(_) | hls::Asset::TrackSegment(..) => Protocol::Dash,
         _ if carried.dash => Protocol::Dash,
         _ => Protocol::Hls,
     }
@@ -113,6 +113,8 @@ fn request_kind(asset: &hls::Asset, protocol: Protocol) -> HlsRequest {
         hls::Asset::Mpd => HlsRequest::DashManifest,
         hls::Asset::Init if dash => HlsRequest::DashInit,
         hls::Asset::Init => HlsRequest::HlsInit,
+        hls::Asset::TrackInit(_) => HlsRequest::DashInit,
+        hls::Asset::TrackSegment(..) => HlsRequest::DashSegment,
         hls::Asset::Part(..) => HlsRequest::HlsPart,
         hls::Asset::Segment(_) if dash => HlsRequest::DashSegment,
         hls::Asset::Segment(_) => HlsRequest::HlsSegment,
@@ -221,10 +223,14 @@ pub(super) async fn serve(conn: &HttpConn, head: RequestHead, req: HlsPath) -> N
         hls::Asset::MediaPlaylist => media_playlist(conn, &window, &query, &uri_query).await,
         hls::Asset::Multivariant => multivariant(&window, &uri_query),
         hls::Asset::Mpd => mpd(&window, &uri_query),
-        hls::Asset::Init => init(conn, &window).await,
+        hls::Asset::Init => init(conn, &window, None).await,
+        hls::Asset::TrackInit(t) => init(conn, &window, Some(track_index(t))).await,
+        hls::Asset::TrackSegment(msn, t) => {
+            return segment(conn, &head, &window, msn, Some(track_index(t)), protocol).await;
+        }
         hls::Asset::Part(msn, i) => part(conn, &window, msn, i).await,
         hls::Asset::Segment(msn) => {
-            return segment(conn, &head, &window, msn, protocol).await;
+            return segment(conn, &head, &window, msn, None, protocol).await;
         }
     };
     match answer {
@@ -522,6 +528,15 @@ fn mpd(window: &Window, uri_query: &str) -> Answer {
         query: uri_query,
         utc_timing: dash::UtcTiming::HttpXsDate("/time"),
         ended: s.ended,
+        split: s
+            .facts
+            .track_codecs
+            .as_ref()
+            .map(|[v, a]| dash::SplitTracks {
+                video_codecs: v,
+                audio_codecs: a,
+                audio_bandwidth: 128_000,
+            }),
     };
     let text = dash::render_mpd(&m);
     Answer::Body {
@@ -531,11 +546,26 @@ fn mpd(window: &Window, uri_query: &str) -> Answer {
     }
 }
 
-async fn init(conn: &HttpConn, window: &Window) -> Answer {
+/// The index of a track in the window's split form.
+fn track_index(t: hls::Track) -> usize {
+    match t {
+        hls::Track::Video => 0,
+        hls::Track::Audio => 1,
+    }
+}
+
+async fn init(conn: &HttpConn, window: &Window, track: Option<usize>) -> Answer {
     if !wait_until(window, |s| s.init.is_some() || s.ended, start_limit(conn)).await {
         return Answer::Status(404, "the stream has no init segment yet");
     }
-    match window.read().init.clone() {
+    let init = {
+        let s = window.read();
+        match track {
+            None => s.init.clone(),
+            Some(t) => s.track_inits.as_ref().map(|i| i[t & 1].clone()),
+        }
+    };
+    match init {
         Some(b) => Answer::Body {
             content_type: "video/mp4",
             cache: "public, max-age=60",
@@ -575,9 +605,10 @@ async fn segment(
     head: &RequestHead,
     window: &Window,
     msn: u64,
+    track: Option<usize>,
     protocol: Protocol,
 ) -> Next {
-    let lookup = window.read().segment(msn);
+    let lookup = lookup_segment(&window.read(), msn, track);
     match lookup {
         SegmentLookup::Complete(parts) => {
             let cache = "public, max-age=60, immutable";
@@ -593,7 +624,7 @@ async fn segment(
             keep_or_close(head)
         }
         SegmentLookup::Growing(_) => {
-            stream_segment(conn, head, window, msn, protocol).await;
+            stream_segment(conn, head, window, msn, track, protocol).await;
             if head.http10 {
                 Next::Close
             } else {
@@ -603,11 +634,19 @@ async fn segment(
     }
 }
 
+fn lookup_segment(s: &WindowState, msn: u64, track: Option<usize>) -> SegmentLookup {
+    match track {
+        None => s.segment(msn),
+        Some(t) => s.track_segment(msn, t),
+    }
+}
+
 async fn stream_segment(
     conn: &HttpConn,
     head: &RequestHead,
     window: &Window,
     msn: u64,
+    track: Option<usize>,
     protocol: Protocol,
 ) {
     let origin = conn.ops.config().http.allow_origin.clone();
@@ -627,7 +666,7 @@ async fn stream_segment(
     let limit = block_limit(conn, window);
     let mut sent = 0usize;
     loop {
-        let (parts, complete) = match window.read().segment(msn) {
+        let (parts, complete) = match lookup_segment(&window.read(), msn, track) {
             SegmentLookup::Complete(p) => (p, true),
             SegmentLookup::Growing(p) => (p, false),
             SegmentLookup::Missing => (Vec::new(), true),
@@ -635,6 +674,11 @@ async fn stream_segment(
         for p in parts.into_iter().skip(sent) {
             sent += 1;
             let len = p.len();
+            if len == 0 {
+                // A part without this track: nothing to send (an empty
+                // chunk would end the body).
+                continue;
+            }
             if chunked {
                 conn.send(Bytes::from(format!("{len:x}\r\n")));
             }
@@ -649,7 +693,7 @@ async fn stream_segment(
         if complete || conn.outbox.closed().is_some() {
             break;
         }
-        let more = |s: &WindowState| match s.segment(msn) {
+        let more = |s: &WindowState| match lookup_segment(s, msn, track) {
             SegmentLookup::Growing(p) => p.len() > sent,
             _ => true,
         };

@@ -91,6 +91,18 @@ pub struct Mpd<'a> {
     /// Appended to the initialization and media templates: empty, or
     /// starting with `?`.
     pub query: &'a str,
+    /// Audio and video as separate adaptation sets (`init-v.mp4`,
+    /// `seg$Number$-v.m4s`, and `-a`), which DASH players such as dash.js
+    /// require; None serves the muxed segments as one representation.
+    pub split: Option<SplitTracks<'a>>,
+}
+
+/// The codecs of each track when the MPD lists them apart.
+#[derive(Debug, Clone, Copy)]
+pub struct SplitTracks<'a> {
+    pub video_codecs: &'a str,
+    pub audio_codecs: &'a str,
+    pub audio_bandwidth: u64,
 }
 
 /// The SegmentTimeline's `S` elements: a run of contiguous segments of
@@ -204,10 +216,70 @@ pub fn render_mpd(m: &Mpd) -> String {
         );
     }
     put!("  <Period id=\"0\" start=\"PT0S\">\n");
+    let (scheme, url) = m.utc_timing.scheme_and_url();
+    if let Some(split) = &m.split {
+        let url = xml_attr(url);
+        let segment_template = |suffix: &str| -> String {
+            let mut t = format!(
+                "      <SegmentTemplate timescale=\"{timescale}\" initialization=\"{}\" media=\"{}\"",
+                template(&format!("init-{suffix}.mp4"), &q),
+                template(&format!("seg$Number$-{suffix}.m4s"), &q),
+            );
+            if let Some(first) = m.segments.first() {
+                let _ = write!(t, " startNumber=\"{}\"", first.number);
+            }
+            if let Some(offset) = low_latency {
+                let _ = write!(
+                    t,
+                    " availabilityTimeOffset=\"{}\" availabilityTimeComplete=\"false\"",
+                    secs3(millis_nearest(offset))
+                );
+            }
+            if m.segments.is_empty() {
+                t.push_str("/>\n");
+            } else {
+                let _ = write!(
+                    t,
+                    ">\n        <SegmentTimeline>{}</SegmentTimeline>\n      </SegmentTemplate>\n",
+                    timeline(m.segments)
+                );
+            }
+            t
+        };
+        put!("    <AdaptationSet id=\"0\" contentType=\"video\" mimeType=\"video/mp4\" segmentAlignment=\"true\" startWithSAP=\"1\">\n");
+        if low_latency.is_some() {
+            put!(
+                "      <ProducerReferenceTime id=\"0\" type=\"encoder\" wallClockTime=\"{}\" presentationTime=\"0\"><UTCTiming schemeIdUri=\"{scheme}\" value=\"{url}\"/></ProducerReferenceTime>\n",
+                date(m.availability_start_time)
+            );
+        }
+        put!("{}", segment_template("v"));
+        put!(
+            "      <Representation id=\"v\" bandwidth=\"{}\" codecs=\"{}\"",
+            m.bandwidth.saturating_sub(split.audio_bandwidth).max(1),
+            xml_attr(split.video_codecs)
+        );
+        if let Some((width, height)) = m.width_height {
+            put!(" width=\"{width}\" height=\"{height}\"");
+        }
+        put!("/>\n    </AdaptationSet>\n");
+        put!("    <AdaptationSet id=\"1\" contentType=\"audio\" mimeType=\"audio/mp4\" segmentAlignment=\"true\" startWithSAP=\"1\">\n");
+        put!("{}", segment_template("a"));
+        put!(
+            "      <Representation id=\"a\" bandwidth=\"{}\" codecs=\"{}\"",
+            split.audio_bandwidth.max(1),
+            xml_attr(split.audio_codecs)
+        );
+        if let Some(rate) = m.audio_sample_rate {
+            put!(" audioSamplingRate=\"{rate}\"");
+        }
+        put!("/>\n    </AdaptationSet>\n  </Period>\n");
+        put!("  <UTCTiming schemeIdUri=\"{scheme}\" value=\"{url}\"/>\n</MPD>\n");
+        return out;
+    }
     put!(
         "    <AdaptationSet id=\"0\" mimeType=\"video/mp4\" segmentAlignment=\"true\" startWithSAP=\"1\">\n"
     );
-    let (scheme, url) = m.utc_timing.scheme_and_url();
     let url = xml_attr(url);
     if low_latency.is_some() {
         // Media time 0 was produced at the availability start time; lets a

@@ -109,6 +109,8 @@ pub struct Packager {
     /// The oldest ingest instant in the open part (production latency).
     part_ingest: Option<Instant>,
     segment_ingest: Option<Instant>,
+    /// The stream has both tracks: parts are also made one track each.
+    split: bool,
 }
 
 impl Packager {
@@ -134,6 +136,7 @@ impl Packager {
             discontinuity: continues,
             part_ingest: None,
             segment_ingest: None,
+            split: false,
         }
     }
 
@@ -265,6 +268,20 @@ impl Packager {
         let Ok(init) = cmaf::init_segment(&tracks) else {
             return false;
         };
+        // With both tracks, each also alone: DASH players want audio and
+        // video in separate adaptation sets.
+        let track_inits = match (
+            tracks.len() == 2,
+            cmaf::init_segment(&tracks[..1]),
+            cmaf::init_segment(&tracks[1..]),
+        ) {
+            (true, Ok(v), Ok(a)) => Some([v, a]),
+            _ => None,
+        };
+        if track_inits.is_some() {
+            facts.track_codecs = Some([codecs[0].clone(), codecs[1].clone()]);
+        }
+        self.split = track_inits.is_some();
         facts.codecs = codecs.join(",");
         let first = self.init_of.is_none();
         self.window.change(|s| {
@@ -281,6 +298,7 @@ impl Packager {
                 s.init = Some(init);
                 s.init_generation += 1;
             }
+            s.track_inits = track_inits;
             s.facts = facts;
         });
         if !first {
@@ -486,11 +504,23 @@ impl Packager {
             });
         }
         let bytes = cmaf::fragment(self.sequence, &runs);
+        // Each track alone, with the same sequence number: a DASH player
+        // reads one adaptation set's fragments in order.
+        // A part without one of the tracks has nothing for it.
+        let one = |track: u32| {
+            runs.iter()
+                .find(|r| r.track_id == track)
+                .map_or_else(Bytes::new, |r| {
+                    cmaf::fragment(self.sequence, std::slice::from_ref(r))
+                })
+        };
+        let split = self.split.then(|| [one(VIDEO_TRACK), one(AUDIO_TRACK)]);
         self.sequence = self.sequence.wrapping_add(1);
         let part = PartData {
             duration: Duration::from_millis(end.saturating_sub(part_start).max(1)),
             independent,
             bytes,
+            split,
         };
         let discontinuity = std::mem::take(&mut self.discontinuity);
         let start = self.segment_ingest.unwrap_or(now);
@@ -499,7 +529,7 @@ impl Packager {
         } else {
             audio_start
         };
-        let len = part.bytes.len();
+        let len = part.bytes.len() + part.split.as_ref().map_or(0, |[v, a]| v.len() + a.len());
         self.window.change(|s| {
             if s.current.is_none() {
                 let msn = s.next_msn;

@@ -25,6 +25,9 @@ pub struct PartData {
     pub duration: Duration,
     /// Starts with a keyframe (a player may begin here).
     pub independent: bool,
+    /// The same part as two single-track fragments (video, audio), for
+    /// DASH players; made when the stream has both tracks.
+    pub split: Option<[Bytes; 2]>,
 }
 
 /// One segment: the parts from one keyframe to the next cut.
@@ -69,6 +72,8 @@ pub enum SegmentLookup {
 pub struct StreamFacts {
     /// RFC 6381 codecs of the rendition, e.g. `avc1.64001f,mp4a.40.2`.
     pub codecs: String,
+    /// Each track's codecs, when the stream has both (DASH's split form).
+    pub track_codecs: Option<[String; 2]>,
     pub resolution: Option<(u16, u16)>,
     pub audio_rate: Option<u32>,
     /// Timescale of `SegmentData::start_time`.
@@ -79,6 +84,8 @@ pub struct StreamFacts {
 #[derive(Debug)]
 pub struct WindowState {
     pub init: Option<Bytes>,
+    /// One init segment per track (video, audio) for the split form.
+    pub track_inits: Option<[Bytes; 2]>,
     /// Bumped with every new init segment (codec change): a player must
     /// fetch the new one.
     pub init_generation: u32,
@@ -116,6 +123,7 @@ impl WindowState {
     fn new() -> WindowState {
         WindowState {
             init: None,
+            track_inits: None,
             init_generation: 0,
             facts: StreamFacts::default(),
             segments: VecDeque::new(),
@@ -201,6 +209,27 @@ impl WindowState {
         match &self.current {
             Some(c) if c.msn == msn => {
                 SegmentLookup::Growing(c.parts.iter().map(|p| p.bytes.clone()).collect())
+            }
+            None if msn == self.next_msn && !self.ended => SegmentLookup::Growing(Vec::new()),
+            _ => SegmentLookup::Missing,
+        }
+    }
+
+    /// One track (0 video, 1 audio) of a segment, from the parts' split
+    /// form; Missing when the stream has no split form.
+    pub fn track_segment(&self, msn: u64, track: usize) -> SegmentLookup {
+        let pick = |parts: &[PartData]| -> Option<Vec<Bytes>> {
+            parts
+                .iter()
+                .map(|p| p.split.as_ref().map(|s| s[track & 1].clone()))
+                .collect()
+        };
+        if let Some(s) = self.find(msn) {
+            return pick(&s.parts).map_or(SegmentLookup::Missing, SegmentLookup::Complete);
+        }
+        match &self.current {
+            Some(c) if c.msn == msn => {
+                pick(&c.parts).map_or(SegmentLookup::Missing, SegmentLookup::Growing)
             }
             None if msn == self.next_msn && !self.ended => SegmentLookup::Growing(Vec::new()),
             _ => SegmentLookup::Missing,
@@ -313,6 +342,7 @@ mod tests {
             bytes: Bytes::from_static(b"moof"),
             duration: Duration::from_millis(200),
             independent,
+            split: None,
         }
     }
 

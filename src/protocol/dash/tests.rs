@@ -50,6 +50,7 @@ fn mpd(segments: &[TimelineSegment]) -> Mpd<'_> {
         utc_timing: UtcTiming::HttpXsDate("/time"),
         ended: false,
         query: "?token=abc&sid=42",
+        split: None,
     }
 }
 

@@ -25,7 +25,7 @@ use std::time::{Duration, SystemTime};
 
 pub use media::render_media;
 pub use multivariant::{render_multivariant, Variant};
-pub use request::{parse_asset, parse_query, Asset, HlsQuery, HlsQueryError};
+pub use request::{parse_asset, parse_query, Asset, HlsQuery, HlsQueryError, Track};
 
 /// One partial segment: an fMP4 fragment of about the part target.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -27,6 +27,36 @@ pub enum Asset {
     Part(u64, u32),
     /// `index.mpd`
     Mpd,
+    /// `init-v.mp4`, `init-a.mp4`: one track's initialization segment (DASH
+    /// players want audio and video in separate adaptation sets).
+    TrackInit(Track),
+    /// `seg{msn}-v.m4s`, `seg{msn}-a.m4s`: one track of a segment.
+    TrackSegment(u64, Track),
+}
+
+/// One track of a stream, as DASH serves it alone.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Track {
+    Video,
+    Audio,
+}
+
+impl Track {
+    /// The suffix of its file names.
+    pub fn suffix(self) -> &'static str {
+        match self {
+            Track::Video => "v",
+            Track::Audio => "a",
+        }
+    }
+
+    fn from_suffix(s: &str) -> Option<Track> {
+        match s {
+            "v" => Some(Track::Video),
+            "a" => Some(Track::Audio),
+            _ => None,
+        }
+    }
 }
 
 impl fmt::Display for Asset {
@@ -38,6 +68,8 @@ impl fmt::Display for Asset {
             Asset::Segment(msn) => write!(f, "seg{msn}.m4s"),
             Asset::Part(msn, index) => write!(f, "part{msn}.{index}.m4s"),
             Asset::Mpd => f.write_str("index.mpd"),
+            Asset::TrackInit(t) => write!(f, "init-{}.mp4", t.suffix()),
+            Asset::TrackSegment(msn, t) => write!(f, "seg{msn}-{}.m4s", t.suffix()),
         }
     }
 }
@@ -62,10 +94,18 @@ pub fn parse_asset(file: &str) -> Option<Asset> {
         "master.m3u8" => return Some(Asset::Multivariant),
         "init.mp4" => return Some(Asset::Init),
         "index.mpd" => return Some(Asset::Mpd),
+        "init-v.mp4" => return Some(Asset::TrackInit(Track::Video)),
+        "init-a.mp4" => return Some(Asset::TrackInit(Track::Audio)),
         _ => {}
     }
     let stem = file.strip_suffix(".m4s")?;
     if let Some(msn) = stem.strip_prefix("seg") {
+        if let Some((msn, track)) = msn.split_once('-') {
+            return Some(Asset::TrackSegment(
+                canonical(msn)?,
+                Track::from_suffix(track)?,
+            ));
+        }
         return canonical(msn).map(Asset::Segment);
     }
     let (msn, index) = stem.strip_prefix("part")?.split_once('.')?;
