@@ -221,6 +221,11 @@ pub(super) async fn serve(conn: &HttpConn, head: RequestHead, req: HlsPath) -> N
     let uri_query = uri_query(&carried.rest, sid, protocol);
     let answer = match req.asset {
         hls::Asset::MediaPlaylist => media_playlist(conn, &window, &query, &uri_query).await,
+        hls::Asset::Multivariant | hls::Asset::Mpd
+            if !wait_until(&window, has_segment, start_limit(conn)).await =>
+        {
+            Answer::Status(404, "the stream has no media yet")
+        }
         hls::Asset::Multivariant => multivariant(&window, &uri_query),
         hls::Asset::Mpd => mpd(&window, &uri_query),
         hls::Asset::Init => init(conn, &window, None).await,
