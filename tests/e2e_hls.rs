@@ -471,3 +471,33 @@ fn the_segment_being_made_streams_chunked_part_by_part() {
         "the streamed segment differs from the complete one"
     );
 }
+
+#[test]
+fn streams_are_packaged_only_while_players_ask() {
+    let ops = OpsServer::start(&[], &[("CASCADE_HLS_SESSION_TIMEOUT_MS", "2000")]);
+    let _publisher = publish_ffmpeg(
+        &tool("ffmpeg"),
+        &Clip::H264Aac.path(),
+        &ops.server.url("demand"),
+    );
+    let parts = || {
+        ops.metric("cascade_hls_part_latency_seconds_count")
+            .unwrap_or(0.0)
+    };
+    // Published and played over RTMP only: nothing is packaged.
+    thread::sleep(Duration::from_secs(3));
+    assert_eq!(parts(), 0.0, "an unwatched stream was packaged");
+    // The first request starts packaging and waits for a segment.
+    let first = wait_ok(ops.http, &playlist_path("demand"), T);
+    assert!(!parse_playlist(&first.text()).segments.is_empty());
+    let made = parts();
+    assert!(made >= 5.0, "{made} parts");
+    // Nobody asks any more: packaging stops within the timeout and a GOP.
+    thread::sleep(Duration::from_secs(6));
+    let idle = parts();
+    thread::sleep(Duration::from_secs(3));
+    assert_eq!(parts(), idle, "packaging went on with no player");
+    // And starts again for the next player.
+    wait_ok(ops.http, &playlist_path("demand"), T);
+    assert!(parts() > idle);
+}

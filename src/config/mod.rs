@@ -225,6 +225,11 @@ impl Default for HttpSection {
 pub struct HlsSection {
     /// Package streams for HLS and DASH players.
     pub enabled: bool,
+    /// Package every stream from its start, watched or not (instant start
+    /// for the first HLS player). Off: a stream is packaged from the first
+    /// HLS/DASH request (that request waits for a segment) until no player
+    /// asked for `session_timeout_ms`, so unwatched streams cost nothing.
+    pub always: bool,
     /// Target duration of a part (one fMP4 fragment), the unit a
     /// low-latency player fetches.
     pub part_ms: u32,
@@ -248,6 +253,7 @@ impl Default for HlsSection {
     fn default() -> Self {
         HlsSection {
             enabled: true,
+            always: false,
             part_ms: 200,
             segment_ms: 2_000,
             window_segments: 8,

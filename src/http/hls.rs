@@ -214,6 +214,7 @@ pub(super) async fn serve(conn: &HttpConn, head: RequestHead, req: HlsPath) -> N
     window
         .read()
         .touch(sid, protocol == Protocol::Dash, now, timeout);
+    window.want();
     worker
         .stats
         .hls_requests
@@ -238,6 +239,9 @@ pub(super) async fn serve(conn: &HttpConn, head: RequestHead, req: HlsPath) -> N
             return segment(conn, &head, &window, msn, None, protocol).await;
         }
     };
+    // What the request waited for counts as its time: a player parked on a
+    // part is as alive as one that just asked.
+    window.read().last_request = Some(Instant::now());
     match answer {
         Answer::Body {
             content_type,
@@ -348,9 +352,11 @@ fn block_limit(conn: &HttpConn, window: &Window) -> Duration {
     3 * target_duration(conn, &window.read())
 }
 
-/// How long a first request waits for a new stream's first part.
+/// How long a first request waits for a stream's first segment: packaging
+/// starts at the next keyframe and the segment ends at the one after, each
+/// at most `hls.max_segment_ms` away.
 fn start_limit(conn: &HttpConn) -> Duration {
-    Duration::from_millis(conn.ops.config().hls.max_segment_ms.into())
+    2 * Duration::from_millis(conn.ops.config().hls.max_segment_ms.into())
 }
 
 fn has_segment(s: &WindowState) -> bool {

@@ -41,6 +41,10 @@ pub struct PackagerConfig {
     pub max_segment: Duration,
     pub window_segments: usize,
     pub max_bytes: usize,
+    /// Package whether or not anyone watches.
+    pub always: bool,
+    /// Without `always`: how long after the last request packaging stops.
+    pub idle: Duration,
 }
 
 impl PackagerConfig {
@@ -51,6 +55,11 @@ impl PackagerConfig {
             max_segment: Duration::from_millis(c.max_segment_ms.into()),
             window_segments: c.window_segments,
             max_bytes: c.max_window_bytes,
+            always: c.always,
+            // A first request waits up to two segments for its answer: the
+            // packager must not give up on it meanwhile.
+            idle: Duration::from_millis(c.session_timeout_ms)
+                .max(Duration::from_millis(2 * u64::from(c.segment_ms))),
         }
     }
 }
@@ -147,6 +156,14 @@ impl Packager {
     /// One frame of the stream. Returns how long the part it closed (if
     /// any) took from its oldest frame's ingest to being available.
     pub fn push(&mut self, frame: &Frame, now: Instant) -> Option<Duration> {
+        if !self.cfg.always && !self.watched(frame, now) {
+            // Nobody asks: keep the codec configurations (they come once,
+            // at the start) and package nothing.
+            if frame.header.is_some() {
+                self.configure(frame, now);
+            }
+            return None;
+        }
         match frame.kind {
             MediaKind::Video => match cmaf::flv_video(&frame.payload) {
                 Ok(FlvMedia::Config(c)) => {
@@ -175,6 +192,38 @@ impl Packager {
                 _ => None,
             },
             _ => None,
+        }
+    }
+
+    /// Whether players want this stream packaged: the first request turns
+    /// packaging on; at a keyframe with no request for `idle`, it stops and
+    /// the window lets its media go (a later request starts it again).
+    fn watched(&mut self, frame: &Frame, now: Instant) -> bool {
+        if !self.window.wanted() {
+            return false;
+        }
+        if frame.keyframe && self.part_start.is_some() {
+            let last = self.window.read().last_request;
+            let idle = last.map_or(true, |t| now.saturating_duration_since(t) >= self.cfg.idle);
+            if idle {
+                self.flush(now);
+                self.discontinuity = true;
+                self.window.idle();
+                return false;
+            }
+        }
+        true
+    }
+
+    /// A sequence header while not packaging.
+    fn configure(&mut self, frame: &Frame, now: Instant) {
+        let parsed = match frame.kind {
+            MediaKind::Video => cmaf::flv_video(&frame.payload),
+            MediaKind::Audio => cmaf::flv_audio(&frame.payload),
+            _ => return,
+        };
+        if let Ok(FlvMedia::Config(c)) = parsed {
+            self.set_config(c, now);
         }
     }
 

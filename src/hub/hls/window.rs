@@ -12,6 +12,7 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::future::poll_fn;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Mutex, MutexGuard};
 use std::task::{Poll, Waker};
 use std::time::{Duration, Instant};
@@ -282,6 +283,9 @@ impl WindowState {
 #[derive(Debug)]
 pub struct Window {
     state: Mutex<WindowState>,
+    /// A player asked for the stream: the packager works (see
+    /// `hls.always`). Read by the packager per frame, so outside the lock.
+    wanted: AtomicBool,
 }
 
 impl Default for Window {
@@ -294,6 +298,7 @@ impl Window {
     pub fn new() -> Window {
         Window {
             state: Mutex::new(WindowState::new()),
+            wanted: AtomicBool::new(false),
         }
     }
 
@@ -325,6 +330,29 @@ impl Window {
         let mut s = self.read();
         f(&mut s);
         s.wake_all();
+    }
+
+    /// A player asked: package the stream (from its next keyframe).
+    pub fn want(&self) {
+        self.wanted.store(true, Ordering::Relaxed);
+    }
+
+    pub fn wanted(&self) -> bool {
+        self.wanted.load(Ordering::Relaxed)
+    }
+
+    /// Nobody asked for a while: packaging stops and the media go (the
+    /// init segment and the msn count stay).
+    pub(super) fn idle(&self) {
+        self.wanted.store(false, Ordering::Relaxed);
+        self.change(|s| {
+            let gone = s.segments.iter().filter(|g| g.discontinuity).count() as u64;
+            s.discontinuity_sequence += gone;
+            s.segments.clear();
+            s.current = None;
+            s.bytes = 0;
+            s.origin = None;
+        });
     }
 
     /// The stream is over: waiting requests are answered with what exists.
