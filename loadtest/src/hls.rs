@@ -20,6 +20,13 @@
 //!   segment when a complete one is next ([`next_media`]). Its bytes go
 //!   through the [`FragmentReader`] as they arrive.
 //!
+//! Media without an `EXT-X-MAP` is MPEG-TS (ordinary HLS, as nginx-rtmp
+//! writes it): no init segment, and each body is read as opaque media by
+//! a [`TsReader`], which only checks the transport packets' sync bytes.
+//! Such a player counts bytes and segments ([`ThreadStats::ts_segments`])
+//! but no frames, so it measures no latency and no first frame; its
+//! stalls are gaps in media bytes instead of video frames.
+//!
 //! So at the live edge the two requests in flight wait for the same part
 //! and both return as it is finished; the next pair goes out at once.
 //!
@@ -37,6 +44,7 @@ use crate::httpflv::{Dechunker, Framing, HeadReader, HttpError, HttpUrl};
 use crate::m3u8::{self, MediaPlaylist, Playlist, Pos, MAX_PLAYLIST};
 use crate::play::PlayerState;
 use crate::stats::ThreadStats;
+use crate::ts::TsReader;
 
 /// A player's connections: one per kind of request, so each carries one
 /// request at a time.
@@ -227,8 +235,18 @@ enum Req {
         then: Pos,
         /// `None` once the body failed to parse (the rest is read and
         /// dropped, so the connection stays usable).
-        reader: Option<FragmentReader>,
+        reader: Option<MediaReader>,
+        /// MPEG-TS (no `EXT-X-MAP`), to name a failure.
+        ts: bool,
     },
+}
+
+/// How a media body is read: fMP4 (frames and stamps), or MPEG-TS as
+/// opaque media.
+#[derive(Debug)]
+enum MediaReader {
+    Fmp4(FragmentReader),
+    Ts(TsReader),
 }
 
 enum Body {
@@ -540,13 +558,20 @@ impl HlsClient {
                 }
                 Err(_) => self.failed(slot, "init".into(), now, stats),
             },
-            Req::Media { reader, then, .. } => {
+            Req::Media { reader, then, ts } => {
                 // Whatever happened inside the body, this media is done:
                 // refetching it would count its frames twice.
                 self.next = Some(then);
-                match reader.map(|r| r.finish()) {
-                    Some(Ok(())) => self.succeeded(slot),
-                    _ => self.failed(slot, "fmp4".into(), now, stats),
+                match reader {
+                    Some(MediaReader::Fmp4(r)) if r.finish().is_ok() => self.succeeded(slot),
+                    Some(MediaReader::Ts(r)) if r.finish().is_ok() => {
+                        stats.ts_segments += 1;
+                        self.succeeded(slot);
+                    }
+                    _ => {
+                        let why = if ts { "ts" } else { "fmp4" };
+                        self.failed(slot, why.into(), now, stats)
+                    }
                 }
             }
         }
@@ -654,15 +679,24 @@ impl HlsClient {
             }
             step = next_media(pl, next);
         }
-        let map = match pl.map_at(next.msn) {
-            Some(m) => m.to_string(),
-            None => {
-                self.ended = Some("hls:not-fmp4".into());
-                return;
-            }
-        };
+        // No map: MPEG-TS media, read as opaque bytes.
+        let map = pl.map_at(next.msn).map(str::to_string);
         match step {
             MediaStep::Fetch { uri, then, .. } => {
+                let Some(map) = map else {
+                    let Ok(target) = m3u8::resolve(&self.playlist, &uri, &self.authority) else {
+                        self.ended = Some("hls:media-uri".into());
+                        return;
+                    };
+                    let reader = Some(MediaReader::Ts(TsReader::default()));
+                    let req = Req::Media {
+                        then,
+                        reader,
+                        ts: true,
+                    };
+                    self.send(Slot::Media, &target, req, now, stats);
+                    return;
+                };
                 // The init segment in effect here first (a discontinuity
                 // may bring a new one).
                 let Some(video) = self.init.as_ref().filter(|i| i.uri == map).map(|i| i.video)
@@ -678,8 +712,12 @@ impl HlsClient {
                     self.ended = Some("hls:media-uri".into());
                     return;
                 };
-                let reader = Some(FragmentReader::new(video));
-                let req = Req::Media { then, reader };
+                let reader = Some(MediaReader::Fmp4(FragmentReader::new(video)));
+                let req = Req::Media {
+                    then,
+                    reader,
+                    ts: false,
+                };
                 self.send(Slot::Media, &target, req, now, stats);
             }
             MediaStep::End => self.ended = Some("ended:hls-endlist".into()),
@@ -736,6 +774,12 @@ impl Sink<'_> {
             Event::Stamp(s) => self.state.on_stamp(s, self.stats),
         }
     }
+
+    /// Opaque (MPEG-TS) media bytes arrived: progress, though no frame.
+    fn opaque(&mut self) {
+        *self.last_video = Some(self.now);
+        *self.stalled = false;
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -790,10 +834,19 @@ fn read_response(
             Req::Playlist { .. } => MAX_PLAYLIST,
             Req::Init { .. } => MAX_INIT,
             Req::Media { reader, .. } => {
-                if let Some(r) = reader {
-                    if r.push(bytes, &mut |e| sink.event(e)).is_err() {
-                        *reader = None;
+                let ok = match reader {
+                    Some(MediaReader::Fmp4(r)) => r.push(bytes, &mut |e| sink.event(e)).is_ok(),
+                    Some(MediaReader::Ts(r)) => {
+                        let ok = r.push(bytes).is_ok();
+                        if ok {
+                            sink.opaque();
+                        }
+                        ok
                     }
+                    None => true,
+                };
+                if !ok {
+                    *reader = None;
                 }
                 return;
             }
@@ -831,6 +884,7 @@ fn read_response(
 mod tests {
     use super::*;
     use crate::fmp4::tests::{fragment, init_segment, video_samples};
+    use crate::ts::tests::segment as ts_segment;
 
     /// An LL-HLS playlist: segment 40 without its parts (aged out), 41 with
     /// two, one part of 42 so far and the hint for the next.
@@ -1236,12 +1290,55 @@ seg{m1}.m4s?sid=9
     }
 
     #[test]
-    fn a_playlist_without_a_map_is_not_playable() {
-        let mut r = Rig::new("http://h:8080/live/x/index.m3u8");
+    fn mpeg_ts_segments_are_read_as_opaque_media() {
+        // nginx-rtmp's ordinary HLS: no map, MPEG-TS segments.
+        let mut r = Rig::new("http://h:8080/hls/bench.m3u8");
         r.request(Slot::Playlist);
-        let ts = "#EXTM3U\n#EXT-X-TARGETDURATION:2\n#EXTINF:2,\nseg0.ts\n";
-        r.answer(Slot::Playlist, 200, ts.as_bytes(), false);
-        assert_eq!(r.c.ended(), Some("hls:not-fmp4"));
+        let head = "#EXTM3U\n#EXT-X-VERSION:3\n#EXT-X-MEDIA-SEQUENCE:7\n#EXT-X-TARGETDURATION:2\n#EXTINF:2.000,\nbench-7.ts\n#EXTINF:2.000,\nbench-8.ts\n";
+        r.answer(Slot::Playlist, 200, head.as_bytes(), false);
+        assert!(r.c.is_up() && r.c.ended().is_none());
+        // No init segment: the newest whole segment at once.
+        assert_eq!(r.request(Slot::Media).as_deref(), Some("/hls/bench-8.ts"));
+        r.answer(Slot::Media, 200, &ts_segment(40), false);
+        assert_eq!(r.stats.ts_segments, 1);
+        // Bytes and segments, but no frames: no latency, no first frame.
+        assert_eq!((r.stats.video_frames, r.stats.frames), (0, 0));
+        assert!(r.stats.first_frame.is_empty() && r.stats.latency.is_empty());
+        assert_eq!(r.request(Slot::Media), None);
+        // Polled every half target duration; the next segment, chunked.
+        r.wait(Duration::from_millis(1000));
+        assert_eq!(
+            r.request(Slot::Playlist).as_deref(),
+            Some("/hls/bench.m3u8")
+        );
+        let more = format!("{head}#EXTINF:2.000,\nbench-9.ts\n");
+        r.answer(Slot::Playlist, 200, more.as_bytes(), false);
+        assert_eq!(r.request(Slot::Media).as_deref(), Some("/hls/bench-9.ts"));
+        r.answer(Slot::Media, 200, &ts_segment(3), true);
+        assert_eq!(r.stats.ts_segments, 2);
+        // Media arrived within the bound (1 s beyond the target duration):
+        // no stall, no failed request.
+        assert_eq!((r.stats.stalls, r.stats.request_errors_playing), (0, 0));
+        // A body that is not TS fails as "ts", and the player goes on.
+        r.wait(Duration::from_millis(1000));
+        r.request(Slot::Playlist);
+        let more = format!("{more}#EXTINF:2.000,\nbench-10.ts\n");
+        r.answer(Slot::Playlist, 200, more.as_bytes(), false);
+        assert_eq!(r.request(Slot::Media).as_deref(), Some("/hls/bench-10.ts"));
+        r.answer(
+            Slot::Media,
+            200,
+            &fragment(&video_samples(4, 0, 3), &[]),
+            false,
+        );
+        assert_eq!(r.stats.request_errors["ts"], 1);
+        assert_eq!(r.stats.ts_segments, 2);
+        assert!(r.c.ended().is_none());
+        // No media for 1 s beyond the target duration is a stall.
+        r.wait(Duration::from_millis(999));
+        assert_eq!(r.stats.stalls, 0);
+        r.wait(Duration::from_millis(1001));
+        assert_eq!(r.stats.stalls, 1);
     }
 
     #[test]

@@ -17,6 +17,7 @@ mod runtime;
 mod skim;
 mod stamp;
 mod stats;
+mod ts;
 mod wsflv;
 
 use std::collections::BTreeMap;
@@ -127,8 +128,8 @@ impl SourceArgs {
 struct PlayArgs {
     /// rtmp://HOST[:PORT]/APP/NAME, http://HOST[:PORT]/APP/NAME.flv
     /// (HTTP-FLV), http://HOST[:PORT]/APP/NAME/index.m3u8 (HLS or
-    /// Low-Latency HLS, fMP4) or ws://HOST[:PORT]/APP/NAME.flv
-    /// (WebSocket-FLV).
+    /// Low-Latency HLS, fMP4; any .m3u8 URL, and MPEG-TS media is counted
+    /// as bytes only) or ws://HOST[:PORT]/APP/NAME.flv (WebSocket-FLV).
     #[arg(long)]
     url: String,
     #[arg(long, default_value_t = 1)]
@@ -416,8 +417,8 @@ fn print_summary(r: &Report) {
     };
     let hls = match &r.hls {
         Some(h) => format!(
-            " | hls requests {} stalls {} request errors {:?} ({} while playing)",
-            h.requests, h.stalls, h.request_errors, h.request_errors_playing
+            " | hls requests {} stalls {} request errors {:?} ({} while playing) | ts segments {}",
+            h.requests, h.stalls, h.request_errors, h.request_errors_playing, h.ts_segments
         ),
         None => String::new(),
     };

@@ -25,7 +25,8 @@ pub enum PlayTarget {
     /// `ws://HOST:PORT/APP/NAME.flv`: binary messages carry FLV.
     WsFlv(HttpUrl),
     /// `http://HOST:PORT/APP/NAME/index.m3u8` (any path ending in
-    /// `.m3u8`): (Low-Latency) HLS with fMP4 media, see `hls`.
+    /// `.m3u8`): (Low-Latency) HLS with fMP4 media, or ordinary HLS with
+    /// MPEG-TS media read as opaque bytes; see `hls`.
     Hls(HttpUrl),
 }
 

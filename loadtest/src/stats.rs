@@ -42,9 +42,13 @@ pub struct ThreadStats {
     pub requests: u64,
     pub request_errors: BTreeMap<String, u64>,
     pub request_errors_playing: u64,
-    /// HLS players' stalls: no new video for longer than the stall bound
-    /// while playing, or a jump to the live edge.
+    /// HLS players' stalls: no new video (MPEG-TS: no media bytes) for
+    /// longer than the stall bound while playing, or a jump to the live
+    /// edge.
     pub stalls: u64,
+    /// HLS players' MPEG-TS segments read whole (opaque media: bytes and
+    /// segments are counted, no frames).
+    pub ts_segments: u64,
     /// Interval parts, reset by [`ThreadStats::take_interval`].
     iv_latency: Histogram<u64>,
     iv_bytes: u64,
@@ -71,6 +75,7 @@ impl Default for ThreadStats {
             request_errors: BTreeMap::new(),
             request_errors_playing: 0,
             stalls: 0,
+            ts_segments: 0,
             iv_latency: new_hist(),
             iv_bytes: 0,
             iv_errors: 0,
@@ -170,6 +175,7 @@ impl ThreadStats {
         self.requests += o.requests;
         self.request_errors_playing += o.request_errors_playing;
         self.stalls += o.stalls;
+        self.ts_segments += o.ts_segments;
         for (k, v) in &o.request_errors {
             *self.request_errors.entry(k.clone()).or_default() += v;
         }
@@ -303,10 +309,13 @@ pub struct HlsReport {
     /// segments), or a jump to the live edge.
     pub stalls: u64,
     /// Failed requests by reason: `http:STATUS`, `io:KIND`, `timeout`,
-    /// `closed`, `playlist`, `init`, `fmp4`.
+    /// `closed`, `playlist`, `init`, `fmp4`, `ts`.
     pub request_errors: BTreeMap<String, u64>,
     /// Of those, the ones made after the player's first playlist.
     pub request_errors_playing: u64,
+    /// MPEG-TS segments read whole: ordinary HLS whose media is counted as
+    /// bytes, with no frames, latency or first frame.
+    pub ts_segments: u64,
 }
 
 impl Report {
@@ -404,6 +413,7 @@ impl Report {
                 stalls: totals.stalls,
                 request_errors: totals.request_errors.clone(),
                 request_errors_playing: totals.request_errors_playing,
+                ts_segments: totals.ts_segments,
             }),
             timeline,
         }
