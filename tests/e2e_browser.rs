@@ -1,13 +1,14 @@
 //! A real browser plays cascade: headless Debian Chromium runs mpegts.js
 //! against cascade's HTTP-FLV and WebSocket-FLV, and hls.js in low-latency
-//! mode against its LL-HLS (both players from the npm registry, pinned in
+//! mode against its LL-HLS, and dash.js in low-latency mode against its
+//! DASH (all players from the npm registry, pinned in
 //! tests/browser/package-lock.json), fed by `cascade-loadtest publish` with
 //! a 720p H.264 + AAC clip whose frames carry the publisher's wall clock in
 //! SEI stamps. tests/browser/play.mjs does the browser side and prints one
 //! JSON line; this file owns the setup (cascade, the clip, the publisher,
 //! node_modules) and the assertions on that line: currentTime advances
 //! without a stall, a decoded frame is not blank, latency stays under the
-//! bound (a second for FLV, two for LL-HLS).
+//! bound (a second for FLV, two for LL-HLS, three for DASH).
 //!
 //! Skips, loudly, only when /usr/bin/chromium is missing and
 //! `CASCADE_REQUIRE_BROWSER` is unset; scripts/install-test-deps.sh installs
@@ -71,6 +72,20 @@ const HLS: Bounds = Bounds {
     clip_seconds: 30,
 };
 
+/// DASH with dash.js in low-latency mode (chunked segments, target live
+/// delay 2 s, live catch-up on): ten seconds without a stall (currentTime
+/// still for over a second, or any stall dash.js reports), at most three
+/// seconds behind. dash.js does not parse SEI, so latency here is the wall
+/// clock minus the frame's time on cascade's timeline (currentTime after
+/// availabilityStartTime: cascade's clock when the frame arrived, a few ms
+/// after the publisher sent it). The 30 s clip, for the reason `HLS` gives.
+const DASH: Bounds = Bounds {
+    watch_seconds: 10,
+    max_latency_ms: 3000.0,
+    max_stall_ms: 1000.0,
+    clip_seconds: 30,
+};
+
 /// The clip's frame rate. Stamps number frames from 0 when publishing
 /// starts, so the first loop point is stamp `clip_seconds * CLIP_FPS`.
 const CLIP_FPS: u64 = 30;
@@ -127,6 +142,8 @@ fn ensure_node_modules() {
     let ready = |d: &Path| {
         d.join("node_modules/mpegts.js/dist/mpegts.js").is_file()
             && d.join("node_modules/hls.js/dist/hls.js").is_file()
+            && d.join("node_modules/dashjs/dist/modern/umd/dash.mediaplayer.min.js")
+                .is_file()
             && d.join("node_modules/playwright-core/package.json")
                 .is_file()
     };
@@ -239,6 +256,14 @@ impl Live {
     fn hls_url(&self) -> String {
         format!(
             "http://127.0.0.1:{}/live/{}/index.m3u8",
+            self.cascade.http, self.name
+        )
+    }
+
+    /// The DASH MPD.
+    fn dash_url(&self) -> String {
+        format!(
+            "http://127.0.0.1:{}/live/{}/index.mpd",
             self.cascade.http, self.name
         )
     }
@@ -390,4 +415,31 @@ fn chromium_plays_ll_hls_with_hls_js_in_low_latency_mode() {
     // No stall hls.js saw, and no stamped frame missing, in the window.
     assert_eq!(hls["stallEventsInWindow"].as_u64(), Some(0), "{r:#}");
     assert_eq!(hls["stampGapsInWindow"].as_u64(), Some(0), "{r:#}");
+}
+
+#[test]
+fn chromium_plays_dash_with_dash_js() {
+    if !browser_available() {
+        return;
+    }
+    let _s = serial();
+    ensure_node_modules();
+    let mut live = Live::start("browser-dash", DASH);
+    let url = live.dash_url();
+    let r = live.play(&url, "dash");
+    assert_watchable(&r, DASH);
+    let tap = &r["tap"];
+    let dash = &r["dash"];
+    // Low-latency playback of both adaptation sets: dash.js read the MPD's
+    // availabilityTimeComplete="false" and loaded video and audio segments.
+    assert_eq!(tap["transport"], "dash", "{r:#}");
+    assert_eq!(tap["lowLatencyMode"], true, "{r:#}");
+    assert!(
+        tap["mediaSegments"]["video"].as_u64() > Some(0)
+            && tap["mediaSegments"]["audio"].as_u64() > Some(0),
+        "media segments of both tracks: {r:#}"
+    );
+    assert_eq!(tap["errors"].as_u64(), Some(0), "dash.js errors: {r:#}");
+    // No stall dash.js saw in the window.
+    assert_eq!(dash["stallEventsInWindow"].as_u64(), Some(0), "{r:#}");
 }

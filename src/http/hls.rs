@@ -490,6 +490,11 @@ fn multivariant(window: &Window, uri_query: &str) -> Answer {
     }
 }
 
+/// A segment's expected length before any is complete.
+fn target_duration_of(s: &WindowState) -> Duration {
+    s.max_segment.max(Duration::from_secs(2))
+}
+
 fn mpd(window: &Window, uri_query: &str) -> Answer {
     let s = window.read();
     let Some((origin, origin_time)) = s.origin else {
@@ -505,7 +510,7 @@ fn mpd(window: &Window, uri_query: &str) -> Answer {
             origin_time * 1_000_000 / u64::from(timescale),
         ))
         .unwrap_or(SystemTime::UNIX_EPOCH);
-    let segments: Vec<dash::TimelineSegment> = s
+    let mut segments: Vec<dash::TimelineSegment> = s
         .segments
         .iter()
         .map(|g| dash::TimelineSegment {
@@ -514,6 +519,22 @@ fn mpd(window: &Window, uri_query: &str) -> Answer {
             duration: to_ticks(g.duration),
         })
         .collect();
+    // The segment being made is listed too, with the duration the last one
+    // had (segments follow the GOP): a low-latency DASH player asks for it
+    // at once and gets its parts chunked as they are made
+    // (availabilityTimeOffset); the next MPD states its real duration.
+    if let Some(c) = s.current.as_ref().filter(|c| !c.parts.is_empty()) {
+        let expected = s
+            .segments
+            .back()
+            .map_or(target_duration_of(&s), |g| g.duration)
+            .max(c.duration);
+        segments.push(dash::TimelineSegment {
+            number: c.msn,
+            start: c.start_time,
+            duration: to_ticks(expected),
+        });
+    }
     let longest = s.max_segment.max(Duration::from_secs(1));
     let part = s
         .current

@@ -1,7 +1,8 @@
 #!/usr/bin/env node
 // play.mjs: plays one live stream in headless Chromium, HTTP-FLV and
-// WebSocket-FLV with mpegts.js, LL-HLS with hls.js in low-latency mode, and
-// judges it like a viewer would. Serves the pages (page.html, hls.html),
+// WebSocket-FLV with mpegts.js, LL-HLS with hls.js in low-latency mode, DASH
+// with dash.js in low-latency mode, and judges it like a viewer would.
+// Serves the pages (page.html, hls.html, dash.html),
 // their scripts and node_modules' players from a loopback static server
 // (nothing is fetched from outside once `npm ci` has run), drives Debian's
 // /usr/bin/chromium with playwright-core, and prints one JSON line:
@@ -9,6 +10,7 @@
 //   node play.mjs --url http://127.0.0.1:PORT/live/x.flv --type flv --seconds 5
 //   node play.mjs --url ws://127.0.0.1:PORT/live/x.flv --type ws
 //   node play.mjs --url http://127.0.0.1:PORT/live/x/index.m3u8 --type hls --seconds 10
+//   node play.mjs --url http://127.0.0.1:PORT/live/x/index.mpd --type dash --seconds 10
 //
 // Exit status: 0 when all three checks pass (currentTime advances, a frame
 // is not blank, latency behind the publisher stays under the bound), 1 when
@@ -29,7 +31,7 @@ const HERE = path.dirname(fileURLToPath(import.meta.url));
 const { values: opt } = parseArgs({
   options: {
     url: { type: 'string' },
-    type: { type: 'string' }, // flv | ws | hls; defaults from the URL
+    type: { type: 'string' }, // flv | ws | hls | dash; defaults from the URL
     seconds: { type: 'string', default: '5' },
     // Playback must begin within this long of load().
     'start-timeout': { type: 'string', default: '15' },
@@ -41,7 +43,8 @@ const { values: opt } = parseArgs({
     'min-advance': { type: 'string', default: '0.8' },
     // Longest currentTime may stand still inside the window. With hls.js,
     // any stall it reports inside the window (BUFFER_STALLED_ERROR, a nudge
-    // or a hole skip) fails too.
+    // or a hole skip) fails too, and with dash.js any stall event it sends
+    // (playbackStalled, playbackWaiting, bufferStalled).
     'max-stall-ms': { type: 'string', default: '750' },
     // Whole run, browser start to exit.
     timeout: { type: 'string', default: '45' },
@@ -62,13 +65,15 @@ const num = (name) => {
 };
 
 function usage(msg) {
-  process.stderr.write(`play.mjs: ${msg}\nusage: node play.mjs --url URL [--type flv|ws|hls] [--seconds 5]\n`);
+  process.stderr.write(`play.mjs: ${msg}\nusage: node play.mjs --url URL [--type flv|ws|hls|dash] [--seconds 5]\n`);
   process.exit(2);
 }
 
 if (!opt.url) usage('--url is required');
-const type = opt.type || (/^wss?:/.test(opt.url) ? 'ws' : /\.m3u8(\?|$)/.test(opt.url) ? 'hls' : 'flv');
-if (!['flv', 'ws', 'hls'].includes(type)) usage(`--type ${type}: expected flv, ws or hls`);
+const type =
+  opt.type ||
+  (/^wss?:/.test(opt.url) ? 'ws' : /\.m3u8(\?|$)/.test(opt.url) ? 'hls' : /\.mpd(\?|$)/.test(opt.url) ? 'dash' : 'flv');
+if (!['flv', 'ws', 'hls', 'dash'].includes(type)) usage(`--type ${type}: expected flv, ws, hls or dash`);
 // --type ws with an http URL means the same path over WebSocket.
 const mediaUrl = type === 'ws' ? opt.url.replace(/^http/, 'ws') : opt.url;
 const seconds = num('seconds');
@@ -137,9 +142,12 @@ const FILES = {
   '/hls.html': ['hls.html', 'text/html'],
   '/hlsplayer.js': ['hlsplayer.js', 'text/javascript'],
   '/hls.js': ['node_modules/hls.js/dist/hls.js', 'text/javascript'],
+  '/dash.html': ['dash.html', 'text/html'],
+  '/dashplayer.js': ['dashplayer.js', 'text/javascript'],
+  '/dash.js': ['node_modules/dashjs/dist/modern/umd/dash.mediaplayer.min.js', 'text/javascript'],
 };
 // The page each player type is played on.
-const PAGES = { flv: '/', ws: '/', hls: '/hls.html' };
+const PAGES = { flv: '/', ws: '/', hls: '/hls.html', dash: '/dash.html' };
 
 function startStaticServer() {
   for (const [file] of Object.values(FILES)) {
@@ -276,6 +284,39 @@ function judgeHls(samples, gapsInWindow) {
   }
 }
 
+// dash.js's side of the window: the stalls it reported, proof that it
+// played low-latency (chunked segments of both tracks), and its own latency
+// readings (getCurrentLiveLatency, timeAsUTC) beside the wall clock's.
+function judgeDash(samples) {
+  const from = samples[0].t;
+  const to = samples[samples.length - 1].t;
+  const stalls = result.events.filter((e) => e.kind === 'player:stall');
+  const inWindow = stalls.filter((e) => e.at >= from && e.at <= to);
+  const stat = (key) => {
+    const v = samples.map((s) => s[key]).filter((x) => x !== null && x !== undefined && Number.isFinite(x));
+    v.sort((a, b) => a - b);
+    return { p50: round(percentile(v, 50), 1), min: round(v[0], 1), max: round(v[v.length - 1], 1) };
+  };
+  const tap = result.tap || {};
+  result.dash = {
+    stallEvents: stalls.length,
+    stallEventsInWindow: inWindow.length,
+    dashLatencyMs: stat('dashLatencyMs'),
+    utcLatencyMs: stat('utcLatencyMs'),
+    targetLatencyMs: stat('targetLatencyMs'),
+    playbackRate: stat('playbackRate'),
+  };
+  if (inWindow.length) {
+    result.failures.push(`dash.js reported ${inWindow.length} stall(s) in the window: ${inWindow.map((e) => e.detail).join(' ;; ')}`);
+  }
+  const segs = tap.mediaSegments || {};
+  if (!tap.lowLatencyMode || !(segs.video > 0) || !(segs.audio > 0)) {
+    result.failures.push(
+      `not low-latency playback of both tracks: lowLatencyMode ${tap.lowLatencyMode}, media segments ${JSON.stringify(segs)}`
+    );
+  }
+}
+
 // testsrc2 at 720p: spread-out luma, many saturated colours.
 function isBlank(s) {
   return !s || s.width === 0 || s.lumaStddev < 12 || s.colourfulFraction < 0.05 || s.colours < 4;
@@ -346,7 +387,8 @@ async function run(state) {
     if (s.ct > 0 && s.readyState >= 2) break;
     const errs = await page.evaluate(() => window.probe.events().filter((e) => e.kind === 'player:error'));
     if (errs.length) {
-      result.events.push(...errs);
+      result.tap = await page.evaluate(() => window.probe.tapSummary());
+      result.events.push(...(await page.evaluate(() => window.probe.events())));
       throw new CheckFailure(`player error before playback began: ${errs[0].detail}`);
     }
     if (Date.now() > startDeadline) {
@@ -373,13 +415,17 @@ async function run(state) {
   judgeFrames(startFrame, endFrame);
   judgeLatency(samples);
   if (type === 'hls') judgeHls(samples, gapsInWindow);
+  if (type === 'dash') judgeDash(samples);
   // Every half second of the window, for a post-mortem of a failed run.
-  const fields = ['s', 'currentTime', 'latencyMs', 'pdtLatencyMs', 'hlsLatencyMs', 'playbackRate'];
+  const fields =
+    type === 'dash'
+      ? ['s', 'currentTime', 'latencyMs', 'dashLatencyMs', 'utcLatencyMs', 'playbackRate']
+      : ['s', 'currentTime', 'latencyMs', 'pdtLatencyMs', 'hlsLatencyMs', 'playbackRate'];
   result.series = {
     fields,
     rows: samples
       .filter((_, i) => i % 5 === 0)
-      .map((x) => [(x.t - samples[0].t) / 1000, x.ct, x.latencyMs, x.pdtLatencyMs, x.hlsLatencyMs, x.playbackRate].map((v) => round(v, 2))),
+      .map((x) => [(x.t - samples[0].t) / 1000, ...fields.slice(1).map((f) => (f === 'currentTime' ? x.ct : x[f]))].map((v) => round(v, 2))),
   };
   if (result.tap && result.tap.error) result.failures.push(result.tap.error);
   const playerErrors = result.events.filter((e) => e.kind === 'player:error' || e.kind === 'pageerror');

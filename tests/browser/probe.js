@@ -1,10 +1,12 @@
 // probe.js: the page side of the browser test. Plays the stream named in
-// the page's query (?url=…&type=flv|ws|hls): FLV with mpegts.js tuned for
-// live low latency, LL-HLS with hls.js in low-latency mode (hlsplayer.js,
-// on hls.html), and gives play.mjs what it asserts on through
-// `window.probe`: currentTime over a window of wall time, stalls, latency
-// behind the publisher (from the stamps flvtap.js or hlsplayer.js
-// collected), and pixel statistics of a frame drawn to a canvas.
+// the page's query (?url=…&type=flv|ws|hls|dash): FLV with mpegts.js tuned
+// for live low latency, LL-HLS with hls.js in low-latency mode
+// (hlsplayer.js, on hls.html), DASH with dash.js in low-latency mode
+// (dashplayer.js, on dash.html), and gives play.mjs what it asserts on
+// through `window.probe`: currentTime over a window of wall time, stalls,
+// latency behind the publisher (from the stamps flvtap.js or hlsplayer.js
+// collected; for DASH from the wall clock and the MPD's
+// availabilityStartTime), and pixel statistics of a frame drawn to a canvas.
 'use strict';
 
 (function () {
@@ -28,6 +30,11 @@
     if (type === 'hls') {
       if (!window.hlsPlayer) throw new Error('hlsplayer.js did not load (is this hls.html?)');
       window.hlsPlayer.start(video, url, note);
+      return;
+    }
+    if (type === 'dash') {
+      if (!window.dashPlayer) throw new Error('dashplayer.js did not load (is this dash.html?)');
+      window.dashPlayer.start(video, url, note);
       return;
     }
     if (!window.mpegts) throw new Error('mpegts.js did not load');
@@ -73,6 +80,7 @@
 
   function tapSummary() {
     if (type === 'hls') return window.hlsPlayer.summary();
+    if (type === 'dash') return window.dashPlayer.summary();
     const tap = window.flvTap.current();
     return tap ? tap.summary() : null;
   }
@@ -80,6 +88,7 @@
   // Latency of the frame on screen now, or null before stamps arrive.
   function latencyNow() {
     if (type === 'hls') return window.hlsPlayer.latencyAt(video.currentTime, Date.now());
+    if (type === 'dash') return window.dashPlayer.latencyAt(video.currentTime, Date.now());
     const tap = window.flvTap.current();
     if (!tap || tap.base() === null) return null;
     const pts = tap.base() + video.currentTime * 1000;
@@ -95,7 +104,7 @@
     const lat = latencyNow();
     const t = Date.now();
     return {
-      ...(type === 'hls' ? window.hlsPlayer.extra(t) : {}),
+      ...(type === 'hls' ? window.hlsPlayer.extra(t) : type === 'dash' ? window.dashPlayer.extra(t) : {}),
       t,
       ct: video.currentTime,
       readyState: video.readyState,
@@ -190,6 +199,10 @@
     stop() {
       if (type === 'hls') {
         window.hlsPlayer.stop();
+        return;
+      }
+      if (type === 'dash') {
+        window.dashPlayer.stop();
         return;
       }
       if (player) {
