@@ -185,7 +185,7 @@ pub(super) async fn serve(conn: &HttpConn, head: RequestHead, req: HlsPath) -> N
         req.asset,
         hls::Asset::MediaPlaylist | hls::Asset::Multivariant | hls::Asset::Mpd
     );
-    if worker.draining() && manifest {
+    if (worker.draining() || conn.ops.is_draining()) && manifest {
         return refuse(503, "this node is draining");
     }
     let decision = if manifest {
