@@ -200,10 +200,7 @@ fn run_worker(
     shared: Shared,
 ) {
     if driver != IoDriver::Epoll {
-        match RuntimeBuilder::<IoUringDriver>::new()
-            .enable_timer()
-            .build()
-        {
+        match uring_runtime() {
             Ok(mut rt) => {
                 info!(worker = id, driver = "io_uring", "worker started");
                 rt.block_on(worker_main(id, config, listener, shared, "io_uring"));
@@ -227,6 +224,29 @@ fn run_worker(
             error!(worker = id, error = %e, "cannot build epoll runtime");
             std::process::exit(1);
         }
+    }
+}
+
+/// The worker's io_uring runtime. Completions are run cooperatively
+/// (`IORING_SETUP_COOP_TASKRUN`): the kernel does not interrupt the worker
+/// with an inter-processor interrupt for each completion that another core
+/// (a peer's softirq) produced; the worker runs them at its next entry into
+/// the kernel, which a busy worker makes many times a millisecond and an
+/// idle one makes by waiting. Kernels before 5.19 refuse the flag and get a
+/// plain ring.
+fn uring_runtime() -> std::io::Result<monoio::Runtime<monoio::time::TimeDriver<IoUringDriver>>> {
+    let mut urb = monoio_uring::IoUring::builder();
+    urb.setup_coop_taskrun();
+    match RuntimeBuilder::<IoUringDriver>::new()
+        .uring_builder(urb)
+        .enable_timer()
+        .build()
+    {
+        Ok(rt) => Ok(rt),
+        Err(e) if e.raw_os_error() == Some(libc::EINVAL) => {
+            RuntimeBuilder::<IoUringDriver>::new().enable_timer().build()
+        }
+        Err(e) => Err(e),
     }
 }
 
