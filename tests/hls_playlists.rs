@@ -368,6 +368,7 @@ fn ffprobe_decodes_every_frame_through_the_rendered_hls_playlists() {
         skip: Skip::No,
         ended: true,
         query: &query.rest,
+        init_generation: None,
     };
     let text = render_media(&playlist);
     assert!(text.contains("#EXT-X-PART:"), "{text}");
@@ -425,6 +426,7 @@ fn a_legacy_client_plays_the_live_low_latency_playlist() {
         skip: Skip::No,
         ended: false,
         query: "?sid=7",
+        init_generation: None,
     });
     assert!(text.contains("#EXT-X-PRELOAD-HINT"), "{text}");
     write(dir, "live.m3u8", &text);

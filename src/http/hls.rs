@@ -363,15 +363,6 @@ fn has_segment(s: &WindowState) -> bool {
     s.ended || !s.segments.is_empty()
 }
 
-/// The init segment's URL with its generation, so a player fetches a new
-/// one after a codec change instead of reusing the old.
-fn with_generation(text: String, uri_query: &str, generation: u32) -> String {
-    let sep = if uri_query.is_empty() { '?' } else { '&' };
-    let old = format!("init.mp4{uri_query}\"");
-    let new = format!("init.mp4{uri_query}{sep}g={generation}\"");
-    text.replace(&old, &new)
-}
-
 async fn media_playlist(
     conn: &HttpConn,
     window: &Window,
@@ -403,7 +394,8 @@ async fn media_playlist(
             }
         }
     }
-    let text = render_media(conn, &window.read(), q.skip, uri_query);
+    let template = media_template(conn, &mut window.read(), q.skip);
+    let text = template.fill(uri_query);
     Answer::Body {
         content_type: "application/vnd.apple.mpegurl",
         cache: if blocked || q.msn.is_some() {
@@ -415,7 +407,25 @@ async fn media_playlist(
     }
 }
 
-fn render_media(conn: &HttpConn, s: &WindowState, skip: hls::Skip, uri_query: &str) -> String {
+/// The window's media playlist for this kind of request: rendered once per
+/// change of the window, by whichever request asks first.
+fn media_template(conn: &HttpConn, s: &mut WindowState, skip: hls::Skip) -> Arc<hls::Template> {
+    let slot = match skip {
+        hls::Skip::No => 0,
+        hls::Skip::Yes => 1,
+        hls::Skip::V2 => 2,
+    };
+    if let Some((version, t)) = &s.media_playlists[slot] {
+        if *version == s.version {
+            return t.clone();
+        }
+    }
+    let t = Arc::new(render_media(conn, s, skip));
+    s.media_playlists[slot] = Some((s.version, t.clone()));
+    t
+}
+
+fn render_media(conn: &HttpConn, s: &WindowState, skip: hls::Skip) -> hls::Template {
     let now = Instant::now();
     let now_wall = SystemTime::now();
     let with_parts_from = s.segments.len().saturating_sub(SEGMENTS_WITH_PARTS);
@@ -458,9 +468,10 @@ fn render_media(conn: &HttpConn, s: &WindowState, skip: hls::Skip, uri_query: &s
         preload_hint,
         skip,
         ended: s.ended,
-        query: uri_query,
+        query: "",
+        init_generation: Some(s.init_generation),
     };
-    with_generation(hls::render_media(&playlist), uri_query, s.init_generation)
+    hls::render_media_template(&playlist)
 }
 
 /// Bits per second of the window's media: the busiest segment's rate.
@@ -751,6 +762,15 @@ async fn send_piece(conn: &HttpConn, mut bytes: Bytes) -> bool {
     // costs one piece of memory and this long, never more.
     let idle = Duration::from_millis(conn.ops.config().http.idle_timeout_ms);
     while !bytes.is_empty() {
+        if conn.outbox.closed().is_some() {
+            return false;
+        }
+        // The common case, a reader that keeps up: no timer to arm.
+        if conn.outbox.queued_bytes() <= piece {
+            let n = bytes.len().min(piece);
+            conn.send(bytes.split_to(n));
+            continue;
+        }
         monoio::select! {
             _ = conn.outbox.drained_to(piece) => {},
             _ = monoio::time::sleep(idle) => {
@@ -809,20 +829,6 @@ mod tests {
         assert!(parse_path("/cam1/index.m3u8").is_none());
         assert!(parse_path("/live/cam1/other.txt").is_none());
         assert!(parse_path("/live/cam1.flv").is_none());
-    }
-
-    #[test]
-    fn the_init_url_carries_its_generation() {
-        let text = "#EXT-X-MAP:URI=\"init.mp4?sid=1\"\n".to_string();
-        assert_eq!(
-            with_generation(text, "?sid=1", 2),
-            "#EXT-X-MAP:URI=\"init.mp4?sid=1&g=2\"\n"
-        );
-        let text = "#EXT-X-MAP:URI=\"init.mp4\"\n".to_string();
-        assert_eq!(
-            with_generation(text, "", 1),
-            "#EXT-X-MAP:URI=\"init.mp4?g=1\"\n"
-        );
     }
 
     #[test]

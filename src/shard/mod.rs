@@ -243,9 +243,9 @@ fn uring_runtime() -> std::io::Result<monoio::Runtime<monoio::time::TimeDriver<I
         .build()
     {
         Ok(rt) => Ok(rt),
-        Err(e) if e.raw_os_error() == Some(libc::EINVAL) => {
-            RuntimeBuilder::<IoUringDriver>::new().enable_timer().build()
-        }
+        Err(e) if e.raw_os_error() == Some(libc::EINVAL) => RuntimeBuilder::<IoUringDriver>::new()
+            .enable_timer()
+            .build(),
         Err(e) => Err(e),
     }
 }

@@ -13,11 +13,13 @@
 use std::collections::{HashMap, VecDeque};
 use std::future::poll_fn;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Poll, Waker};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+
+use crate::protocol::hls::Template;
 
 /// One part: a `moof`+`mdat` pair of about `hls.part_ms`.
 #[derive(Debug, Clone)]
@@ -114,6 +116,12 @@ pub struct WindowState {
     sessions: HashMap<u64, (Instant, bool)>,
     /// Last request of any player: an edge keeps pulling while it is recent.
     pub last_request: Option<Instant>,
+    /// Bumped by every change the packager makes.
+    pub version: u64,
+    /// The media playlist last rendered for each kind of request (full,
+    /// and the two delta updates), with the `version` it shows: every
+    /// player asking between two changes gets the same rendering.
+    pub media_playlists: [Option<(u64, Arc<Template>)>; 3],
 }
 
 /// Sessions tracked per stream; past it the oldest are forgotten (a client
@@ -138,6 +146,8 @@ impl WindowState {
             waiters: Vec::new(),
             sessions: HashMap::new(),
             last_request: None,
+            version: 0,
+            media_playlists: [None, None, None],
         }
     }
 
@@ -329,6 +339,7 @@ impl Window {
     pub(super) fn change(&self, f: impl FnOnce(&mut WindowState)) {
         let mut s = self.read();
         f(&mut s);
+        s.version += 1;
         s.wake_all();
     }
 

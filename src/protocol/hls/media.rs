@@ -10,8 +10,8 @@
 use std::fmt::Write;
 use std::time::{Duration, SystemTime};
 
-use super::{Asset, MediaPlaylist, Segment, Skip};
-use crate::protocol::manifest::{date, millis_nearest, millis_up, query_suffix, secs3};
+use super::{Asset, MediaPlaylist, Segment, Skip, Template};
+use crate::protocol::manifest::{date, millis_nearest, millis_up, secs3};
 
 /// EXT-X-MAP outside an I-frame playlist needs version 6; fractional EXTINF
 /// needs 3, so 6 covers every playlist that skips nothing.
@@ -111,7 +111,12 @@ fn dates(entries: &[&Segment]) -> Vec<Option<SystemTime>> {
 /// lines, and for complete segments EXTINF and the URI; then the preload
 /// hint, and EXT-X-ENDLIST when the stream is over.
 pub fn render_media(p: &MediaPlaylist) -> String {
-    let q = query_suffix(p.query);
+    render_media_template(p).fill(p.query)
+}
+
+/// The media playlist with the places of the URIs' query marked (and
+/// `p.query` unused): one rendering serves every player of a window state.
+pub fn render_media_template(p: &MediaPlaylist) -> Template {
     let td = target_secs(p.target_duration);
     let part_target_ms = millis_up(p.part_target).max(1);
     let skip_until = Duration::from_secs(SKIP_BOUNDARY_TARGETS * td);
@@ -135,11 +140,19 @@ pub fn render_media(p: &MediaPlaylist) -> String {
         "segments must be consecutive from media_sequence"
     );
 
-    let mut out = String::with_capacity(320 + 160 * (p.segments.len() - skipped));
-    // Writing to a String cannot fail.
+    let mut out = Template::with_capacity(320 + 160 * (p.segments.len() - skipped));
+    // Writing to a Template cannot fail.
     macro_rules! put {
         ($($arg:tt)*) => {
             let _ = writeln!(out, $($arg)*);
+        };
+    }
+    // A line that ends in a URI's closing text: the query goes before it.
+    macro_rules! put_uri {
+        ($before:expr, $after:expr) => {
+            let _ = write!(out, "{}", $before);
+            out.query();
+            let _ = writeln!(out, "{}", $after);
         };
     }
     put!("#EXTM3U");
@@ -180,7 +193,13 @@ pub fn render_media(p: &MediaPlaylist) -> String {
         if first || seg.discontinuity {
             // Repeated after a discontinuity: a new publisher may bring new
             // codec parameters, and a client resets its parser there.
-            put!("#EXT-X-MAP:URI=\"{}{q}\"", Asset::Init);
+            let _ = write!(out, "#EXT-X-MAP:URI=\"{}", Asset::Init);
+            out.query();
+            if let Some(g) = p.init_generation {
+                out.joiner();
+                let _ = write!(out, "g={g}");
+            }
+            let _ = writeln!(out, "\"");
         }
         let stamp = match seg.program_date_time {
             Some(t) => Some(t),
@@ -197,23 +216,29 @@ pub fn render_media(p: &MediaPlaylist) -> String {
                 } else {
                     ""
                 };
-                put!(
-                    "#EXT-X-PART:DURATION={},URI=\"{}{q}\"{independent}",
-                    secs3(millis_nearest(part.duration)),
-                    Asset::Part(seg.msn, index as u32),
+                put_uri!(
+                    format_args!(
+                        "#EXT-X-PART:DURATION={},URI=\"{}",
+                        secs3(millis_nearest(part.duration)),
+                        Asset::Part(seg.msn, index as u32),
+                    ),
+                    format_args!("\"{independent}")
                 );
             }
         }
         if complete {
             put!("#EXTINF:{},", secs3(millis_nearest(seg.duration)));
-            put!("{}{q}", Asset::Segment(seg.msn));
+            put_uri!(Asset::Segment(seg.msn), "");
         }
     }
     // A finished playlist hints nothing (4.4.5.3).
     if let (Some((msn, index)), false) = (p.preload_hint, p.ended) {
-        put!(
-            "#EXT-X-PRELOAD-HINT:TYPE=PART,URI=\"{}{q}\"",
-            Asset::Part(msn, index)
+        put_uri!(
+            format_args!(
+                "#EXT-X-PRELOAD-HINT:TYPE=PART,URI=\"{}",
+                Asset::Part(msn, index)
+            ),
+            "\""
         );
     }
     if p.ended {

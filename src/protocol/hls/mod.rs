@@ -20,12 +20,14 @@
 mod media;
 mod multivariant;
 mod request;
+mod template;
 
 use std::time::{Duration, SystemTime};
 
-pub use media::render_media;
+pub use media::{render_media, render_media_template};
 pub use multivariant::{render_multivariant, Variant};
 pub use request::{parse_asset, parse_query, Asset, HlsQuery, HlsQueryError, Track};
+pub use template::Template;
 
 /// One partial segment: an fMP4 fragment of about the part target.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -94,6 +96,10 @@ pub struct MediaPlaylist<'a> {
     /// The packager should close the segment in progress first.
     pub ended: bool,
     /// Appended to every URI: empty, or starting with `?`
-    /// ([`HlsQuery::rest`] is in that form).
+    /// ([`HlsQuery::rest`] is in that form). [`render_media_template`]
+    /// leaves it out and marks its places instead.
     pub query: &'a str,
+    /// The init segment's generation, added to its URI (`g=`) so that a
+    /// player fetches the new one after a codec change.
+    pub init_generation: Option<u32>,
 }

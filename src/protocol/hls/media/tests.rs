@@ -52,6 +52,7 @@ fn playlist<'a>(segments: &'a [Segment], current: Option<&'a Segment>) -> MediaP
         skip: Skip::No,
         ended: false,
         query: Q,
+        init_generation: None,
     }
 }
 
@@ -564,5 +565,35 @@ proptest! {
             }
             seen_parts |= listed;
         }
+    }
+}
+
+#[test]
+fn the_init_uri_carries_its_generation_after_the_query() {
+    let segs = window(1);
+    let p = MediaPlaylist {
+        init_generation: Some(2),
+        ..playlist(&segs, None)
+    };
+    let text = render_media(&p);
+    assert!(
+        text.contains(&format!("#EXT-X-MAP:URI=\"init.mp4{Q}&g=2\"\n")),
+        "{text}"
+    );
+    let bare = render_media(&MediaPlaylist { query: "", ..p });
+    assert!(bare.contains("#EXT-X-MAP:URI=\"init.mp4?g=2\"\n"), "{bare}");
+}
+
+#[test]
+fn one_template_serves_every_query() {
+    let segs = window(3);
+    let current = segs[2].clone();
+    let p = playlist(&segs[..2], Some(&current));
+    let template = render_media_template(&p);
+    for q in ["", "?sid=1", "?token=a%20b&sid=99", "?t=a\"b\nc"] {
+        assert_eq!(
+            template.fill(q),
+            render_media(&MediaPlaylist { query: q, ..p })
+        );
     }
 }
