@@ -88,6 +88,9 @@ impl HeadError {
     }
 }
 
+/// Header slots kept on the stack by [`parse_head`].
+const STACK_HEADERS: usize = 128;
+
 /// Parses the head at the front of `buf`: `Ok(None)` while incomplete (and
 /// still within bounds), else the head and its length in bytes.
 pub fn parse_head(
@@ -95,8 +98,17 @@ pub fn parse_head(
     limits: HeadLimits,
 ) -> Result<Option<(RequestHead, usize)>, HeadError> {
     let window = &buf[..buf.len().min(limits.max_bytes)];
-    let mut headers = vec![httparse::EMPTY_HEADER; limits.max_headers];
-    let mut req = httparse::Request::new(&mut headers);
+    // On the stack up to a size that covers any sane limit: this runs for
+    // every request, and a heap block this size costs more than parsing.
+    let mut on_stack = [httparse::EMPTY_HEADER; STACK_HEADERS];
+    let mut on_heap = Vec::new();
+    let headers: &mut [httparse::Header<'_>] = if limits.max_headers <= STACK_HEADERS {
+        &mut on_stack[..limits.max_headers]
+    } else {
+        on_heap.resize(limits.max_headers, httparse::EMPTY_HEADER);
+        &mut on_heap
+    };
+    let mut req = httparse::Request::new(headers);
     let len = match req.parse(window) {
         Ok(httparse::Status::Complete(n)) => n,
         Ok(httparse::Status::Partial) if buf.len() >= limits.max_bytes => {
