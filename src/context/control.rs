@@ -74,19 +74,34 @@ impl Worker {
     pub(crate) fn start_drain(&self) {
         if !self.draining.replace(true) {
             info!(worker = self.id, "draining: listener closed");
-            if let Some(w) = self.drain_waker.take() {
+            let waiting = std::mem::take(&mut *self.drain_wakers.borrow_mut());
+            for (_, w) in waiting {
                 w.wake();
             }
         }
     }
 
-    /// Resolves once a drain started.
+    /// Resolves once a drain started. Any number of tasks may wait; each
+    /// is woken when the drain starts.
     pub async fn drained(&self) {
+        /// Takes the wait's waker out when the wait ends, however it ends
+        /// (also when a `select!` drops it for another branch).
+        struct Registration<'a>(&'a Worker, u64);
+        impl Drop for Registration<'_> {
+            fn drop(&mut self) {
+                self.0.drain_wakers.borrow_mut().remove(&self.1);
+            }
+        }
+        let key = self.next_drain_key.get();
+        self.next_drain_key.set(key + 1);
+        let _registration = Registration(self, key);
         poll_fn(|cx| {
             if self.draining.get() {
                 Poll::Ready(())
             } else {
-                self.drain_waker.set(Some(cx.waker().clone()));
+                self.drain_wakers
+                    .borrow_mut()
+                    .insert(key, cx.waker().clone());
                 Poll::Pending
             }
         })
@@ -124,5 +139,66 @@ impl Worker {
                 });
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::cell::Cell;
+    use std::rc::Rc;
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use crate::config::Config;
+    use crate::context::{live_settings, Worker};
+    use crate::hub::{Directory, StreamMsg};
+    use crate::xcore;
+
+    #[test]
+    fn a_drain_wakes_every_waiting_task_and_abandoned_waits_leave_nothing() {
+        let mut rt = monoio::RuntimeBuilder::<monoio::LegacyDriver>::new()
+            .enable_timer()
+            .build()
+            .expect("runtime");
+        rt.block_on(async {
+            let config = Arc::new(Config::default());
+            let (mesh, _boxes) = xcore::build::<StreamMsg>(1);
+            let live = live_settings(&config);
+            let worker = Rc::new(Worker::new(
+                0,
+                config,
+                live,
+                Arc::new(Directory::new(4)),
+                mesh,
+            ));
+            // Waits that end another way (as a kept-alive connection's does
+            // when its next request comes) must not stay registered.
+            for _ in 0..100 {
+                monoio::select! {
+                    _ = worker.drained() => unreachable!("no drain yet"),
+                    _ = monoio::time::sleep(Duration::ZERO) => {},
+                }
+            }
+            assert!(worker.drain_wakers.borrow().is_empty());
+            let woken = Rc::new(Cell::new(0));
+            let tasks: Vec<_> = (0..3)
+                .map(|_| {
+                    let (w, woken) = (worker.clone(), woken.clone());
+                    monoio::spawn(async move {
+                        w.drained().await;
+                        woken.set(woken.get() + 1);
+                    })
+                })
+                .collect();
+            monoio::time::sleep(Duration::from_millis(5)).await;
+            assert_eq!(worker.drain_wakers.borrow().len(), 3);
+            worker.start_drain();
+            monoio::time::sleep(Duration::from_millis(20)).await;
+            assert_eq!(woken.get(), 3, "every waiting task hears the drain");
+            for t in tasks {
+                t.await;
+            }
+            assert!(worker.drain_wakers.borrow().is_empty());
+        });
     }
 }

@@ -47,7 +47,11 @@ pub struct Worker {
     clients: RefCell<HashMap<u64, Client>>,
     /// Set once by a drain: publishers are asked to reconnect elsewhere.
     draining: Cell<bool>,
-    drain_waker: Cell<Option<Waker>>,
+    /// Tasks waiting in [`Worker::drained`] (the accept loop, idle
+    /// kept-alive HTTP connections), by a key each wait takes; a wait that
+    /// ends another way removes its entry, so this holds only live waits.
+    drain_wakers: RefCell<HashMap<u64, Waker>>,
+    next_drain_key: Cell<u64>,
     /// Snapshots taken so far (numbers each [`Snapshot`]).
     snapshots: Cell<u64>,
 }
@@ -93,7 +97,8 @@ impl Worker {
             live: RefCell::new(live),
             clients: RefCell::new(HashMap::new()),
             draining: Cell::new(false),
-            drain_waker: Cell::new(None),
+            drain_wakers: RefCell::new(HashMap::new()),
+            next_drain_key: Cell::new(0),
             snapshots: Cell::new(0),
             hub: RefCell::new(hub),
             egress,
