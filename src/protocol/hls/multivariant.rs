@@ -1,11 +1,20 @@
-//! The multivariant playlist: one variant, the stream as published, pointing
-//! at the media playlist. cascade relays and does not transcode, so there is
-//! no ladder to describe; the playlist exists because players (Safari, and
-//! hls.js for its codec checks) want BANDWIDTH and CODECS before they start.
+//! The multivariant playlist: the stream as published, pointing at the media
+//! playlist. cascade relays and does not transcode, so there is no ladder to
+//! describe; the playlist exists because players (Safari, and hls.js for its
+//! codec checks) want BANDWIDTH and CODECS before they start.
+//!
+//! A stream with both tracks is offered in two forms of the same media:
+//! first the muxed variant (`index.m3u8`, what every player has always been
+//! given and what one that takes the first variant keeps playing), then a
+//! video-only variant (`video.m3u8`) whose audio is a rendition group with
+//! one member (`audio.m3u8`), for clients that want audio on its own.
+//! Both state the same BANDWIDTH, CODECS and RESOLUTION, because they are
+//! the same media; hls.js, for one, then takes the second as a redundant
+//! copy of the first (a fallback on errors), not as a rung to switch to.
 
 use std::fmt::Write;
 
-use super::Asset;
+use super::{Asset, Track};
 use crate::protocol::manifest::{hls_quoted, query_suffix};
 
 /// What the multivariant playlist says about the stream.
@@ -22,33 +31,79 @@ pub struct Variant<'a> {
     pub frame_rate: Option<f64>,
     /// Appended to the media playlist's URI: empty, or starting with `?`.
     pub uri_query: &'a str,
+    /// The separate-audio form, when the stream has both tracks.
+    pub split: Option<SplitCodecs<'a>>,
 }
+
+/// Each track's codecs, for the separate-audio form.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SplitCodecs<'a> {
+    /// RFC 6381 codecs of the video track, e.g. `avc1.64001f`.
+    pub video: &'a str,
+    /// RFC 6381 codecs of the audio track, e.g. `mp4a.40.2`.
+    pub audio: &'a str,
+}
+
+/// GROUP-ID of the audio rendition group (one member, `audio.m3u8`).
+pub const AUDIO_GROUP: &str = "audio";
 
 /// Renders the multivariant playlist.
 ///
 /// It carries EXT-X-INDEPENDENT-SEGMENTS because every segment cascade cuts
 /// starts on a keyframe, which lets a player start on any segment. No
 /// EXT-X-VERSION: nothing in it needs more than version 1.
+///
+/// With [`Variant::split`], the separate-audio form follows the muxed
+/// variant: an EXT-X-MEDIA audio rendition (DEFAULT and AUTOSELECT, so a
+/// player takes it without being asked) and the video-only variant that
+/// names its group. That variant's CODECS lists the video codec and the
+/// audio codec both, since a variant's CODECS must cover the renditions it
+/// plays with (RFC 8216bis 4.4.6.2).
 pub fn render_multivariant(v: &Variant) -> String {
-    let mut inf = format!("#EXT-X-STREAM-INF:BANDWIDTH={}", v.bandwidth);
-    if let Some(avg) = v.average_bandwidth {
-        write!(inf, ",AVERAGE-BANDWIDTH={avg}").expect("write to String");
+    let query = query_suffix(v.uri_query);
+    let mut out = String::from("#EXTM3U\n#EXT-X-INDEPENDENT-SEGMENTS\n");
+    stream_inf(&mut out, v, v.codecs, None);
+    writeln!(out, "{}{query}", Asset::MediaPlaylist).expect("write to String");
+    if let Some(split) = v.split {
+        writeln!(
+            out,
+            "#EXT-X-MEDIA:TYPE=AUDIO,GROUP-ID=\"{AUDIO_GROUP}\",NAME=\"{AUDIO_GROUP}\",\
+             DEFAULT=YES,AUTOSELECT=YES,URI=\"{}{query}\"",
+            Asset::TrackPlaylist(Track::Audio)
+        )
+        .expect("write to String");
+        let codecs = [split.video, split.audio]
+            .into_iter()
+            .filter(|c| !c.is_empty())
+            .collect::<Vec<_>>()
+            .join(",");
+        stream_inf(&mut out, v, &codecs, Some(AUDIO_GROUP));
+        writeln!(out, "{}{query}", Asset::TrackPlaylist(Track::Video)).expect("write to String");
     }
-    let codecs = hls_quoted(v.codecs);
+    out
+}
+
+/// One EXT-X-STREAM-INF line of the stream with `codecs`, and the audio
+/// group it plays with, if any.
+fn stream_inf(out: &mut String, v: &Variant, codecs: &str, audio: Option<&str>) {
+    write!(out, "#EXT-X-STREAM-INF:BANDWIDTH={}", v.bandwidth).expect("write to String");
+    if let Some(avg) = v.average_bandwidth {
+        write!(out, ",AVERAGE-BANDWIDTH={avg}").expect("write to String");
+    }
+    let codecs = hls_quoted(codecs);
     if !codecs.is_empty() {
-        write!(inf, ",CODECS=\"{codecs}\"").expect("write to String");
+        write!(out, ",CODECS=\"{codecs}\"").expect("write to String");
     }
     if let Some((w, h)) = v.resolution {
-        write!(inf, ",RESOLUTION={w}x{h}").expect("write to String");
+        write!(out, ",RESOLUTION={w}x{h}").expect("write to String");
     }
     if let Some(fps) = v.frame_rate.filter(|f| f.is_finite() && *f > 0.0) {
-        write!(inf, ",FRAME-RATE={fps:.3}").expect("write to String");
+        write!(out, ",FRAME-RATE={fps:.3}").expect("write to String");
     }
-    format!(
-        "#EXTM3U\n#EXT-X-INDEPENDENT-SEGMENTS\n{inf}\n{}{}\n",
-        Asset::MediaPlaylist,
-        query_suffix(v.uri_query)
-    )
+    if let Some(group) = audio {
+        write!(out, ",AUDIO=\"{group}\"").expect("write to String");
+    }
+    out.push('\n');
 }
 
 #[cfg(test)]
@@ -63,6 +118,7 @@ mod tests {
             resolution: Some((1280, 720)),
             frame_rate: Some(29.97),
             uri_query: "?token=abc&sid=42",
+            split: None,
         }
     }
 
@@ -92,6 +148,64 @@ mod tests {
             render_multivariant(&v),
             "#EXTM3U\n#EXT-X-INDEPENDENT-SEGMENTS\n#EXT-X-STREAM-INF:BANDWIDTH=2500000\nindex.m3u8\n"
         );
+    }
+
+    #[test]
+    fn a_stream_with_both_tracks_also_offers_separate_audio_after_the_muxed_variant() {
+        let v = Variant {
+            split: Some(SplitCodecs {
+                video: "avc1.64001f",
+                audio: "mp4a.40.2",
+            }),
+            ..variant()
+        };
+        assert_eq!(
+            render_multivariant(&v),
+            "#EXTM3U\n\
+             #EXT-X-INDEPENDENT-SEGMENTS\n\
+             #EXT-X-STREAM-INF:BANDWIDTH=2500000,AVERAGE-BANDWIDTH=2000000,\
+             CODECS=\"avc1.64001f,mp4a.40.2\",RESOLUTION=1280x720,FRAME-RATE=29.970\n\
+             index.m3u8?token=abc&sid=42\n\
+             #EXT-X-MEDIA:TYPE=AUDIO,GROUP-ID=\"audio\",NAME=\"audio\",DEFAULT=YES,\
+             AUTOSELECT=YES,URI=\"audio.m3u8?token=abc&sid=42\"\n\
+             #EXT-X-STREAM-INF:BANDWIDTH=2500000,AVERAGE-BANDWIDTH=2000000,\
+             CODECS=\"avc1.64001f,mp4a.40.2\",RESOLUTION=1280x720,FRAME-RATE=29.970,\
+             AUDIO=\"audio\"\n\
+             video.m3u8?token=abc&sid=42\n"
+        );
+    }
+
+    #[test]
+    fn the_split_variant_lists_only_codecs_it_knows_and_its_group_exists() {
+        let v = Variant {
+            split: Some(SplitCodecs {
+                video: "hvc1.1.6.L93.B0",
+                audio: "",
+            }),
+            uri_query: "",
+            ..variant()
+        };
+        let text = render_multivariant(&v);
+        assert!(
+            text.contains("CODECS=\"hvc1.1.6.L93.B0\",RESOLUTION"),
+            "{text}"
+        );
+        // Every AUDIO attribute names a group an EXT-X-MEDIA defines.
+        for line in text.lines().filter(|l| l.contains("AUDIO=\"")) {
+            let group = line
+                .split("AUDIO=\"")
+                .nth(1)
+                .unwrap()
+                .split('"')
+                .next()
+                .unwrap();
+            assert!(
+                text.contains(&format!("TYPE=AUDIO,GROUP-ID=\"{group}\"")),
+                "{text}"
+            );
+        }
+        assert!(text.contains("URI=\"audio.m3u8\"\n"), "{text}");
+        assert!(text.ends_with("\nvideo.m3u8\n"), "{text}");
     }
 
     #[test]
