@@ -30,7 +30,7 @@ mod template;
 use std::time::{Duration, SystemTime};
 
 pub use media::{render_media, render_media_template};
-pub use multivariant::{render_multivariant, SplitCodecs, Variant, AUDIO_GROUP};
+pub use multivariant::{render_multivariant, SplitCodecs, Variant, AUDIO_GROUP, MUXED_AUDIO_GROUP};
 pub use request::{parse_asset, parse_query, Asset, HlsQuery, HlsQueryError, Track};
 pub use template::Template;
 

@@ -6,11 +6,17 @@
 //! A stream with both tracks is offered in two forms of the same media:
 //! first the muxed variant (`index.m3u8`, what every player has always been
 //! given and what one that takes the first variant keeps playing), then a
-//! video-only variant (`video.m3u8`) whose audio is a rendition group with
-//! one member (`audio.m3u8`), for clients that want audio on its own.
-//! Both state the same BANDWIDTH, CODECS and RESOLUTION, because they are
-//! the same media; hls.js, for one, then takes the second as a redundant
-//! copy of the first (a fallback on errors), not as a rung to switch to.
+//! video-only variant (`video.m3u8`) whose audio is a rendition of its own
+//! (`audio.m3u8`), for clients that want audio apart.
+//!
+//! Each variant names its own audio group. The muxed variant's group has
+//! one member without a URI, which says "the audio is in the variant's own
+//! playlist": without it, a player that honours EXT-X-MEDIA for every
+//! variant (hls.js does: a variant with no AUDIO attribute may take any
+//! audio rendition) would fetch `audio.m3u8` beside the muxed parts. Both
+//! variants state the same BANDWIDTH, CODECS and RESOLUTION because they
+//! are the same media; hls.js then keeps the second as a redundant copy of
+//! the first (a fallback on errors), not as a rung to switch to.
 
 use std::fmt::Write;
 
@@ -44,8 +50,11 @@ pub struct SplitCodecs<'a> {
     pub audio: &'a str,
 }
 
-/// GROUP-ID of the audio rendition group (one member, `audio.m3u8`).
+/// GROUP-ID of the separate audio rendition (one member, `audio.m3u8`).
 pub const AUDIO_GROUP: &str = "audio";
+/// GROUP-ID of the muxed variant's audio (one member, without a URI: the
+/// audio is in `index.m3u8`).
+pub const MUXED_AUDIO_GROUP: &str = "muxed";
 
 /// Renders the multivariant playlist.
 ///
@@ -53,25 +62,32 @@ pub const AUDIO_GROUP: &str = "audio";
 /// starts on a keyframe, which lets a player start on any segment. No
 /// EXT-X-VERSION: nothing in it needs more than version 1.
 ///
-/// With [`Variant::split`], the separate-audio form follows the muxed
-/// variant: an EXT-X-MEDIA audio rendition (DEFAULT and AUTOSELECT, so a
-/// player takes it without being asked) and the video-only variant that
-/// names its group. That variant's CODECS lists the video codec and the
-/// audio codec both, since a variant's CODECS must cover the renditions it
-/// plays with (RFC 8216bis 4.4.6.2).
+/// With [`Variant::split`], each variant is preceded by its audio group's
+/// EXT-X-MEDIA (the muxed one without a URI), each member the group's
+/// DEFAULT and AUTOSELECT so a player takes it without being asked, and the
+/// video-only variant follows the muxed one. Its CODECS lists the video
+/// codec and the audio codec both, since a variant's CODECS must cover the
+/// renditions it plays with (RFC 8216bis 4.4.6.2).
 pub fn render_multivariant(v: &Variant) -> String {
     let query = query_suffix(v.uri_query);
     let mut out = String::from("#EXTM3U\n#EXT-X-INDEPENDENT-SEGMENTS\n");
-    stream_inf(&mut out, v, v.codecs, None);
-    writeln!(out, "{}{query}", Asset::MediaPlaylist).expect("write to String");
-    if let Some(split) = v.split {
+    let rendition = |out: &mut String, group: &str, uri: &str| {
         writeln!(
             out,
-            "#EXT-X-MEDIA:TYPE=AUDIO,GROUP-ID=\"{AUDIO_GROUP}\",NAME=\"{AUDIO_GROUP}\",\
-             DEFAULT=YES,AUTOSELECT=YES,URI=\"{}{query}\"",
-            Asset::TrackPlaylist(Track::Audio)
+            "#EXT-X-MEDIA:TYPE=AUDIO,GROUP-ID=\"{group}\",NAME=\"audio\",\
+             DEFAULT=YES,AUTOSELECT=YES{uri}"
         )
         .expect("write to String");
+    };
+    if v.split.is_some() {
+        rendition(&mut out, MUXED_AUDIO_GROUP, "");
+    }
+    let muxed_group = v.split.map(|_| MUXED_AUDIO_GROUP);
+    stream_inf(&mut out, v, v.codecs, muxed_group);
+    writeln!(out, "{}{query}", Asset::MediaPlaylist).expect("write to String");
+    if let Some(split) = v.split {
+        let uri = format!(",URI=\"{}{query}\"", Asset::TrackPlaylist(Track::Audio));
+        rendition(&mut out, AUDIO_GROUP, &uri);
         let codecs = [split.video, split.audio]
             .into_iter()
             .filter(|c| !c.is_empty())
@@ -163,8 +179,11 @@ mod tests {
             render_multivariant(&v),
             "#EXTM3U\n\
              #EXT-X-INDEPENDENT-SEGMENTS\n\
+             #EXT-X-MEDIA:TYPE=AUDIO,GROUP-ID=\"muxed\",NAME=\"audio\",DEFAULT=YES,\
+             AUTOSELECT=YES\n\
              #EXT-X-STREAM-INF:BANDWIDTH=2500000,AVERAGE-BANDWIDTH=2000000,\
-             CODECS=\"avc1.64001f,mp4a.40.2\",RESOLUTION=1280x720,FRAME-RATE=29.970\n\
+             CODECS=\"avc1.64001f,mp4a.40.2\",RESOLUTION=1280x720,FRAME-RATE=29.970,\
+             AUDIO=\"muxed\"\n\
              index.m3u8?token=abc&sid=42\n\
              #EXT-X-MEDIA:TYPE=AUDIO,GROUP-ID=\"audio\",NAME=\"audio\",DEFAULT=YES,\
              AUTOSELECT=YES,URI=\"audio.m3u8?token=abc&sid=42\"\n\
@@ -205,6 +224,18 @@ mod tests {
             );
         }
         assert!(text.contains("URI=\"audio.m3u8\"\n"), "{text}");
+        // The muxed variant's audio is its own: a rendition without a URI,
+        // and no other rendition for that group.
+        assert_eq!(text.matches("GROUP-ID=\"muxed\"").count(), 1, "{text}");
+        assert!(
+            text.contains("GROUP-ID=\"muxed\",NAME=\"audio\",DEFAULT=YES,AUTOSELECT=YES\n"),
+            "{text}"
+        );
+        let first_variant = text
+            .lines()
+            .position(|l| l.starts_with("#EXT-X-STREAM-INF"))
+            .unwrap();
+        assert_eq!(text.lines().nth(first_variant + 1).unwrap(), "index.m3u8");
         assert!(text.ends_with("\nvideo.m3u8\n"), "{text}");
     }
 
