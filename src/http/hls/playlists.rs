@@ -111,7 +111,7 @@ fn listed_part(p: &PartData, track: Option<hls::Track>) -> hls::Part {
         // Every audio frame is a sync sample: any audio part may start
         // playback.
         independent: p.independent || t == hls::Track::Audio,
-        gap: bytes.is_none_or(Bytes::is_empty),
+        gap: bytes.map_or(true, Bytes::is_empty),
     }
 }
 

@@ -84,6 +84,9 @@ pub struct StreamFacts {
     pub timescale: u32,
 }
 
+/// A media playlist as rendered, with the window `version` it shows.
+pub type RenderedPlaylist = (u64, Arc<Template>);
+
 /// The window's state; read under [`Window::read`].
 #[derive(Debug)]
 pub struct WindowState {
@@ -123,7 +126,7 @@ pub struct WindowState {
     /// `version` it shows: every player asking between two changes gets
     /// the same rendering. Indexed by rendition (muxed, video, audio), then
     /// by request (full, and the two delta updates).
-    pub media_playlists: [[Option<(u64, Arc<Template>)>; 3]; 3],
+    pub media_playlists: [[Option<RenderedPlaylist>; 3]; 3],
 }
 
 /// Sessions tracked per stream; past it the oldest are forgotten (a client
