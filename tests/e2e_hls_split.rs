@@ -315,6 +315,8 @@ fn the_multivariant_playlist_offers_separate_audio_and_ffmpeg_keeps_the_muxed_va
         .find(|l| l.starts_with("#EXT-X-MEDIA:") && l.contains("GROUP-ID=\"audio\""))
         .unwrap_or_else(|| panic!("no audio rendition:\n{text}"));
     assert!(audio.contains("TYPE=AUDIO") && audio.contains("URI=\"audio.m3u8?sid="));
+    // The clip's audio is mono.
+    assert!(audio.contains("CHANNELS=\"1\""), "{text}");
     // Both variants play with the same session's URLs.
     let sid = |l: &str| {
         l.split("sid=")

@@ -212,7 +212,11 @@ pub(super) fn multivariant(window: &Window, uri_query: &str) -> Answer {
             .track_codecs
             .as_ref()
             .filter(|_| s.track_inits.is_some())
-            .map(|[v, a]| hls::SplitCodecs { video: v, audio: a }),
+            .map(|[v, a]| hls::SplitCodecs {
+                video: v,
+                audio: a,
+                channels: s.facts.audio_channels,
+            }),
     };
     Answer::Body {
         content_type: "application/vnd.apple.mpegurl",

@@ -300,7 +300,7 @@ impl Packager {
             facts.resolution = v.video_size();
         }
         if let Some(a) = &want.1 {
-            let Some((rate, _)) = a.audio_params() else {
+            let Some((rate, channels)) = a.audio_params() else {
                 return false;
             };
             tracks.push(TrackConfig {
@@ -310,6 +310,7 @@ impl Packager {
             });
             codecs.push(a.codec_string());
             facts.audio_rate = Some(rate);
+            facts.audio_channels = Some(channels);
             if want.0.is_none() {
                 facts.timescale = rate;
             }

@@ -80,6 +80,8 @@ pub struct StreamFacts {
     pub track_codecs: Option<[String; 2]>,
     pub resolution: Option<(u16, u16)>,
     pub audio_rate: Option<u32>,
+    /// Channels of the audio (HLS's CHANNELS of an audio rendition).
+    pub audio_channels: Option<u8>,
     /// Timescale of `SegmentData::start_time`.
     pub timescale: u32,
 }

@@ -48,6 +48,8 @@ pub struct SplitCodecs<'a> {
     pub video: &'a str,
     /// RFC 6381 codecs of the audio track, e.g. `mp4a.40.2`.
     pub audio: &'a str,
+    /// The audio's channel count, stated on the audio renditions.
+    pub channels: Option<u8>,
 }
 
 /// GROUP-ID of the separate audio rendition (one member, `audio.m3u8`).
@@ -64,18 +66,23 @@ pub const MUXED_AUDIO_GROUP: &str = "muxed";
 ///
 /// With [`Variant::split`], each variant is preceded by its audio group's
 /// EXT-X-MEDIA (the muxed one without a URI), each member the group's
-/// DEFAULT and AUTOSELECT so a player takes it without being asked, and the
+/// DEFAULT and AUTOSELECT so a player takes it without being asked, with
+/// CHANNELS when known (RFC 8216bis asks for it on audio), and the
 /// video-only variant follows the muxed one. Its CODECS lists the video
 /// codec and the audio codec both, since a variant's CODECS must cover the
 /// renditions it plays with (RFC 8216bis 4.4.6.2).
 pub fn render_multivariant(v: &Variant) -> String {
     let query = query_suffix(v.uri_query);
     let mut out = String::from("#EXTM3U\n#EXT-X-INDEPENDENT-SEGMENTS\n");
+    let channels = match v.split.and_then(|s| s.channels) {
+        Some(n) => format!(",CHANNELS=\"{n}\""),
+        None => String::new(),
+    };
     let rendition = |out: &mut String, group: &str, uri: &str| {
         writeln!(
             out,
             "#EXT-X-MEDIA:TYPE=AUDIO,GROUP-ID=\"{group}\",NAME=\"audio\",\
-             DEFAULT=YES,AUTOSELECT=YES{uri}"
+             DEFAULT=YES,AUTOSELECT=YES{channels}{uri}"
         )
         .expect("write to String");
     };
@@ -172,6 +179,7 @@ mod tests {
             split: Some(SplitCodecs {
                 video: "avc1.64001f",
                 audio: "mp4a.40.2",
+                channels: Some(2),
             }),
             ..variant()
         };
@@ -180,13 +188,13 @@ mod tests {
             "#EXTM3U\n\
              #EXT-X-INDEPENDENT-SEGMENTS\n\
              #EXT-X-MEDIA:TYPE=AUDIO,GROUP-ID=\"muxed\",NAME=\"audio\",DEFAULT=YES,\
-             AUTOSELECT=YES\n\
+             AUTOSELECT=YES,CHANNELS=\"2\"\n\
              #EXT-X-STREAM-INF:BANDWIDTH=2500000,AVERAGE-BANDWIDTH=2000000,\
              CODECS=\"avc1.64001f,mp4a.40.2\",RESOLUTION=1280x720,FRAME-RATE=29.970,\
              AUDIO=\"muxed\"\n\
              index.m3u8?token=abc&sid=42\n\
              #EXT-X-MEDIA:TYPE=AUDIO,GROUP-ID=\"audio\",NAME=\"audio\",DEFAULT=YES,\
-             AUTOSELECT=YES,URI=\"audio.m3u8?token=abc&sid=42\"\n\
+             AUTOSELECT=YES,CHANNELS=\"2\",URI=\"audio.m3u8?token=abc&sid=42\"\n\
              #EXT-X-STREAM-INF:BANDWIDTH=2500000,AVERAGE-BANDWIDTH=2000000,\
              CODECS=\"avc1.64001f,mp4a.40.2\",RESOLUTION=1280x720,FRAME-RATE=29.970,\
              AUDIO=\"audio\"\n\
@@ -200,6 +208,7 @@ mod tests {
             split: Some(SplitCodecs {
                 video: "hvc1.1.6.L93.B0",
                 audio: "",
+                channels: None,
             }),
             uri_query: "",
             ..variant()
