@@ -1,6 +1,8 @@
 //! A real browser plays cascade: headless Debian Chromium runs mpegts.js
 //! against cascade's HTTP-FLV and WebSocket-FLV, and hls.js in low-latency
-//! mode against its LL-HLS, and dash.js in low-latency mode against its
+//! mode against its LL-HLS (the media playlist, and each variant of the
+//! multivariant playlist: muxed, and video with separate audio), and
+//! dash.js in low-latency mode against its
 //! DASH (all players from the npm registry, pinned in
 //! tests/browser/package-lock.json), fed by `cascade-loadtest publish` with
 //! a 720p H.264 + AAC clip whose frames carry the publisher's wall clock in
@@ -260,6 +262,14 @@ impl Live {
         )
     }
 
+    /// The LL-HLS multivariant playlist.
+    fn master_url(&self) -> String {
+        format!(
+            "http://127.0.0.1:{}/live/{}/master.m3u8",
+            self.cascade.http, self.name
+        )
+    }
+
     /// The DASH MPD.
     fn dash_url(&self) -> String {
         format!(
@@ -415,6 +425,57 @@ fn chromium_plays_ll_hls_with_hls_js_in_low_latency_mode() {
     // No stall hls.js saw, and no stamped frame missing, in the window.
     assert_eq!(hls["stallEventsInWindow"].as_u64(), Some(0), "{r:#}");
     assert_eq!(hls["stampGapsInWindow"].as_u64(), Some(0), "{r:#}");
+}
+
+#[test]
+fn chromium_plays_the_muxed_variant_of_the_multivariant_playlist_with_hls_js() {
+    if !browser_available() {
+        return;
+    }
+    let _s = serial();
+    ensure_node_modules();
+    let mut live = Live::start("browser-hls-master", HLS);
+    let url = live.master_url();
+    let r = live.play(&url, "hls");
+    assert_watchable(&r, HLS);
+    let tap = &r["tap"];
+    // The separate-audio variant and its rendition are offered, but the
+    // muxed variant, which comes first, is what hls.js plays: nothing of
+    // one track's is fetched.
+    assert!(tap["muxedRequests"].as_u64() > Some(0), "{r:#}");
+    assert_eq!(tap["trackRequests"].as_u64(), Some(0), "{r:#}");
+    assert_eq!(tap["audioFragments"].as_u64(), Some(0), "{r:#}");
+    assert_eq!(r["hls"]["stallEventsInWindow"].as_u64(), Some(0), "{r:#}");
+}
+
+#[test]
+fn chromium_plays_the_separate_audio_variant_with_hls_js() {
+    if !browser_available() {
+        return;
+    }
+    let _s = serial();
+    ensure_node_modules();
+    let mut live = Live::start("browser-hls-split", HLS);
+    // hlsplayer.js keeps only the multivariant playlist's second variant
+    // (video.m3u8) and its audio rendition (audio.m3u8).
+    let url = format!("{}#split", live.master_url());
+    let r = live.play(&url, "hls");
+    assert_watchable(&r, HLS);
+    let tap = &r["tap"];
+    assert_eq!(tap["form"], "split", "{r:#}");
+    assert_eq!(tap["lowLatencyMode"], true, "{r:#}");
+    assert!(tap["parts"].as_u64() > Some(0), "no parts loaded: {r:#}");
+    assert!(
+        tap["blockingReloads"].as_u64() > Some(0),
+        "no blocking playlist reload: {r:#}"
+    );
+    // Audio came through the rendition's own loader, and nothing muxed was
+    // fetched.
+    assert!(tap["audioFragments"].as_u64() > Some(0), "{r:#}");
+    assert!(tap["trackRequests"].as_u64() > Some(0), "{r:#}");
+    assert_eq!(tap["muxedRequests"].as_u64(), Some(0), "{r:#}");
+    assert_eq!(r["hls"]["stallEventsInWindow"].as_u64(), Some(0), "{r:#}");
+    assert_eq!(r["hls"]["stampGapsInWindow"].as_u64(), Some(0), "{r:#}");
 }
 
 #[test]

@@ -247,6 +247,7 @@ fn segments(durations: &[Duration], start: SystemTime) -> Vec<Segment> {
             parts: vec![Part {
                 duration,
                 independent: true,
+                gap: false,
             }],
         })
         .collect()
@@ -369,6 +370,7 @@ fn ffprobe_decodes_every_frame_through_the_rendered_hls_playlists() {
         ended: true,
         query: &query.rest,
         init_generation: None,
+        track: None,
     };
     let text = render_media(&playlist);
     assert!(text.contains("#EXT-X-PART:"), "{text}");
@@ -384,6 +386,7 @@ fn ffprobe_decodes_every_frame_through_the_rendered_hls_playlists() {
             resolution: Some((320, 240)),
             frame_rate: Some(FPS as f64),
             uri_query: &query.rest,
+            split: None,
         }),
     );
 
@@ -427,6 +430,7 @@ fn a_legacy_client_plays_the_live_low_latency_playlist() {
         ended: false,
         query: "?sid=7",
         init_generation: None,
+        track: None,
     });
     assert!(text.contains("#EXT-X-PRELOAD-HINT"), "{text}");
     write(dir, "live.m3u8", &text);

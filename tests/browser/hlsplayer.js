@@ -14,7 +14,11 @@
 //   cross-check, not judged.
 // - every hls.js ERROR (stalls, nudges and hole skips included) with its
 //   details, and what was loaded: parts, whole segments, blocking playlist
-//   reloads (`_HLS_msn`).
+//   reloads (`_HLS_msn`), and which form of the stream: the muxed files or
+//   one track's (`video.m3u8`, `audio.m3u8`, `-v`/`-a` media).
+//
+// A URL ending in `#split` names a multivariant playlist of which only the
+// separate-audio variant is played (see splitVariantOnly).
 //
 // Loaded after hls.js; exposes `window.hlsPlayer`.
 'use strict';
@@ -55,7 +59,13 @@
     blockingReloads: 0,
     errors: 0,
     stallEvents: 0,
+    // Requests for the muxed form's files and for one track's.
+    muxedRequests: 0,
+    trackRequests: 0,
+    // Fragments (parts or segments) the audio rendition's loader loaded.
+    audioFragments: 0,
   };
+  let form = 'as given';
   let initPts = null;
   let lowLatencyPlaylist = null;
 
@@ -102,6 +112,33 @@
     return best;
   }
 
+  // cascade's multivariant playlist with only its separate-audio variant and
+  // that variant's audio rendition, URIs made absolute, as a blob URL:
+  // given the whole playlist, hls.js plays the muxed variant, which comes
+  // first (and keeps the other, which states the same bandwidth, codecs
+  // and resolution, as a fallback).
+  async function splitVariantOnly(masterUrl) {
+    const resp = await fetch(masterUrl);
+    if (!resp.ok) throw new Error(`${masterUrl}: HTTP ${resp.status}`);
+    const lines = (await resp.text()).split('\n');
+    const abs = (u) => new URL(u, masterUrl).href;
+    const out = [];
+    for (let i = 0; i < lines.length; i++) {
+      const l = lines[i];
+      if (l.startsWith('#EXT-X-STREAM-INF:')) {
+        if (/AUDIO="audio"/.test(l)) out.push(l, abs(lines[i + 1]));
+        i++;
+      } else if (l.startsWith('#EXT-X-MEDIA:')) {
+        if (/GROUP-ID="audio"/.test(l)) out.push(l.replace(/URI="([^"]*)"/, (_m, u) => `URI="${abs(u)}"`));
+      } else out.push(l);
+    }
+    if (!out.some((l) => l.startsWith('#EXT-X-STREAM-INF:'))) {
+      throw new Error(`no separate-audio variant in ${masterUrl}`);
+    }
+    form = 'split';
+    return URL.createObjectURL(new Blob([out.join('\n')], { type: 'application/vnd.apple.mpegurl' }));
+  }
+
   function start(videoElement, url, noteFn) {
     video = videoElement;
     note = noteFn;
@@ -118,10 +155,13 @@
       debug: false,
       xhrSetup(_xhr, reqUrl) {
         const u = new URL(reqUrl, location.href);
+        if (u.protocol === 'blob:') return;
         if (/\.m3u8$/.test(u.pathname)) {
           tally.playlistRequests++;
           if (u.searchParams.has('_HLS_msn')) tally.blockingReloads++;
-        } else if (/\/init\.mp4$/.test(u.pathname)) tally.initSegments++;
+        } else if (/\/init(-[av])?\.mp4$/.test(u.pathname)) tally.initSegments++;
+        if (/\/(audio|video)\.m3u8$|-[av]\.(m4s|mp4)$/.test(u.pathname)) tally.trackRequests++;
+        else if (/\/(index\.m3u8|init\.mp4|(seg|part)[0-9.]+\.m4s)$/.test(u.pathname)) tally.muxedRequests++;
       },
     });
     hls.on(Hls.Events.FRAG_PARSING_USERDATA, onUserdata);
@@ -145,6 +185,7 @@
     });
     hls.on(Hls.Events.FRAG_LOADED, (_ev, d) => {
       if (d.frag.sn === 'initSegment') return;
+      if (d.frag.type === 'audio') tally.audioFragments++;
       if (d.part) tally.parts++;
       else tally.segments++;
     });
@@ -171,7 +212,11 @@
     });
     hls.on(Hls.Events.STALL_RESOLVED, () => note('player:stall-resolved', video.currentTime));
     hls.attachMedia(video);
-    hls.loadSource(url);
+    const source = /#split$/.test(url) ? splitVariantOnly(url.replace(/#split$/, '')) : Promise.resolve(url);
+    source.then(
+      (u) => hls.loadSource(u),
+      (e) => note('player:error', `the separate-audio variant: ${e}`)
+    );
     const p = video.play();
     if (p && p.catch) p.catch((e) => note('play()', String(e)));
   }
@@ -200,6 +245,7 @@
     const q = video && video.getVideoPlaybackQuality ? video.getVideoPlaybackQuality() : null;
     return {
       transport: 'hls',
+      form,
       hlsVersion: window.Hls ? Hls.version : null,
       lowLatencyMode: hls ? hls.lowLatencyMode : null,
       playlist: lowLatencyPlaylist,

@@ -102,13 +102,16 @@ fn attr<'a>(line: &'a str, name: &str) -> Option<&'a str> {
     })
 }
 
-/// `partM.I.m4s` → (M, I).
+/// `partM.I.m4s` (or one track's `partM.I-a.m4s`, `partM.I-v.m4s`) →
+/// (M, I).
 pub fn part_numbers(uri: &str) -> Option<(u64, u32)> {
     let file = uri.split('?').next()?;
-    let (m, i) = file
-        .strip_prefix("part")?
-        .strip_suffix(".m4s")?
-        .split_once('.')?;
+    let stem = file.strip_prefix("part")?.strip_suffix(".m4s")?;
+    let stem = ["-a", "-v"]
+        .iter()
+        .find_map(|t| stem.strip_suffix(t))
+        .unwrap_or(stem);
+    let (m, i) = stem.split_once('.')?;
     Some((m.parse().ok()?, i.parse().ok()?))
 }
 

@@ -300,7 +300,7 @@ impl Packager {
             facts.resolution = v.video_size();
         }
         if let Some(a) = &want.1 {
-            let Some((rate, _)) = a.audio_params() else {
+            let Some((rate, channels)) = a.audio_params() else {
                 return false;
             };
             tracks.push(TrackConfig {
@@ -310,6 +310,7 @@ impl Packager {
             });
             codecs.push(a.codec_string());
             facts.audio_rate = Some(rate);
+            facts.audio_channels = Some(channels);
             if want.0.is_none() {
                 facts.timescale = rate;
             }
@@ -318,7 +319,8 @@ impl Packager {
             return false;
         };
         // With both tracks, each also alone: DASH players want audio and
-        // video in separate adaptation sets.
+        // video in separate adaptation sets, and HLS offers them apart too
+        // (`video.m3u8`, `audio.m3u8`).
         let track_inits = match (
             tracks.len() == 2,
             cmaf::init_segment(&tracks[..1]),
@@ -554,8 +556,9 @@ impl Packager {
         }
         let bytes = cmaf::fragment(self.sequence, &runs);
         // Each track alone, with the same sequence number: a DASH player
-        // reads one adaptation set's fragments in order.
-        // A part without one of the tracks has nothing for it.
+        // (or an HLS one of one track's playlist) reads one track's
+        // fragments in order. A part without one of the tracks has nothing
+        // for it (listed GAP=YES in that track's HLS playlist).
         let one = |track: u32| {
             runs.iter()
                 .find(|r| r.track_id == track)

@@ -29,7 +29,8 @@ pub struct PartData {
     /// Starts with a keyframe (a player may begin here).
     pub independent: bool,
     /// The same part as two single-track fragments (video, audio), for
-    /// DASH players; made when the stream has both tracks.
+    /// DASH players and HLS's separate-audio form; made when the stream has
+    /// both tracks. A part without one of the tracks has it empty.
     pub split: Option<[Bytes; 2]>,
 }
 
@@ -79,9 +80,14 @@ pub struct StreamFacts {
     pub track_codecs: Option<[String; 2]>,
     pub resolution: Option<(u16, u16)>,
     pub audio_rate: Option<u32>,
+    /// Channels of the audio (HLS's CHANNELS of an audio rendition).
+    pub audio_channels: Option<u8>,
     /// Timescale of `SegmentData::start_time`.
     pub timescale: u32,
 }
+
+/// A media playlist as rendered, with the window `version` it shows.
+pub type RenderedPlaylist = (u64, Arc<Template>);
 
 /// The window's state; read under [`Window::read`].
 #[derive(Debug)]
@@ -118,10 +124,11 @@ pub struct WindowState {
     pub last_request: Option<Instant>,
     /// Bumped by every change the packager makes.
     pub version: u64,
-    /// The media playlist last rendered for each kind of request (full,
-    /// and the two delta updates), with the `version` it shows: every
-    /// player asking between two changes gets the same rendering.
-    pub media_playlists: [Option<(u64, Arc<Template>)>; 3],
+    /// The media playlist last rendered for each kind of request, with the
+    /// `version` it shows: every player asking between two changes gets
+    /// the same rendering. Indexed by rendition (muxed, video, audio), then
+    /// by request (full, and the two delta updates).
+    pub media_playlists: [[Option<RenderedPlaylist>; 3]; 3],
 }
 
 /// Sessions tracked per stream; past it the oldest are forgotten (a client
@@ -147,7 +154,7 @@ impl WindowState {
             sessions: HashMap::new(),
             last_request: None,
             version: 0,
-            media_playlists: [None, None, None],
+            media_playlists: Default::default(),
         }
     }
 

@@ -193,7 +193,7 @@ pub fn render_media_template(p: &MediaPlaylist) -> Template {
         if first || seg.discontinuity {
             // Repeated after a discontinuity: a new publisher may bring new
             // codec parameters, and a client resets its parser there.
-            let _ = write!(out, "#EXT-X-MAP:URI=\"{}", Asset::Init);
+            let _ = write!(out, "#EXT-X-MAP:URI=\"{}", Asset::init_of(p.track));
             out.query();
             if let Some(g) = p.init_generation {
                 out.joiner();
@@ -216,19 +216,20 @@ pub fn render_media_template(p: &MediaPlaylist) -> Template {
                 } else {
                     ""
                 };
+                let gap = if part.gap { ",GAP=YES" } else { "" };
                 put_uri!(
                     format_args!(
                         "#EXT-X-PART:DURATION={},URI=\"{}",
                         secs3(millis_nearest(part.duration)),
-                        Asset::Part(seg.msn, index as u32),
+                        Asset::part_of(seg.msn, index as u32, p.track),
                     ),
-                    format_args!("\"{independent}")
+                    format_args!("\"{independent}{gap}")
                 );
             }
         }
         if complete {
             put!("#EXTINF:{},", secs3(millis_nearest(seg.duration)));
-            put_uri!(Asset::Segment(seg.msn), "");
+            put_uri!(Asset::segment_of(seg.msn, p.track), "");
         }
     }
     // A finished playlist hints nothing (4.4.5.3).
@@ -236,7 +237,7 @@ pub fn render_media_template(p: &MediaPlaylist) -> Template {
         put_uri!(
             format_args!(
                 "#EXT-X-PRELOAD-HINT:TYPE=PART,URI=\"{}",
-                Asset::Part(msn, index)
+                Asset::part_of(msn, index, p.track)
             ),
             "\""
         );

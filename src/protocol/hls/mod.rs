@@ -14,6 +14,11 @@
 //! host or path it is served under: `init.mp4`, `seg{msn}.m4s`,
 //! `part{msn}.{index}.m4s`, `index.m3u8` (media), `master.m3u8`
 //! (multivariant), and `index.mpd` for DASH, which shares the segments.
+//! Each track alone has the same files with a `-v` or `-a` suffix
+//! (`init-a.mp4`, `seg{msn}-a.m4s`, `part{msn}.{index}-a.m4s`) and its own
+//! media playlist (`video.m3u8`, `audio.m3u8`): the separate-audio form,
+//! which the multivariant playlist offers beside the muxed one, and which
+//! DASH uses as its adaptation sets.
 //! [`Asset`] is both their parser and their printer, so the names a
 //! playlist writes are exactly the names a request is matched against.
 
@@ -25,7 +30,7 @@ mod template;
 use std::time::{Duration, SystemTime};
 
 pub use media::{render_media, render_media_template};
-pub use multivariant::{render_multivariant, Variant};
+pub use multivariant::{render_multivariant, SplitCodecs, Variant, AUDIO_GROUP, MUXED_AUDIO_GROUP};
 pub use request::{parse_asset, parse_query, Asset, HlsQuery, HlsQueryError, Track};
 pub use template::Template;
 
@@ -35,6 +40,11 @@ pub struct Part {
     pub duration: Duration,
     /// The part starts with an independent frame (a keyframe).
     pub independent: bool,
+    /// The part has nothing of the playlist's track (a one-track playlist
+    /// over a part that holds only the other track): listed with GAP=YES so
+    /// that a player does not fetch it, and the part indices stay the same
+    /// as in every other playlist of the stream.
+    pub gap: bool,
 }
 
 /// One media segment: it starts on a keyframe and is made of parts.
@@ -102,4 +112,7 @@ pub struct MediaPlaylist<'a> {
     /// The init segment's generation, added to its URI (`g=`) so that a
     /// player fetches the new one after a codec change.
     pub init_generation: Option<u32>,
+    /// The playlist of one track (`init-a.mp4`, `part{m}.{i}-a.m4s`,
+    /// `seg{m}-a.m4s` and so on), or of the muxed rendition (`None`).
+    pub track: Option<Track>,
 }

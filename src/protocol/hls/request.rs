@@ -32,9 +32,16 @@ pub enum Asset {
     TrackInit(Track),
     /// `seg{msn}-v.m4s`, `seg{msn}-a.m4s`: one track of a segment.
     TrackSegment(u64, Track),
+    /// `video.m3u8`, `audio.m3u8`: the media playlist of one track, for
+    /// HLS players that take audio as a separate rendition.
+    TrackPlaylist(Track),
+    /// `part{msn}.{index}-v.m4s`, `part{msn}.{index}-a.m4s`: one track of a
+    /// part.
+    TrackPart(u64, u32, Track),
 }
 
-/// One track of a stream, as DASH serves it alone.
+/// One track of a stream, as DASH (and HLS's separate-audio form) serves it
+/// alone.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Track {
     Video,
@@ -47,6 +54,14 @@ impl Track {
         match self {
             Track::Video => "v",
             Track::Audio => "a",
+        }
+    }
+
+    /// The name of its media playlist's file, without `.m3u8`.
+    pub fn playlist_stem(self) -> &'static str {
+        match self {
+            Track::Video => "video",
+            Track::Audio => "audio",
         }
     }
 
@@ -70,7 +85,31 @@ impl fmt::Display for Asset {
             Asset::Mpd => f.write_str("index.mpd"),
             Asset::TrackInit(t) => write!(f, "init-{}.mp4", t.suffix()),
             Asset::TrackSegment(msn, t) => write!(f, "seg{msn}-{}.m4s", t.suffix()),
+            Asset::TrackPlaylist(t) => write!(f, "{}.m3u8", t.playlist_stem()),
+            Asset::TrackPart(msn, index, t) => write!(f, "part{msn}.{index}-{}.m4s", t.suffix()),
         }
+    }
+}
+
+impl Asset {
+    /// The init segment of the muxed rendition (`None`) or of one track.
+    pub fn init_of(track: Option<Track>) -> Asset {
+        track.map_or(Asset::Init, Asset::TrackInit)
+    }
+
+    /// Segment `msn` of the muxed rendition or of one track.
+    pub fn segment_of(msn: u64, track: Option<Track>) -> Asset {
+        track.map_or(Asset::Segment(msn), |t| Asset::TrackSegment(msn, t))
+    }
+
+    /// Part `index` of segment `msn`, muxed or of one track.
+    pub fn part_of(msn: u64, index: u32, track: Option<Track>) -> Asset {
+        track.map_or(Asset::Part(msn, index), |t| Asset::TrackPart(msn, index, t))
+    }
+
+    /// The media playlist of the muxed rendition or of one track.
+    pub fn playlist_of(track: Option<Track>) -> Asset {
+        track.map_or(Asset::MediaPlaylist, Asset::TrackPlaylist)
     }
 }
 
@@ -96,6 +135,8 @@ pub fn parse_asset(file: &str) -> Option<Asset> {
         "index.mpd" => return Some(Asset::Mpd),
         "init-v.mp4" => return Some(Asset::TrackInit(Track::Video)),
         "init-a.mp4" => return Some(Asset::TrackInit(Track::Audio)),
+        "video.m3u8" => return Some(Asset::TrackPlaylist(Track::Video)),
+        "audio.m3u8" => return Some(Asset::TrackPlaylist(Track::Audio)),
         _ => {}
     }
     let stem = file.strip_suffix(".m4s")?;
@@ -109,6 +150,13 @@ pub fn parse_asset(file: &str) -> Option<Asset> {
         return canonical(msn).map(Asset::Segment);
     }
     let (msn, index) = stem.strip_prefix("part")?.split_once('.')?;
+    if let Some((index, track)) = index.split_once('-') {
+        return Some(Asset::TrackPart(
+            canonical(msn)?,
+            canonical(index)?,
+            Track::from_suffix(track)?,
+        ));
+    }
     Some(Asset::Part(canonical(msn)?, canonical(index)?))
 }
 
@@ -243,6 +291,24 @@ mod tests {
     }
 
     #[test]
+    fn each_track_has_its_playlist_parts_and_segments() {
+        use Track::{Audio, Video};
+        for (name, asset) in [
+            ("audio.m3u8", Asset::TrackPlaylist(Audio)),
+            ("video.m3u8", Asset::TrackPlaylist(Video)),
+            ("init-a.mp4", Asset::TrackInit(Audio)),
+            ("init-v.mp4", Asset::TrackInit(Video)),
+            ("seg7-a.m4s", Asset::TrackSegment(7, Audio)),
+            ("seg7-v.m4s", Asset::TrackSegment(7, Video)),
+            ("part7.0-a.m4s", Asset::TrackPart(7, 0, Audio)),
+            ("part7.12-v.m4s", Asset::TrackPart(7, 12, Video)),
+        ] {
+            assert_eq!(parse_asset(name), Some(asset), "{name}");
+            assert_eq!(asset.to_string(), name);
+        }
+    }
+
+    #[test]
     fn anything_else_is_refused() {
         for name in [
             "",
@@ -270,6 +336,15 @@ mod tests {
             "index.m3u",
             "master.m3u8.bak",
             "init.m4s",
+            "part1.2-x.m4s",
+            "part1.2-.m4s",
+            "part1.2-a-a.m4s",
+            "part1.02-a.m4s",
+            "part1-a.2.m4s",
+            "part1.2-A.m4s",
+            "Audio.m3u8",
+            "audio-a.m3u8",
+            "seg1-av.m4s",
         ] {
             assert_eq!(parse_asset(name), None, "{name:?}");
         }
@@ -342,7 +417,16 @@ mod tests {
             Just(Asset::Mpd),
             any::<u64>().prop_map(Asset::Segment),
             (any::<u64>(), any::<u32>()).prop_map(|(m, i)| Asset::Part(m, i)),
+            any_track().prop_map(Asset::TrackInit),
+            any_track().prop_map(Asset::TrackPlaylist),
+            (any::<u64>(), any_track()).prop_map(|(m, t)| Asset::TrackSegment(m, t)),
+            (any::<u64>(), any::<u32>(), any_track())
+                .prop_map(|(m, i, t)| Asset::TrackPart(m, i, t)),
         ]
+    }
+
+    fn any_track() -> impl Strategy<Value = Track> {
+        prop_oneof![Just(Track::Video), Just(Track::Audio)]
     }
 
     proptest! {
@@ -353,7 +437,7 @@ mod tests {
 
         #[test]
         fn parse_asset_never_panics_on_near_misses(
-            s in "(seg|part|index|init|master)[0-9+.\\-]{0,30}(\\.m4s|\\.mp4|\\.m3u8|\\.mpd)?"
+            s in "(seg|part|index|init|master|audio|video)[0-9+.\\-av]{0,30}(\\.m4s|\\.mp4|\\.m3u8|\\.mpd)?"
         ) {
             if let Some(asset) = parse_asset(&s) {
                 // Whatever parses is the one spelling of its asset.

@@ -5,6 +5,8 @@ use proptest::prelude::*;
 use super::*;
 use crate::protocol::hls::Part;
 
+mod tracks;
+
 const Q: &str = "?token=abc&sid=42";
 
 fn t0() -> SystemTime {
@@ -26,6 +28,7 @@ fn seg(msn: u64, parts: usize, part_ms: u64) -> Segment {
             .map(|i| Part {
                 duration: ms(part_ms),
                 independent: i == 0,
+                gap: false,
             })
             .collect(),
     }
@@ -53,6 +56,7 @@ fn playlist<'a>(segments: &'a [Segment], current: Option<&'a Segment>) -> MediaP
         ended: false,
         query: Q,
         init_generation: None,
+        track: None,
     }
 }
 
@@ -507,6 +511,7 @@ fn any_window() -> impl Strategy<Value = (Vec<Segment>, Option<Segment>, u8, boo
                             .map(|(d, independent)| Part {
                                 duration: ms(d),
                                 independent,
+                                gap: false,
                             })
                             .collect(),
                     }
