@@ -127,9 +127,7 @@ pub(super) async fn play(
     }
     let origin = conn.ops.config().http.allow_origin.clone();
     let mut headers: Vec<(&str, &str)> = Vec::with_capacity(6);
-    if !origin.is_empty() {
-        headers.push(("Access-Control-Allow-Origin", origin.as_str()));
-    }
+    headers.extend(super::cors(&origin));
     let framing = if head.websocket {
         let Some(client_key) = head.ws_key.as_deref() else {
             return refuse(400, "Sec-WebSocket-Key missing");
@@ -180,9 +178,7 @@ pub(super) fn preflight(conn: &HttpConn, head: &RequestHead) {
         ("Access-Control-Allow-Headers", "*"),
         ("Access-Control-Max-Age", "600"),
     ];
-    if !origin.is_empty() {
-        headers.push(("Access-Control-Allow-Origin", origin.as_str()));
-    }
+    headers.extend(super::cors(&origin));
     conn.send(response_head(204, &headers, None, head.close).freeze());
 }
 

@@ -30,3 +30,10 @@ pub enum Serves {
     /// The API (and /healthz).
     Api,
 }
+
+/// The CORS header every media answer (and the helpers a browser player
+/// calls: preflight, `/time`) carries, from `http.allow_origin`; none when
+/// that is empty.
+fn cors(origin: &str) -> Option<(&'static str, &str)> {
+    (!origin.is_empty()).then_some(("Access-Control-Allow-Origin", origin))
+}

@@ -323,9 +323,7 @@ impl HttpConn {
                     ("Content-Type", "text/plain; charset=utf-8"),
                     ("Cache-Control", "no-store"),
                 ];
-                if !origin.is_empty() {
-                    headers.push(("Access-Control-Allow-Origin", origin.as_str()));
-                }
+                headers.extend(super::cors(&origin));
                 let mut out = response_head(200, &headers, Some(body.len()), head.close);
                 if head.method != Method::Head {
                     out.extend_from_slice(body.as_bytes());

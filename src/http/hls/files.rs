@@ -152,9 +152,7 @@ async fn stream_segment(
     if chunked {
         headers.push(("Transfer-Encoding", "chunked"));
     }
-    if !origin.is_empty() {
-        headers.push(("Access-Control-Allow-Origin", origin.as_str()));
-    }
+    headers.extend(crate::http::cors(&origin));
     conn.send(response_head(200, &headers, None, head.close || !chunked).freeze());
     if head.method == Method::Head {
         return;
@@ -251,9 +249,7 @@ pub(super) async fn send_body(
 ) {
     let origin = conn.ops.config().http.allow_origin.clone();
     let mut headers = vec![("Content-Type", content_type), ("Cache-Control", cache)];
-    if !origin.is_empty() {
-        headers.push(("Access-Control-Allow-Origin", origin.as_str()));
-    }
+    headers.extend(crate::http::cors(&origin));
     let len: usize = body.iter().map(Bytes::len).sum();
     conn.send(response_head(200, &headers, Some(len), head.close).freeze());
     if head.method == Method::Head {
