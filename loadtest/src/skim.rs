@@ -362,7 +362,9 @@ mod tests {
         let mut sk = Skimmer::default();
         let mut got = Vec::new();
         let mut on = |m: Skimmed<'_>| match m {
-            Skimmed::Media { type_id, len, head } => got.push((type_id, len, head.to_vec())),
+            Skimmed::Media {
+                type_id, len, head, ..
+            } => got.push((type_id, len, head.to_vec())),
             Skimmed::Full(r) => got.push((
                 r.type_id,
                 r.payload.len() as u32,
