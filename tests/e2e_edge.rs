@@ -342,3 +342,64 @@ fn hash_mode_spreads_streams_the_same_way_on_every_edge() {
         }
     }
 }
+
+/// Video arrival times of a player of `name` on `port` for `secs`, and
+/// the status codes it got (an end of stream shows there).
+fn watch_video(
+    port: u16,
+    name: &'static str,
+    secs: u64,
+) -> thread::JoinHandle<(Vec<Instant>, Vec<String>)> {
+    thread::spawn(move || {
+        let mut c = play_until_video(port, name, Duration::from_secs(15));
+        let deadline = Instant::now() + Duration::from_secs(secs);
+        let (mut video, mut codes) = (Vec::new(), Vec::new());
+        while let Ok(Some(m)) = c.next_message(deadline) {
+            if m.type_id == TYPE_VIDEO {
+                video.push(Instant::now());
+            } else if let Some(code) = status_code(&m) {
+                codes.push(code);
+            }
+        }
+        (video, codes)
+    })
+}
+
+#[test]
+fn a_pull_keeps_looking_for_a_publisher_moving_between_origins_until_the_grace_ends() {
+    // The encoder's origin dies and the encoder comes back at the other
+    // one a second later. Right after the loss every origin says "not
+    // found" or refuses the connection; the pull must keep trying within
+    // the publisher grace instead of leaving its players to the end.
+    let _s = serial();
+    let mut a = Server::start_cascade(&[]);
+    let b = Server::start_cascade(&[]);
+    let _pa = publish(&a.url("mv"));
+    wait_playable_with_ffmpeg(&tool("ffmpeg"), &a.url("mv"), Duration::from_secs(20));
+    let env = [
+        ("CASCADE_EDGE_RETRY_BACKOFF_MS", "100"),
+        ("CASCADE_EDGE_RETRY_BACKOFF_MAX_MS", "400"),
+    ];
+    let edge = edge(&[origin_url(a.port), origin_url(b.port)], &env);
+    let watcher = watch_video(edge.server.port, "mv", 10);
+    thread::sleep(Duration::from_secs(3));
+    a.kill();
+    let killed = Instant::now();
+    thread::sleep(Duration::from_secs(1));
+    let _pb = publish(&b.url("mv"));
+    let (video, codes) = watcher.join().expect("watcher");
+    let after = video
+        .iter()
+        .filter(|t| **t > killed + Duration::from_secs(1))
+        .count();
+    assert!(
+        after > 60,
+        "{after} video messages after the publisher moved; statuses {codes:?}"
+    );
+    assert!(
+        !codes
+            .iter()
+            .any(|c| c.contains("UnpublishNotify") || c.contains("Stop")),
+        "the player was told the stream ended: {codes:?}"
+    );
+}
