@@ -403,3 +403,59 @@ fn a_pull_keeps_looking_for_a_publisher_moving_between_origins_until_the_grace_e
         "the player was told the stream ended: {codes:?}"
     );
 }
+
+#[test]
+fn a_local_publish_takes_a_pulled_stream_over_and_its_players_stay() {
+    // A publisher arriving at an edge that pulls the same stream (it moved
+    // here, or a forward arrived after players made the node pull) becomes
+    // the source: no BadName, the pull closes, and its players keep
+    // playing. Before, the publish was refused while the pull lived.
+    let _s = serial();
+    let a = Server::start_cascade(&[]);
+    let _pa = publish(&a.url("to"));
+    wait_playable_with_ffmpeg(&tool("ffmpeg"), &a.url("to"), Duration::from_secs(20));
+    // One worker: the takeover is done by the core that runs the pull
+    // (with several, a publish landing on another core is refused).
+    let origin = origin_url(a.port);
+    let edge = OpsServer::start(&["--workers", "1", "--origin", &origin], &[]);
+    let watcher = watch_video(edge.server.port, "to", 10);
+    thread::sleep(Duration::from_secs(3));
+    assert!(
+        !edge.json("/api/v1/streams/live/to")["upstream"].is_null(),
+        "the edge should be pulling live/to"
+    );
+    let mut local = publish(&edge.server.url("to"));
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let taken = Instant::now();
+    loop {
+        let s = edge.json("/api/v1/streams/live/to");
+        if s["upstream"].is_null() && s["publisher"]["address"].is_string() {
+            break;
+        }
+        assert!(
+            local.try_status().is_none(),
+            "the local publish was refused:\n{}",
+            tail(&local.stderr_text(), 10)
+        );
+        assert!(
+            Instant::now() < deadline,
+            "the publish never took over: {s}"
+        );
+        thread::sleep(Duration::from_millis(100));
+    }
+    let (video, codes) = watcher.join().expect("watcher");
+    let after = video
+        .iter()
+        .filter(|t| **t > taken + Duration::from_secs(1))
+        .count();
+    assert!(
+        after > 60,
+        "{after} video messages after the takeover; statuses {codes:?}"
+    );
+    assert!(local.try_status().is_none(), "the local publisher stopped");
+    assert_eq!(
+        edge.metric("cascade_edge_pulls"),
+        Some(0.0),
+        "the pull should have closed"
+    );
+}

@@ -192,6 +192,16 @@ impl Hub {
         &self.directory
     }
 
+    /// Whether `publisher` publishes `key` on this core right now (an edge
+    /// pull asks before each message it feeds in: a local publisher may
+    /// have taken the stream over).
+    pub fn is_publisher(&self, key: &str, publisher: u64) -> bool {
+        self.streams
+            .get(key)
+            .and_then(|s| s.owned.as_ref())
+            .is_some_and(|o| o.publisher == Some(publisher))
+    }
+
     /// Who watches an owned stream: its players on this core plus the
     /// other cores that have players (a core unsubscribes when its last
     /// player leaves). None if this core does not own `key`.

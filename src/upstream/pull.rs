@@ -279,6 +279,16 @@ impl Pull {
                         return Some(out);
                     }
                     *stage = Stage::Live;
+                } else if !self
+                    .worker
+                    .hub
+                    .borrow()
+                    .is_publisher(&self.target.key, self.id)
+                {
+                    // A local publisher took the stream over: it is the
+                    // source now, and this copy must not be mixed in.
+                    info!("a local publisher took the stream over; closing the pull");
+                    return Some(Outcome::Done);
                 }
                 self.worker.hub.borrow_mut().ingest(
                     &self.target.key,
