@@ -387,7 +387,7 @@ impl Hub {
     }
 
     /// Ends an owned stream at once, without a grace (an edge pull that
-    /// closes because nobody watches).
+    /// closes because nobody watches, a publisher a drain sent elsewhere).
     pub fn end_now(&mut self, key: &str, publisher: u64, now: Instant) {
         let ours = self
             .streams
