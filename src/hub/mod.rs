@@ -252,6 +252,7 @@ impl Hub {
                     .and_then(|o| o.audio_codec)
                     .map(|c| format!("{c:?}")),
                 bytes_in: s.owned.as_ref().map_or(0, |o| o.bytes_in),
+                publisher_bytes_in: s.owned.as_ref().map_or(0, |o| o.publisher_bytes_in()),
                 publisher: s.owned.as_ref().and_then(|o| o.publisher),
                 uptime_ms: s
                     .owned
