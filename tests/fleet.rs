@@ -98,6 +98,11 @@ impl Fleet {
             (Tier::Mid, "mid", 21, 2),
             (Tier::Edge, "edge", 31, 4),
         ];
+        let site = node::Site {
+            dir: dir.path().to_path_buf(),
+            bin,
+            probe_ns: cli.clone(),
+        };
         let mut above: Vec<String> = Vec::new();
         for (tier, name, first, count) in tiers {
             let mut this = Vec::new();
@@ -105,7 +110,7 @@ impl Fleet {
                 let octet = first + i as u8;
                 let name = format!("{name}{}", i + 1);
                 let ns = net.host(&name, octet);
-                let n = Node::new(&name, tier, ns, octet, &above, dir.path(), &bin, &cli);
+                let n = Node::new(&name, tier, ns, octet, &above, &site);
                 this.push(n.origin_url());
                 nodes.push(n);
             }

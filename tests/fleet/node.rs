@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
@@ -23,6 +23,14 @@ pub enum Tier {
     Origin,
     Mid,
     Edge,
+}
+
+/// What every node of a run shares: where configs go, the binary, and
+/// the namespace the test reaches the nodes from.
+pub struct Site {
+    pub dir: PathBuf,
+    pub bin: PathBuf,
+    pub probe_ns: String,
 }
 
 pub struct Node {
@@ -46,21 +54,19 @@ impl Node {
         ns: String,
         octet: u8,
         upstream: &[String],
-        dir: &Path,
-        bin: &Path,
-        probe_ns: &str,
+        site: &Site,
     ) -> Node {
         let ip = format!("{SUBNET}.{octet}");
-        let config = dir.join(format!("{name}.toml"));
+        let config = site.dir.join(format!("{name}.toml"));
         std::fs::write(&config, config_text(tier, &ip, upstream)).expect("write node config");
         Node {
             name: name.to_string(),
             tier,
             ns,
             ip,
-            probe_ns: probe_ns.to_string(),
+            probe_ns: site.probe_ns.clone(),
             config,
-            bin: bin.to_path_buf(),
+            bin: site.bin.clone(),
             proc: None,
             last_log: String::new(),
         }
