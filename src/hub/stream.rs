@@ -288,20 +288,20 @@ impl LocalStream {
 
 #[cfg(test)]
 mod tests {
+    use super::*;
+
+    use proptest::prelude::*;
+
     #[test]
     fn a_new_publisher_counts_its_own_bytes() {
         let now = std::time::Instant::now();
-        let mut o = super::Owned::new(1, None, now);
+        let mut o = Owned::new(1, None, now);
         o.bytes_in = 50_000;
         assert_eq!(o.publisher_bytes_in(), 50_000);
         o.restart(2, now);
         o.bytes_in += 700;
         assert_eq!((o.bytes_in, o.publisher_bytes_in()), (50_700, 700));
     }
-
-    use super::*;
-
-    use proptest::prelude::*;
 
     const V: MediaKind = MediaKind::Video;
     const A: MediaKind = MediaKind::Audio;
