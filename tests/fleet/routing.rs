@@ -81,9 +81,14 @@ pub fn every_node_agrees_where_each_stream_lives(fleet: &mut Fleet) {
 /// a stream once, from the mid node its key hashes to; each mid node pulls
 /// once from the origin; so an origin's egress per stream is the number of
 /// mid nodes pulling it, and a mid node's the number of edges pulling it,
-/// whatever the number of players.
+/// whatever the number of players. A few players on the mid nodes
+/// themselves, of the streams published at the origins, make both mid
+/// nodes pull those: their origin's egress is then 2, still not 4 (edges)
+/// nor hundreds (players).
 pub fn origin_egress_is_one_copy_per_mid_pull(fleet: &mut Fleet) {
     const PER_EDGE: u64 = 250;
+    /// Players on each mid node, over the streams published at origins.
+    const DIRECT: u64 = 8;
     let all: Vec<&crate::Stream> = fleet.streams.iter().collect();
     let groups: Vec<_> = EDGES
         .iter()
@@ -93,7 +98,24 @@ pub fn origin_egress_is_one_copy_per_mid_pull(fleet: &mut Fleet) {
             fleet.clients.play(&label, &urls, PER_EDGE, 14.0)
         })
         .collect();
+    let at_origin: Vec<&crate::Stream> = fleet
+        .streams
+        .iter()
+        .filter(|s| matches!(s.home, Home::Origin(_)))
+        .collect();
+    let direct: Vec<_> = MIDS
+        .iter()
+        .map(|&m| {
+            let urls: Vec<String> = at_origin
+                .iter()
+                .map(|s| fleet.nodes[m].rtmp(&s.name))
+                .collect();
+            let label = format!("scale {} direct", fleet.nodes[m].name);
+            fleet.clients.play(&label, &urls, DIRECT, 14.0)
+        })
+        .collect();
     std::thread::sleep(Duration::from_secs(8));
+    let cli = fleet.clients_ip();
 
     // Who pulls what, from whom: the upstream's clients are the pulls.
     let mid_players: Vec<_> = MIDS.iter().map(|&m| fleet.nodes[m].players()).collect();
@@ -123,6 +145,8 @@ pub fn origin_egress_is_one_copy_per_mid_pull(fleet: &mut Fleet) {
         want_edges.sort();
         for (k, &m) in MIDS.iter().enumerate() {
             let mut got = mid_players[k].get(&key).cloned().unwrap_or_default();
+            let direct_here = got.iter().filter(|p| **p == cli).count();
+            got.retain(|p| *p != cli);
             got.sort();
             let want = if m == want_mid {
                 want_edges.clone()
@@ -138,19 +162,20 @@ pub fn origin_egress_is_one_copy_per_mid_pull(fleet: &mut Fleet) {
             let egress = mid_metrics[k].stream("cascade_stream_players", &key);
             assert_eq!(
                 egress as usize,
-                want.len(),
+                want.len() + direct_here,
                 "{key}: egress of {}",
                 fleet.nodes[m].name
             );
         }
         edge_pulls_total += want_edges.len();
         // Mid nodes pulling it: those where it is not published but pulled.
-        let pulling: Vec<String> = MIDS
+        let mut pulling: Vec<String> = MIDS
             .iter()
             .enumerate()
             .filter(|(k, _)| mid_streams[*k].get(&key).is_some_and(|(_, pulled)| *pulled))
             .map(|(_, &m)| fleet.nodes[m].ip.clone())
             .collect();
+        pulling.sort();
         mid_pulls_total += pulling.len();
         let origin_egress: f64 = origin_metrics
             .iter()
@@ -162,7 +187,8 @@ pub fn origin_egress_is_one_copy_per_mid_pull(fleet: &mut Fleet) {
             "{key}: origin egress per stream vs mid nodes pulling it"
         );
         for (k, &o) in ORIGINS.iter().enumerate() {
-            let got = origin_players[k].get(&key).cloned().unwrap_or_default();
+            let mut got = origin_players[k].get(&key).cloned().unwrap_or_default();
+            got.sort();
             let want = if o == fleet.origin_for(&key) {
                 pulling.clone()
             } else {
@@ -173,7 +199,13 @@ pub fn origin_egress_is_one_copy_per_mid_pull(fleet: &mut Fleet) {
         match s.home {
             // Published at a mid node by a forward: no mid node pulls it.
             Home::Edge(_) | Home::Ffmpeg(_) => assert!(pulling.is_empty(), "{key}: {pulling:?}"),
-            Home::Origin(_) => assert_eq!(pulling, vec![fleet.nodes[want_mid].ip.clone()], "{key}"),
+            // Played at both mid nodes: each pulls it once.
+            Home::Origin(_) => {
+                let mut both: Vec<String> =
+                    MIDS.iter().map(|&m| fleet.nodes[m].ip.clone()).collect();
+                both.sort();
+                assert_eq!(pulling, both, "{key}");
+            }
         }
     }
     let players: f64 = edge_metrics.iter().map(|m| m.get("cascade_players")).sum();
@@ -181,7 +213,8 @@ pub fn origin_egress_is_one_copy_per_mid_pull(fleet: &mut Fleet) {
         ms.iter().map(|m| m.get("cascade_bytes_out_total")).sum()
     };
     println!(
-        "scale-out: {players} players on the edges; {edge_pulls_total} edge pulls at the mid tier, {mid_pulls_total} mid pulls at the origins (one per stream published at an origin); bytes out: edges {:.0}, mid tier {:.0}, origins {:.0}",
+        "scale-out: {players} players on the edges; {edge_pulls_total} edge pulls at the mid tier, {mid_pulls_total} mid pulls at the origins (both mid nodes pull each of the {} streams published at an origin); bytes out: edges {:.0}, mid tier {:.0}, origins {:.0}",
+        at_origin.len(),
         out(&edge_metrics),
         out(&mid_metrics),
         out(&origin_metrics)
@@ -191,10 +224,14 @@ pub fn origin_egress_is_one_copy_per_mid_pull(fleet: &mut Fleet) {
         PER_EDGE * EDGES.len() as u64,
         "players on the edges"
     );
-    for g in groups {
+    for (g, n) in groups
+        .into_iter()
+        .map(|g| (g, PER_EDGE))
+        .chain(direct.into_iter().map(|g| (g, DIRECT)))
+    {
         let seen = g.finish();
         println!("{}", seen.line());
-        seen.assert_clean(PER_EDGE);
+        seen.assert_clean(n);
         assert_eq!(seen.lost, 0, "{}", seen.line());
     }
     fleet.assert_publishers_alive();
