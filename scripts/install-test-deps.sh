@@ -27,6 +27,9 @@ declare -A PKG_PROBE=(
   [systemd]=/usr/bin/systemd-analyze
   # tests/e2e_tls.rs makes its certificates and reads the served one with it.
   [openssl]=/usr/bin/openssl
+  # tests/fleet.rs: this kernel has no netem, so a link's loss is an
+  # iptables `statistic` rule and its delay an NFQUEUE the test holds packets in.
+  [iptables]=/usr/sbin/iptables
   # tests/e2e_browser.rs plays HTTP-FLV, WebSocket-FLV and LL-HLS in headless Chromium,
   # driven from Node (tests/browser/play.mjs). A machine that already has Node
   # from elsewhere (NodeSource ships npm inside nodejs) is left alone: the

@@ -30,7 +30,8 @@ CASCADE_TEST_IO_DRIVER=uring cargo test --workspace --no-fail-fast
 
 # Both IO drivers pass the whole end-to-end suite: run it again on epoll
 # (the first run used the default, io_uring where the kernel allows it).
-# The abuse suites (tests/e2e_*abuse.rs) run once, above: they attack the
+# tests/fleet.rs (eight nodes in network namespaces, about 90 s) runs once,
+# above. So do the abuse suites (tests/e2e_*abuse.rs): they attack the
 # protocol and the limits, which the driver does not change, and a second
 # pass would cost minutes of a command that must stay under 30.
 step "end-to-end suite again on the epoll driver"

@@ -342,3 +342,120 @@ fn hash_mode_spreads_streams_the_same_way_on_every_edge() {
         }
     }
 }
+
+/// Video arrival times of a player of `name` on `port` for `secs`, and
+/// the status codes it got (an end of stream shows there).
+fn watch_video(
+    port: u16,
+    name: &'static str,
+    secs: u64,
+) -> thread::JoinHandle<(Vec<Instant>, Vec<String>)> {
+    thread::spawn(move || {
+        let mut c = play_until_video(port, name, Duration::from_secs(15));
+        let deadline = Instant::now() + Duration::from_secs(secs);
+        let (mut video, mut codes) = (Vec::new(), Vec::new());
+        while let Ok(Some(m)) = c.next_message(deadline) {
+            if m.type_id == TYPE_VIDEO {
+                video.push(Instant::now());
+            } else if let Some(code) = status_code(&m) {
+                codes.push(code);
+            }
+        }
+        (video, codes)
+    })
+}
+
+#[test]
+fn a_pull_keeps_looking_for_a_publisher_moving_between_origins_until_the_grace_ends() {
+    // The encoder's origin dies and the encoder comes back at the other
+    // one a second later. Right after the loss every origin says "not
+    // found" or refuses the connection; the pull must keep trying within
+    // the publisher grace instead of leaving its players to the end.
+    let _s = serial();
+    let mut a = Server::start_cascade(&[]);
+    let b = Server::start_cascade(&[]);
+    let _pa = publish(&a.url("mv"));
+    wait_playable_with_ffmpeg(&tool("ffmpeg"), &a.url("mv"), Duration::from_secs(20));
+    let env = [
+        ("CASCADE_EDGE_RETRY_BACKOFF_MS", "100"),
+        ("CASCADE_EDGE_RETRY_BACKOFF_MAX_MS", "400"),
+    ];
+    let edge = edge(&[origin_url(a.port), origin_url(b.port)], &env);
+    let watcher = watch_video(edge.server.port, "mv", 10);
+    thread::sleep(Duration::from_secs(3));
+    a.kill();
+    let killed = Instant::now();
+    thread::sleep(Duration::from_secs(1));
+    let _pb = publish(&b.url("mv"));
+    let (video, codes) = watcher.join().expect("watcher");
+    let after = video
+        .iter()
+        .filter(|t| **t > killed + Duration::from_secs(1))
+        .count();
+    assert!(
+        after > 60,
+        "{after} video messages after the publisher moved; statuses {codes:?}"
+    );
+    assert!(
+        !codes
+            .iter()
+            .any(|c| c.contains("UnpublishNotify") || c.contains("Stop")),
+        "the player was told the stream ended: {codes:?}"
+    );
+}
+
+#[test]
+fn a_local_publish_takes_a_pulled_stream_over_and_its_players_stay() {
+    // A publisher arriving at an edge that pulls the same stream (it moved
+    // here, or a forward arrived after players made the node pull) becomes
+    // the source: no BadName, the pull closes, and its players keep
+    // playing. Before, the publish was refused while the pull lived.
+    let _s = serial();
+    let a = Server::start_cascade(&[]);
+    let _pa = publish(&a.url("to"));
+    wait_playable_with_ffmpeg(&tool("ffmpeg"), &a.url("to"), Duration::from_secs(20));
+    // One worker: the takeover is done by the core that runs the pull
+    // (with several, a publish landing on another core is refused).
+    let origin = origin_url(a.port);
+    let edge = OpsServer::start(&["--workers", "1", "--origin", &origin], &[]);
+    let watcher = watch_video(edge.server.port, "to", 10);
+    thread::sleep(Duration::from_secs(3));
+    assert!(
+        !edge.json("/api/v1/streams/live/to")["upstream"].is_null(),
+        "the edge should be pulling live/to"
+    );
+    let mut local = publish(&edge.server.url("to"));
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let taken = Instant::now();
+    loop {
+        let s = edge.json("/api/v1/streams/live/to");
+        if s["upstream"].is_null() && s["publisher"]["address"].is_string() {
+            break;
+        }
+        assert!(
+            local.try_status().is_none(),
+            "the local publish was refused:\n{}",
+            tail(&local.stderr_text(), 10)
+        );
+        assert!(
+            Instant::now() < deadline,
+            "the publish never took over: {s}"
+        );
+        thread::sleep(Duration::from_millis(100));
+    }
+    let (video, codes) = watcher.join().expect("watcher");
+    let after = video
+        .iter()
+        .filter(|t| **t > taken + Duration::from_secs(1))
+        .count();
+    assert!(
+        after > 60,
+        "{after} video messages after the takeover; statuses {codes:?}"
+    );
+    assert!(local.try_status().is_none(), "the local publisher stopped");
+    assert_eq!(
+        edge.metric("cascade_edge_pulls"),
+        Some(0.0),
+        "the pull should have closed"
+    );
+}

@@ -48,8 +48,15 @@ struct Cli {
 enum Cmd {
     /// Publish a looped FLV file or a synthetic stream, in real time.
     Publish {
+        /// rtmp://HOST[:PORT]/APP/NAME; repeat it to publish several
+        /// streams from one process.
+        #[arg(long, required = true)]
+        url: Vec<String>,
+        /// On a ReconnectRequest or a dropped connection, publish again to
+        /// the same app and name on this server (HOST:PORT); repeat it to
+        /// move on in turn, back to --url's server after the last.
         #[arg(long)]
-        url: String,
+        move_to: Vec<String>,
         #[command(flatten)]
         source: SourceArgs,
         /// Seconds to publish; forever when absent.
@@ -132,6 +139,10 @@ struct PlayArgs {
     /// as bytes only) or ws://HOST[:PORT]/APP/NAME.flv (WebSocket-FLV).
     #[arg(long)]
     url: String,
+    /// More streams (same protocol rules as --url, any mix of RTMP and
+    /// HTTP): player i plays the i-th of --url and these, in turn.
+    #[arg(long)]
+    also_url: Vec<String>,
     #[arg(long, default_value_t = 1)]
     players: u64,
     /// New players per second.
@@ -188,10 +199,11 @@ fn main() {
     let res = match cli.cmd {
         Cmd::Publish {
             url,
+            move_to,
             source,
             duration,
             complex_handshake,
-        } => cmd_publish(&url, &source, duration, complex_handshake),
+        } => cmd_publish(&url, &move_to, &source, duration, complex_handshake),
         Cmd::Play(p) => cmd_play(&p, None, None),
         Cmd::Run {
             play,
@@ -225,28 +237,59 @@ fn main() {
 }
 
 fn cmd_publish(
-    url: &str,
+    urls: &[String],
+    move_to: &[String],
     source: &SourceArgs,
     duration: Option<f64>,
     complex: bool,
 ) -> Result<(), String> {
-    let cfg = PublishConfig {
-        url: RtmpUrl::parse(url)?,
-        source: source.spec()?,
-        duration: duration.map(Duration::from_secs_f64),
-        complex_handshake: complex,
-    };
-    let mut report = PublisherReport::default();
-    run_on_runtime(Driver::Epoll, || async {
-        report = publish(cfg, || eprintln!("publishing")).await;
+    let mut cfgs = Vec::new();
+    for url in urls {
+        cfgs.push(PublishConfig {
+            url: RtmpUrl::parse(url)?,
+            source: source.spec()?,
+            duration: duration.map(Duration::from_secs_f64),
+            complex_handshake: complex,
+            move_to: move_to.to_vec(),
+        });
+    }
+    let reports = std::rc::Rc::new(std::cell::RefCell::new(Vec::new()));
+    run_on_runtime(Driver::Epoll, || {
+        let reports = reports.clone();
+        async move {
+            let tasks: Vec<_> = cfgs
+                .into_iter()
+                .map(|cfg| {
+                    let url = cfg.url.tc_url() + "/" + &cfg.url.name;
+                    monoio::spawn(async move {
+                        (
+                            url.clone(),
+                            publish(cfg, || eprintln!("publishing {url}")).await,
+                        )
+                    })
+                })
+                .collect();
+            for t in tasks {
+                let r = t.await;
+                reports.borrow_mut().push(r);
+            }
+        }
     });
-    eprintln!(
-        "{}",
-        serde_json::to_string_pretty(&report).unwrap_or_default()
-    );
-    match report.error {
-        Some(e) => Err(e),
-        None => Ok(()),
+    let reports = reports.take();
+    let mut errors = Vec::new();
+    for (url, report) in &reports {
+        eprintln!(
+            "{url}: {}",
+            serde_json::to_string(report).unwrap_or_default()
+        );
+        if let Some(e) = &report.error {
+            errors.push(format!("{url}: {e}"));
+        }
+    }
+    if errors.is_empty() {
+        Ok(())
+    } else {
+        Err(errors.join("; "))
     }
 }
 
@@ -257,6 +300,19 @@ fn cmd_play(
     publish_url: Option<String>,
 ) -> Result<(), String> {
     let target = PlayTarget::parse(&p.url)?;
+    let more = p
+        .also_url
+        .iter()
+        .map(|u| PlayTarget::parse(u))
+        .collect::<Result<Vec<_>, _>>()?;
+    if more
+        .iter()
+        .chain([&target])
+        .any(|t| matches!(t, PlayTarget::Hls(_)))
+        && !more.is_empty()
+    {
+        return Err("HLS players play one --url; --also-url is for RTMP and FLV".into());
+    }
     let duration = Duration::from_secs_f64(p.duration.max(1.0));
     let publisher = match (source, publish_url) {
         (Some(src), Some(purl)) => Some(start_publisher(PublishConfig {
@@ -266,11 +322,13 @@ fn cmd_play(
             source: src.spec()?,
             duration: Some(duration + Duration::from_secs(2)),
             complex_handshake: p.complex_handshake,
+            move_to: Vec::new(),
         })?),
         _ => None,
     };
     let cfg = Arc::new(PlayConfig {
         target,
+        more,
         players: p.players,
         ramp: p.ramp,
         duration,

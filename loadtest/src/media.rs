@@ -42,6 +42,38 @@ impl Source {
             Source::Gen(g) => g.next_msg(),
         }
     }
+
+    /// What a new connection needs before frames: metadata and sequence
+    /// headers (a publisher that moves to another server sends them again).
+    pub fn headers(&self) -> Vec<MediaMsg> {
+        match self {
+            Source::File(f) => f
+                .tags
+                .iter()
+                .take_while(|t| !is_coded_video(t))
+                .cloned()
+                .collect(),
+            Source::Gen(g) => g.header_msgs.clone(),
+        }
+    }
+}
+
+/// A video frame (not a sequence header).
+fn is_coded_video(m: &MediaMsg) -> bool {
+    m.type_id == type_id::VIDEO
+        && match avc_layout(&m.payload) {
+            AvcLayout::Frames { .. } => true,
+            AvcLayout::SequenceHeader { .. } => false,
+            AvcLayout::NotAvc => {
+                parse_video(&m.payload).is_ok_and(|t| t.packet == VideoPacket::CodedFrames)
+            }
+        }
+}
+
+/// A video keyframe (not a sequence header): where a moved publisher
+/// resumes.
+pub fn is_keyframe(m: &MediaMsg) -> bool {
+    is_coded_video(m) && m.payload.first().is_some_and(|b| b >> 4 & 0x7 == 1)
 }
 
 /// An FLV file held in memory and replayed forever.
@@ -120,6 +152,8 @@ impl FileLoop {
 pub struct Generator {
     p: GenParams,
     headers: Vec<MediaMsg>,
+    /// The headers in sending order, kept for [`Source::headers`].
+    header_msgs: Vec<MediaMsg>,
     frame: u64,
     audio_frame: u64,
     key_size: usize,
@@ -167,10 +201,12 @@ impl Generator {
             .map(|i| (i % 251) as u8 | 0x10)
             .collect::<Vec<u8>>()
             .into();
+        let header_msgs = headers.clone();
         headers.reverse();
         Generator {
             p,
             headers,
+            header_msgs,
             frame: 0,
             audio_frame: 0,
             key_size: key as usize,

@@ -61,6 +61,8 @@ impl PlayTarget {
 #[derive(Debug, Clone)]
 pub struct PlayConfig {
     pub target: PlayTarget,
+    /// More streams: player i plays `target_of(i)`, `target` first.
+    pub more: Vec<PlayTarget>,
     pub players: u64,
     /// New players per second, over all threads.
     pub ramp: f64,
@@ -72,6 +74,16 @@ pub struct PlayConfig {
     pub complex_handshake: bool,
     /// Latency is not recorded for this long after a player's first frame.
     pub warmup: Duration,
+}
+
+impl PlayConfig {
+    /// The stream player `i` (counted over all threads) plays.
+    pub fn target_of(&self, i: u64) -> &PlayTarget {
+        match (i % (self.more.len() as u64 + 1)) as usize {
+            0 => &self.target,
+            k => &self.more[k - 1],
+        }
+    }
 }
 
 /// What a player thread tells the main thread.
@@ -117,6 +129,10 @@ pub struct PlayerState {
     steady_from: u64,
     last_seq: Option<u64>,
     warmup_us: u64,
+    /// When the last coded video frame began to arrive.
+    last_frame_at: Option<Instant>,
+    /// The last video message's timestamp.
+    last_ts: Option<u32>,
 }
 
 impl PlayerState {
@@ -129,6 +145,8 @@ impl PlayerState {
             steady_from: u64::MAX,
             last_seq: None,
             warmup_us: warmup.as_micros() as u64,
+            last_frame_at: None,
+            last_ts: None,
         }
     }
 
@@ -187,6 +205,10 @@ impl PlayerState {
     /// A coded video frame (stamped or not) began to arrive.
     pub fn on_frame(&mut self, key: bool, stats: &mut ThreadStats) {
         stats.video_frames += 1;
+        let now = Instant::now();
+        if let Some(last) = self.last_frame_at.replace(now) {
+            stats.gap((now - last).as_micros() as u64);
+        }
         if self.started {
             return;
         }
@@ -194,6 +216,16 @@ impl PlayerState {
         let us = self.play_sent.elapsed().as_micros() as u64;
         stats.first_frame(us, key && self.seen_sequence_header);
         self.steady_from = unix_micros() + self.warmup_us;
+    }
+
+    /// A video message's timestamp (RTMP or FLV): players must see the
+    /// clock go forward whatever happens upstream (wrap-aware).
+    pub fn on_video_timestamp(&mut self, ts: u32, stats: &mut ThreadStats) {
+        if let Some(last) = self.last_ts.replace(ts) {
+            if (ts.wrapping_sub(last) as i32) < 0 {
+                stats.timestamps_backwards += 1;
+            }
+        }
     }
 
     /// The publisher's stamp of the frame just begun.

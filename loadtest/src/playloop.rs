@@ -95,7 +95,12 @@ impl Wire {
         state: &mut PlayerState,
         stats: &mut ThreadStats,
     ) -> Result<(), ClientError> {
-        let mut on_tag = |t: u8, _timestamp: u32, body: &[u8]| state.on_media(t, body, stats);
+        let mut on_tag = |t: u8, timestamp: u32, body: &[u8]| {
+            if t == type_id::VIDEO {
+                state.on_video_timestamp(timestamp, stats);
+            }
+            state.on_media(t, body, stats)
+        };
         match self {
             Wire::HttpFlv(c) => Ok(c.push(data, &mut on_tag)?),
             Wire::WsFlv(c) => Ok(c.push(data, &mut on_tag)?),
@@ -142,11 +147,18 @@ fn skim_chunks(
     let mut on = |m: Skimmed<'_>| match m {
         Skimmed::Media {
             type_id: type_id::VIDEO,
+            timestamp,
             head,
             ..
-        } => state.on_video(head, stats),
+        } => {
+            state.on_video_timestamp(timestamp, stats);
+            state.on_video(head, stats)
+        }
         Skimmed::Media { .. } => {}
         Skimmed::Full(raw) if is_media(raw.type_id) => {
+            if raw.type_id == type_id::VIDEO {
+                state.on_video_timestamp(raw.timestamp, stats);
+            }
             state.on_media(raw.type_id, &raw.payload, stats)
         }
         Skimmed::Full(raw) => {
@@ -199,7 +211,8 @@ type Timers = BinaryHeap<Reverse<(Instant, usize)>>;
 /// What the thread's players share.
 struct Ctx<'a> {
     poll: Poll,
-    addr: SocketAddr,
+    /// Per target of [`PlayConfig::target_of`], in the same order.
+    addrs: Vec<SocketAddr>,
     cfg: &'a PlayConfig,
     timers: Timers,
 }
@@ -221,7 +234,10 @@ fn run_inner(
 ) -> io::Result<()> {
     let mut cx = Ctx {
         poll: Poll::new()?,
-        addr: cfg.target.socket_addr()?,
+        addrs: std::iter::once(&cfg.target)
+            .chain(&cfg.more)
+            .map(PlayTarget::socket_addr)
+            .collect::<io::Result<_>>()?,
         cfg,
         timers: Timers::new(),
     };
@@ -250,9 +266,10 @@ fn run_inner(
             if due > now {
                 break;
             }
+            let global = next_player;
             next_player += step;
             let i = players.len();
-            match start_player(&mut cx, i, now, stats) {
+            match start_player(&mut cx, i, global, now, stats) {
                 Ok(p) => players.push(Some(p)),
                 Err(e) => stats.connect_failed(ClientError::Io(e).reason()),
             }
@@ -328,6 +345,7 @@ fn run_inner(
 fn start_player(
     cx: &mut Ctx<'_>,
     i: usize,
+    global: u64,
     now: Instant,
     stats: &mut ThreadStats,
 ) -> io::Result<Player> {
@@ -344,7 +362,9 @@ fn start_player(
         hls_sync(cx, i, &mut entry, now, stats);
         return entry.ok_or_else(|| io::Error::other("HLS player ended at once"));
     }
-    let mut sock = TcpStream::connect(cx.addr)?;
+    let target = cfg.target_of(global);
+    let addr = cx.addrs[(global % cx.addrs.len() as u64) as usize];
+    let mut sock = TcpStream::connect(addr)?;
     cx.poll.registry().register(
         &mut sock,
         Token(i * SLOTS),
@@ -352,7 +372,7 @@ fn start_player(
     )?;
     Ok(Player::Stream(Conn {
         sock,
-        wire: Wire::new(&cfg.target, cfg.complex_handshake),
+        wire: Wire::new(target, cfg.complex_handshake),
         connected: false,
         playing: false,
         state: PlayerState::new(cfg.warmup),
@@ -446,7 +466,7 @@ fn hls_sync(
                 continue;
             }
             if h.socks[k].is_none() {
-                let opened = TcpStream::connect(cx.addr).and_then(|mut sock| {
+                let opened = TcpStream::connect(cx.addrs[0]).and_then(|mut sock| {
                     cx.poll.registry().register(
                         &mut sock,
                         Token(i * SLOTS + k),

@@ -5,15 +5,17 @@ use std::cell::RefCell;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
-use monoio::io::{AsyncWriteRentExt, Splitable};
+use monoio::io::{AsyncWriteRent, AsyncWriteRentExt, Splitable};
 
 use cascade::protocol::chunk::RawMessage;
 use cascade::protocol::message::{csid, type_id};
 use cascade::protocol::session::MediaKind;
 
-use crate::media::{FileLoop, GenParams, Generator, Source, Stamper};
+use bytes::BytesMut;
+
+use crate::media::{is_keyframe, FileLoop, GenParams, Generator, MediaMsg, Source, Stamper};
 use crate::play::unix_micros;
-use crate::rtmp::{establish, read_some, ClientError, Role, RtmpUrl};
+use crate::rtmp::{establish, read_some, ClientError, ClientProto, Role, RtmpUrl};
 use crate::stats::PublisherReport;
 
 #[derive(Debug, Clone)]
@@ -38,8 +40,11 @@ pub struct PublishConfig {
     /// Stop after this long; `None` runs until the process ends.
     pub duration: Option<Duration>,
     pub complex_handshake: bool,
+    /// Other servers (`host:port`) to move to, in turn, when the server
+    /// asks us to reconnect (a drain's ReconnectRequest) or drops us: what
+    /// an encoder behind a load balancer does. Empty: a drop ends the run.
+    pub move_to: Vec<String>,
 }
-
 /// Chunk stream a media message goes out on.
 pub fn csid_for(type_id: u8) -> u32 {
     match type_id {
@@ -61,8 +66,9 @@ fn media_kind(type_id: u8) -> Option<MediaKind> {
     }
 }
 
-/// Publishes until the duration ends or the server drops us. `on_ready`
-/// runs once the server accepted the publish.
+/// Publishes until the duration ends or the server drops us (and no
+/// other server takes us). `on_ready` runs once the first server accepted
+/// the publish.
 pub async fn publish(cfg: PublishConfig, on_ready: impl FnOnce()) -> PublisherReport {
     let mut report = PublisherReport::default();
     if let Err(e) = publish_inner(&cfg, on_ready, &mut report).await {
@@ -71,23 +77,97 @@ pub async fn publish(cfg: PublishConfig, on_ready: impl FnOnce()) -> PublisherRe
     report
 }
 
+/// What carries over from one server to the next when the publisher
+/// moves: the source, its real-time schedule and the stamp sequence, so
+/// players count a move as a gap, not as lost frames.
+struct Feed {
+    source: Source,
+    stamper: Stamper,
+    next: MediaMsg,
+    start: Instant,
+    end: Option<Instant>,
+    /// After a move: send the headers again, then resume on a keyframe.
+    resuming: bool,
+}
+
+/// How long a publisher keeps trying other servers before it gives up.
+const MOVE_GIVE_UP: Duration = Duration::from_secs(20);
+
 async fn publish_inner(
     cfg: &PublishConfig,
     on_ready: impl FnOnce(),
     report: &mut PublisherReport,
 ) -> Result<(), String> {
     let mut source = cfg.source.open()?;
+    let next = source.next_msg();
+    let start = Instant::now();
+    let mut feed = Feed {
+        source,
+        stamper: Stamper::default(),
+        next,
+        start,
+        end: cfg.duration.map(|d| start + d),
+        resuming: false,
+    };
+    let mut hosts = vec![cfg.url.clone()];
+    for h in &cfg.move_to {
+        hosts.push(cfg.url.with_authority(h)?);
+    }
+    let mut at = 0;
+    let mut on_ready = Some(on_ready);
+    let mut failing_since: Option<Instant> = None;
+    loop {
+        let url = &hosts[at];
+        let err = match connect(cfg, url).await {
+            Ok(conn) => {
+                failing_since = None;
+                if let Some(f) = on_ready.take() {
+                    f();
+                }
+                match send(conn, &mut feed, report).await {
+                    Ok(()) => return Ok(()),
+                    Err(e) => e,
+                }
+            }
+            Err(e) => e,
+        };
+        let now = Instant::now();
+        let since = *failing_since.get_or_insert(now);
+        if hosts.len() < 2 || feed.end.is_some_and(|e| now >= e) || now - since > MOVE_GIVE_UP {
+            return Err(err);
+        }
+        at = (at + 1) % hosts.len();
+        report.moves += 1;
+        eprintln!(
+            "publish {}/{}: {err}; moving to {}",
+            url.app,
+            url.name,
+            hosts[at].tc_url()
+        );
+        feed.resuming = true;
+        monoio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+type Conn = (monoio::net::TcpStream, ClientProto, BytesMut);
+
+async fn connect(cfg: &PublishConfig, url: &RtmpUrl) -> Result<Conn, String> {
     let mut ignore = |_: &RawMessage| {};
-    let (stream, proto, mut rbuf) = establish(
-        &cfg.url,
+    establish(
+        url,
         Role::Publish,
         cfg.complex_handshake,
         16 * 1024,
         &mut ignore,
     )
     .await
-    .map_err(|e| format!("publish {}: {e}", cfg.url.tc_url()))?;
-    on_ready();
+    .map_err(|e| format!("publish {}: {e}", url.tc_url()))
+}
+
+/// Sends the feed on one connection until the duration ends (`Ok`) or
+/// the server closes or asks us to go (`Err`).
+async fn send(conn: Conn, feed: &mut Feed, report: &mut PublisherReport) -> Result<(), String> {
+    let (stream, proto, mut rbuf) = conn;
     let (mut rd, mut wr) = stream.into_split();
 
     // The reader feeds the session; acknowledgements and ping answers it
@@ -118,18 +198,42 @@ async fn publish_inner(
             }
         });
     }
+    let res = send_loop(&proto, &closed, &mut wr, feed, report).await;
+    if res.is_err() {
+        // Leave for good: our FIN makes the server close its side, which
+        // ends the reader (if the server has not already) and frees the socket.
+        let _ = wr.shutdown().await;
+    }
+    res
+}
 
-    let start = Instant::now();
-    let end = cfg.duration.map(|d| start + d);
-    let mut stamper = Stamper::default();
+async fn send_loop(
+    proto: &Rc<RefCell<ClientProto>>,
+    closed: &Rc<RefCell<Option<String>>>,
+    wr: &mut monoio::net::tcp::TcpOwnedWriteHalf,
+    feed: &mut Feed,
+    report: &mut PublisherReport,
+) -> Result<(), String> {
     let mut batch = Vec::with_capacity(8);
-    let mut next = source.next_msg();
+    let mut await_key = false;
+    if std::mem::take(&mut feed.resuming) {
+        // A new server knows nothing of the stream: headers first, at the
+        // current time, then frames from the next keyframe on.
+        let ts = feed.next.timestamp;
+        for mut h in feed.source.headers() {
+            h.timestamp = ts;
+            batch.push(h);
+        }
+        await_key = true;
+    }
     loop {
-        let due = start + Duration::from_millis(u64::from(next.timestamp));
-        if end.is_some_and(|e| due >= e) {
+        let due = feed.start + Duration::from_millis(u64::from(feed.next.timestamp));
+        if feed.end.is_some_and(|e| due >= e) {
             return Ok(());
         }
-        sleep_until(due).await;
+        if batch.is_empty() {
+            sleep_until(due).await;
+        }
         if let Some(e) = closed.borrow().clone() {
             return Err(format!("server closed the publish: {e}"));
         }
@@ -139,12 +243,15 @@ async fn publish_inner(
             .max_late_ms
             .max(now.saturating_duration_since(due).as_secs_f64() * 1000.0);
         let micros = unix_micros();
-        loop {
-            let msg = std::mem::replace(&mut next, source.next_msg());
-            stamper.stamp(msg, micros, &mut batch);
-            if start + Duration::from_millis(u64::from(next.timestamp)) > now {
-                break;
+        while feed.start + Duration::from_millis(u64::from(feed.next.timestamp)) <= now {
+            let msg = std::mem::replace(&mut feed.next, feed.source.next_msg());
+            if await_key {
+                if !is_keyframe(&msg) {
+                    continue;
+                }
+                await_key = false;
             }
+            feed.stamper.stamp(msg, micros, &mut batch);
         }
         let wbuf = {
             let mut proto = proto.borrow_mut();
@@ -157,7 +264,7 @@ async fn publish_inner(
             proto.out.split().freeze()
         };
         report.bytes += wbuf.len() as u64;
-        report.stamped_frames = stamper.stamped();
+        report.stamped_frames = feed.stamper.stamped();
         let (res, _) = wr.write_all(wbuf).await;
         res.map_err(|e| format!("publish write: {e}"))?;
     }

@@ -57,6 +57,11 @@ impl RtmpUrl {
         })
     }
 
+    /// The same app and name on another server (`host:port`).
+    pub fn with_authority(&self, authority: &str) -> Result<RtmpUrl, String> {
+        RtmpUrl::parse(&format!("rtmp://{authority}/{}/{}", self.app, self.name))
+    }
+
     pub fn tc_url(&self) -> String {
         format!("rtmp://{}:{}/{}", self.host, self.port, self.app)
     }

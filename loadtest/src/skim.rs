@@ -43,6 +43,7 @@ pub enum Skimmed<'a> {
     /// A media message: its type, total length and first bytes.
     Media {
         type_id: u8,
+        timestamp: u32,
         #[allow(dead_code)] // for diagnostics and the decoder comparison test
         len: u32,
         head: &'a [u8],
@@ -311,6 +312,7 @@ impl Skimmer {
             }
             None => on(Skimmed::Media {
                 type_id: s.type_id,
+                timestamp: s.timestamp,
                 len: s.length,
                 head: &s.head[..s.head_len],
             }),
@@ -360,7 +362,9 @@ mod tests {
         let mut sk = Skimmer::default();
         let mut got = Vec::new();
         let mut on = |m: Skimmed<'_>| match m {
-            Skimmed::Media { type_id, len, head } => got.push((type_id, len, head.to_vec())),
+            Skimmed::Media {
+                type_id, len, head, ..
+            } => got.push((type_id, len, head.to_vec())),
             Skimmed::Full(r) => got.push((
                 r.type_id,
                 r.payload.len() as u32,

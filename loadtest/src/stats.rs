@@ -34,6 +34,10 @@ pub struct ThreadStats {
     pub video_frames: u64,
     pub lost: u64,
     pub reordered: u64,
+    /// Longest wait between two video frames of one player, once playing.
+    pub max_gap_us: u64,
+    /// Video timestamps lower than the one before, on one player.
+    pub timestamps_backwards: u64,
     pub disconnects: BTreeMap<String, u64>,
     pub connect_failures: BTreeMap<String, u64>,
     /// HLS players' requests, failed requests by reason, and the failed
@@ -69,6 +73,8 @@ impl Default for ThreadStats {
             video_frames: 0,
             lost: 0,
             reordered: 0,
+            max_gap_us: 0,
+            timestamps_backwards: 0,
             disconnects: BTreeMap::new(),
             connect_failures: BTreeMap::new(),
             requests: 0,
@@ -108,6 +114,11 @@ impl ThreadStats {
             record(&mut self.latency, latency_us);
             record(&mut self.iv_latency, latency_us);
         }
+    }
+
+    /// Time between two video frames of one player.
+    pub fn gap(&mut self, us: u64) {
+        self.max_gap_us = self.max_gap_us.max(us);
     }
 
     pub fn first_frame(&mut self, us: u64, good_start: bool) {
@@ -172,6 +183,8 @@ impl ThreadStats {
         self.video_frames += o.video_frames;
         self.lost += o.lost;
         self.reordered += o.reordered;
+        self.max_gap_us = self.max_gap_us.max(o.max_gap_us);
+        self.timestamps_backwards += o.timestamps_backwards;
         self.requests += o.requests;
         self.request_errors_playing += o.request_errors_playing;
         self.stalls += o.stalls;
@@ -262,6 +275,8 @@ pub struct PublisherReport {
     pub stamped_frames: u64,
     /// Worst lateness of a send against its real-time schedule.
     pub max_late_ms: f64,
+    /// Times the publisher moved to another server (see `--move-to`).
+    pub moves: u64,
     pub error: Option<String>,
 }
 
@@ -284,6 +299,10 @@ pub struct Report {
     pub video_frames: u64,
     pub lost_frames: u64,
     pub reordered_frames: u64,
+    /// Longest time between two video frames of one player.
+    pub max_gap_ms: f64,
+    /// Video timestamps that went backwards on a player.
+    pub timestamps_backwards: u64,
     /// Null when no stamped frame was measured (a stream without the
     /// publisher's stamps): unknown, not zero.
     pub latency_ms: Option<Summary>,
@@ -325,6 +344,12 @@ impl Report {
         let mut why = Vec::new();
         if self.lost_frames > 0 {
             why.push(format!("{} frames lost", self.lost_frames));
+        }
+        if self.timestamps_backwards > 0 {
+            why.push(format!(
+                "{} video timestamps went backwards",
+                self.timestamps_backwards
+            ));
         }
         if self.bad_starts > 0 {
             why.push(format!("{} bad starts", self.bad_starts));
@@ -401,6 +426,8 @@ impl Report {
             video_frames: totals.video_frames,
             lost_frames: totals.lost,
             reordered_frames: totals.reordered,
+            max_gap_ms: totals.max_gap_us as f64 / 1000.0,
+            timestamps_backwards: totals.timestamps_backwards,
             latency_ms: (!totals.latency.is_empty()).then(|| summarize(&totals.latency)),
             first_frame_ms: summarize(&totals.first_frame),
             good_starts: totals.good_starts,

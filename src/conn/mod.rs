@@ -434,6 +434,17 @@ impl Conn {
         }
         match std::mem::replace(&mut self.role, Role::None) {
             Role::None => {}
+            Role::Publisher { key, .. } if self.reconnect_sent => {
+                // We asked it to move to another node; it cannot come back
+                // here (the listener is closed), so the stream ends now,
+                // not after the grace: its forward unpublishes upstream at
+                // once and the publisher's new node can take the name.
+                info!(stream = %key, "unpublish after a reconnect request; ending the stream");
+                self.worker
+                    .hub
+                    .borrow_mut()
+                    .end_now(&key, self.id, Instant::now());
+            }
             Role::Publisher { key, .. } => {
                 info!(stream = %key, "unpublish");
                 Worker::unpublish(&self.worker, &key, self.id, Instant::now());

@@ -50,6 +50,26 @@ impl Conn {
         }
     }
 
+    /// A stream this node pulls is being published here: the publisher
+    /// moved to this node (a drain, a dead node upstream), or a forward
+    /// arrived while players had already made the node pull the stream,
+    /// often from the very copy this publish replaces. The local publisher
+    /// is the source, so the pull gives the stream up to it the way a
+    /// publisher gives it up in its grace, and the players stay on. Only
+    /// a pull running on this core can be stopped from here; one on
+    /// another core keeps the name and the publish is refused as before.
+    fn preempt_pull(&self, key: &str, now: Instant) {
+        let directory = self.worker.hub.borrow().directory().clone();
+        let Some(pull) = directory.pull(key) else {
+            return;
+        };
+        if pull.core != self.worker.id || !self.worker.hub.borrow().is_publisher(key, pull.id) {
+            return;
+        }
+        info!(stream = %key, "a local publish takes the stream over from its edge pull");
+        crate::context::Worker::unpublish(&self.worker, key, pull.id, now);
+    }
+
     pub(super) fn on_publish(
         &mut self,
         stream_id: u32,
@@ -77,6 +97,7 @@ impl Conn {
             self.refused();
             return;
         }
+        self.preempt_pull(&key, now);
         let result = self.worker.hub.borrow_mut().publish(&key, self.id, now);
         match result {
             Ok(()) => {

@@ -275,6 +275,7 @@ struct StreamView {
     video: Option<String>,
     audio: Option<String>,
     bytes_in: u64,
+    publisher_bytes_in: u64,
     uptime_ms: u64,
     gop_frames: usize,
     players: BTreeMap<usize, usize>,
@@ -299,6 +300,7 @@ fn stream_views(snaps: &[Snapshot]) -> BTreeMap<String, StreamView> {
                 v.video = st.video_codec.clone();
                 v.audio = st.audio_codec.clone();
                 v.bytes_in = st.bytes_in;
+                v.publisher_bytes_in = st.publisher_bytes_in;
                 v.uptime_ms = st.uptime_ms;
                 v.gop_frames = st.gop_frames;
                 v.publisher_addr = st.publisher.and_then(|id| {
@@ -315,8 +317,10 @@ fn stream_views(snaps: &[Snapshot]) -> BTreeMap<String, StreamView> {
 
 fn stream_json(key: &str, v: &StreamView) -> Value {
     let (app, name) = key.rsplit_once('/').unwrap_or(("", key));
+    // The current publisher's bytes over its uptime: a stream taken over
+    // (a reconnect, a publisher moved here) restarts its average.
     let bitrate = v
-        .bytes_in
+        .publisher_bytes_in
         .saturating_mul(8_000)
         .checked_div(v.uptime_ms)
         .unwrap_or(0);

@@ -192,6 +192,16 @@ impl Hub {
         &self.directory
     }
 
+    /// Whether `publisher` publishes `key` on this core right now (an edge
+    /// pull asks before each message it feeds in: a local publisher may
+    /// have taken the stream over).
+    pub fn is_publisher(&self, key: &str, publisher: u64) -> bool {
+        self.streams
+            .get(key)
+            .and_then(|s| s.owned.as_ref())
+            .is_some_and(|o| o.publisher == Some(publisher))
+    }
+
     /// Who watches an owned stream: its players on this core plus the
     /// other cores that have players (a core unsubscribes when its last
     /// player leaves). None if this core does not own `key`.
@@ -242,6 +252,7 @@ impl Hub {
                     .and_then(|o| o.audio_codec)
                     .map(|c| format!("{c:?}")),
                 bytes_in: s.owned.as_ref().map_or(0, |o| o.bytes_in),
+                publisher_bytes_in: s.owned.as_ref().map_or(0, |o| o.publisher_bytes_in()),
                 publisher: s.owned.as_ref().and_then(|o| o.publisher),
                 uptime_ms: s
                     .owned
@@ -377,7 +388,7 @@ impl Hub {
     }
 
     /// Ends an owned stream at once, without a grace (an edge pull that
-    /// closes because nobody watches).
+    /// closes because nobody watches, a publisher a drain sent elsewhere).
     pub fn end_now(&mut self, key: &str, publisher: u64, now: Instant) {
         let ours = self
             .streams

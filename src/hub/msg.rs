@@ -47,6 +47,8 @@ pub struct StreamInfo {
     pub video_codec: Option<String>,
     pub audio_codec: Option<String>,
     pub bytes_in: u64,
+    /// Of those, what the current publisher sent (owner core only).
+    pub publisher_bytes_in: u64,
     /// Connection id of the publisher (owner core only).
     pub publisher: Option<u64>,
     /// Milliseconds since the current publisher started (owner core only).

@@ -67,6 +67,9 @@ pub struct Owned {
     pub audio_codec: Option<AudioCodec>,
     pub publish_started: Instant,
     pub bytes_in: u64,
+    /// `bytes_in` when the current publisher started: the bitrate of the
+    /// current publisher is over its own bytes and its own uptime.
+    pub bytes_in_at_start: u64,
 }
 
 impl Owned {
@@ -87,6 +90,7 @@ impl Owned {
             audio_codec: None,
             publish_started: now,
             bytes_in: 0,
+            bytes_in_at_start: 0,
         }
     }
 
@@ -96,6 +100,12 @@ impl Owned {
         self.idle_since = None;
         self.rebase = self.last_out.is_some();
         self.publish_started = now;
+        self.bytes_in_at_start = self.bytes_in;
+    }
+
+    /// Bytes the current publisher sent.
+    pub fn publisher_bytes_in(&self) -> u64 {
+        self.bytes_in - self.bytes_in_at_start
     }
 
     /// Maps a publisher timestamp of `kind` (a decode time; `cts` is the
@@ -281,6 +291,17 @@ mod tests {
     use super::*;
 
     use proptest::prelude::*;
+
+    #[test]
+    fn a_new_publisher_counts_its_own_bytes() {
+        let now = std::time::Instant::now();
+        let mut o = Owned::new(1, None, now);
+        o.bytes_in = 50_000;
+        assert_eq!(o.publisher_bytes_in(), 50_000);
+        o.restart(2, now);
+        o.bytes_in += 700;
+        assert_eq!((o.bytes_in, o.publisher_bytes_in()), (50_700, 700));
+    }
 
     const V: MediaKind = MediaKind::Video;
     const A: MediaKind = MediaKind::Audio;

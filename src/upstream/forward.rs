@@ -21,7 +21,7 @@ use super::select::{self, Mode};
 use crate::auth::redact;
 use crate::config::OriginUrl;
 use crate::context::Worker;
-use crate::metrics::{OutboundFailure, OutboundKind};
+use crate::metrics::{OutboundFailure, OutboundKind, OutboundReason};
 use crate::protocol::command::StreamPath;
 
 /// One outbound publish of one stream.
@@ -150,10 +150,23 @@ pub fn on_publish(worker: &Rc<Worker>, path: &StreamPath) {
     }
 }
 
-/// Whether `key` is still owned by this core (published, or waiting for
-/// its publisher within the grace).
-pub fn alive(worker: &Worker, key: &str) -> bool {
-    worker.hub.borrow().audience(key).is_some()
+/// Whether `job`'s stream is still owned by this core (published, or
+/// waiting for its publisher within the grace) and, for a forward, not fed
+/// by an edge pull: a pulled copy came from upstream, and sending it back
+/// up would close a loop (a forward feeding the origin its own pull reads
+/// from, the copies circling as fast as the links carry them).
+pub fn alive(worker: &Worker, job: &Job) -> bool {
+    let hub = worker.hub.borrow();
+    if hub.audience(&job.key).is_none() {
+        return false;
+    }
+    if job.kind != OutboundKind::Forward {
+        return true;
+    }
+    match hub.directory().pull(&job.key) {
+        Some(pull) => !hub.is_publisher(&job.key, pull.id),
+        None => true,
+    }
 }
 
 async fn run(worker: Rc<Worker>, job: Job, tag: String) {
@@ -165,7 +178,7 @@ async fn run(worker: Rc<Worker>, job: Job, tag: String) {
     let mut backoff = job.backoff;
     let mut fails_in_row = 0usize;
     let mut attempts = 0u64;
-    while alive(&worker, &job.key) {
+    while alive(&worker, &job) {
         // Forward: the origins in pull order, the next one after a failure.
         let order = select::order(job.mode, &urls, &job.key, &job.sticky);
         let Some(&idx) = order.get(fails_in_row % n) else {
@@ -185,6 +198,16 @@ async fn run(worker: Rc<Worker>, job: Job, tag: String) {
                     .outbound_failures
                     .inc(OutboundFailure::of(job.kind, reason));
                 warn!(target = %redact::url(&target.url), ?reason, "outbound publish failed; retrying");
+                if job.mode == Mode::Hash && reason == OutboundReason::Refused && !live {
+                    // The target is up and has the name from another
+                    // publisher: in a fleet, the node this stream's
+                    // publisher just left, about to let go. Every node
+                    // hashes the stream to this target, so knock again
+                    // instead of splitting the stream across two.
+                    sleep_while_alive(&worker, &job, backoff).await;
+                    backoff = (backoff * 2).min(job.backoff_max);
+                    continue;
+                }
                 if live {
                     // It worked until now: start the backoff over.
                     backoff = job.backoff;
@@ -193,7 +216,7 @@ async fn run(worker: Rc<Worker>, job: Job, tag: String) {
                 fails_in_row += 1;
                 // Back off after each round over the targets.
                 if fails_in_row % n == 0 || live {
-                    sleep_while_alive(&worker, &job.key, backoff).await;
+                    sleep_while_alive(&worker, &job, backoff).await;
                     backoff = (backoff * 2).min(job.backoff_max);
                 }
             }
@@ -205,11 +228,11 @@ async fn run(worker: Rc<Worker>, job: Job, tag: String) {
 }
 
 /// Sleeps `d`, or less if the stream ends meanwhile.
-async fn sleep_while_alive(worker: &Worker, key: &str, d: Duration) {
+async fn sleep_while_alive(worker: &Worker, job: &Job, d: Duration) {
     let until = Instant::now() + d;
     loop {
         let now = Instant::now();
-        if now >= until || !alive(worker, key) {
+        if now >= until || !alive(worker, job) {
             return;
         }
         monoio::time::sleep((until - now).min(super::dial::TICK)).await;

@@ -265,14 +265,14 @@ impl Handler for Publish<'_> {
             if now >= self.deadline {
                 return ControlFlow::Break(self.fail(OutboundReason::Timeout));
             }
-            if !alive(&self.worker, &self.job.key) {
+            if !alive(&self.worker, self.job) {
                 return ControlFlow::Break(Outcome::Ended);
             }
             return ControlFlow::Continue(Some(now + TICK));
         };
         // Stop when the stream ended or left this core, or the outbox was
         // closed under us (slow target, broken socket).
-        if live.outbox.ended() || !alive(&self.worker, &self.job.key) {
+        if live.outbox.ended() || !alive(&self.worker, self.job) {
             return ControlFlow::Break(Outcome::Ended);
         }
         if let Some(reason) = live.outbox.closed() {

@@ -163,6 +163,11 @@ impl Pull {
         let mut deadline = Instant::now() + self.start_timeout;
         let mut backoff = self.backoff;
         let mut after_loss = false;
+        // Media flowed once: the stream exists upstream, its publisher
+        // may be moving (an encoder reconnecting to another origin), so
+        // "not found everywhere" is no reason to leave the players before
+        // the grace is over.
+        let mut was_live = false;
         'rounds: loop {
             let mut order = select::order(self.mode, &self.urls, &self.target.key, &self.sticky);
             if let (true, Some(last)) = (after_loss, self.last_origin) {
@@ -209,13 +214,14 @@ impl Pull {
                         }
                         deadline = Instant::now() + grace;
                         after_loss = outcome == Outcome::Lost;
+                        was_live = true;
                         backoff = self.backoff;
                         continue 'rounds;
                     }
                 }
             }
             let now = Instant::now();
-            if now >= deadline || (definitive && not_found) {
+            if now >= deadline || (definitive && not_found && !was_live) {
                 info!("no origin delivers the stream; giving up");
                 return false;
             }
@@ -273,6 +279,16 @@ impl Pull {
                         return Some(out);
                     }
                     *stage = Stage::Live;
+                } else if !self
+                    .worker
+                    .hub
+                    .borrow()
+                    .is_publisher(&self.target.key, self.id)
+                {
+                    // A local publisher took the stream over: it is the
+                    // source now, and this copy must not be mixed in.
+                    info!("a local publisher took the stream over; closing the pull");
+                    return Some(Outcome::Done);
                 }
                 self.worker.hub.borrow_mut().ingest(
                     &self.target.key,

@@ -64,7 +64,7 @@ pub fn release_cascade() -> PathBuf {
     release_dir().join("cascade")
 }
 
-fn release_loadtest() -> PathBuf {
+pub fn release_loadtest() -> PathBuf {
     release_dir().join("cascade-loadtest")
 }
 
