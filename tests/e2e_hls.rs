@@ -10,7 +10,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use common::edge::NginxOrigin;
-use common::hls::{fetch, parse_playlist, part_numbers, wait_ok};
+use common::hls::{fetch, fetch_chunked, parse_playlist, part_numbers, wait_ok};
 use common::ops::OpsServer;
 use common::{decoded_frames, ffmpeg9, ffmpeg_play, publish_ffmpeg, tail, tool, Clip};
 
@@ -449,7 +449,6 @@ fn an_edge_packages_a_stream_it_pulls_on_the_first_playlist_request() {
 
 #[test]
 fn the_segment_being_made_streams_chunked_part_by_part() {
-    use std::io::{Read, Write};
     let ops = OpsServer::start(&[], &[]);
     let _publisher = publish_ffmpeg(
         &tool("ffmpeg"),
@@ -459,51 +458,18 @@ fn the_segment_being_made_streams_chunked_part_by_part() {
     wait_ok(ops.http, &playlist_path("chunked"), T);
     let p = parse_playlist(&fetch(ops.http, &playlist_path("chunked")).text());
     let (live, _) = part_numbers(p.preload_hint.as_deref().unwrap()).unwrap();
-    let mut sock = std::net::TcpStream::connect(("127.0.0.1", ops.http)).unwrap();
-    sock.set_read_timeout(Some(Duration::from_secs(10)))
-        .unwrap();
-    let start = Instant::now();
-    write!(
-        sock,
-        "GET /live/chunked/seg{live}.m4s HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"
-    )
-    .unwrap();
-    let mut raw = Vec::new();
-    let mut buf = [0u8; 65536];
     // Chunks arrive as parts are made; the body ends with the last-chunk.
-    let mut arrivals = Vec::new();
-    while !raw.ends_with(b"0\r\n\r\n") {
-        let n = sock.read(&mut buf).expect("read the growing segment");
-        assert!(n > 0, "closed before the last chunk");
-        raw.extend_from_slice(&buf[..n]);
-        arrivals.push(start.elapsed());
-    }
-    let text = String::from_utf8_lossy(&raw);
-    assert!(
-        text.starts_with("HTTP/1.1 200"),
-        "{}",
-        &text[..200.min(text.len())]
-    );
-    assert!(text.contains("Transfer-Encoding: chunked"));
-    let spread = *arrivals.last().unwrap() - arrivals[0];
+    let got = fetch_chunked(ops.http, &format!("/live/chunked/seg{live}.m4s"), "");
+    assert!(got.head.starts_with("HTTP/1.1 200"), "{}", got.head);
+    assert!(got.head.contains("Transfer-Encoding: chunked"));
+    let spread = *got.arrivals.last().unwrap() - got.arrivals[0];
     assert!(
         spread >= Duration::from_millis(200),
         "the segment came at once ({spread:?}), not part by part"
     );
-    assert!(arrivals.len() >= 2);
+    assert!(got.arrivals.len() >= 2);
     // The body is the segment the window now holds, byte for byte.
-    let body_start = raw.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4;
-    let mut body = Vec::new();
-    let mut rest = &raw[body_start..];
-    loop {
-        let eol = rest.windows(2).position(|w| w == b"\r\n").unwrap();
-        let len = usize::from_str_radix(std::str::from_utf8(&rest[..eol]).unwrap(), 16).unwrap();
-        if len == 0 {
-            break;
-        }
-        body.extend_from_slice(&rest[eol + 2..eol + 2 + len]);
-        rest = &rest[eol + 2 + len + 2..];
-    }
+    let body = got.body;
     let whole = fetch(ops.http, &format!("/live/chunked/seg{live}.m4s"));
     assert_eq!(whole.status, 200);
     assert_eq!(

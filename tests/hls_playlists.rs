@@ -248,6 +248,7 @@ fn segments(durations: &[Duration], start: SystemTime) -> Vec<Segment> {
                 duration,
                 independent: true,
                 gap: false,
+                len: 1000,
             }],
         })
         .collect()
@@ -371,6 +372,7 @@ fn ffprobe_decodes_every_frame_through_the_rendered_hls_playlists() {
         query: &query.rest,
         init_generation: None,
         track: None,
+        byteranges: false,
     };
     let text = render_media(&playlist);
     assert!(text.contains("#EXT-X-PART:"), "{text}");
@@ -431,6 +433,7 @@ fn a_legacy_client_plays_the_live_low_latency_playlist() {
         query: "?sid=7",
         init_generation: None,
         track: None,
+        byteranges: false,
     });
     assert!(text.contains("#EXT-X-PRELOAD-HINT"), "{text}");
     write(dir, "live.m3u8", &text);

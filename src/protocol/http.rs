@@ -183,7 +183,37 @@ pub fn parse_head(
     Ok(Some((head, len)))
 }
 
+/// The one byte range a request asks for: from `start`, through `end`
+/// (inclusive) when it gives one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ByteRange {
+    pub start: u64,
+    pub end: Option<u64>,
+}
+
 impl RequestHead {
+    /// The `Range` header as one range from a known first byte
+    /// (`bytes=S-` or `bytes=S-E`). A suffix range (`bytes=-N`), several
+    /// ranges, or a header that does not parse give None: the whole body
+    /// is served, which a server may always do (RFC 9110 14.2).
+    pub fn byte_range(&self) -> Option<ByteRange> {
+        use http_range_header::{EndPosition, StartPosition};
+        let parsed = http_range_header::parse_range_header(self.range.as_deref()?.trim()).ok()?;
+        let [range] = parsed.ranges.as_slice() else {
+            return None;
+        };
+        let StartPosition::Index(start) = range.start else {
+            return None;
+        };
+        let end = match range.end {
+            // A last byte before the first is invalid: the header is ignored.
+            EndPosition::Index(e) if e < start => return None,
+            EndPosition::Index(e) => Some(e),
+            EndPosition::LastByte => None,
+        };
+        Some(ByteRange { start, end })
+    }
+
     /// A `Range` asking for something other than the whole body from its
     /// start (`bytes=0-`, which ffmpeg sends on every request, is the
     /// whole body and is served as if absent).
@@ -314,6 +344,27 @@ mod tests {
             .unwrap()
             .unwrap();
         assert!(!head.close);
+    }
+
+    #[test]
+    fn one_range_from_a_known_byte_is_understood_and_the_rest_ignored() {
+        let head = |r: &str| {
+            let text = format!("GET /a/b/seg1.m4s HTTP/1.1\r\nRange: {r}\r\n\r\n");
+            parse_head(text.as_bytes(), LIMITS).unwrap().unwrap().0
+        };
+        let r = |start, end| Some(ByteRange { start, end });
+        assert_eq!(head("bytes=100-").byte_range(), r(100, None));
+        assert_eq!(head("bytes=5-9").byte_range(), r(5, Some(9)));
+        assert_eq!(head("bytes=0-").byte_range(), r(0, None));
+        assert_eq!(head("bytes=-500").byte_range(), None);
+        assert_eq!(head("bytes=0-1,5-9").byte_range(), None);
+        assert_eq!(head("bytes=9-5").byte_range(), None);
+        assert_eq!(head("lines=1-2").byte_range(), None);
+        assert_eq!(head("bytes=x-").byte_range(), None);
+        let (bare, _) = parse_head(b"GET / HTTP/1.1\r\n\r\n", LIMITS)
+            .unwrap()
+            .unwrap();
+        assert_eq!(bare.byte_range(), None);
     }
 
     #[test]

@@ -33,11 +33,17 @@ impl Fetched {
 
 /// `GET path` over HTTP/1.0 (the server closes after the answer).
 pub fn fetch(port: u16, path: &str) -> Fetched {
+    fetch_with(port, path, "")
+}
+
+/// `GET path` over HTTP/1.0 with `extra` header lines (each ending in
+/// CRLF).
+pub fn fetch_with(port: u16, path: &str, extra: &str) -> Fetched {
     let start = Instant::now();
     let mut sock = TcpStream::connect(("127.0.0.1", port)).expect("connect");
     sock.set_read_timeout(Some(Duration::from_secs(20)))
         .unwrap();
-    sock.write_all(format!("GET {path} HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n").as_bytes())
+    sock.write_all(format!("GET {path} HTTP/1.0\r\nHost: 127.0.0.1\r\n{extra}\r\n").as_bytes())
         .expect("send request");
     let mut raw = Vec::new();
     sock.read_to_end(&mut raw).expect("read answer");
@@ -58,6 +64,52 @@ pub fn fetch(port: u16, path: &str) -> Fetched {
         head,
         body: raw[end..].to_vec(),
         took,
+    }
+}
+
+/// A chunked answer read over HTTP/1.1 as it arrives: its head, its body
+/// with the chunking taken off, and when each read returned (from the
+/// request).
+pub struct Streamed {
+    pub head: String,
+    pub body: Vec<u8>,
+    pub arrivals: Vec<Duration>,
+}
+
+/// `GET path` over HTTP/1.1 with `extra` header lines, for an answer sent
+/// chunked; reads until the last chunk.
+pub fn fetch_chunked(port: u16, path: &str, extra: &str) -> Streamed {
+    let mut sock = TcpStream::connect(("127.0.0.1", port)).expect("connect");
+    sock.set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let start = Instant::now();
+    sock.write_all(format!("GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n{extra}\r\n").as_bytes())
+        .expect("send request");
+    let mut raw = Vec::new();
+    let mut buf = [0u8; 65536];
+    let mut arrivals = Vec::new();
+    while !raw.ends_with(b"0\r\n\r\n") {
+        let n = sock.read(&mut buf).expect("read the chunked answer");
+        assert!(n > 0, "closed before the last chunk");
+        raw.extend_from_slice(&buf[..n]);
+        arrivals.push(start.elapsed());
+    }
+    let body_start = raw.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4;
+    let mut body = Vec::new();
+    let mut rest = &raw[body_start..];
+    loop {
+        let eol = rest.windows(2).position(|w| w == b"\r\n").unwrap();
+        let len = usize::from_str_radix(std::str::from_utf8(&rest[..eol]).unwrap(), 16).unwrap();
+        if len == 0 {
+            break;
+        }
+        body.extend_from_slice(&rest[eol + 2..eol + 2 + len]);
+        rest = &rest[eol + 2 + len + 2..];
+    }
+    Streamed {
+        head: String::from_utf8_lossy(&raw[..body_start]).to_string(),
+        body,
+        arrivals,
     }
 }
 

@@ -12,7 +12,7 @@ use super::{block_limit, keep_or_close, start_limit, wait_until, Answer, HttpCon
 use crate::hub::hls::{PartLookup, SegmentLookup, Window, WindowState};
 use crate::metrics::Protocol;
 use crate::protocol::hls;
-use crate::protocol::http::{response_head, Method, RequestHead};
+use crate::protocol::http::{response_head, ByteRange, Method, RequestHead};
 
 /// Bytes of a response queued ahead of the writer at a time: a player
 /// that stops reading holds this much, not a whole segment.
@@ -92,7 +92,11 @@ pub(super) async fn part(
 }
 
 /// A segment: whole when complete; the one being made goes out chunked,
-/// part by part as each is made (low-latency DASH).
+/// part by part as each is made (low-latency DASH, and LL-HLS players
+/// that take byte-range parts: the preload hint's open range, `bytes=S-`,
+/// is the rest of the segment as it is made). A `Range` from a known byte
+/// gets 206 with those bytes; `bytes=0-` (ffmpeg sends it on every
+/// request) is the whole file and gets 200, as without a `Range`.
 pub(super) async fn segment(
     conn: &HttpConn,
     head: &RequestHead,
@@ -101,11 +105,16 @@ pub(super) async fn segment(
     track: Option<hls::Track>,
     protocol: Protocol,
 ) -> Next {
+    let range = head.byte_range().filter(|r| r.start > 0 || r.end.is_some());
     let lookup = lookup_segment(&window.read(), msn, track);
     match lookup {
         SegmentLookup::Complete(parts) => {
             let cache = "public, max-age=60, immutable";
-            send_body(conn, head, content_type(track), cache, parts, protocol).await;
+            let ctype = content_type(track);
+            match range {
+                None => send_body(conn, head, ctype, cache, parts, protocol).await,
+                Some(r) => send_range(conn, head, ctype, cache, &parts, r, protocol).await,
+            }
             keep_or_close(head)
         }
         SegmentLookup::Missing => {
@@ -117,7 +126,20 @@ pub(super) async fn segment(
             keep_or_close(head)
         }
         SegmentLookup::Growing(_) => {
-            stream_segment(conn, head, window, msn, track, protocol).await;
+            let wanted = range.unwrap_or(ByteRange {
+                start: 0,
+                end: None,
+            });
+            stream_segment(
+                conn,
+                head,
+                window,
+                (msn, track),
+                wanted,
+                range.is_some(),
+                protocol,
+            )
+            .await;
             if head.http10 {
                 Next::Close
             } else {
@@ -134,12 +156,83 @@ fn lookup_segment(s: &WindowState, msn: u64, track: Option<hls::Track>) -> Segme
     }
 }
 
+/// The last byte an open range on a segment still being made is answered
+/// with: its length is not known yet, so the answer names a very large
+/// last byte and an unknown length (`bytes S-2^53-1/*`, as RFC 8673 has a
+/// live resource answer) and its body ends with the segment.
+const OPEN_RANGE_END: u64 = (1 << 53) - 1;
+
+/// The bytes `from..to` of a file made of `parts`, as slices of the parts
+/// (never copied).
+fn slice_parts(parts: &[Bytes], from: u64, to: u64) -> Vec<Bytes> {
+    let mut out = Vec::new();
+    let mut at = 0u64;
+    for p in parts {
+        let len = p.len() as u64;
+        let (s, e) = (from.max(at), to.min(at + len));
+        if s < e {
+            out.push(p.slice((s - at) as usize..(e - at) as usize));
+        }
+        at += len;
+        if at >= to {
+            break;
+        }
+    }
+    out
+}
+
+/// Part of a complete segment: 206 with its bytes, or 416 when the range
+/// starts past the end.
+async fn send_range(
+    conn: &HttpConn,
+    head: &RequestHead,
+    content_type: &'static str,
+    cache: &'static str,
+    parts: &[Bytes],
+    r: ByteRange,
+    protocol: Protocol,
+) {
+    let total: u64 = parts.iter().map(|p| p.len() as u64).sum();
+    let origin = conn.ops.config().http.allow_origin.clone();
+    if r.start >= total {
+        let unsatisfied = format!("bytes */{total}");
+        let mut headers = vec![("Content-Range", unsatisfied.as_str())];
+        headers.extend(crate::http::cors(&origin));
+        conn.send(response_head(416, &headers, Some(0), head.close).freeze());
+        return;
+    }
+    let last = r.end.map_or(total - 1, |e| e.min(total - 1));
+    let content_range = format!("bytes {}-{last}/{total}", r.start);
+    let body = slice_parts(parts, r.start, last + 1);
+    let len = (last + 1 - r.start) as usize;
+    let mut headers = vec![
+        ("Content-Type", content_type),
+        ("Cache-Control", cache),
+        ("Content-Range", content_range.as_str()),
+    ];
+    headers.extend(crate::http::cors(&origin));
+    conn.send(response_head(206, &headers, Some(len), head.close).freeze());
+    if head.method == Method::Head {
+        return;
+    }
+    for piece in body {
+        if !send_piece(conn, piece).await {
+            return;
+        }
+    }
+    conn.worker.stats.add_out(protocol, len as u64);
+}
+
+/// The segment being made, from byte `wanted.start` through `wanted.end`
+/// (or its end), each part as it is made. `partial` answers 206 (a range
+/// was asked for), otherwise 200 with the whole file.
 async fn stream_segment(
     conn: &HttpConn,
     head: &RequestHead,
     window: &Window,
-    msn: u64,
-    track: Option<hls::Track>,
+    (msn, track): (u64, Option<hls::Track>),
+    wanted: ByteRange,
+    partial: bool,
     protocol: Protocol,
 ) {
     let origin = conn.ops.config().http.allow_origin.clone();
@@ -152,43 +245,55 @@ async fn stream_segment(
     if chunked {
         headers.push(("Transfer-Encoding", "chunked"));
     }
+    let last = wanted.end.unwrap_or(OPEN_RANGE_END);
+    let content_range = format!("bytes {}-{last}/*", wanted.start);
+    if partial {
+        headers.push(("Content-Range", content_range.as_str()));
+    }
     headers.extend(crate::http::cors(&origin));
-    conn.send(response_head(200, &headers, None, head.close || !chunked).freeze());
+    let status = if partial { 206 } else { 200 };
+    conn.send(response_head(status, &headers, None, head.close || !chunked).freeze());
     if head.method == Method::Head {
         return;
     }
     let limit = block_limit(conn, window);
-    let mut sent = 0usize;
+    // Parts looked at so far, and the segment's bytes before the next one.
+    let mut seen = 0usize;
+    let mut at = 0u64;
     loop {
         let (parts, complete) = match lookup_segment(&window.read(), msn, track) {
             SegmentLookup::Complete(p) => (p, true),
             SegmentLookup::Growing(p) => (p, false),
             SegmentLookup::Missing => (Vec::new(), true),
         };
-        for p in parts.into_iter().skip(sent) {
-            sent += 1;
-            let len = p.len();
-            if len == 0 {
-                // A part without this track: nothing to send (an empty
-                // chunk would end the body).
+        for p in parts.into_iter().skip(seen) {
+            seen += 1;
+            let len = p.len() as u64;
+            let (from, to) = (wanted.start.max(at), (last + 1).min(at + len));
+            at += len;
+            if from >= to {
+                // Before the range, past it, or a part without this track:
+                // nothing to send (an empty chunk would end the body).
                 continue;
             }
+            let piece = p.slice((from - (at - len)) as usize..(to - (at - len)) as usize);
+            let n = piece.len();
             if chunked {
-                conn.send(Bytes::from(format!("{len:x}\r\n")));
+                conn.send(Bytes::from(format!("{n:x}\r\n")));
             }
-            if !send_piece(conn, p).await {
+            if !send_piece(conn, piece).await {
                 return;
             }
             if chunked {
                 conn.send(Bytes::from_static(b"\r\n"));
             }
-            conn.worker.stats.add_out(protocol, len as u64);
+            conn.worker.stats.add_out(protocol, n as u64);
         }
-        if complete || conn.outbox.closed().is_some() {
+        if complete || at > last || conn.outbox.closed().is_some() {
             break;
         }
         let more = |s: &WindowState| match lookup_segment(s, msn, track) {
-            SegmentLookup::Growing(p) => p.len() > sent,
+            SegmentLookup::Growing(p) => p.len() > seen,
             _ => true,
         };
         if !wait_until(window, more, limit).await {
@@ -261,4 +366,26 @@ pub(super) async fn send_body(
         }
     }
     conn.worker.stats.add_out(protocol, len as u64);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_range_of_a_segment_is_slices_of_its_parts() {
+        let parts = [
+            Bytes::from_static(b"abcd"),
+            Bytes::new(),
+            Bytes::from_static(b"efg"),
+            Bytes::from_static(b"hij"),
+        ];
+        let cat = |v: Vec<Bytes>| v.concat();
+        assert_eq!(cat(slice_parts(&parts, 0, 10)), b"abcdefghij");
+        assert_eq!(cat(slice_parts(&parts, 2, 6)), b"cdef");
+        assert_eq!(cat(slice_parts(&parts, 4, 7)), b"efg");
+        assert_eq!(slice_parts(&parts, 4, 7).len(), 1, "one whole part");
+        assert_eq!(cat(slice_parts(&parts, 9, 100)), b"j");
+        assert!(slice_parts(&parts, 10, 20).is_empty());
+    }
 }

@@ -74,17 +74,23 @@ struct Carried {
     rest: String,
     sid: Option<u64>,
     dash: bool,
+    /// `parts=byterange`: the player wants the playlist's parts as byte
+    /// ranges of their segments. Only the playlist request carries it (the
+    /// player's reloads repeat its URL); media URLs need not.
+    byteranges: bool,
 }
 
 fn split_carried(rest: &str) -> Carried {
     let mut own = form_urlencoded::Serializer::new(String::new());
     let mut sid = None;
     let mut dash = false;
+    let mut byteranges = false;
     let rest = rest.strip_prefix('?').unwrap_or(rest);
     for (k, v) in form_urlencoded::parse(rest.as_bytes()) {
         match &*k {
             "sid" => sid = v.parse().ok(),
             "dash" => dash = true,
+            "parts" => byteranges = v == "byterange",
             // The init segment's generation: only there to change its URL.
             "g" => {}
             _ => {
@@ -96,6 +102,7 @@ fn split_carried(rest: &str) -> Carried {
         rest: own.finish(),
         sid,
         dash,
+        byteranges,
     }
 }
 
@@ -234,9 +241,12 @@ pub(super) async fn serve(conn: &HttpConn, head: RequestHead, req: HlsPath) -> N
         .inc(request_kind(&req.asset, protocol));
     let uri_query = uri_query(&carried.rest, sid, protocol);
     let answer = match req.asset {
-        hls::Asset::MediaPlaylist => media_playlist(conn, &window, &query, &uri_query, None).await,
+        hls::Asset::MediaPlaylist => {
+            media_playlist(conn, &window, &query, &uri_query, None, carried.byteranges).await
+        }
         hls::Asset::TrackPlaylist(t) => {
-            media_playlist(conn, &window, &query, &uri_query, Some(t)).await
+            let byteranges = carried.byteranges;
+            media_playlist(conn, &window, &query, &uri_query, Some(t), byteranges).await
         }
         hls::Asset::Multivariant | hls::Asset::Mpd
             if !wait_until(&window, has_segment, start_limit(conn)).await =>
@@ -401,7 +411,7 @@ mod tests {
     fn uri_queries_keep_the_token_and_add_the_session() {
         let q = hls::parse_query("token=a%20b&_HLS_msn=3&sid=9&g=2").unwrap();
         let c = split_carried(&q.rest);
-        assert_eq!((c.sid, c.dash), (Some(9), false));
+        assert_eq!((c.sid, c.dash, c.byteranges), (Some(9), false, false));
         assert_eq!(
             uri_query(&c.rest, Some(7), Protocol::Hls),
             "?token=a+b&sid=7"
@@ -409,6 +419,10 @@ mod tests {
         assert_eq!(uri_query("", None, Protocol::Hls), "");
         assert_eq!(uri_query("", Some(1), Protocol::Dash), "?sid=1&dash=1");
         assert!(split_carried("dash=1").dash);
+        // The addressing of parts is the playlist's alone: not carried.
+        let c = split_carried("parts=byterange&token=t");
+        assert!(c.byteranges);
+        assert_eq!(uri_query(&c.rest, Some(3), Protocol::Hls), "?token=t&sid=3");
     }
 
     #[test]

@@ -26,6 +26,7 @@ pub(super) async fn media_playlist(
     q: &hls::HlsQuery,
     uri_query: &str,
     track: Option<hls::Track>,
+    byteranges: bool,
 ) -> Answer {
     // A new stream's first playlist waits for its first complete segment:
     // players that ignore parts (ffmpeg, older HLS clients) need one to
@@ -55,7 +56,7 @@ pub(super) async fn media_playlist(
             }
         }
     }
-    let template = media_template(conn, &mut window.read(), q.skip, track);
+    let template = media_template(conn, &mut window.read(), q.skip, track, byteranges);
     let text = template.fill(uri_query);
     Answer::Body {
         content_type: "application/vnd.apple.mpegurl",
@@ -75,12 +76,13 @@ fn media_template(
     s: &mut WindowState,
     skip: hls::Skip,
     track: Option<hls::Track>,
+    byteranges: bool,
 ) -> Arc<hls::Template> {
     let form = match track {
         None => 0,
         Some(hls::Track::Video) => 1,
         Some(hls::Track::Audio) => 2,
-    };
+    } + if byteranges { 3 } else { 0 };
     let slot = match skip {
         hls::Skip::No => 0,
         hls::Skip::Yes => 1,
@@ -91,7 +93,7 @@ fn media_template(
             return t.clone();
         }
     }
-    let t = Arc::new(render_media(conn, s, skip, track));
+    let t = Arc::new(render_media(conn, s, skip, track, byteranges));
     s.media_playlists[form][slot] = Some((s.version, t.clone()));
     t
 }
@@ -103,6 +105,7 @@ fn listed_part(p: &PartData, track: Option<hls::Track>) -> hls::Part {
             duration: p.duration,
             independent: p.independent,
             gap: false,
+            len: p.bytes.len() as u64,
         };
     };
     let bytes = p.split.as_ref().map(|split| &split[track_index(t)]);
@@ -112,6 +115,7 @@ fn listed_part(p: &PartData, track: Option<hls::Track>) -> hls::Part {
         // playback.
         independent: p.independent || t == hls::Track::Audio,
         gap: bytes.map_or(true, Bytes::is_empty),
+        len: bytes.map_or(0, |b| b.len() as u64),
     }
 }
 
@@ -129,6 +133,7 @@ fn render_media(
     s: &WindowState,
     skip: hls::Skip,
     track: Option<hls::Track>,
+    byteranges: bool,
 ) -> hls::Template {
     let now = Instant::now();
     let now_wall = SystemTime::now();
@@ -169,6 +174,7 @@ fn render_media(
         query: "",
         init_generation: Some(s.init_generation),
         track,
+        byteranges,
     };
     hls::render_media_template(&playlist)
 }

@@ -126,9 +126,10 @@ pub struct WindowState {
     pub version: u64,
     /// The media playlist last rendered for each kind of request, with the
     /// `version` it shows: every player asking between two changes gets
-    /// the same rendering. Indexed by rendition (muxed, video, audio), then
-    /// by request (full, and the two delta updates).
-    pub media_playlists: [[Option<RenderedPlaylist>; 3]; 3],
+    /// the same rendering. Indexed by rendition (muxed, video, audio; then
+    /// the same three with byte-range parts), then by request (full, and
+    /// the two delta updates).
+    pub media_playlists: [[Option<RenderedPlaylist>; 3]; 6],
 }
 
 /// Sessions tracked per stream; past it the oldest are forgotten (a client

@@ -109,7 +109,9 @@ fn dates(entries: &[&Segment]) -> Vec<Option<SystemTime>> {
 /// first listed segment and after each discontinuity), EXT-X-PROGRAM-DATE-TIME
 /// (whenever known, and always on those two), the recent segments' EXT-X-PART
 /// lines, and for complete segments EXTINF and the URI; then the preload
-/// hint, and EXT-X-ENDLIST when the stream is over.
+/// hint, and EXT-X-ENDLIST when the stream is over. With
+/// [`MediaPlaylist::byteranges`] each part is a `BYTERANGE` of its
+/// segment's file and the hint is the rest of the segment being made.
 pub fn render_media(p: &MediaPlaylist) -> String {
     render_media_template(p).fill(p.query)
 }
@@ -210,6 +212,7 @@ pub fn render_media_template(p: &MediaPlaylist) -> Template {
             put!("#EXT-X-PROGRAM-DATE-TIME:{}", date(t));
         }
         if !complete || i >= parts_from {
+            let mut offset = 0;
             for (index, part) in seg.parts.iter().enumerate() {
                 let independent = if part.independent {
                     ",INDEPENDENT=YES"
@@ -217,6 +220,18 @@ pub fn render_media_template(p: &MediaPlaylist) -> Template {
                     ""
                 };
                 let gap = if part.gap { ",GAP=YES" } else { "" };
+                if p.byteranges {
+                    put_uri!(
+                        format_args!(
+                            "#EXT-X-PART:DURATION={},URI=\"{}",
+                            secs3(millis_nearest(part.duration)),
+                            Asset::segment_of(seg.msn, p.track),
+                        ),
+                        format_args!("\",BYTERANGE=\"{}@{offset}\"{independent}{gap}", part.len)
+                    );
+                    offset += part.len;
+                    continue;
+                }
                 put_uri!(
                     format_args!(
                         "#EXT-X-PART:DURATION={},URI=\"{}",
@@ -234,13 +249,28 @@ pub fn render_media_template(p: &MediaPlaylist) -> Template {
     }
     // A finished playlist hints nothing (4.4.5.3).
     if let (Some((msn, index)), false) = (p.preload_hint, p.ended) {
-        put_uri!(
-            format_args!(
-                "#EXT-X-PRELOAD-HINT:TYPE=PART,URI=\"{}",
-                Asset::part_of(msn, index, p.track)
-            ),
-            "\""
-        );
+        if p.byteranges {
+            // The rest of the segment from the hinted part on: its start is
+            // the end of the parts before it (none, for a new segment).
+            let start: u64 = entries.iter().find(|s| s.msn == msn).map_or(0, |s| {
+                s.parts.iter().take(index as usize).map(|p| p.len).sum()
+            });
+            put_uri!(
+                format_args!(
+                    "#EXT-X-PRELOAD-HINT:TYPE=PART,URI=\"{}",
+                    Asset::segment_of(msn, p.track)
+                ),
+                format_args!("\",BYTERANGE-START={start}")
+            );
+        } else {
+            put_uri!(
+                format_args!(
+                    "#EXT-X-PRELOAD-HINT:TYPE=PART,URI=\"{}",
+                    Asset::part_of(msn, index, p.track)
+                ),
+                "\""
+            );
+        }
     }
     if p.ended {
         put!("#EXT-X-ENDLIST");

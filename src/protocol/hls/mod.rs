@@ -45,6 +45,9 @@ pub struct Part {
     /// that a player does not fetch it, and the part indices stay the same
     /// as in every other playlist of the stream.
     pub gap: bool,
+    /// Its size in bytes: where it lies in its segment when parts are
+    /// addressed as byte ranges ([`MediaPlaylist::byteranges`]).
+    pub len: u64,
 }
 
 /// One media segment: it starts on a keyframe and is made of parts.
@@ -115,4 +118,11 @@ pub struct MediaPlaylist<'a> {
     /// The playlist of one track (`init-a.mp4`, `part{m}.{i}-a.m4s`,
     /// `seg{m}-a.m4s` and so on), or of the muxed rendition (`None`).
     pub track: Option<Track>,
+    /// Parts addressed as byte ranges of their segment's file
+    /// (`BYTERANGE`, and a preload hint of `BYTERANGE-START` with no
+    /// length: the rest of the segment) instead of files of their own.
+    /// A player can then take a whole segment in one request that the
+    /// server answers part by part as they are made: about two requests per
+    /// segment instead of two per part, for the same latency.
+    pub byteranges: bool,
 }

@@ -29,6 +29,7 @@ fn seg(msn: u64, parts: usize, part_ms: u64) -> Segment {
                 duration: ms(part_ms),
                 independent: i == 0,
                 gap: false,
+                len: 1000,
             })
             .collect(),
     }
@@ -57,6 +58,7 @@ fn playlist<'a>(segments: &'a [Segment], current: Option<&'a Segment>) -> MediaP
         query: Q,
         init_generation: None,
         track: None,
+        byteranges: false,
     }
 }
 
@@ -512,6 +514,7 @@ fn any_window() -> impl Strategy<Value = (Vec<Segment>, Option<Segment>, u8, boo
                                 duration: ms(d),
                                 independent,
                                 gap: false,
+                                len: 1000,
                             })
                             .collect(),
                     }
@@ -601,4 +604,45 @@ fn one_template_serves_every_query() {
             render_media(&MediaPlaylist { query: q, ..p })
         );
     }
+}
+
+#[test]
+fn byte_range_parts_address_their_segment_and_the_hint_is_the_rest_of_it() {
+    let segs = window(2);
+    let mut current = seg(102, 3, 200);
+    current.parts[1].len = 700;
+    let p = MediaPlaylist {
+        byteranges: true,
+        ..playlist(&segs, Some(&current))
+    };
+    let text = render_media(&p);
+    let parts: Vec<&str> = text
+        .lines()
+        .filter(|l| l.starts_with("#EXT-X-PART:") && l.contains("seg102"))
+        .collect();
+    assert_eq!(parts.len(), 3, "{text}");
+    assert_eq!(
+        attr(parts[0], "URI"),
+        Some("\"seg102.m4s?token=abc&sid=42\"")
+    );
+    assert_eq!(attr(parts[0], "BYTERANGE"), Some("\"1000@0\""));
+    assert_eq!(attr(parts[1], "BYTERANGE"), Some("\"700@1000\""));
+    assert_eq!(attr(parts[2], "BYTERANGE"), Some("\"1000@1700\""));
+    assert!(!text.contains("part10"), "no part files: {text}");
+    let hint = tag(&text, "#EXT-X-PRELOAD-HINT:").unwrap();
+    assert_eq!(attr(hint, "URI"), Some("\"seg102.m4s?token=abc&sid=42\""));
+    assert_eq!(attr(hint, "BYTERANGE-START"), Some("2700"));
+    assert_eq!(attr(hint, "BYTERANGE-LENGTH"), None);
+    // A hint for a segment not begun yet starts at its first byte.
+    let p = MediaPlaylist {
+        byteranges: true,
+        preload_hint: Some((103, 0)),
+        ..playlist(&segs, Some(&current))
+    };
+    let text = render_media(&p);
+    let hint = tag(&text, "#EXT-X-PRELOAD-HINT:").unwrap();
+    assert_eq!(attr(hint, "URI"), Some("\"seg103.m4s?token=abc&sid=42\""));
+    assert_eq!(attr(hint, "BYTERANGE-START"), Some("0"));
+    // Complete segments keep their whole-file line for legacy players.
+    assert!(text.contains("#EXTINF:2.000,\nseg101.m4s?token=abc&sid=42\n"));
 }
