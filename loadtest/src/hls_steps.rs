@@ -169,6 +169,12 @@ pub fn next_media(pl: &MediaPlaylist, mut next: Pos) -> MediaStep {
 /// failed one can be resumed from the byte where it broke off
 /// ([`resume_media`]).
 fn next_range(pl: &MediaPlaylist, next: Pos) -> MediaStep {
+    // The stream of a segment ends when the segment is complete, which can
+    // be before a playlist saying so arrives: the start of the segment
+    // after the one being made is to be waited for, not a restart.
+    if next == Pos::new(pl.next_msn() + 1, 0) && !pl.endlist {
+        return MediaStep::Wait;
+    }
     if next.msn < pl.first_listed_msn() || next.msn > pl.next_msn() {
         return MediaStep::Jump;
     }
@@ -400,5 +406,132 @@ seg{m1}.m4s?sid=9
         // None marked: the newest segment.
         let plain = ll(40, 0.6).replace(",INDEPENDENT=YES", "");
         assert_eq!(start_position(&media(&plain)), Pos::new(41, 0));
+    }
+
+    /// A byte-range LL-HLS playlist: segment `m` without its parts, `m+1`
+    /// complete with two parts, two parts of `m+2` (both independent) so
+    /// far and the hint for its next range. `lens` are the four parts'
+    /// sizes in bytes. Parts start at 0.4, 0.6, 0.8 and 1.0 s; it ends at
+    /// 1.2 s.
+    pub fn br(m: u64, hold_back: f64, lens: [u64; 4]) -> String {
+        let (m1, m2) = (m + 1, m + 2);
+        let [a, b, c, d] = lens;
+        let part = |msn: u64, len: u64, at: u64, ind: bool| {
+            format!(
+                "#EXT-X-PART:DURATION=0.2,URI=\"seg{msn}.m4s?sid=77\",BYTERANGE=\"{len}@{at}\"{}\n",
+                if ind { ",INDEPENDENT=YES" } else { "" }
+            )
+        };
+        format!(
+            "#EXTM3U
+#EXT-X-TARGETDURATION:2
+#EXT-X-SERVER-CONTROL:CAN-BLOCK-RELOAD=YES,PART-HOLD-BACK={hold_back}
+#EXT-X-PART-INF:PART-TARGET=0.2
+#EXT-X-MEDIA-SEQUENCE:{m}
+#EXT-X-MAP:URI=\"init.mp4?sid=77\"
+#EXTINF:0.4,
+seg{m}.m4s?sid=77
+{}{}#EXTINF:0.4,
+seg{m1}.m4s?sid=77
+{}{}#EXT-X-PRELOAD-HINT:TYPE=PART,URI=\"seg{m2}.m4s?sid=77\",BYTERANGE-START={}
+",
+            part(m1, a, 0, true),
+            part(m1, b, a, false),
+            part(m2, c, 0, true),
+            part(m2, d, c, true),
+            c + d
+        )
+    }
+
+    fn range(uri: &str, start: u64, then: u64) -> MediaStep {
+        fetch(uri, MediaKind::Range { start }, (then, 0))
+    }
+
+    #[test]
+    fn byte_range_parts_are_fetched_as_ranges_to_the_segment_end() {
+        let pl = media(&br(40, 0.6, [100, 120, 90, 80]));
+        assert_eq!(delivery(&pl), Delivery::ByteRanges);
+        assert_eq!(delivery(&media(&ll(40, 0.6))), Delivery::Parts);
+        let at = |msn, part| next_media(&pl, Pos::new(msn, part));
+        // A complete segment: from byte 0, or from the part we start at.
+        assert_eq!(at(41, 0), range("seg41.m4s?sid=77", 0, 42));
+        assert_eq!(at(41, 1), range("seg41.m4s?sid=77", 100, 42));
+        // Past its last part: the next segment, from its start.
+        assert_eq!(at(41, 2), range("seg42.m4s?sid=77", 0, 43));
+        // The segment being made: from a listed part, or from the hint's
+        // start; either way the rest of the segment, then the next one.
+        assert_eq!(at(42, 0), range("seg42.m4s?sid=77", 0, 43));
+        assert_eq!(at(42, 1), range("seg42.m4s?sid=77", 90, 43));
+        assert_eq!(at(42, 2), range("seg42.m4s?sid=77", 170, 43));
+        // The segment after the one being made (its stream ended before
+        // the playlist caught up): wait; further on the sequence restarted.
+        assert_eq!(at(43, 0), MediaStep::Wait);
+        assert_eq!(at(43, 1), MediaStep::Jump);
+        assert_eq!(at(44, 0), MediaStep::Jump);
+        // Expired, or inside a segment whose parts aged out.
+        assert_eq!(at(39, 0), MediaStep::Jump);
+        assert_eq!(at(40, 1), MediaStep::Jump);
+        // The hint naming the next segment at byte 0 is fetched too.
+        let hinted = media(&br(40, 0.6, [100, 120, 90, 80]).replace(
+            "URI=\"seg42.m4s?sid=77\",BYTERANGE-START=170",
+            "URI=\"seg43.m4s?sid=77\",BYTERANGE-START=0",
+        ));
+        let text = br(40, 0.6, [100, 120, 90, 80]);
+        let complete42 = text.replace(
+            "#EXT-X-PRELOAD-HINT",
+            "#EXTINF:0.4,\nseg42.m4s?sid=77\n#EXT-X-PRELOAD-HINT",
+        );
+        let complete42 = media(&complete42.replace(
+            "URI=\"seg42.m4s?sid=77\",BYTERANGE-START=170",
+            "URI=\"seg43.m4s?sid=77\",BYTERANGE-START=0",
+        ));
+        assert_eq!(
+            next_media(&complete42, Pos::new(43, 0)),
+            range("seg43.m4s?sid=77", 0, 44)
+        );
+        // A hint for another position is not ours to fetch.
+        assert_eq!(next_media(&hinted, Pos::new(42, 3)), MediaStep::Wait);
+        let ended = media(&format!("{text}#EXT-X-ENDLIST\n"));
+        assert_eq!(next_media(&ended, Pos::new(42, 2)), MediaStep::End);
+    }
+
+    #[test]
+    fn byte_range_reloads_wait_for_the_next_segment() {
+        let pl = media(&br(40, 0.6, [100, 120, 90, 80]));
+        // Byte ranges: the first part of the segment after the one being
+        // made; separate parts: the next unlisted part, as before.
+        assert_eq!(reload_directive(&pl), Pos::new(43, 0));
+        assert_eq!(reload_directive(&media(&ll(40, 0.6))), Pos::new(42, 1));
+    }
+
+    #[test]
+    fn byte_range_start_and_resume() {
+        // Hold-back 0.2 s: the last independent part starting by 1.0 s is
+        // 42's second, at byte 90 of its segment.
+        let lens = [100, 120, 90, 80];
+        let pl = media(&br(40, 0.2, lens));
+        assert_eq!(start_position(&pl), Pos::new(42, 1));
+        assert_eq!(
+            next_media(&pl, start_position(&pl)),
+            range("seg42.m4s?sid=77", 90, 43)
+        );
+        assert_eq!(start_position(&media(&br(40, 0.6, lens))), Pos::new(41, 0));
+        // A fetch that broke off goes on from its byte while the segment
+        // is listed, complete or being made; jumps once it expired.
+        let at = |msn: u64, offset| ResumePoint {
+            msn,
+            uri: format!("seg{msn}.m4s?sid=77"),
+            offset,
+        };
+        assert_eq!(
+            resume_media(&pl, &at(42, 133)),
+            range("seg42.m4s?sid=77", 133, 43)
+        );
+        assert_eq!(
+            resume_media(&pl, &at(41, 7)),
+            range("seg41.m4s?sid=77", 7, 42)
+        );
+        assert_eq!(resume_media(&pl, &at(39, 7)), MediaStep::Jump);
+        assert_eq!(resume_media(&pl, &at(43, 7)), MediaStep::Jump);
     }
 }
