@@ -3,7 +3,7 @@
 
 use super::*;
 use crate::fmp4::tests::{fragment, init_segment, video_samples};
-use crate::hls_steps::tests::ll;
+use crate::hls_steps::tests::{br, ll};
 use crate::ts::tests::segment as ts_segment;
 
 /// A client driven in memory: answers go in through `on_data`, in
@@ -30,6 +30,12 @@ impl Rig {
 
     /// The request target waiting on `slot` (taken), if any.
     fn request(&mut self, slot: Slot) -> Option<String> {
+        self.ranged(slot).map(|r| r.0)
+    }
+
+    /// The request waiting on `slot` (taken): its target and the value of
+    /// its `Range` header, if it has one.
+    fn ranged(&mut self, slot: Slot) -> Option<(String, Option<String>)> {
         let out = self.c.out(slot).split();
         if out.is_empty() {
             return None;
@@ -37,12 +43,24 @@ impl Rig {
         let text = String::from_utf8(out.to_vec()).unwrap();
         assert!(text.ends_with("\r\n\r\n") && text.contains("\r\nHost: h:8080\r\n"));
         let line = text.lines().next().unwrap();
-        Some(
-            line.strip_prefix("GET ")
-                .and_then(|l| l.strip_suffix(" HTTP/1.1"))
-                .unwrap()
-                .to_string(),
-        )
+        let range = text
+            .lines()
+            .find_map(|l| l.strip_prefix("Range: "))
+            .map(str::to_string);
+        let target = line
+            .strip_prefix("GET ")
+            .and_then(|l| l.strip_suffix(" HTTP/1.1"))
+            .unwrap()
+            .to_string();
+        Some((target, range))
+    }
+
+    /// Raw response bytes, in small reads.
+    fn feed(&mut self, slot: Slot, bytes: &[u8]) {
+        for part in bytes.chunks(37) {
+            self.c
+                .on_data(slot, part, self.now, &mut self.state, &mut self.stats);
+        }
     }
 
     fn answer(&mut self, slot: Slot, status: u16, body: &[u8], chunked: bool) {
@@ -363,4 +381,190 @@ fn a_multivariant_playlist_leads_to_its_first_variant() {
         Some("/live/x/low/index.m3u8?t=1")
     );
     assert!(!r.c.is_up());
+}
+
+/// Part sizes in the byte-range playlists below: the player takes its
+/// start offset from them and otherwise reads what the server sends.
+const LENS: [u64; 4] = [1000, 1100, 1000, 900];
+const STREAM_HEAD: &[u8] = b"HTTP/1.1 206 Partial Content\r\nTransfer-Encoding: chunked\r\n\r\n";
+
+/// One chunk of a chunked body.
+fn chunk(data: &[u8]) -> Vec<u8> {
+    let mut c = format!("{:x}\r\n", data.len()).into_bytes();
+    c.extend_from_slice(data);
+    c.extend_from_slice(b"\r\n");
+    c
+}
+
+/// A part: six video frames from `seq` on.
+fn part(seq: u64) -> Vec<u8> {
+    fragment(&video_samples(4, seq, 6), &[])
+}
+
+/// A byte-range player up to its first media request: the playlist, the
+/// init segment, and the reload waiting for segment 43.
+fn byte_range_player() -> Rig {
+    let mut r = Rig::new("http://h:8080/live/s/index.m3u8?parts=byterange");
+    let (pl, md) = (Slot::Playlist, Slot::Media);
+    assert_eq!(
+        r.request(pl).as_deref(),
+        Some("/live/s/index.m3u8?parts=byterange")
+    );
+    r.answer(pl, 200, br(40, 0.2, LENS).as_bytes(), false);
+    // One reload for the next segment's first part, not for the next part.
+    assert_eq!(
+        r.request(pl).as_deref(),
+        Some("/live/s/index.m3u8?parts=byterange&_HLS_msn=43&_HLS_part=0")
+    );
+    assert_eq!(r.ranged(md), Some(("/live/s/init.mp4?sid=77".into(), None)));
+    r.answer(md, 200, &init_segment(4), false);
+    // The start: 42's second part, independent, behind the hold-back, at
+    // byte 1000 of the segment; the rest of the segment from there.
+    assert_eq!(
+        r.ranged(md),
+        Some((
+            "/live/s/seg42.m4s?sid=77".into(),
+            Some("bytes=1000-".into())
+        ))
+    );
+    r
+}
+
+#[test]
+fn byte_range_parts_stream_in_one_request_per_segment() {
+    let mut r = byte_range_player();
+    let (pl, md) = (Slot::Playlist, Slot::Media);
+    // Parts arrive on the open response as the server makes them, and
+    // each is read (and its frames counted) as it arrives.
+    r.feed(md, STREAM_HEAD);
+    let mut seq = 0;
+    for _ in 0..3 {
+        r.feed(md, &chunk(&part(seq)));
+        seq += 6;
+        assert_eq!(r.stats.video_frames, seq);
+        assert_eq!(r.request(md), None, "still streaming");
+        r.wait(Duration::from_millis(200));
+    }
+    r.feed(md, b"0\r\n\r\n");
+    // Segment 42 is done; 43 is not listed yet: wait for the reload.
+    assert_eq!(r.request(md), None);
+    assert_eq!(r.stats.requests, 4);
+    for msn in 43..48 {
+        r.answer(pl, 200, br(msn - 2, 0.2, LENS).as_bytes(), false);
+        assert_eq!(
+            r.request(pl),
+            Some(format!(
+                "/live/s/index.m3u8?parts=byterange&_HLS_msn={}&_HLS_part=0",
+                msn + 1
+            ))
+        );
+        assert_eq!(
+            r.ranged(md),
+            Some((
+                format!("/live/s/seg{msn}.m4s?sid=77"),
+                Some("bytes=0-".into())
+            ))
+        );
+        r.feed(md, STREAM_HEAD);
+        for _ in 0..10 {
+            r.feed(md, &chunk(&part(seq)));
+            seq += 6;
+            r.wait(Duration::from_millis(200));
+        }
+        r.feed(md, b"0\r\n\r\n");
+        assert_eq!(r.request(md), None);
+        // The playlist and init, then a reload and a segment each.
+        assert_eq!(r.stats.requests, 4 + 2 * (msn - 42));
+    }
+    assert_eq!(r.stats.video_frames, seq);
+    assert_eq!((r.stats.frames, r.stats.lost, r.stats.stalls), (seq, 0, 0));
+    assert!(r.stats.request_errors.is_empty());
+}
+
+#[test]
+fn a_byte_range_stream_outlasts_the_request_timeout_and_resumes_at_its_byte() {
+    let mut r = byte_range_player();
+    let (pl, md) = (Slot::Playlist, Slot::Media);
+    r.feed(md, STREAM_HEAD);
+    let mut seq = 0;
+    let mut got = 0;
+    // 12 parts, 0.9 s apart: longer than a request timeout in all, but
+    // bytes keep coming, so the request goes on.
+    for i in 0..12 {
+        let p = part(seq);
+        r.feed(md, &chunk(&p));
+        got += p.len();
+        seq += 6;
+        r.wait(Duration::from_millis(900));
+        if i == 5 {
+            // The reload returns with nothing new (no busy loop: it is
+            // sent again a moment later).
+            r.answer(pl, 200, br(40, 0.2, LENS).as_bytes(), false);
+        }
+    }
+    assert!(r.now - r.c.slots[1].inflight.as_ref().unwrap().sent > REQUEST_TIMEOUT_MIN);
+    assert!(r.stats.request_errors.is_empty());
+    // Half a part, then silence: the request times out, mid-fragment.
+    let last = part(seq);
+    let (first, rest) = last.split_at(last.len() / 2);
+    r.feed(md, &chunk(first));
+    got += first.len();
+    r.wait(REQUEST_TIMEOUT_MIN);
+    assert_eq!(r.stats.request_errors["timeout"], 2, "stream and reload");
+    assert!(r.c.take_close(md));
+    // Resumed at the first byte not read, the same reader going on.
+    r.wait(BACKOFF_MIN);
+    assert_eq!(
+        r.ranged(md),
+        Some((
+            "/live/s/seg42.m4s?sid=77".into(),
+            Some(format!("bytes={}-", 1000 + got))
+        ))
+    );
+    let head = format!(
+        "HTTP/1.1 206 Partial Content\r\nContent-Length: {}\r\n\r\n",
+        rest.len()
+    );
+    r.feed(md, head.as_bytes());
+    r.feed(md, rest);
+    seq += 6;
+    // Every frame once: none lost, none read twice.
+    assert_eq!(r.stats.video_frames, seq);
+    assert_eq!((r.stats.frames, r.stats.lost), (seq, 0));
+    assert!(!r.stats.request_errors.contains_key("fmp4"));
+}
+
+#[test]
+fn a_missing_byte_range_segment_jumps_to_the_live_edge() {
+    let mut r = byte_range_player();
+    let (pl, md) = (Slot::Playlist, Slot::Media);
+    // The server lost the segment (the stream restarted): 404.
+    r.answer(md, 404, b"", false);
+    assert_eq!(r.stats.request_errors["http:404"], 1);
+    assert_eq!(r.stats.stalls, 1);
+    // Not retried: the playlist we have ends there, so the start is
+    // chosen again from the next one.
+    r.wait(BACKOFF_MIN);
+    assert_eq!(r.request(md), None);
+    r.answer(pl, 200, br(50, 0.2, LENS).as_bytes(), false);
+    assert_eq!(
+        r.ranged(md),
+        Some((
+            "/live/s/seg52.m4s?sid=77".into(),
+            Some("bytes=1000-".into())
+        ))
+    );
+    assert_eq!(r.stats.stalls, 1);
+}
+
+#[test]
+fn a_byte_range_answered_whole_skips_to_the_range() {
+    let mut r = byte_range_player();
+    // A server that ignores the Range: 200 and the whole segment; the
+    // first 1000 bytes (part 42.0, not asked for) are dropped.
+    let mut body = vec![0xee; 1000];
+    body.extend_from_slice(&part(0));
+    r.answer(Slot::Media, 200, &body, false);
+    assert_eq!((r.stats.video_frames, r.stats.lost), (6, 0));
+    assert!(r.stats.request_errors.is_empty());
 }
