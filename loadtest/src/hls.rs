@@ -17,8 +17,9 @@
 //! - [`Slot::Media`] fetches `init.mp4`, then media in order from the live
 //!   edge ([`start_position`]): a listed part, the preload-hinted part
 //!   (which the server holds open until it is complete), or a whole
-//!   segment when a complete one is next ([`next_media`]). Its bytes go
-//!   through the [`FragmentReader`] as they arrive.
+//!   segment when a complete one is next ([`next_media`]; the choices are
+//!   made in [`crate::hls_steps`]). Its bytes go through the
+//!   [`FragmentReader`] as they arrive.
 //!
 //! Media without an `EXT-X-MAP` is MPEG-TS (ordinary HLS, as nginx-rtmp
 //! writes it): no init segment, and each body is read as opaque media by
@@ -29,6 +30,24 @@
 //!
 //! So at the live edge the two requests in flight wait for the same part
 //! and both return as it is finished; the next pair goes out at once.
+//!
+//! Byte-range addressed parts (`BYTERANGE="length@offset"` on the parts, a
+//! hint with `BYTERANGE-START`; cascade writes them for
+//! `index.m3u8?parts=byterange`) are a part's bytes within its segment's
+//! resource, so they are not fetched one by one
+//! ([`crate::hls_steps::Delivery::ByteRanges`]). The media connection asks
+//! for the rest of a segment with `Range: bytes=<offset>-`, from the start
+//! part's offset when joining and from byte 0 after that; the server sends
+//! what exists at once and each further part as it is made (206, chunked),
+//! ending the body with the segment, so parts are read and measured as
+//! they arrive on one response. Because such a response lasts up to a
+//! segment (three target durations at most), its timeout counts from the
+//! last bytes received rather than from the request. A fetch that fails
+//! is resumed at the first byte not read, into the same reader. The
+//! playlist connection waits for the first part of the segment after the
+//! one being made (`_HLS_msn=N+1&_HLS_part=0`), which is all the media
+//! connection needs from it: about one reload and one range per segment.
+//! A 404 on a segment jumps to the live edge.
 //!
 //! What it counts besides the common measurements: every request, failed
 //! requests by reason, and stalls (no new video for longer than
