@@ -17,8 +17,9 @@
 //! - [`Slot::Media`] fetches `init.mp4`, then media in order from the live
 //!   edge ([`start_position`]): a listed part, the preload-hinted part
 //!   (which the server holds open until it is complete), or a whole
-//!   segment when a complete one is next ([`next_media`]). Its bytes go
-//!   through the [`FragmentReader`] as they arrive.
+//!   segment when a complete one is next ([`next_media`]; the choices are
+//!   made in [`crate::hls_steps`]). Its bytes go through the
+//!   [`FragmentReader`] as they arrive.
 //!
 //! Media without an `EXT-X-MAP` is MPEG-TS (ordinary HLS, as nginx-rtmp
 //! writes it): no init segment, and each body is read as opaque media by
@@ -30,6 +31,24 @@
 //! So at the live edge the two requests in flight wait for the same part
 //! and both return as it is finished; the next pair goes out at once.
 //!
+//! Byte-range addressed parts (`BYTERANGE="length@offset"` on the parts, a
+//! hint with `BYTERANGE-START`; cascade writes them for
+//! `index.m3u8?parts=byterange`) are a part's bytes within its segment's
+//! resource, so they are not fetched one by one
+//! ([`crate::hls_steps::Delivery::ByteRanges`]). The media connection asks
+//! for the rest of a segment with `Range: bytes=<offset>-`, from the start
+//! part's offset when joining and from byte 0 after that; the server sends
+//! what exists at once and each further part as it is made (206, chunked),
+//! ending the body with the segment, so parts are read and measured as
+//! they arrive on one response. Because such a response lasts up to a
+//! segment (three target durations at most), its timeout counts from the
+//! last bytes received rather than from the request. A fetch that fails
+//! is resumed at the first byte not read, into the same reader. The
+//! playlist connection waits for the first part of the segment after the
+//! one being made (`_HLS_msn=N+1&_HLS_part=0`), which is all the media
+//! connection needs from it: about one reload and one range per segment.
+//! A 404 on a segment jumps to the live edge.
+//!
 //! What it counts besides the common measurements: every request, failed
 //! requests by reason, and stalls (no new video for longer than
 //! [`HlsClient::stall_bound`] while playing, or a jump to the live edge
@@ -40,6 +59,10 @@ use std::time::{Duration, Instant};
 use bytes::BytesMut;
 
 use crate::fmp4::{parse_init, Event, FragmentReader, VideoTrack, MAX_INIT};
+use crate::hls_steps::{
+    delivery, next_media, reload_directive, resume_media, start_position, Delivery, MediaKind,
+    MediaStep, ResumePoint,
+};
 use crate::httpflv::{Dechunker, Framing, HeadReader, HttpError, HttpUrl};
 use crate::m3u8::{self, MediaPlaylist, Playlist, Pos, MAX_PLAYLIST};
 use crate::play::PlayerState;
@@ -72,155 +95,6 @@ const STALL: Duration = Duration::from_secs(1);
 /// Multivariant playlists followed before giving up.
 const MAX_VARIANT_HOPS: u32 = 4;
 
-/// What the media connection should do next at position `next`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum MediaStep {
-    /// Fetch `uri`; the position after it is `then`.
-    Fetch {
-        uri: String,
-        kind: MediaKind,
-        then: Pos,
-    },
-    /// Not listed yet: wait for a newer playlist.
-    Wait,
-    /// No longer listed (expired from the window), or the media sequence
-    /// restarted below it: go to the live edge.
-    Jump,
-    /// The playlist ended (`EXT-X-ENDLIST`) and all of it was fetched.
-    End,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum MediaKind {
-    Part,
-    /// The preload-hinted part: the server answers when it is complete.
-    Hint,
-    Segment,
-}
-
-/// Parts are fetched only when the playlist is low-latency and its parts
-/// are resources of their own (byte-range parts are not supported here).
-fn uses_parts(pl: &MediaPlaylist) -> bool {
-    pl.is_low_latency()
-        && !pl
-            .segments
-            .iter()
-            .flat_map(|s| &s.parts)
-            .chain(&pl.trailing_parts)
-            .any(|p| p.byterange)
-}
-
-/// Chooses what to fetch at `next`, given the newest playlist.
-pub fn next_media(pl: &MediaPlaylist, mut next: Pos) -> MediaStep {
-    let parts = uses_parts(pl);
-    if next.msn < pl.first_listed_msn() || next.msn > pl.next_msn() {
-        return MediaStep::Jump;
-    }
-    if let Some(seg) = pl.segment(next.msn) {
-        // A complete segment: whole when we are at its start, by parts
-        // when we stopped inside it.
-        if next.part > 0 && next.part >= seg.parts.len() as u64 {
-            if seg.parts.is_empty() {
-                // Its parts were dropped from the playlist while we were
-                // inside it: the rest of it cannot be fetched alone.
-                return MediaStep::Jump;
-            }
-            // We fetched its last part before the playlist said it was
-            // the last.
-            next = Pos::new(next.msn + 1, 0);
-            return next_media(pl, next);
-        }
-        if next.part == 0 {
-            return MediaStep::Fetch {
-                uri: seg.uri.clone(),
-                kind: MediaKind::Segment,
-                then: Pos::new(next.msn + 1, 0),
-            };
-        }
-        let i = next.part as usize;
-        let then = if i + 1 == seg.parts.len() {
-            Pos::new(next.msn + 1, 0)
-        } else {
-            Pos::new(next.msn, next.part + 1)
-        };
-        return MediaStep::Fetch {
-            uri: seg.parts[i].uri.clone(),
-            kind: MediaKind::Part,
-            then,
-        };
-    }
-    // The segment being made.
-    if pl.endlist {
-        return MediaStep::End;
-    }
-    if !parts {
-        return MediaStep::Wait;
-    }
-    let then = Pos::new(next.msn, next.part + 1);
-    if let Some(p) = pl.trailing_parts.get(next.part as usize) {
-        return MediaStep::Fetch {
-            uri: p.uri.clone(),
-            kind: MediaKind::Part,
-            then,
-        };
-    }
-    match &pl.preload_hint {
-        Some(h) if h.part && !h.byterange && next == pl.next_unlisted() => MediaStep::Fetch {
-            uri: h.uri.clone(),
-            kind: MediaKind::Hint,
-            then,
-        },
-        _ => MediaStep::Wait,
-    }
-}
-
-/// Where a player joining now starts. With parts: the last independent
-/// part at least `PART-HOLD-BACK` (three part targets when not given) from
-/// the end of the playlist, as an LL-HLS player joins; the oldest listed
-/// independent part when none is that old; the start of the newest
-/// segment when no part is marked independent. Without parts: the newest
-/// complete segment, the least latency ordinary HLS allows.
-pub fn start_position(pl: &MediaPlaylist) -> Pos {
-    let newest_segment = match pl.segments.last() {
-        Some(s) => Pos::new(s.msn, 0),
-        None => Pos::new(pl.next_msn(), 0),
-    };
-    if !uses_parts(pl) {
-        return newest_segment;
-    }
-    // Every listed part with its start time from the first listed segment.
-    let mut t = 0.0;
-    let mut independent = Vec::new();
-    for s in &pl.segments {
-        let mut pt = t;
-        for (i, p) in s.parts.iter().enumerate() {
-            if p.independent {
-                independent.push((Pos::new(s.msn, i as u64), pt));
-            }
-            pt += p.duration;
-        }
-        t += s.duration;
-    }
-    for (i, p) in pl.trailing_parts.iter().enumerate() {
-        if p.independent {
-            independent.push((Pos::new(pl.next_msn(), i as u64), t));
-        }
-        t += p.duration;
-    }
-    let hold_back = pl
-        .server_control
-        .part_hold_back
-        .unwrap_or(3.0 * pl.part_target.unwrap_or(0.0));
-    let latest_start = t - hold_back;
-    independent
-        .iter()
-        .rev()
-        .find(|(_, start)| *start <= latest_start + 1e-6)
-        .or(independent.first())
-        .map(|(pos, _)| *pos)
-        .unwrap_or(newest_segment)
-}
-
 /// What a request was for.
 #[derive(Debug)]
 enum Req {
@@ -238,7 +112,41 @@ enum Req {
         reader: Option<MediaReader>,
         /// MPEG-TS (no `EXT-X-MAP`), to name a failure.
         ts: bool,
+        /// A byte-range fetch (`Range: bytes=start-`), and how far it got.
+        /// Boxed: it is three times the size of the other variants.
+        range: Option<Box<RangeReq>>,
     },
+}
+
+impl Req {
+    /// The first byte asked for, when the request carries a `Range`.
+    fn range_start(&self) -> Option<u64> {
+        match self {
+            Req::Media { range: Some(r), .. } => Some(r.at.offset),
+            _ => None,
+        }
+    }
+}
+
+/// A byte-range media request's progress.
+#[derive(Debug)]
+struct RangeReq {
+    /// Where it starts (`at.offset` is the first byte asked for).
+    at: ResumePoint,
+    /// Body bytes of the segment read so far.
+    got: u64,
+    /// Bytes still to drop from the front of the body: a server that
+    /// ignored the `Range` and answered 200 with the whole segment sends
+    /// the `at.offset` bytes before the ones asked for.
+    skip: u64,
+}
+
+/// A byte-range fetch that failed partway, kept to go on from where it
+/// broke off, with the reader that has seen the bytes before that point.
+#[derive(Debug)]
+struct Resume {
+    at: ResumePoint,
+    reader: Option<MediaReader>,
 }
 
 /// How a media body is read: fMP4 (frames and stamps), or MPEG-TS as
@@ -308,6 +216,8 @@ pub struct HlsClient {
     pl: Option<MediaPlaylist>,
     /// The next media position to fetch, once the start is chosen.
     next: Option<Pos>,
+    /// Byte-range delivery: the failed fetch to resume before `next`.
+    resume: Option<Resume>,
     init: Option<Init>,
     /// Counted as up: the first playlist arrived.
     up: bool,
@@ -330,6 +240,7 @@ impl HlsClient {
             slots: Default::default(),
             pl: None,
             next: None,
+            resume: None,
             init: None,
             up: false,
             last_video: None,
@@ -375,7 +286,7 @@ impl HlsClient {
     /// half of one for the polling), so 1 s beyond a target duration.
     pub fn stall_bound(&self) -> Duration {
         match &self.pl {
-            Some(pl) if !uses_parts(pl) => {
+            Some(pl) if delivery(pl) == Delivery::Segments => {
                 STALL + Duration::from_secs_f64(pl.target_duration.min(60.0))
             }
             _ => STALL,
@@ -415,9 +326,10 @@ impl HlsClient {
         for slot in Slot::ALL {
             let s = &mut self.slots[slot as usize];
             if s.inflight.as_ref().is_some_and(|f| now >= f.deadline) {
-                s.inflight = None;
+                let f = s.inflight.take().expect("a request is in flight");
                 s.close = true;
                 s.out.clear();
+                self.salvage(f.req);
                 self.failed(slot, "timeout".into(), now, stats);
             }
         }
@@ -450,14 +362,16 @@ impl HlsClient {
         if let Some(mut f) = s.inflight.take() {
             if reused && !f.answered && !f.resent {
                 f.resent = true;
+                let range = f.req.range_start();
                 s.out
-                    .extend_from_slice(request(&f.target, &self.authority).as_bytes());
+                    .extend_from_slice(request(&f.target, &self.authority, range).as_bytes());
                 s.inflight = Some(f);
                 return;
             }
             match (&f.status, reason) {
                 (Some((_, _, Body::Close)), None) => self.complete(slot, f, now, state, stats),
                 (_, reason) => {
+                    self.salvage(f.req);
                     self.failed(slot, reason.unwrap_or_else(|| "closed".into()), now, stats)
                 }
             }
@@ -474,6 +388,7 @@ impl HlsClient {
         state: &mut PlayerState,
         stats: &mut ThreadStats,
     ) {
+        let timeout = self.request_timeout();
         let s = &mut self.slots[slot as usize];
         let Some(f) = s.inflight.as_mut() else {
             // Nothing was asked: a server that talks out of turn.
@@ -481,6 +396,13 @@ impl HlsClient {
             return;
         };
         f.answered = true;
+        if f.req.range_start().is_some() {
+            // A range of the segment being made legitimately streams for
+            // up to three target durations, one part at a time: it fails
+            // only when nothing arrives for a whole request timeout, not
+            // when the whole body takes longer than one.
+            f.deadline = f.deadline.max(now + timeout);
+        }
         let mut sink = Sink {
             state: &mut *state,
             stats: &mut *stats,
@@ -500,8 +422,9 @@ impl HlsClient {
                 self.step(now, stats);
             }
             Err(e) => {
-                s.inflight = None;
+                let f = s.inflight.take().expect("a request is in flight");
                 s.close = true;
+                self.salvage(f.req);
                 self.failed(slot, e.reason(), now, stats);
                 self.step(now, stats);
             }
@@ -528,6 +451,22 @@ impl HlsClient {
         s.backoff = (s.backoff * 2).min(BACKOFF_MAX);
     }
 
+    /// A media request failed: when it was a byte-range fetch, keep where
+    /// it broke off, so the next try asks for the rest of the segment from
+    /// that byte and feeds the same reader (see [`resume_media`]).
+    fn salvage(&mut self, req: Req) {
+        if let Req::Media {
+            range: Some(r),
+            reader,
+            ..
+        } = req
+        {
+            let mut at = r.at;
+            at.offset += r.got;
+            self.resume = Some(Resume { at, reader });
+        }
+    }
+
     fn succeeded(&mut self, slot: Slot) {
         self.slots[slot as usize].backoff = BACKOFF_MIN;
     }
@@ -543,6 +482,15 @@ impl HlsClient {
     ) {
         let status = f.status.as_ref().map_or(0, |s| s.0);
         if !(200..300).contains(&status) {
+            if status == 404 && f.req.range_start().is_some() {
+                // Byte-range delivery: the server no longer has the
+                // segment (it left the window, or the stream restarted),
+                // so the playlist we have is stale there: go to the live
+                // edge rather than retry it.
+                self.jump_after_404(&f.req, stats);
+            } else {
+                self.salvage(f.req);
+            }
             self.failed(slot, format!("http:{status}"), now, stats);
             return;
         }
@@ -558,10 +506,13 @@ impl HlsClient {
                 }
                 Err(_) => self.failed(slot, "init".into(), now, stats),
             },
-            Req::Media { reader, then, ts } => {
+            Req::Media {
+                reader, then, ts, ..
+            } => {
                 // Whatever happened inside the body, this media is done:
                 // refetching it would count its frames twice.
                 self.next = Some(then);
+                self.resume = None;
                 match reader {
                     Some(MediaReader::Fmp4(r)) if r.finish().is_ok() => self.succeeded(slot),
                     Some(MediaReader::Ts(r)) if r.finish().is_ok() => {
@@ -574,6 +525,25 @@ impl HlsClient {
                     }
                 }
             }
+        }
+    }
+
+    /// A byte-range fetch got 404: a jump to the live edge, counted as a
+    /// stall. The edge of the playlist we have, when it is past the lost
+    /// segment; otherwise the playlist is older than the server's window
+    /// and the start is chosen again from the next one.
+    fn jump_after_404(&mut self, req: &Req, stats: &mut ThreadStats) {
+        let Req::Media { range: Some(r), .. } = req else {
+            return;
+        };
+        self.resume = None;
+        self.next = self
+            .pl
+            .as_ref()
+            .map(start_position)
+            .filter(|p| p.msn > r.at.msn);
+        if !std::mem::replace(&mut self.stalled, true) {
+            stats.stalls += 1;
         }
     }
 
@@ -644,7 +614,7 @@ impl HlsClient {
                 // After a failure the next reload asks plainly (a 400 for
                 // a directive too far ahead must not repeat).
                 (Some(pl), false) if pl.is_low_latency() => {
-                    let d = pl.next_unlisted();
+                    let d = reload_directive(pl);
                     (m3u8::blocking_reload(&self.playlist, d), Some(d))
                 }
                 _ => (self.playlist.clone(), None),
@@ -668,8 +638,13 @@ impl HlsClient {
         let (Some(pl), Some(mut next)) = (&self.pl, self.next) else {
             return;
         };
-        let mut step = next_media(pl, next);
+        // A byte-range fetch that broke off goes on first, from its byte.
+        let mut step = match &self.resume {
+            Some(r) => resume_media(pl, &r.at),
+            None => next_media(pl, next),
+        };
         if step == MediaStep::Jump {
+            self.resume = None;
             next = start_position(pl);
             self.next = Some(next);
             // A jump is a stall, unless the player is already in one (the
@@ -679,50 +654,70 @@ impl HlsClient {
             }
             step = next_media(pl, next);
         }
+        let MediaStep::Fetch { uri, kind, then } = step else {
+            if step == MediaStep::End {
+                self.ended = Some("ended:hls-endlist".into());
+            }
+            return;
+        };
+        // The segment this fetch is in (`then` is the start of the next
+        // one, or the next part of this one).
+        let msn = match then.part {
+            0 => then.msn.saturating_sub(1),
+            _ => then.msn,
+        };
         // No map: MPEG-TS media, read as opaque bytes.
-        let map = pl.map_at(next.msn).map(str::to_string);
-        match step {
-            MediaStep::Fetch { uri, then, .. } => {
-                let Some(map) = map else {
-                    let Ok(target) = m3u8::resolve(&self.playlist, &uri, &self.authority) else {
-                        self.ended = Some("hls:media-uri".into());
-                        return;
-                    };
-                    let reader = Some(MediaReader::Ts(TsReader::default()));
-                    let req = Req::Media {
-                        then,
-                        reader,
-                        ts: true,
-                    };
-                    self.send(Slot::Media, &target, req, now, stats);
-                    return;
-                };
-                // The init segment in effect here first (a discontinuity
-                // may bring a new one).
-                let Some(video) = self.init.as_ref().filter(|i| i.uri == map).map(|i| i.video)
-                else {
-                    let Ok(target) = m3u8::resolve(&self.playlist, &map, &self.authority) else {
+        let map = pl.map_at(msn).map(str::to_string);
+        let video = match &map {
+            None => None,
+            // The init segment in effect here first (a discontinuity may
+            // bring a new one).
+            Some(map) => match self.init.as_ref().filter(|i| &i.uri == map) {
+                Some(i) => Some(i.video),
+                None => {
+                    let Ok(target) = m3u8::resolve(&self.playlist, map, &self.authority) else {
                         self.ended = Some("hls:map-uri".into());
                         return;
                     };
-                    self.send(Slot::Media, &target, Req::Init { uri: map }, now, stats);
+                    let req = Req::Init { uri: map.clone() };
+                    self.send(Slot::Media, &target, req, now, stats);
                     return;
-                };
-                let Ok(target) = m3u8::resolve(&self.playlist, &uri, &self.authority) else {
-                    self.ended = Some("hls:media-uri".into());
-                    return;
-                };
-                let reader = Some(MediaReader::Fmp4(FragmentReader::new(video)));
-                let req = Req::Media {
-                    then,
-                    reader,
-                    ts: false,
-                };
-                self.send(Slot::Media, &target, req, now, stats);
-            }
-            MediaStep::End => self.ended = Some("ended:hls-endlist".into()),
-            MediaStep::Wait | MediaStep::Jump => {}
-        }
+                }
+            },
+        };
+        let Ok(target) = m3u8::resolve(&self.playlist, &uri, &self.authority) else {
+            self.ended = Some("hls:media-uri".into());
+            return;
+        };
+        let range = match kind {
+            MediaKind::Range { start } => Some(Box::new(RangeReq {
+                at: ResumePoint {
+                    msn,
+                    uri,
+                    offset: start,
+                },
+                got: 0,
+                skip: 0,
+            })),
+            _ => None,
+        };
+        // Resuming: the reader that read the bytes before this range.
+        let resumed = match (self.resume.take(), &range) {
+            (Some(r), Some(q)) if r.at == q.at => Some(r.reader),
+            _ => None,
+        };
+        let reader = match (resumed, video) {
+            (Some(reader), _) => reader,
+            (None, Some(video)) => Some(MediaReader::Fmp4(FragmentReader::new(video))),
+            (None, None) => Some(MediaReader::Ts(TsReader::default())),
+        };
+        let req = Req::Media {
+            then,
+            reader,
+            ts: map.is_none(),
+            range,
+        };
+        self.send(Slot::Media, &target, req, now, stats);
     }
 
     fn send(&mut self, slot: Slot, target: &str, req: Req, now: Instant, stats: &mut ThreadStats) {
@@ -731,7 +726,7 @@ impl HlsClient {
         let s = &mut self.slots[slot as usize];
         s.not_before = None;
         s.out
-            .extend_from_slice(request(target, &self.authority).as_bytes());
+            .extend_from_slice(request(target, &self.authority, req.range_start()).as_bytes());
         s.inflight = Some(Inflight {
             req,
             target: target.to_string(),
@@ -746,11 +741,16 @@ impl HlsClient {
     }
 }
 
-/// A GET. No `Connection` header: HTTP/1.1 keeps the connection, as
-/// browsers' players do.
-fn request(target: &str, authority: &str) -> String {
+/// A GET, with `Range: bytes=start-` for a byte-range fetch. No
+/// `Connection` header: HTTP/1.1 keeps the connection, as browsers'
+/// players do.
+fn request(target: &str, authority: &str, range: Option<u64>) -> String {
+    let range = match range {
+        Some(start) => format!("Range: bytes={start}-\r\n"),
+        None => String::new(),
+    };
     format!(
-        "GET {target} HTTP/1.1\r\nHost: {authority}\r\nUser-Agent: cascade-loadtest\r\nAccept: */*\r\n\r\n"
+        "GET {target} HTTP/1.1\r\nHost: {authority}\r\nUser-Agent: cascade-loadtest\r\nAccept: */*\r\n{range}\r\n"
     )
 }
 
@@ -818,6 +818,9 @@ fn read_response(
             Framing::Length(n) => Body::Length(n),
             Framing::Chunked => Body::Chunked(Dechunker::default()),
         };
+        if let (200, Req::Media { range: Some(r), .. }) = (head.status, &mut f.req) {
+            r.skip = r.at.offset;
+        }
         f.status = Some((head.status, head.close, body));
         f.head = HeadReader::default();
     }
@@ -833,7 +836,14 @@ fn read_response(
         let cap = match &mut f.req {
             Req::Playlist { .. } => MAX_PLAYLIST,
             Req::Init { .. } => MAX_INIT,
-            Req::Media { reader, .. } => {
+            Req::Media { reader, range, .. } => {
+                let mut bytes = bytes;
+                if let Some(r) = range {
+                    let n = r.skip.min(bytes.len() as u64);
+                    r.skip -= n;
+                    bytes = &bytes[n as usize..];
+                    r.got += bytes.len() as u64;
+                }
                 let ok = match reader {
                     Some(MediaReader::Fmp4(r)) => r.push(bytes, &mut |e| sink.event(e)).is_ok(),
                     Some(MediaReader::Ts(r)) => {
@@ -879,478 +889,6 @@ fn read_response(
         None => Ok(done),
     }
 }
-
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::fmp4::tests::{fragment, init_segment, video_samples};
-    use crate::ts::tests::segment as ts_segment;
-
-    /// An LL-HLS playlist: segment 40 without its parts (aged out), 41 with
-    /// two, one part of 42 so far and the hint for the next.
-    fn ll(media_sequence: u64, hold_back: f64) -> String {
-        let m = media_sequence;
-        format!(
-            "#EXTM3U
-#EXT-X-TARGETDURATION:2
-#EXT-X-SERVER-CONTROL:CAN-BLOCK-RELOAD=YES,PART-HOLD-BACK={hold_back},CAN-SKIP-UNTIL=12
-#EXT-X-PART-INF:PART-TARGET=0.2
-#EXT-X-MEDIA-SEQUENCE:{m}
-#EXT-X-MAP:URI=\"init.mp4?token=t1&sid=9\"
-#EXTINF:2.0,
-seg{m}.m4s?sid=9
-#EXT-X-PART:DURATION=0.2,URI=\"part{m1}.0.m4s?sid=9\",INDEPENDENT=YES
-#EXT-X-PART:DURATION=0.2,URI=\"part{m1}.1.m4s?sid=9\"
-#EXTINF:0.4,
-seg{m1}.m4s?sid=9
-#EXT-X-PART:DURATION=0.2,URI=\"part{m2}.0.m4s?sid=9\",INDEPENDENT=YES
-#EXT-X-PRELOAD-HINT:TYPE=PART,URI=\"part{m2}.1.m4s?sid=9\"
-",
-            m1 = m + 1,
-            m2 = m + 2
-        )
-    }
-
-    fn media(text: &str) -> MediaPlaylist {
-        match m3u8::parse(text) {
-            Ok(Playlist::Media(m)) => m,
-            other => panic!("{other:?}"),
-        }
-    }
-
-    fn fetch(uri: &str, kind: MediaKind, then: (u64, u64)) -> MediaStep {
-        MediaStep::Fetch {
-            uri: uri.into(),
-            kind,
-            then: Pos::new(then.0, then.1),
-        }
-    }
-
-    #[test]
-    fn next_media_walks_segments_parts_and_the_hint() {
-        let pl = media(&ll(40, 0.6));
-        let at = |msn, part| next_media(&pl, Pos::new(msn, part));
-        // A complete segment from its start is fetched whole.
-        assert_eq!(
-            at(41, 0),
-            fetch("seg41.m4s?sid=9", MediaKind::Segment, (42, 0))
-        );
-        // Inside it, by parts; its last part leads to the next segment.
-        assert_eq!(
-            at(41, 1),
-            fetch("part41.1.m4s?sid=9", MediaKind::Part, (42, 0))
-        );
-        // Past its last part (fetched as a hint before it was known to be
-        // the last): the next segment.
-        assert_eq!(
-            at(41, 2),
-            fetch("part42.0.m4s?sid=9", MediaKind::Part, (42, 1))
-        );
-        // The segment being made: listed parts, then the hinted one.
-        assert_eq!(
-            at(42, 0),
-            fetch("part42.0.m4s?sid=9", MediaKind::Part, (42, 1))
-        );
-        assert_eq!(
-            at(42, 1),
-            fetch("part42.1.m4s?sid=9", MediaKind::Hint, (42, 2))
-        );
-        // Beyond the hint: wait for the next playlist.
-        assert_eq!(at(42, 2), MediaStep::Wait);
-        // Expired from the window, or inside a segment whose parts are gone.
-        assert_eq!(at(39, 0), MediaStep::Jump);
-        assert_eq!(at(40, 1), MediaStep::Jump);
-        // Beyond the segment being made: the sequence restarted lower.
-        assert_eq!(at(43, 0), MediaStep::Jump);
-    }
-
-    #[test]
-    fn ordinary_hls_waits_for_whole_segments() {
-        let text = "#EXTM3U\n#EXT-X-TARGETDURATION:1\n#EXT-X-MEDIA-SEQUENCE:3\n#EXT-X-MAP:URI=\"init.mp4\"\n#EXTINF:1.0,\nindex3.m4s\n#EXTINF:1.0,\nindex4.m4s\n";
-        let pl = media(text);
-        assert_eq!(start_position(&pl), Pos::new(4, 0));
-        assert_eq!(
-            next_media(&pl, Pos::new(4, 0)),
-            fetch("index4.m4s", MediaKind::Segment, (5, 0))
-        );
-        assert_eq!(next_media(&pl, Pos::new(5, 0)), MediaStep::Wait);
-        let ended = media(&format!("{text}#EXT-X-ENDLIST\n"));
-        assert_eq!(next_media(&ended, Pos::new(5, 0)), MediaStep::End);
-        // Parts without blocking reloads are not low-latency: segments.
-        let pl = media(&ll(40, 0.6).replace("CAN-BLOCK-RELOAD=YES,", ""));
-        assert_eq!(next_media(&pl, Pos::new(42, 0)), MediaStep::Wait);
-        assert_eq!(start_position(&pl), Pos::new(41, 0));
-    }
-
-    #[test]
-    fn start_is_the_last_independent_part_behind_the_hold_back() {
-        // Parts start at 2.0 (41.0, independent), 2.2, 2.4 (42.0,
-        // independent); the playlist ends at 2.6.
-        assert_eq!(start_position(&media(&ll(40, 0.6))), Pos::new(41, 0));
-        assert_eq!(start_position(&media(&ll(40, 0.1))), Pos::new(42, 0));
-        // None old enough: the oldest independent part still listed.
-        assert_eq!(start_position(&media(&ll(40, 5.0))), Pos::new(41, 0));
-        // None marked: the newest segment.
-        let plain = ll(40, 0.6).replace(",INDEPENDENT=YES", "");
-        assert_eq!(start_position(&media(&plain)), Pos::new(41, 0));
-    }
-
-    /// A client driven in memory: answers go in through `on_data`, in
-    /// `step`-sized reads.
-    struct Rig {
-        c: HlsClient,
-        state: PlayerState,
-        stats: ThreadStats,
-        now: Instant,
-    }
-
-    impl Rig {
-        fn new(url: &str) -> Rig {
-            let url = HttpUrl::parse(url, "http").unwrap();
-            let mut r = Rig {
-                c: HlsClient::new(&url),
-                state: PlayerState::new(Duration::ZERO),
-                stats: ThreadStats::default(),
-                now: Instant::now(),
-            };
-            r.c.start(r.now, &mut r.stats);
-            r
-        }
-
-        /// The request target waiting on `slot` (taken), if any.
-        fn request(&mut self, slot: Slot) -> Option<String> {
-            let out = self.c.out(slot).split();
-            if out.is_empty() {
-                return None;
-            }
-            let text = String::from_utf8(out.to_vec()).unwrap();
-            assert!(text.ends_with("\r\n\r\n") && text.contains("\r\nHost: h:8080\r\n"));
-            let line = text.lines().next().unwrap();
-            Some(
-                line.strip_prefix("GET ")
-                    .and_then(|l| l.strip_suffix(" HTTP/1.1"))
-                    .unwrap()
-                    .to_string(),
-            )
-        }
-
-        fn answer(&mut self, slot: Slot, status: u16, body: &[u8], chunked: bool) {
-            let mut bytes = if chunked {
-                format!("HTTP/1.1 {status} X\r\nTransfer-Encoding: chunked\r\n\r\n").into_bytes()
-            } else {
-                format!(
-                    "HTTP/1.1 {status} X\r\nContent-Length: {}\r\n\r\n",
-                    body.len()
-                )
-                .into_bytes()
-            };
-            if chunked {
-                for c in body.chunks(100) {
-                    bytes.extend_from_slice(format!("{:x}\r\n", c.len()).as_bytes());
-                    bytes.extend_from_slice(c);
-                    bytes.extend_from_slice(b"\r\n");
-                }
-                bytes.extend_from_slice(b"0\r\n\r\n");
-            } else {
-                bytes.extend_from_slice(body);
-            }
-            for part in bytes.chunks(37) {
-                self.c
-                    .on_data(slot, part, self.now, &mut self.state, &mut self.stats);
-            }
-        }
-
-        fn wait(&mut self, d: Duration) {
-            self.now += d;
-            self.c.on_timer(self.now, &mut self.stats);
-        }
-    }
-
-    #[test]
-    fn a_player_waits_for_the_stream_then_follows_the_live_edge() {
-        let mut r = Rig::new("http://h:8080/live/x/index.m3u8?token=a");
-        let pl = Slot::Playlist;
-        let md = Slot::Media;
-        assert_eq!(r.request(pl).as_deref(), Some("/live/x/index.m3u8?token=a"));
-        assert_eq!(r.request(md), None);
-
-        // Not published yet: 404, retried after a backoff, not counted up.
-        r.answer(pl, 404, b"", false);
-        assert_eq!(r.request(pl), None);
-        assert!(!r.c.is_up());
-        assert_eq!(r.stats.request_errors["http:404"], 1);
-        assert_eq!(r.stats.request_errors_playing, 0);
-        r.wait(BACKOFF_MIN);
-        assert_eq!(r.request(pl).as_deref(), Some("/live/x/index.m3u8?token=a"));
-
-        // The playlist: up; a blocking reload for the hinted part, and the
-        // init segment, its own query kept.
-        r.answer(pl, 200, ll(40, 0.6).as_bytes(), false);
-        assert!(r.c.is_up());
-        assert_eq!(r.stats.players_up, 1);
-        assert_eq!(
-            r.request(pl).as_deref(),
-            Some("/live/x/index.m3u8?token=a&_HLS_msn=42&_HLS_part=1")
-        );
-        assert_eq!(
-            r.request(md).as_deref(),
-            Some("/live/x/init.mp4?token=t1&sid=9")
-        );
-        r.answer(md, 200, &init_segment(4), false);
-        // Start: segment 41 whole (its first part is the independent one
-        // behind the hold-back).
-        assert_eq!(r.request(md).as_deref(), Some("/live/x/seg41.m4s?sid=9"));
-        r.answer(
-            md,
-            200,
-            &fragment(&video_samples(4, 0, 12), &[vec![1; 20]]),
-            true,
-        );
-        assert_eq!(
-            (r.stats.video_frames, r.stats.frames, r.stats.lost),
-            (12, 12, 0)
-        );
-        assert_eq!((r.stats.good_starts, r.stats.bad_starts), (1, 0));
-        // Then the listed part of 42, then the hinted one.
-        assert_eq!(r.request(md).as_deref(), Some("/live/x/part42.0.m4s?sid=9"));
-        r.answer(md, 200, &fragment(&video_samples(4, 12, 6), &[]), false);
-        assert_eq!(r.request(md).as_deref(), Some("/live/x/part42.1.m4s?sid=9"));
-        r.answer(md, 200, &fragment(&video_samples(4, 18, 6), &[]), false);
-        // Beyond the hint: nothing until the blocking reload answers.
-        assert_eq!(r.request(md), None);
-        let newer = ll(40, 0.6).replace(
-            "#EXT-X-PRELOAD-HINT:TYPE=PART,URI=\"part42.1.m4s?sid=9\"",
-            "#EXT-X-PART:DURATION=0.2,URI=\"part42.1.m4s?sid=9\"\n#EXT-X-PRELOAD-HINT:TYPE=PART,URI=\"part42.2.m4s?sid=9\"",
-        );
-        r.answer(pl, 200, newer.as_bytes(), false);
-        assert_eq!(
-            r.request(pl).as_deref(),
-            Some("/live/x/index.m3u8?token=a&_HLS_msn=42&_HLS_part=2")
-        );
-        assert_eq!(r.request(md).as_deref(), Some("/live/x/part42.2.m4s?sid=9"));
-        assert_eq!((r.stats.frames, r.stats.lost, r.stats.stalls), (24, 0, 0));
-        assert!(r.stats.request_errors_playing == 0);
-    }
-
-    #[test]
-    fn expired_media_jumps_to_the_live_edge_as_a_stall() {
-        let mut r = Rig::new("http://h:8080/live/x/index.m3u8");
-        r.request(Slot::Playlist);
-        r.answer(Slot::Playlist, 200, ll(40, 0.6).as_bytes(), false);
-        r.request(Slot::Playlist);
-        r.request(Slot::Media);
-        r.answer(Slot::Media, 200, &init_segment(4), false);
-        assert_eq!(
-            r.request(Slot::Media).as_deref(),
-            Some("/live/x/seg41.m4s?sid=9")
-        );
-        // The segment request fails; meanwhile the window moved past it
-        // (the publisher came back, the sequence jumped by 10).
-        r.answer(Slot::Media, 404, b"", false);
-        assert_eq!(r.stats.request_errors_playing, 1);
-        r.answer(Slot::Playlist, 200, ll(50, 0.6).as_bytes(), false);
-        r.wait(BACKOFF_MIN);
-        assert_eq!(
-            r.request(Slot::Media).as_deref(),
-            Some("/live/x/seg51.m4s?sid=9")
-        );
-        assert_eq!(r.stats.stalls, 1);
-    }
-
-    #[test]
-    fn no_video_for_a_second_is_a_stall_and_a_silent_server_a_timeout() {
-        let mut r = Rig::new("http://h:8080/live/x/index.m3u8");
-        r.request(Slot::Playlist);
-        r.answer(Slot::Playlist, 200, ll(40, 0.1).as_bytes(), false);
-        r.request(Slot::Media);
-        r.answer(Slot::Media, 200, &init_segment(4), false);
-        assert_eq!(
-            r.request(Slot::Media).as_deref(),
-            Some("/live/x/part42.0.m4s?sid=9")
-        );
-        r.answer(
-            Slot::Media,
-            200,
-            &fragment(&video_samples(4, 0, 6), &[]),
-            false,
-        );
-        // The hinted part never comes.
-        assert_eq!(
-            r.request(Slot::Media).as_deref(),
-            Some("/live/x/part42.1.m4s?sid=9")
-        );
-        r.wait(Duration::from_millis(999));
-        assert_eq!(r.stats.stalls, 0);
-        r.wait(Duration::from_millis(1));
-        assert_eq!(r.stats.stalls, 1);
-        // One stall however long it lasts.
-        r.wait(Duration::from_secs(2));
-        assert_eq!(r.stats.stalls, 1);
-        r.wait(REQUEST_TIMEOUT_MIN);
-        assert_eq!(r.stats.request_errors["timeout"], 2, "both requests");
-        assert!(r.c.take_close(Slot::Media) && r.c.take_close(Slot::Playlist));
-        // Retried after the backoff on fresh connections.
-        r.wait(BACKOFF_MIN);
-        assert_eq!(
-            r.request(Slot::Media).as_deref(),
-            Some("/live/x/part42.1.m4s?sid=9")
-        );
-        assert!(r.request(Slot::Playlist).is_some());
-    }
-
-    #[test]
-    fn a_connection_closed_mid_response_fails_the_request_only() {
-        let mut r = Rig::new("http://h:8080/live/x/index.m3u8");
-        r.request(Slot::Playlist);
-        let (now, state, stats) = (r.now, &mut r.state, &mut r.stats);
-        r.c.on_data(
-            Slot::Playlist,
-            b"HTTP/1.1 200 OK\r\nContent-Length: 500\r\n\r\n#EXTM3U\n",
-            now,
-            state,
-            stats,
-        );
-        r.c.on_closed(Slot::Playlist, None, now, state, stats);
-        assert_eq!(r.stats.request_errors["closed"], 1);
-        assert!(r.c.ended().is_none());
-        r.wait(BACKOFF_MIN);
-        assert!(r.request(Slot::Playlist).is_some());
-        // A close-delimited body is complete at the close.
-        let body = format!("HTTP/1.0 200 OK\r\n\r\n{}", ll(40, 0.6));
-        let (now, state, stats) = (r.now, &mut r.state, &mut r.stats);
-        r.c.on_data(Slot::Playlist, body.as_bytes(), now, state, stats);
-        assert!(!r.c.is_up());
-        r.c.on_closed(Slot::Playlist, None, now, state, stats);
-        assert!(r.c.is_up());
-        assert_eq!(r.stats.request_errors.len(), 1);
-    }
-
-    #[test]
-    fn a_request_lost_to_a_keep_alive_close_is_sent_again_once() {
-        let mut r = Rig::new("http://h:8080/live/x/index.m3u8");
-        r.request(Slot::Playlist);
-        r.answer(Slot::Playlist, 200, ll(40, 0.6).as_bytes(), false);
-        let reload = r.request(Slot::Playlist).unwrap();
-        // The server closes the connection as the reload goes out.
-        let (now, state, stats) = (r.now, &mut r.state, &mut r.stats);
-        r.c.on_closed(Slot::Playlist, None, now, state, stats);
-        assert_eq!(r.request(Slot::Playlist), Some(reload));
-        assert!(r.stats.request_errors.is_empty());
-        // On the new connection, a second close is a failure.
-        let (now, state, stats) = (r.now, &mut r.state, &mut r.stats);
-        r.c.on_closed(Slot::Playlist, None, now, state, stats);
-        assert_eq!(r.stats.request_errors["closed"], 1);
-        assert_eq!(r.request(Slot::Playlist), None);
-    }
-
-    #[test]
-    fn a_discontinuity_with_a_new_map_fetches_the_new_init_first() {
-        let mut r = Rig::new("http://h:8080/live/x/index.m3u8");
-        let head = "#EXTM3U\n#EXT-X-TARGETDURATION:1\n#EXT-X-MEDIA-SEQUENCE:41\n#EXT-X-MAP:URI=\"a/init.mp4\"\n#EXTINF:1,\na/41.m4s\n";
-        r.request(Slot::Playlist);
-        r.answer(Slot::Playlist, 200, head.as_bytes(), false);
-        assert_eq!(
-            r.request(Slot::Media).as_deref(),
-            Some("/live/x/a/init.mp4")
-        );
-        r.answer(Slot::Media, 200, &init_segment(4), false);
-        assert_eq!(r.request(Slot::Media).as_deref(), Some("/live/x/a/41.m4s"));
-        r.answer(
-            Slot::Media,
-            200,
-            &fragment(&video_samples(4, 0, 30), &[]),
-            false,
-        );
-        assert_eq!(r.request(Slot::Media), None);
-        // Ordinary HLS: the next poll half a target duration later.
-        assert_eq!(r.request(Slot::Playlist), None);
-        r.wait(Duration::from_millis(500));
-        assert_eq!(
-            r.request(Slot::Playlist).as_deref(),
-            Some("/live/x/index.m3u8")
-        );
-        let more = format!(
-            "{head}#EXT-X-DISCONTINUITY\n#EXT-X-MAP:URI=\"b/init.mp4\"\n#EXTINF:1,\nb/42.m4s\n"
-        );
-        r.answer(Slot::Playlist, 200, more.as_bytes(), false);
-        assert_eq!(
-            r.request(Slot::Media).as_deref(),
-            Some("/live/x/b/init.mp4")
-        );
-        r.answer(Slot::Media, 200, &init_segment(2), false);
-        assert_eq!(r.request(Slot::Media).as_deref(), Some("/live/x/b/42.m4s"));
-        // The new init's NAL length size applies to the new media.
-        r.answer(
-            Slot::Media,
-            200,
-            &fragment(&video_samples(2, 30, 30), &[]),
-            false,
-        );
-        assert_eq!((r.stats.frames, r.stats.lost, r.stats.stalls), (60, 0, 0));
-    }
-
-    #[test]
-    fn mpeg_ts_segments_are_read_as_opaque_media() {
-        // nginx-rtmp's ordinary HLS: no map, MPEG-TS segments.
-        let mut r = Rig::new("http://h:8080/hls/bench.m3u8");
-        r.request(Slot::Playlist);
-        let head = "#EXTM3U\n#EXT-X-VERSION:3\n#EXT-X-MEDIA-SEQUENCE:7\n#EXT-X-TARGETDURATION:2\n#EXTINF:2.000,\nbench-7.ts\n#EXTINF:2.000,\nbench-8.ts\n";
-        r.answer(Slot::Playlist, 200, head.as_bytes(), false);
-        assert!(r.c.is_up() && r.c.ended().is_none());
-        // No init segment: the newest whole segment at once.
-        assert_eq!(r.request(Slot::Media).as_deref(), Some("/hls/bench-8.ts"));
-        r.answer(Slot::Media, 200, &ts_segment(40), false);
-        assert_eq!(r.stats.ts_segments, 1);
-        // Bytes and segments, but no frames: no latency, no first frame.
-        assert_eq!((r.stats.video_frames, r.stats.frames), (0, 0));
-        assert!(r.stats.first_frame.is_empty() && r.stats.latency.is_empty());
-        assert_eq!(r.request(Slot::Media), None);
-        // Polled every half target duration; the next segment, chunked.
-        r.wait(Duration::from_millis(1000));
-        assert_eq!(
-            r.request(Slot::Playlist).as_deref(),
-            Some("/hls/bench.m3u8")
-        );
-        let more = format!("{head}#EXTINF:2.000,\nbench-9.ts\n");
-        r.answer(Slot::Playlist, 200, more.as_bytes(), false);
-        assert_eq!(r.request(Slot::Media).as_deref(), Some("/hls/bench-9.ts"));
-        r.answer(Slot::Media, 200, &ts_segment(3), true);
-        assert_eq!(r.stats.ts_segments, 2);
-        // Media arrived within the bound (1 s beyond the target duration):
-        // no stall, no failed request.
-        assert_eq!((r.stats.stalls, r.stats.request_errors_playing), (0, 0));
-        // A body that is not TS fails as "ts", and the player goes on.
-        r.wait(Duration::from_millis(1000));
-        r.request(Slot::Playlist);
-        let more = format!("{more}#EXTINF:2.000,\nbench-10.ts\n");
-        r.answer(Slot::Playlist, 200, more.as_bytes(), false);
-        assert_eq!(r.request(Slot::Media).as_deref(), Some("/hls/bench-10.ts"));
-        r.answer(
-            Slot::Media,
-            200,
-            &fragment(&video_samples(4, 0, 3), &[]),
-            false,
-        );
-        assert_eq!(r.stats.request_errors["ts"], 1);
-        assert_eq!(r.stats.ts_segments, 2);
-        assert!(r.c.ended().is_none());
-        // No media for 1 s beyond the target duration is a stall.
-        r.wait(Duration::from_millis(999));
-        assert_eq!(r.stats.stalls, 0);
-        r.wait(Duration::from_millis(1001));
-        assert_eq!(r.stats.stalls, 1);
-    }
-
-    #[test]
-    fn a_multivariant_playlist_leads_to_its_first_variant() {
-        let mut r = Rig::new("http://h:8080/live/x/master.m3u8?t=1");
-        r.request(Slot::Playlist);
-        let mv = "#EXTM3U\n#EXT-X-STREAM-INF:BANDWIDTH=1\nlow/index.m3u8?t=1\n";
-        r.answer(Slot::Playlist, 200, mv.as_bytes(), false);
-        assert_eq!(
-            r.request(Slot::Playlist).as_deref(),
-            Some("/live/x/low/index.m3u8?t=1")
-        );
-        assert!(!r.c.is_up());
-    }
-}
+#[path = "hls_tests.rs"]
+mod tests;

@@ -30,10 +30,25 @@ pub struct Part {
     pub duration: f64,
     pub uri: String,
     pub independent: bool,
-    /// `BYTERANGE` given: the part is a range of a bigger resource, which
-    /// this player does not fetch (see [`PreloadHint::byterange`]).
-    pub byterange: bool,
+    /// `BYTERANGE` given: the part is this range of `uri`, which is the
+    /// whole segment (byte-range addressed parts).
+    pub byterange: Option<ByteRange>,
     pub gap: bool,
+}
+
+/// A part's place in its segment's resource: `length` bytes from byte
+/// `offset` (`BYTERANGE="length@offset"`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ByteRange {
+    pub length: u64,
+    pub offset: u64,
+}
+
+impl ByteRange {
+    /// One past its last byte: where the next part of the resource starts.
+    pub fn end(&self) -> u64 {
+        self.offset.saturating_add(self.length)
+    }
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -63,8 +78,10 @@ pub struct PreloadHint {
     /// noted and ignored).
     pub part: bool,
     pub uri: String,
-    /// `BYTERANGE-START` given.
-    pub byterange: bool,
+    /// `BYTERANGE-START`: the hinted part begins at this byte of `uri`
+    /// (a byte-range addressed part; without `BYTERANGE-LENGTH` it runs to
+    /// the end of the resource, which the server sends as it is made).
+    pub byterange_start: Option<u64>,
 }
 
 #[derive(Debug, Clone, PartialEq, Default)]
@@ -92,6 +109,9 @@ pub struct MediaPlaylist {
 }
 
 /// What a playlist URL answered.
+// One is built per playlist response and taken apart at once, so the
+// size of the media variant costs a move, not memory held.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq)]
 pub enum Playlist {
     Media(MediaPlaylist),
@@ -239,11 +259,23 @@ pub fn parse(text: &str) -> Result<Playlist, PlaylistError> {
             }
             "#EXT-X-PART" => {
                 let a = Attrs::parse(value).map_err(bad)?;
+                let uri = a.string("URI").map_err(bad)?.to_string();
+                // Without `@offset` a range follows the previous part's
+                // range of the same resource (RFC 8216bis 4.4.4.9).
+                let follows = parts
+                    .last()
+                    .filter(|p| p.uri == uri)
+                    .and_then(|p| p.byterange)
+                    .map(|r| r.end());
+                let byterange = match a.get("BYTERANGE") {
+                    Some(v) => Some(byte_range(v, follows).map_err(bad)?),
+                    None => None,
+                };
                 parts.push(Part {
                     duration: number(a.raw("DURATION").map_err(bad)?).map_err(bad)?,
-                    uri: a.string("URI").map_err(bad)?.to_string(),
+                    uri,
                     independent: a.get("INDEPENDENT") == Some("YES"),
-                    byterange: a.get("BYTERANGE").is_some(),
+                    byterange,
                     gap: a.get("GAP") == Some("YES"),
                 });
             }
@@ -252,7 +284,11 @@ pub fn parse(text: &str) -> Result<Playlist, PlaylistError> {
                 pl.preload_hint = Some(PreloadHint {
                     part: a.get("TYPE") == Some("PART"),
                     uri: a.string("URI").map_err(bad)?.to_string(),
-                    byterange: a.get("BYTERANGE-START").is_some(),
+                    byterange_start: a
+                        .get("BYTERANGE-START")
+                        .map(integer)
+                        .transpose()
+                        .map_err(bad)?,
                 });
             }
             "#EXT-X-STREAM-INF" => pending_variant = true,
@@ -279,6 +315,19 @@ fn integer(s: &str) -> Result<u64, String> {
     s.trim()
         .parse::<u64>()
         .map_err(|_| format!("not an integer: {s:?}"))
+}
+
+/// `length[@offset]`; `follows` is where the range starts when the offset
+/// is left out (none: the resource's previous part is not a range here).
+fn byte_range(s: &str, follows: Option<u64>) -> Result<ByteRange, String> {
+    let (length, offset) = match s.split_once('@') {
+        Some((l, o)) => (integer(l)?, integer(o)?),
+        None => {
+            let start = follows.ok_or_else(|| format!("byte range without an offset: {s:?}"))?;
+            (integer(s)?, start)
+        }
+    };
+    Ok(ByteRange { length, offset })
 }
 
 /// An attribute list (`KEY=VALUE,KEY="quoted, value"`), borrowed from the
@@ -503,11 +552,69 @@ seg41.m4s?token=t1&sid=9
             Some(PreloadHint {
                 part: true,
                 uri: "part42.1.m4s?token=t1&sid=9".into(),
-                byterange: false
+                byterange_start: None
             })
         );
         assert_eq!(pl.map_at(42), Some("init.mp4?token=t1&sid=9"));
         assert!(!pl.endlist);
+    }
+
+    #[test]
+    fn byte_range_parts_keep_their_offsets() {
+        let text = "#EXTM3U
+#EXT-X-TARGETDURATION:2
+#EXT-X-SERVER-CONTROL:CAN-BLOCK-RELOAD=YES,PART-HOLD-BACK=0.6
+#EXT-X-PART-INF:PART-TARGET=0.200
+#EXT-X-MEDIA-SEQUENCE:12
+#EXT-X-MAP:URI=\"init.mp4\"
+#EXT-X-PART:DURATION=0.200,URI=\"seg12.m4s?sid=77\",BYTERANGE=\"73012@0\",INDEPENDENT=YES
+#EXT-X-PART:DURATION=0.200,URI=\"seg12.m4s?sid=77\",BYTERANGE=\"70321@73012\"
+#EXT-X-PART:DURATION=0.200,URI=\"seg12.m4s?sid=77\",BYTERANGE=\"500\"
+#EXTINF:0.600,
+seg12.m4s?sid=77
+#EXT-X-PART:DURATION=0.200,URI=\"seg13.m4s?sid=77\",BYTERANGE=\"71000@0\",INDEPENDENT=YES
+#EXT-X-PRELOAD-HINT:TYPE=PART,URI=\"seg13.m4s?sid=77\",BYTERANGE-START=71000
+";
+        let pl = media(text);
+        let p = &pl.segments[0].parts;
+        assert_eq!(p[0].uri, "seg12.m4s?sid=77");
+        assert_eq!(
+            p[0].byterange,
+            Some(ByteRange {
+                length: 73012,
+                offset: 0
+            })
+        );
+        assert_eq!(
+            p[1].byterange,
+            Some(ByteRange {
+                length: 70321,
+                offset: 73012
+            })
+        );
+        // No offset: right after the previous range of the same resource.
+        assert_eq!(
+            p[2].byterange,
+            Some(ByteRange {
+                length: 500,
+                offset: 143333
+            })
+        );
+        assert_eq!(p[2].byterange.map(|r| r.end()), Some(143833));
+        assert_eq!(
+            pl.trailing_parts[0].byterange,
+            Some(ByteRange {
+                length: 71000,
+                offset: 0
+            })
+        );
+        let hint = pl.preload_hint.as_ref().unwrap();
+        assert_eq!(hint.uri, "seg13.m4s?sid=77");
+        assert_eq!(hint.byterange_start, Some(71000));
+        // A range with no offset and nothing before it to follow is bad.
+        assert!(parse(&text.replace("\"73012@0\"", "\"73012\"")).is_err());
+        assert!(parse(&text.replace("\"73012@0\"", "\"x@0\"")).is_err());
+        assert!(parse(&text.replace("BYTERANGE-START=71000", "BYTERANGE-START=-1")).is_err());
     }
 
     #[test]

@@ -5,6 +5,7 @@ mod floor;
 mod flvstream;
 mod fmp4;
 mod hls;
+mod hls_steps;
 mod httpflv;
 mod m3u8;
 mod media;
