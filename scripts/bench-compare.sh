@@ -9,7 +9,7 @@
 # Players speak RTMP, HTTP-FLV, WebSocket-FLV or Low-Latency HLS: PROTO
 # sets it for every server, a suffix on a server's name sets it for that
 # server alone (cascade-rtmp, cascade-httpflv, cascade-wsflv,
-# cascade-llhls; also with @W and for baseline). So SERVERS="cascade cascade-httpflv" measures cascade with RTMP
+# cascade-llhls, cascade-llhlsbr; also with @W and for baseline). So SERVERS="cascade cascade-httpflv" measures cascade with RTMP
 # players and with HTTP-FLV players side by side, and the "vs rtmp" column
 # gives the second's core-s/Gbit over the first's (with PROTO=http-flv the
 # same pair is SERVERS="cascade-rtmp cascade"). The publisher always
@@ -17,7 +17,9 @@
 # and they play http://127.0.0.1:HTTP_PORT/live/bench.flv (ws:// for
 # WebSocket-FLV; http://127.0.0.1:HTTP_PORT/live/bench/index.m3u8 for LL-HLS,
 # each player on two keep-alive connections: blocking playlist reloads and
-# preload-hinted parts). nginx-rtmp and the floor have no HTTP players: their
+# preload-hinted parts; LL-HLS with byte-range parts adds ?parts=byterange,
+# and its players stream each segment in one range request with one
+# blocking reload per segment). nginx-rtmp and the floor have no HTTP players: their
 # players always use RTMP, whatever PROTO says (the "proto" column shows
 # it), so their ratios to an HTTP cascade compare across protocols.
 #
@@ -44,10 +46,10 @@
 #   SERVERS="cascade nginx floor"  also nginx-hls; cascade@W runs cascade with a W ms
 #                                write-coalescing window (player.write_coalesce_ms);
 #                                baseline (and baseline@W) runs $BASELINE instead;
-#                                -rtmp, -httpflv, -wsflv, -llhls after cascade or
+#                                -rtmp, -httpflv, -wsflv, -llhls, -llhlsbr after cascade or
 #                                baseline pick the players' protocol for that server
 #   PROTO=rtmp                   players' protocol where the name has no suffix:
-#                                rtmp, http-flv, ws-flv or ll-hls
+#                                rtmp, http-flv, ws-flv, ll-hls or ll-hls-br
 #   HTTP_PORT=PORT+1             cascade's HTTP listener, for HTTP-FLV/WS-FLV/LL-HLS players
 #   BASELINE=path/to/cascade     an older cascade binary, for before/after in one run
 #   CLIP=path.flv                loop this file (default: synthetic stream)
@@ -79,9 +81,9 @@ OUT=${OUT:-$ROOT/target/bench-compare}
 CLK_TCK=$(getconf CLK_TCK)
 
 case $PROTO in
-rtmp | http-flv | ws-flv | ll-hls) ;;
+rtmp | http-flv | ws-flv | ll-hls | ll-hls-br) ;;
 *)
-    echo "PROTO=$PROTO: use rtmp, http-flv, ws-flv or ll-hls" >&2
+    echo "PROTO=$PROTO: use rtmp, http-flv, ws-flv, ll-hls or ll-hls-br" >&2
     exit 2
     ;;
 esac
@@ -124,7 +126,7 @@ family_of() {
     local base=${1%%@*} at=""
     [[ $1 == *@* ]] && at=@${1#*@}
     case $base in
-    *-rtmp | *-httpflv | *-wsflv | *-llhls) base=${base%-*} ;;
+    *-rtmp | *-httpflv | *-wsflv | *-llhls | *-llhlsbr) base=${base%-*} ;;
     esac
     echo "$base$at"
 }
@@ -137,6 +139,7 @@ proto_of() {
     *-httpflv) echo http-flv ;;
     *-wsflv) echo ws-flv ;;
     *-llhls) echo ll-hls ;;
+    *-llhlsbr) echo ll-hls-br ;;
     nginx-hls) echo hls ;;
     cascade | baseline) echo "$PROTO" ;;
     *) echo rtmp ;;
@@ -292,6 +295,7 @@ run_one() {
     http-flv) url="http://127.0.0.1:$HTTP_PORT/live/bench.flv" ;;
     ws-flv) url="ws://127.0.0.1:$HTTP_PORT/live/bench.flv" ;;
     ll-hls) url="http://127.0.0.1:$HTTP_PORT/live/bench/index.m3u8" ;;
+    ll-hls-br) url="http://127.0.0.1:$HTTP_PORT/live/bench/index.m3u8?parts=byterange" ;;
     hls) url="http://127.0.0.1:$HTTP_PORT/hls/bench.m3u8" ;;
     *) url=$rtmp_url ;;
     esac
