@@ -505,6 +505,13 @@ impl Outbox {
         self.inner.borrow().bytes
     }
 
+    /// Open, nothing queued and no write in flight: bytes sent to the
+    /// socket now go out after everything queued before them.
+    pub fn is_idle(&self) -> bool {
+        let i = self.inner.borrow();
+        !self.writing.get() && i.items.is_empty() && i.closed.is_none()
+    }
+
     /// Moves up to `max_items` messages / about `max_bytes` into `batch`
     /// (which should be empty); false if nothing is queued.
     pub fn fill_batch(&self, batch: &mut Batch, max_items: usize, max_bytes: usize) -> bool {

@@ -40,6 +40,10 @@ pub(super) struct HttpConn {
     pub(super) outbox: Rc<Outbox>,
     pub(super) peer: SocketAddr,
     pub(super) serves: Serves,
+    /// The plain TCP socket, for answers sent straight from the request's
+    /// task when nothing is queued (`hls::files::send_bufs`); None over
+    /// TLS, where bytes must go through the writer's record layer.
+    pub(super) direct_fd: Option<std::os::fd::RawFd>,
 }
 
 /// How a request left the connection.
@@ -95,6 +99,7 @@ async fn run(
     peer: SocketAddr,
     serves: Serves,
 ) {
+    let worker_direct = worker.config.server.direct_writes;
     let (link, mut rd) = Link::open(&worker, stream, id, peer);
     let conn = HttpConn {
         id,
@@ -103,6 +108,7 @@ async fn run(
         outbox: link.outbox.clone(),
         peer,
         serves,
+        direct_fd: (!link.tls && worker_direct).then_some(link.fd),
     };
     conn.requests(&mut rd, &link).await;
     if link.outbox.closed() == Some(CloseReason::Unread) {
