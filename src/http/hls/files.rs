@@ -9,11 +9,11 @@ use tracing::debug;
 
 use super::playlists::track_index;
 use super::{block_limit, keep_or_close, start_limit, wait_until, Answer, HttpConn, Next, Reply};
+use crate::egress::writer::FdSink;
+use crate::egress::DirectSink;
 use crate::hub::hls::{PartLookup, SegmentLookup, Window, WindowState};
 use crate::metrics::Protocol;
 use crate::protocol::hls;
-use crate::egress::writer::FdSink;
-use crate::egress::DirectSink;
 use crate::protocol::http::{response_head, ByteRange, Method, RequestHead};
 
 /// Bytes of a response queued ahead of the writer at a time: a player
@@ -448,6 +448,9 @@ mod tests {
     fn chunk_size_lines_are_hex_with_crlf() {
         let mut buf = [0u8; 18];
         assert_eq!(chunk_size_line(&mut buf, 0x1a2b), b"1a2b\r\n");
-        assert_eq!(chunk_size_line(&mut buf, usize::MAX), b"ffffffffffffffff\r\n");
+        assert_eq!(
+            chunk_size_line(&mut buf, usize::MAX),
+            b"ffffffffffffffff\r\n"
+        );
     }
 }
