@@ -428,6 +428,30 @@ fn chromium_plays_ll_hls_with_hls_js_in_low_latency_mode() {
 }
 
 #[test]
+fn chromium_plays_ll_hls_with_byte_range_parts_with_hls_js() {
+    if !browser_available() {
+        return;
+    }
+    let _s = serial();
+    ensure_node_modules();
+    let mut live = Live::start("browser-hls-ranges", HLS);
+    let url = format!("{}?parts=byterange", live.hls_url());
+    let r = live.play(&url, "hls");
+    assert_watchable(&r, HLS);
+    let tap = &r["tap"];
+    assert_eq!(tap["lowLatencyMode"], true, "{r:#}");
+    assert_eq!(tap["playlist"]["partTarget"].as_f64(), Some(0.2), "{r:#}");
+    // hls.js loads each byte-range part as a range of its segment.
+    assert!(tap["parts"].as_u64() > Some(0), "no parts loaded: {r:#}");
+    assert!(
+        tap["blockingReloads"].as_u64() > Some(0),
+        "no blocking playlist reload: {r:#}"
+    );
+    assert_eq!(r["hls"]["stallEventsInWindow"].as_u64(), Some(0), "{r:#}");
+    assert_eq!(r["hls"]["stampGapsInWindow"].as_u64(), Some(0), "{r:#}");
+}
+
+#[test]
 fn chromium_plays_the_muxed_variant_of_the_multivariant_playlist_with_hls_js() {
     if !browser_available() {
         return;
