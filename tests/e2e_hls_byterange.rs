@@ -10,7 +10,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::hls::{fetch, fetch_chunked, fetch_with, wait_ok};
+use common::hls::{attr, fetch, fetch_chunked, fetch_with, wait_ok};
 use common::ops::OpsServer;
 use common::{decoded_frames, ffmpeg_play, publish_ffmpeg, tail, tool, Clip};
 
@@ -23,15 +23,6 @@ struct RangePart {
     index: u32,
     len: u64,
     offset: u64,
-}
-
-/// The value of `name` in a tag line's attributes, quotes removed.
-fn attr<'a>(line: &'a str, name: &str) -> Option<&'a str> {
-    line.split(',').find_map(|kv| {
-        let (k, v) = kv.split_once('=')?;
-        let k = k.rsplit(':').next().unwrap_or(k);
-        (k == name).then(|| v.trim_matches('"'))
-    })
 }
 
 /// `segM.m4s?…` → M.

@@ -113,6 +113,18 @@ pub fn fetch_chunked(port: u16, path: &str, extra: &str) -> Streamed {
     }
 }
 
+/// A media playlist that must answer 200 as an HLS playlist: its answer.
+pub fn fetch_playlist(port: u16, path: &str) -> Fetched {
+    let f = fetch(port, path);
+    assert_eq!(f.status, 200, "{path}: {}", f.text());
+    assert_eq!(
+        f.header("content-type").as_deref(),
+        Some("application/vnd.apple.mpegurl"),
+        "{path}"
+    );
+    f
+}
+
 /// Polls `path` until it answers 200 (a new stream's first part), then
 /// returns that answer.
 pub fn wait_ok(port: u16, path: &str, timeout: Duration) -> Fetched {
@@ -146,7 +158,8 @@ pub struct Playlist {
     pub program_date_times: usize,
 }
 
-fn attr<'a>(line: &'a str, name: &str) -> Option<&'a str> {
+/// The value of `name` in a tag line's attributes, quotes removed.
+pub fn attr<'a>(line: &'a str, name: &str) -> Option<&'a str> {
     line.split(',').find_map(|kv| {
         let (k, v) = kv.split_once('=')?;
         let k = k.rsplit(':').next().unwrap_or(k);
