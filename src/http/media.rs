@@ -103,10 +103,7 @@ pub(super) async fn play(
         return Next::Close;
     }
     let key = path.key();
-    // The node's flag, not only this worker's: the drain reaches each
-    // worker as a control message, and once /readyz says draining no new
-    // player may slip in on a worker that has not read it yet.
-    if worker.draining() || conn.ops.is_draining() {
+    if conn.draining() {
         return refuse(503, "this node is draining");
     }
     let tc_url = format!("http://{}/{}", conn.peer, path.app);

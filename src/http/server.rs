@@ -119,6 +119,14 @@ async fn run(
 }
 
 impl HttpConn {
+    /// The node drains: new players are refused. The node's flag as well as
+    /// this worker's: the drain reaches each worker as a control message,
+    /// and once /readyz says draining no new player may slip in on a worker
+    /// that has not read it yet.
+    pub(super) fn draining(&self) -> bool {
+        self.worker.draining() || self.ops.is_draining()
+    }
+
     fn limits(&self) -> (HeadLimits, Duration, Duration, u64) {
         let http = &self.ops.config().http;
         (

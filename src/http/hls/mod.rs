@@ -205,7 +205,7 @@ pub(super) async fn serve(conn: &HttpConn, head: RequestHead, req: HlsPath) -> N
             | hls::Asset::Multivariant
             | hls::Asset::Mpd
     );
-    if (worker.draining() || conn.ops.is_draining()) && manifest {
+    if conn.draining() && manifest {
         return refuse(503, "this node is draining");
     }
     let decision = if manifest {
