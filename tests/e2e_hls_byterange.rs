@@ -154,6 +154,23 @@ fn byte_range_parts_are_slices_of_their_segment_and_the_hint_streams_the_rest() 
     );
     assert_eq!(&got.body[4..8], b"moof", "the range starts on a part");
 
+    // A range to the largest last byte a client can write: the rest of the
+    // segment being made, like the open range (and no overflow).
+    let (_, (m, _)) = range_parts(&fetch(ops.http, "/live/br/index.m3u8?parts=byterange").text());
+    let huge = fetch_chunked(
+        ops.http,
+        &format!("/live/br/seg{m}.m4s"),
+        &format!("Range: bytes=1-{}\r\n", u64::MAX),
+    );
+    assert!(huge.head.starts_with("HTTP/1.1 206"), "{}", huge.head);
+    let whole = fetch(ops.http, &format!("/live/br/seg{m}.m4s"));
+    assert_eq!(
+        huge.body,
+        whole.body[1..],
+        "bytes=1-{} of segment {m}",
+        u64::MAX
+    );
+
     // One blocking reload per segment: the next segment's first part.
     let next = hint_msn + 1;
     let reload = fetch(

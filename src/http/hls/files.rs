@@ -272,7 +272,8 @@ async fn stream_segment(
         for p in parts.into_iter().skip(seen) {
             seen += 1;
             let len = p.len() as u64;
-            let (from, to) = (wanted.start.max(at), (last + 1).min(at + len));
+            // `last` may be any u64 a client sent.
+            let (from, to) = (wanted.start.max(at), last.saturating_add(1).min(at + len));
             at += len;
             if from >= to {
                 // Before the range, past it, or a part without this track:
