@@ -600,12 +600,15 @@ fn slow_player_is_dropped_to_keyframes_then_disconnected() {
         tail(&log, 30)
     );
 
-    // The 1 ms absorbs scheduling resolution: on a loaded 2-core loopback
-    // p99 is a few ms, where one late wake-up of a worker (timer slack,
-    // another process on the core) is already more than 10%.
+    // The slack absorbs scheduling: the two nodes share 2 cores with their
+    // publishers and 100 players, so p99 is a few ms, and one late wake-up
+    // of a worker (timer slack, another process on the core) moves it by
+    // 1-2 ms (a run measured 3.7 ms against 5.2 ms with nothing wrong). A
+    // slow player that held up the others (a write that blocks the core,
+    // a queue that grows) costs tens to hundreds of ms, far past this.
     let p99_a = stat_u64(&doc_a, &["total", "ingest_to_egress", "p99_us"]);
     let p99_b = stat_u64(&doc_b, &["total", "ingest_to_egress", "p99_us"]);
-    let bound = p99_a + p99_a / 10 + 1000;
+    let bound = p99_a + p99_a / 2 + 2000;
     eprintln!("p99 ingest->egress: node A {p99_a} us, node B {p99_b} us (bound {bound} us)");
     assert!(
         p99_b <= bound,
