@@ -8,9 +8,10 @@
 
 mod common;
 
+use std::io::{Read, Write};
 use std::time::Duration;
 
-use common::hls::{attr, fetch, fetch_chunked, fetch_with, wait_ok};
+use common::hls::{attr, fetch, fetch_chunked, fetch_chunked_slowly, fetch_with, wait_ok};
 use common::ops::OpsServer;
 use common::{decoded_frames, ffmpeg_play, publish_ffmpeg, tail, tool, Clip};
 
@@ -153,6 +154,51 @@ fn byte_range_parts_are_slices_of_their_segment_and_the_hint_streams_the_rest() 
         "the streamed range differs from the complete segment"
     );
     assert_eq!(&got.body[4..8], b"moof", "the range starts on a part");
+    // Whole parts went out with sendfile, for which the socket was made
+    // non-blocking: the same connection still takes the next request.
+    let mut conn = got.conn;
+    conn.write_all(b"GET /live/br/index.m3u8?parts=byterange HTTP/1.1\r\nHost: x\r\n\r\n")
+        .expect("a second request on the streamed connection");
+    let mut next = Vec::new();
+    let mut buf = [0u8; 4096];
+    while !next.windows(4).any(|w| w == b"\r\n\r\n") {
+        let n = conn
+            .read(&mut buf)
+            .expect("the answer to the second request");
+        assert!(n > 0, "closed after the streamed range");
+        next.extend_from_slice(&buf[..n]);
+    }
+    assert!(
+        next.starts_with(b"HTTP/1.1 200"),
+        "{}",
+        String::from_utf8_lossy(&next)
+    );
+
+    // A player that reads nothing for a while from a small buffer: the
+    // socket takes part of a part, the writer sends the rest later, and
+    // the bytes are still the segment's.
+    let (_, (slow_msn, slow_start)) =
+        range_parts(&fetch(ops.http, "/live/br/index.m3u8?parts=byterange").text());
+    let slow = fetch_chunked_slowly(
+        ops.http,
+        &format!("/live/br/seg{slow_msn}.m4s"),
+        &format!("Range: bytes={slow_start}-\r\n"),
+        4096,
+        Duration::from_millis(1500),
+    );
+    // `bytes=0-` (a hint at a new segment's start) is the whole file: 200.
+    let status = if slow_start == 0 { "200" } else { "206" };
+    assert!(
+        slow.head.starts_with(&format!("HTTP/1.1 {status}")),
+        "{}",
+        slow.head
+    );
+    let whole = fetch(ops.http, &format!("/live/br/seg{slow_msn}.m4s"));
+    assert_eq!(
+        slow.body,
+        whole.body[slow_start as usize..],
+        "a slow reader's range differs from the complete segment"
+    );
 
     // A range to the largest last byte a client can write: the rest of the
     // segment being made, like the open range (and no overflow).

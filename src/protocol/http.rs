@@ -275,6 +275,22 @@ pub fn response_head(
     out
 }
 
+/// Room for the longest chunk-size line: 16 hex digits and CRLF.
+pub const CHUNK_LINE_MAX: usize = 18;
+
+/// A chunk's size line (`{n:x}\r\n`) written into `buf`: written here,
+/// rather than with an HTTP crate, because the chunks of a segment being
+/// made are framed once by the packager and sent as they are to every
+/// player.
+pub fn chunk_size_line(buf: &mut [u8; CHUNK_LINE_MAX], n: usize) -> &[u8] {
+    use std::io::Write;
+    let mut w = &mut buf[..];
+    // 16 hex digits and CRLF fit: cannot fail.
+    let _ = write!(w, "{n:x}\r\n");
+    let left = w.len();
+    &buf[..CHUNK_LINE_MAX - left]
+}
+
 /// One query parameter's decoded value.
 pub fn query_param(query: &str, key: &str) -> Option<String> {
     form_urlencoded::parse(query.as_bytes())
@@ -285,6 +301,16 @@ pub fn query_param(query: &str, key: &str) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn chunk_size_lines_are_hex_with_crlf() {
+        let mut buf = [0u8; CHUNK_LINE_MAX];
+        assert_eq!(chunk_size_line(&mut buf, 0x1a2b), b"1a2b\r\n");
+        assert_eq!(
+            chunk_size_line(&mut buf, usize::MAX),
+            b"ffffffffffffffff\r\n"
+        );
+    }
 
     const LIMITS: HeadLimits = HeadLimits {
         max_bytes: 1024,

@@ -69,22 +69,46 @@ pub fn fetch_with(port: u16, path: &str, extra: &str) -> Fetched {
 
 /// A chunked answer read over HTTP/1.1 as it arrives: its head, its body
 /// with the chunking taken off, and when each read returned (from the
-/// request).
+/// request), and the connection, open for another request.
 pub struct Streamed {
     pub head: String,
     pub body: Vec<u8>,
     pub arrivals: Vec<Duration>,
+    pub conn: TcpStream,
 }
 
 /// `GET path` over HTTP/1.1 with `extra` header lines, for an answer sent
 /// chunked; reads until the last chunk.
 pub fn fetch_chunked(port: u16, path: &str, extra: &str) -> Streamed {
-    let mut sock = TcpStream::connect(("127.0.0.1", port)).expect("connect");
+    let sock = TcpStream::connect(("127.0.0.1", port)).expect("connect");
+    fetch_chunked_on(sock, path, extra, Duration::ZERO)
+}
+
+/// As [`fetch_chunked`], by a player with a receive buffer of about
+/// `rcvbuf` bytes that reads nothing for `pause` after asking: the
+/// server's socket fills and the rest of the answer waits in the server.
+pub fn fetch_chunked_slowly(
+    port: u16,
+    path: &str,
+    extra: &str,
+    rcvbuf: usize,
+    pause: Duration,
+) -> Streamed {
+    use socket2::{Domain, Socket, Type};
+    let sock = Socket::new(Domain::IPV4, Type::STREAM, None).expect("socket");
+    sock.set_recv_buffer_size(rcvbuf).expect("SO_RCVBUF");
+    let addr: std::net::SocketAddr = ([127, 0, 0, 1], port).into();
+    sock.connect(&addr.into()).expect("connect");
+    fetch_chunked_on(sock.into(), path, extra, pause)
+}
+
+fn fetch_chunked_on(mut sock: TcpStream, path: &str, extra: &str, pause: Duration) -> Streamed {
     sock.set_read_timeout(Some(Duration::from_secs(10)))
         .unwrap();
     let start = Instant::now();
     sock.write_all(format!("GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n{extra}\r\n").as_bytes())
         .expect("send request");
+    thread::sleep(pause);
     let mut raw = Vec::new();
     let mut buf = [0u8; 65536];
     let mut arrivals = Vec::new();
@@ -110,6 +134,7 @@ pub fn fetch_chunked(port: u16, path: &str, extra: &str) -> Streamed {
         head: String::from_utf8_lossy(&raw[..body_start]).to_string(),
         body,
         arrivals,
+        conn: sock,
     }
 }
 

@@ -14,7 +14,10 @@ use crate::egress::DirectSink;
 use crate::hub::hls::{PartLookup, SegmentLookup, Window, WindowState};
 use crate::metrics::Protocol;
 use crate::protocol::hls;
-use crate::protocol::http::{response_head, ByteRange, Method, RequestHead};
+use crate::protocol::http::{
+    chunk_size_line, response_head, ByteRange, Method, RequestHead, CHUNK_LINE_MAX,
+};
+use crate::transport::spool::{self, Spool};
 
 /// Bytes of a response queued ahead of the writer at a time: a player
 /// that stops reading holds this much, not a whole segment.
@@ -260,16 +263,13 @@ async fn stream_segment(
         return;
     }
     let limit = block_limit(conn, window);
+    let track = track.map(track_index);
     // Parts looked at so far, and the segment's bytes before the next one.
     let mut seen = 0usize;
     let mut at = 0u64;
     loop {
-        let (parts, complete) = match lookup_segment(&window.read(), msn, track) {
-            SegmentLookup::Complete(p) => (p, true),
-            SegmentLookup::Growing(p) => (p, false),
-            SegmentLookup::Missing => (Vec::new(), true),
-        };
-        for p in parts.into_iter().skip(seen) {
+        let tail = window.read().segment_tail(msn, track, seen);
+        for (p, chunk_at) in tail.parts {
             seen += 1;
             let len = p.len() as u64;
             // `last` may be any u64 a client sent.
@@ -283,9 +283,9 @@ async fn stream_segment(
             let piece = p.slice((from - (at - len)) as usize..(to - (at - len)) as usize);
             let n = piece.len();
             let done = if chunked {
-                let mut size = [0u8; 18];
-                let size = Bytes::copy_from_slice(chunk_size_line(&mut size, n));
-                send_bufs(conn, &[size, piece, Bytes::from_static(b"\r\n")]).await
+                // A whole part is framed in the segment's memory file.
+                let spooled = tail.spool.as_deref().zip(chunk_at).filter(|_| n == p.len());
+                send_chunk(conn, piece, spooled).await
             } else {
                 send_bufs(conn, &[piece]).await
             };
@@ -294,13 +294,10 @@ async fn stream_segment(
             }
             conn.worker.stats.add_out(protocol, n as u64);
         }
-        if complete || at > last || conn.outbox.closed().is_some() {
+        if tail.complete || at > last || conn.outbox.closed().is_some() {
             break;
         }
-        let more = |s: &WindowState| match lookup_segment(s, msn, track) {
-            SegmentLookup::Growing(p) => p.len() > seen,
-            _ => true,
-        };
+        let more = |s: &WindowState| s.growing_parts(msn).map_or(true, |n| n > seen);
         if !wait_until(window, more, limit).await {
             debug!(msn, "segment stream stalled");
             break;
@@ -309,16 +306,6 @@ async fn stream_segment(
     if chunked {
         conn.send(Bytes::from_static(b"0\r\n\r\n"));
     }
-}
-
-/// A chunk's size line (`{n:x}\r\n`) written into `buf`.
-fn chunk_size_line(buf: &mut [u8; 18], n: usize) -> &[u8] {
-    use std::io::Write;
-    let mut w = &mut buf[..];
-    // 16 hex digits and CRLF fit: cannot fail.
-    let _ = write!(w, "{n:x}\r\n");
-    let left = w.len();
-    &buf[..18 - left]
 }
 
 /// Most buffers one direct send carries.
@@ -332,21 +319,30 @@ const DIRECT_BUFS: usize = 8;
 /// something is queued, goes through the outbox in pieces as the writer
 /// takes them. False once the connection is closed.
 pub(super) async fn send_bufs(conn: &HttpConn, bufs: &[Bytes]) -> bool {
-    let mut sent = 0usize;
-    if let Some(fd) = conn.direct_fd {
-        if conn.outbox.is_idle() {
-            let mut slices: [&[u8]; DIRECT_BUFS] = [&[]; DIRECT_BUFS];
-            let n = bufs.len().min(DIRECT_BUFS);
-            for (slot, b) in slices.iter_mut().zip(bufs) {
-                *slot = b;
-            }
-            match FdSink(fd).send_now(&slices[..n]) {
-                Ok(k) => sent = k,
-                // The writer meets the error on what is queued next.
-                Err(e) => debug!(error = %e, "direct send failed"),
-            }
-        }
+    let mut slices: [&[u8]; DIRECT_BUFS] = [&[]; DIRECT_BUFS];
+    let n = bufs.len().min(DIRECT_BUFS);
+    for (slot, b) in slices.iter_mut().zip(bufs) {
+        *slot = b;
     }
+    let sent = send_direct(conn, &slices[..n]);
+    queue_rest(conn, bufs, sent).await
+}
+
+/// Sends `slices` straight to an idle plain TCP socket, without waiting;
+/// the bytes it took (0 when something is queued ahead, over TLS, or on an
+/// error, which the writer meets on what is queued next).
+fn send_direct(conn: &HttpConn, slices: &[&[u8]]) -> usize {
+    let Some(fd) = conn.direct_fd.filter(|_| conn.outbox.is_idle()) else {
+        return 0;
+    };
+    FdSink(fd).send_now(slices).unwrap_or_else(|e| {
+        debug!(error = %e, "direct send failed");
+        0
+    })
+}
+
+/// Queues `bufs` after their first `sent` bytes (see [`send_piece`]).
+async fn queue_rest(conn: &HttpConn, bufs: &[Bytes], mut sent: usize) -> bool {
     for b in bufs {
         if sent >= b.len() {
             sent -= b.len();
@@ -359,6 +355,41 @@ pub(super) async fn send_bufs(conn: &HttpConn, bufs: &[Bytes]) -> bool {
         }
     }
     true
+}
+
+/// One chunk of a streamed body. A whole part of the segment being made is
+/// framed as a chunk in the segment's memory file (`spooled`: the file and
+/// where the chunk starts); when the socket is idle it goes from there
+/// with `sendfile`, which passes the pages to TCP without copying them
+/// (a part goes to every player of the stream within milliseconds, and the
+/// copy was the largest cost of that). Otherwise the chunk is sent from
+/// memory as [`send_bufs`] does. False once the connection is closed.
+async fn send_chunk(conn: &HttpConn, piece: Bytes, spooled: Option<(&Spool, u64)>) -> bool {
+    let mut line = [0u8; CHUNK_LINE_MAX];
+    let line = chunk_size_line(&mut line, piece.len());
+    let framed = line.len() + piece.len() + 2;
+    let mut sent = 0;
+    if let Some((spool, at)) = spooled {
+        if conn.outbox.is_idle() {
+            if let Some(fd) = conn.sendfile_fd() {
+                sent = spool::send_file(fd, spool, at, framed).unwrap_or_else(|e| {
+                    debug!(error = %e, "sendfile failed");
+                    0
+                });
+            }
+        }
+    } else {
+        sent = send_direct(conn, &[line, &piece, b"\r\n"]);
+    }
+    if sent == framed {
+        return true;
+    }
+    let bufs = [
+        Bytes::copy_from_slice(line),
+        piece,
+        Bytes::from_static(b"\r\n"),
+    ];
+    queue_rest(conn, &bufs, sent).await
 }
 
 /// Queues `bytes` in slices of at most [`PIECE_BYTES`], each once the
@@ -443,15 +474,5 @@ mod tests {
         assert_eq!(slice_parts(&parts, 4, 7).len(), 1, "one whole part");
         assert_eq!(cat(slice_parts(&parts, 9, 100)), b"j");
         assert!(slice_parts(&parts, 10, 20).is_empty());
-    }
-
-    #[test]
-    fn chunk_size_lines_are_hex_with_crlf() {
-        let mut buf = [0u8; 18];
-        assert_eq!(chunk_size_line(&mut buf, 0x1a2b), b"1a2b\r\n");
-        assert_eq!(
-            chunk_size_line(&mut buf, usize::MAX),
-            b"ffffffffffffffff\r\n"
-        );
     }
 }

@@ -361,10 +361,25 @@ async fn wait_until(
     if ready(&window.read()) {
         return true;
     }
-    monoio::select! {
-        _ = window.wait_for(&ready) => true,
-        _ = monoio::time::sleep(timeout) => ready(&window.read()),
+    // The wait (and its place in the window's queue) is gone before the
+    // last look takes the lock.
+    monoio::time::timeout(timeout, window.wait_for(&ready))
+        .await
+        .is_ok()
+        || ready(&window.read())
+}
+
+/// Waits until the window has part `part` of segment `msn`, at most
+/// `timeout`; whether it has (woken by that part alone, see
+/// `Window::wait_for_part`).
+async fn wait_for_part(window: &Window, msn: u64, part: Option<u32>, timeout: Duration) -> bool {
+    if window.read().has(msn, part) {
+        return true;
     }
+    monoio::time::timeout(timeout, window.wait_for_part(msn, part))
+        .await
+        .is_ok()
+        || window.read().has(msn, part)
 }
 
 /// The playlist's target duration: the configured segment length, or the

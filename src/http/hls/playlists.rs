@@ -8,7 +8,8 @@ use std::time::{Duration, Instant, SystemTime};
 use bytes::Bytes;
 
 use super::{
-    block_limit, has_segment, start_limit, target_duration, wait_until, wall, Answer, HttpConn,
+    block_limit, has_segment, start_limit, target_duration, wait_for_part, wait_until, wall,
+    Answer, HttpConn,
 };
 use crate::hub::hls::{PartData, SegmentData, Window, WindowState};
 use crate::protocol::{dash, hls};
@@ -51,7 +52,7 @@ pub(super) async fn media_playlist(
                 .hls_blocked_reloads
                 .set(conn.worker.stats.hls_blocked_reloads.get() + 1);
             let limit = block_limit(conn, window);
-            if !wait_until(window, |s| s.has(msn, part), limit).await {
+            if !wait_for_part(window, msn, part, limit).await {
                 return Answer::Status(503, "the part asked for did not come in time");
             }
         }

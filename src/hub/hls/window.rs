@@ -11,7 +11,6 @@
 //! runtimes' cross-thread wake (monoio's `sync` feature) delivers them.
 
 use std::collections::{HashMap, VecDeque};
-use std::future::poll_fn;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Poll, Waker};
@@ -20,6 +19,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 
 use crate::protocol::hls::Template;
+use crate::transport::Spool;
 
 /// One part: a `moof`+`mdat` pair of about `hls.part_ms`.
 #[derive(Debug, Clone)]
@@ -32,6 +32,11 @@ pub struct PartData {
     /// DASH players and HLS's separate-audio form; made when the stream has
     /// both tracks. A part without one of the tracks has it empty.
     pub split: Option<[Bytes; 2]>,
+    /// Where this part starts in its segment's spool, framed as one HTTP
+    /// chunk (`{len:x}\r\n`, the bytes, `\r\n`): a segment streamed to a
+    /// player as it is made sends it from there without a copy. None when
+    /// the part is empty or the spool could not take it.
+    pub chunk_at: Option<u64>,
 }
 
 /// One segment: the parts from one keyframe to the next cut.
@@ -49,6 +54,10 @@ pub struct SegmentData {
     /// timescale: DASH's SegmentTimeline `t`.
     pub start_time: u64,
     pub bytes: usize,
+    /// The muxed parts framed as HTTP chunks in a memory file, while the
+    /// segment is being made (see `PartData::chunk_at`); dropped once it
+    /// is complete, when players take it whole.
+    pub spool: Option<Arc<Spool>>,
 }
 
 /// What a player's request for a part finds.
@@ -71,6 +80,17 @@ pub enum SegmentLookup {
     Missing,
 }
 
+/// A segment's parts from some index on: see [`WindowState::segment_tail`].
+#[derive(Debug, Default)]
+pub struct SegmentTail {
+    /// Each part's bytes, with where its framed chunk starts in `spool`.
+    pub parts: Vec<(Bytes, Option<u64>)>,
+    pub spool: Option<Arc<Spool>>,
+    /// No more parts will come: the segment is complete, gone, or never
+    /// made.
+    pub complete: bool,
+}
+
 /// Facts about the stream a manifest needs.
 #[derive(Debug, Clone, Default)]
 pub struct StreamFacts {
@@ -85,6 +105,10 @@ pub struct StreamFacts {
     /// Timescale of `SegmentData::start_time`.
     pub timescale: u32,
 }
+
+/// A part a request waits for: segment msn, and the part's index (None for
+/// the whole segment), as [`WindowState::has`] takes them.
+type PartKey = (u64, Option<u32>);
 
 /// A media playlist as rendered, with the window `version` it shows.
 pub type RenderedPlaylist = (u64, Arc<Template>);
@@ -116,8 +140,11 @@ pub struct WindowState {
     pub origin: Option<(Instant, u64)>,
     /// Largest segment duration seen (the target duration must cover it).
     pub max_segment: Duration,
-    /// Requests waiting for the next change.
-    waiters: Vec<Waker>,
+    /// Requests waiting for a change, by id, each with the part it waits
+    /// for when it waits for one.
+    waiters: HashMap<u64, (Waker, Option<PartKey>)>,
+    /// The id the next waiter gets.
+    next_waiter: u64,
     /// Sessions (the `sid` of players' URLs) with their last request.
     sessions: HashMap<u64, (Instant, bool)>,
     /// Last request of any player: an edge keeps pulling while it is recent.
@@ -151,7 +178,8 @@ impl WindowState {
             bytes: 0,
             origin: None,
             max_segment: Duration::ZERO,
-            waiters: Vec::new(),
+            waiters: HashMap::new(),
+            next_waiter: 0,
             sessions: HashMap::new(),
             last_request: None,
             version: 0,
@@ -255,6 +283,53 @@ impl WindowState {
         }
     }
 
+    /// The parts of segment `msn` from index `from` on, muxed (`track`
+    /// None) or one track: what a player streaming the segment as it is
+    /// made sends next. Clones only those parts.
+    pub fn segment_tail(&self, msn: u64, track: Option<usize>, from: usize) -> SegmentTail {
+        let pick = |parts: &[PartData]| -> Vec<(Bytes, Option<u64>)> {
+            let rest = parts.get(from..).unwrap_or_default();
+            match track {
+                None => rest.iter().map(|p| (p.bytes.clone(), p.chunk_at)).collect(),
+                Some(t) => rest
+                    .iter()
+                    .filter_map(|p| p.split.as_ref().map(|s| (s[t & 1].clone(), None)))
+                    .collect(),
+            }
+        };
+        let nothing = |complete| SegmentTail {
+            parts: Vec::new(),
+            spool: None,
+            complete,
+        };
+        if let Some(s) = self.find(msn) {
+            return SegmentTail {
+                parts: pick(&s.parts),
+                spool: None,
+                complete: true,
+            };
+        }
+        match &self.current {
+            Some(c) if c.msn == msn => SegmentTail {
+                parts: pick(&c.parts),
+                spool: c.spool.clone().filter(|_| track.is_none()),
+                complete: false,
+            },
+            None if msn == self.next_msn && !self.ended => nothing(false),
+            _ => nothing(true),
+        }
+    }
+
+    /// How many parts segment `msn` has while it is being made (0 before
+    /// it opens); None once it is complete, gone or will never come.
+    pub fn growing_parts(&self, msn: u64) -> Option<usize> {
+        match &self.current {
+            Some(c) if c.msn == msn => Some(c.parts.len()),
+            None if msn == self.next_msn && !self.ended => Some(0),
+            _ => None,
+        }
+    }
+
     fn find(&self, msn: u64) -> Option<&SegmentData> {
         let first = self.segments.front()?.msn;
         let i = msn.checked_sub(first)? as usize;
@@ -290,9 +365,69 @@ impl WindowState {
         n
     }
 
-    fn wake_all(&mut self) {
-        for w in self.waiters.drain(..) {
-            w.wake();
+    /// Wakes every waiting request, except those waiting for a part that
+    /// has still not come.
+    fn wake_due(&mut self) {
+        let mut waiters = std::mem::take(&mut self.waiters);
+        waiters.retain(|_, (waker, until)| {
+            let due = until.map_or(true, |(msn, part)| self.has(msn, part));
+            if due {
+                waker.wake_by_ref();
+            }
+            !due
+        });
+        self.waiters = waiters;
+    }
+}
+
+/// A request waiting on a window: see [`Window::wait_for`]. It is queued on
+/// the window once however often it is polled (a lookup by its id, not a
+/// scan of every waiter), and leaves the queue when dropped.
+pub struct WaitFor<'a, F> {
+    window: &'a Window,
+    ready: F,
+    /// Woken only once the window has this part (see `wait_for_part`).
+    until: Option<PartKey>,
+    /// Its entry in the window's waiters, once queued.
+    id: Option<u64>,
+}
+
+// Nothing in it is pinned: the closure is only ever called by reference.
+impl<F> Unpin for WaitFor<'_, F> {}
+
+impl<F: Fn(&WindowState) -> bool> std::future::Future for WaitFor<'_, F> {
+    type Output = ();
+
+    fn poll(self: std::pin::Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> Poll<()> {
+        let this = self.get_mut();
+        let mut s = this.window.read();
+        if (this.ready)(&s) {
+            if let Some(id) = this.id.take() {
+                s.waiters.remove(&id);
+            }
+            return Poll::Ready(());
+        }
+        match this.id.and_then(|id| s.waiters.get_mut(&id)) {
+            Some((waker, _)) => {
+                if !waker.will_wake(cx.waker()) {
+                    waker.clone_from(cx.waker());
+                }
+            }
+            None => {
+                let id = s.next_waiter;
+                s.next_waiter += 1;
+                s.waiters.insert(id, (cx.waker().clone(), this.until));
+                this.id = Some(id);
+            }
+        }
+        Poll::Pending
+    }
+}
+
+impl<F> Drop for WaitFor<'_, F> {
+    fn drop(&mut self) {
+        if let Some(id) = self.id {
+            self.window.read().waiters.remove(&id);
         }
     }
 }
@@ -329,26 +464,38 @@ impl Window {
 
     /// Resolves once `ready` holds on the state (checked now, then after
     /// every change the packager makes).
-    pub async fn wait_for(&self, ready: impl Fn(&WindowState) -> bool) {
-        poll_fn(|cx| {
-            let mut s = self.read();
-            if ready(&s) {
-                return Poll::Ready(());
-            }
-            if !s.waiters.iter().any(|w| w.will_wake(cx.waker())) {
-                s.waiters.push(cx.waker().clone());
-            }
-            Poll::Pending
-        })
-        .await
+    pub fn wait_for<F: Fn(&WindowState) -> bool>(&self, ready: F) -> WaitFor<'_, F> {
+        WaitFor {
+            window: self,
+            ready,
+            until: None,
+            id: None,
+        }
     }
 
-    /// Applies a change and wakes every waiting request.
+    /// Resolves once the window has part `part` of segment `msn` (see
+    /// [`WindowState::has`]), the wait of a blocking playlist reload. Only
+    /// the change that brings that part (or ends the stream) wakes it, not
+    /// every part before it.
+    pub fn wait_for_part(
+        &self,
+        msn: u64,
+        part: Option<u32>,
+    ) -> WaitFor<'_, impl Fn(&WindowState) -> bool> {
+        WaitFor {
+            window: self,
+            ready: move |s: &WindowState| s.has(msn, part),
+            until: Some((msn, part)),
+            id: None,
+        }
+    }
+
+    /// Applies a change and wakes the requests waiting for it.
     pub(super) fn change(&self, f: impl FnOnce(&mut WindowState)) {
         let mut s = self.read();
         f(&mut s);
         s.version += 1;
-        s.wake_all();
+        s.wake_due();
     }
 
     /// A player asked: package the stream (from its next keyframe).
@@ -390,6 +537,7 @@ mod tests {
             duration: Duration::from_millis(200),
             independent,
             split: None,
+            chunk_at: None,
         }
     }
 
@@ -402,6 +550,7 @@ mod tests {
             start: Instant::now(),
             start_time: 0,
             bytes: 4 * parts,
+            spool: None,
         }
     }
 
@@ -478,5 +627,49 @@ mod tests {
         w.change(|s| s.next_msn = 1);
         assert_eq!(count.0.load(Ordering::SeqCst), 1);
         assert!(wait.as_mut().poll(&mut cx).is_ready());
+    }
+
+    #[test]
+    fn a_part_wait_is_queued_once_woken_by_its_part_alone_and_leaves_when_dropped() {
+        use std::future::Future;
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        use std::task::{Context, Wake};
+        struct Count(AtomicUsize);
+        impl Wake for Count {
+            fn wake(self: Arc<Self>) {
+                self.0.fetch_add(1, Ordering::SeqCst);
+            }
+        }
+        let w = Window::new();
+        w.change(|s| s.current = Some(segment(4, 2)));
+        let count = Arc::new(Count(AtomicUsize::new(0)));
+        let waker = Waker::from(count.clone());
+        let mut cx = Context::from_waker(&waker);
+        let mut wait = std::pin::pin!(w.wait_for_part(4, Some(2)));
+        assert!(wait.as_mut().poll(&mut cx).is_pending());
+        assert!(wait.as_mut().poll(&mut cx).is_pending());
+        assert_eq!(w.read().waiters.len(), 1, "queued once");
+        // A change that does not bring part 2 leaves it asleep.
+        w.change(|s| s.last_request = Some(Instant::now()));
+        assert_eq!(count.0.load(Ordering::SeqCst), 0);
+        w.change(|s| s.current.as_mut().unwrap().parts.push(part(false)));
+        assert_eq!(count.0.load(Ordering::SeqCst), 1);
+        assert!(wait.as_mut().poll(&mut cx).is_ready());
+        assert!(w.read().waiters.is_empty());
+        {
+            let mut gone = std::pin::pin!(w.wait_for_part(5, None));
+            assert!(gone.as_mut().poll(&mut cx).is_pending());
+            assert_eq!(w.read().waiters.len(), 1);
+        }
+        assert!(
+            w.read().waiters.is_empty(),
+            "a dropped wait leaves the queue"
+        );
+        // The end of the stream wakes it whatever it waits for.
+        let mut last = std::pin::pin!(w.wait_for_part(9, None));
+        assert!(last.as_mut().poll(&mut cx).is_pending());
+        w.end();
+        assert_eq!(count.0.load(Ordering::SeqCst), 2);
+        assert!(last.as_mut().poll(&mut cx).is_ready());
     }
 }
