@@ -154,8 +154,8 @@ fn byte_range_parts_are_slices_of_their_segment_and_the_hint_streams_the_rest() 
         "the streamed range differs from the complete segment"
     );
     assert_eq!(&got.body[4..8], b"moof", "the range starts on a part");
-    // Whole parts went out with sendfile, for which the socket was made
-    // non-blocking: the same connection still takes the next request.
+    // The streamed range ended cleanly: the same connection takes the next
+    // request.
     let mut conn = got.conn;
     conn.write_all(b"GET /live/br/index.m3u8?parts=byterange HTTP/1.1\r\nHost: x\r\n\r\n")
         .expect("a second request on the streamed connection");

@@ -44,26 +44,6 @@ pub(super) struct HttpConn {
     /// task when nothing is queued (`hls::files::send_bufs`); None over
     /// TLS, where bytes must go through the writer's record layer.
     pub(super) direct_fd: Option<std::os::fd::RawFd>,
-    /// `direct_fd` was made non-blocking, for `sendfile` (the first time a
-    /// part goes out from a segment's memory file).
-    nonblocking: std::cell::Cell<bool>,
-}
-
-impl HttpConn {
-    /// The plain TCP socket, made non-blocking once so that `sendfile` on
-    /// it never waits; None over TLS, without direct writes, or when the
-    /// flag could not be set (the bytes then go the copying way).
-    pub(super) fn sendfile_fd(&self) -> Option<std::os::fd::RawFd> {
-        let fd = self.direct_fd?;
-        if !self.nonblocking.get() {
-            if let Err(e) = crate::transport::spool::set_nonblocking(fd) {
-                tracing::debug!(error = %e, "socket not made non-blocking");
-                return None;
-            }
-            self.nonblocking.set(true);
-        }
-        Some(fd)
-    }
 }
 
 /// How a request left the connection.
@@ -129,7 +109,6 @@ async fn run(
         peer,
         serves,
         direct_fd: (!link.tls && worker_direct).then_some(link.fd),
-        nonblocking: std::cell::Cell::new(false),
     };
     conn.requests(&mut rd, &link).await;
     if link.outbox.closed() == Some(CloseReason::Unread) {

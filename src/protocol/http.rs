@@ -278,10 +278,9 @@ pub fn response_head(
 /// Room for the longest chunk-size line: 16 hex digits and CRLF.
 pub const CHUNK_LINE_MAX: usize = 18;
 
-/// A chunk's size line (`{n:x}\r\n`) written into `buf`: written here,
-/// rather than with an HTTP crate, because the chunks of a segment being
-/// made are framed once by the packager and sent as they are to every
-/// player.
+/// A chunk's size line (`{n:x}\r\n`) written into `buf`: written by hand
+/// so that a streamed segment's chunks are framed on the stack and sent
+/// with their part in one call, with no allocation per chunk.
 pub fn chunk_size_line(buf: &mut [u8; CHUNK_LINE_MAX], n: usize) -> &[u8] {
     use std::io::Write;
     let mut w = &mut buf[..];

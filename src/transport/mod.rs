@@ -2,9 +2,7 @@
 //! (rustls) over TCP, split into a read half and a write half.
 //!
 //! Owns: the TLS record layer and its handshake ([`stream`]), certificate
-//! loading and reload, and the client trust settings ([`certs`]); the
-//! memory files packaged media go to sockets from without a copy
-//! ([`spool`]). Does not
+//! loading and reload, and the client trust settings ([`certs`]). Does not
 //! own: anything RTMP; the connection and pull code see plaintext bytes and
 //! the socket's descriptor (for socket options and the slow-player
 //! shutdown), whichever transport carries them.
@@ -18,10 +16,8 @@
 pub mod certs;
 pub mod drive;
 mod iovec;
-pub mod spool;
 mod stream;
 
 pub use certs::{client_config, TlsConfigError, TlsServer};
 pub use iovec::IoVecs;
-pub use spool::Spool;
 pub use stream::{ReadHalf, Stream, WriteHalf};

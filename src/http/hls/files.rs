@@ -17,7 +17,6 @@ use crate::protocol::hls;
 use crate::protocol::http::{
     chunk_size_line, response_head, ByteRange, Method, RequestHead, CHUNK_LINE_MAX,
 };
-use crate::transport::spool::{self, Spool};
 
 /// Bytes of a response queued ahead of the writer at a time: a player
 /// that stops reading holds this much, not a whole segment.
@@ -209,24 +208,13 @@ async fn send_range(
     let last = r.end.map_or(total - 1, |e| e.min(total - 1));
     let content_range = format!("bytes {}-{last}/{total}", r.start);
     let body = slice_parts(parts, r.start, last + 1);
-    let len = (last + 1 - r.start) as usize;
     let mut headers = vec![
         ("Content-Type", content_type),
         ("Cache-Control", cache),
         ("Content-Range", content_range.as_str()),
     ];
     headers.extend(crate::http::cors(&origin));
-    let response = response_head(206, &headers, Some(len), head.close).freeze();
-    if head.method == Method::Head {
-        conn.send(response);
-        return;
-    }
-    let mut all = Vec::with_capacity(body.len() + 1);
-    all.push(response);
-    all.extend(body);
-    if send_bufs(conn, &all).await {
-        conn.worker.stats.add_out(protocol, len as u64);
-    }
+    send_answer(conn, head, 206, &headers, body, protocol).await;
 }
 
 /// The segment being made, from byte `wanted.start` through `wanted.end`
@@ -269,7 +257,7 @@ async fn stream_segment(
     let mut at = 0u64;
     loop {
         let tail = window.read().segment_tail(msn, track, seen);
-        for (p, chunk_at) in tail.parts {
+        for p in tail.parts {
             seen += 1;
             let len = p.len() as u64;
             // `last` may be any u64 a client sent.
@@ -283,9 +271,7 @@ async fn stream_segment(
             let piece = p.slice((from - (at - len)) as usize..(to - (at - len)) as usize);
             let n = piece.len();
             let done = if chunked {
-                // A whole part is framed in the segment's memory file.
-                let spooled = tail.spool.as_deref().zip(chunk_at).filter(|_| n == p.len());
-                send_chunk(conn, piece, spooled).await
+                send_chunk(conn, piece).await
             } else {
                 send_bufs(conn, &[piece]).await
             };
@@ -357,31 +343,15 @@ async fn queue_rest(conn: &HttpConn, bufs: &[Bytes], mut sent: usize) -> bool {
     true
 }
 
-/// One chunk of a streamed body. A whole part of the segment being made is
-/// framed as a chunk in the segment's memory file (`spooled`: the file and
-/// where the chunk starts); when the socket is idle it goes from there
-/// with `sendfile`, which passes the pages to TCP without copying them
-/// (a part goes to every player of the stream within milliseconds, and the
-/// copy was the largest cost of that). Otherwise the chunk is sent from
-/// memory as [`send_bufs`] does. False once the connection is closed.
-async fn send_chunk(conn: &HttpConn, piece: Bytes, spooled: Option<(&Spool, u64)>) -> bool {
+/// One chunk of a streamed body: its size line, the piece and CRLF, in one
+/// direct send when the socket is idle (the size line from the stack);
+/// what the socket does not take goes through the outbox. False once the
+/// connection is closed.
+async fn send_chunk(conn: &HttpConn, piece: Bytes) -> bool {
     let mut line = [0u8; CHUNK_LINE_MAX];
     let line = chunk_size_line(&mut line, piece.len());
-    let framed = line.len() + piece.len() + 2;
-    let mut sent = 0;
-    if let Some((spool, at)) = spooled {
-        if conn.outbox.is_idle() {
-            if let Some(fd) = conn.sendfile_fd() {
-                sent = spool::send_file(fd, spool, at, framed).unwrap_or_else(|e| {
-                    debug!(error = %e, "sendfile failed");
-                    0
-                });
-            }
-        }
-    } else {
-        sent = send_direct(conn, &[line, &piece, b"\r\n"]);
-    }
-    if sent == framed {
+    let sent = send_direct(conn, &[line, &piece, b"\r\n"]);
+    if sent == line.len() + piece.len() + 2 {
         return true;
     }
     let bufs = [
@@ -441,8 +411,21 @@ pub(super) async fn send_body(
     let origin = conn.ops.config().http.allow_origin.clone();
     let mut headers = vec![("Content-Type", content_type), ("Cache-Control", cache)];
     headers.extend(crate::http::cors(&origin));
+    send_answer(conn, head, 200, &headers, body, protocol).await;
+}
+
+/// `status` with `headers` and `body`, its length known: the head alone
+/// for HEAD, else head and body in one send where the socket takes them.
+async fn send_answer(
+    conn: &HttpConn,
+    head: &RequestHead,
+    status: u16,
+    headers: &[(&str, &str)],
+    body: Vec<Bytes>,
+    protocol: Protocol,
+) {
     let len: usize = body.iter().map(Bytes::len).sum();
-    let response = response_head(200, &headers, Some(len), head.close).freeze();
+    let response = response_head(status, headers, Some(len), head.close).freeze();
     if head.method == Method::Head {
         conn.send(response);
         return;

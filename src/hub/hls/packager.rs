@@ -26,7 +26,6 @@ use super::window::{PartData, SegmentData, StreamFacts, Window};
 use crate::hub::Frame;
 use crate::protocol::cmaf::{self, CodecConfig, FlvMedia, Run, Sample, TrackConfig};
 use crate::protocol::session::MediaKind;
-use crate::transport::Spool;
 
 /// The video track's timescale (90 kHz, the MPEG convention; milliseconds
 /// map onto it exactly).
@@ -574,7 +573,6 @@ impl Packager {
             independent,
             bytes,
             split,
-            chunk_at: None,
         };
         let discontinuity = std::mem::take(&mut self.discontinuity);
         let start = self.segment_ingest.unwrap_or(now);
@@ -597,14 +595,11 @@ impl Packager {
                     start,
                     start_time,
                     bytes: 0,
-                    spool: new_spool(),
                 });
             }
             let c = s.current.as_mut().expect("opened above");
             c.duration += part.duration;
             c.bytes += len;
-            let mut part = part;
-            part.chunk_at = c.spool.as_ref().and_then(|sp| spool_chunk(sp, &part.bytes));
             c.parts.push(part);
             s.bytes += len;
         });
@@ -618,11 +613,9 @@ impl Packager {
     fn close_segment(&mut self) {
         let cfg = self.cfg;
         self.window.change(|s| {
-            let Some(mut done) = s.current.take() else {
+            let Some(done) = s.current.take() else {
                 return;
             };
-            // Complete segments go out whole, from memory.
-            done.spool = None;
             s.max_segment = s.max_segment.max(done.duration);
             s.segments.push_back(done);
             while s.segments.len() > cfg.window_segments
@@ -638,30 +631,6 @@ impl Packager {
             }
         });
     }
-}
-
-/// A memory file for the muxed parts of a new segment, or None where the
-/// kernel refuses one (players then get copies).
-fn new_spool() -> Option<Arc<Spool>> {
-    match Spool::new() {
-        Ok(s) => Some(Arc::new(s)),
-        Err(e) => {
-            tracing::debug!(error = %e, "no memory file for a segment");
-            None
-        }
-    }
-}
-
-/// Appends `bytes` to `spool` framed as one HTTP chunk, and returns where
-/// the chunk starts; None for an empty part (an empty chunk would end a
-/// body) or a failed append.
-fn spool_chunk(spool: &Spool, bytes: &[u8]) -> Option<u64> {
-    if bytes.is_empty() {
-        return None;
-    }
-    let mut line = [0u8; crate::protocol::http::CHUNK_LINE_MAX];
-    let line = crate::protocol::http::chunk_size_line(&mut line, bytes.len());
-    spool.append(&[line, bytes, b"\r\n"]).ok()
 }
 
 fn ms_of(d: Duration) -> u64 {

@@ -19,7 +19,6 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 
 use crate::protocol::hls::Template;
-use crate::transport::Spool;
 
 /// One part: a `moof`+`mdat` pair of about `hls.part_ms`.
 #[derive(Debug, Clone)]
@@ -32,11 +31,6 @@ pub struct PartData {
     /// DASH players and HLS's separate-audio form; made when the stream has
     /// both tracks. A part without one of the tracks has it empty.
     pub split: Option<[Bytes; 2]>,
-    /// Where this part starts in its segment's spool, framed as one HTTP
-    /// chunk (`{len:x}\r\n`, the bytes, `\r\n`): a segment streamed to a
-    /// player as it is made sends it from there without a copy. None when
-    /// the part is empty or the spool could not take it.
-    pub chunk_at: Option<u64>,
 }
 
 /// One segment: the parts from one keyframe to the next cut.
@@ -54,10 +48,6 @@ pub struct SegmentData {
     /// timescale: DASH's SegmentTimeline `t`.
     pub start_time: u64,
     pub bytes: usize,
-    /// The muxed parts framed as HTTP chunks in a memory file, while the
-    /// segment is being made (see `PartData::chunk_at`); dropped once it
-    /// is complete, when players take it whole.
-    pub spool: Option<Arc<Spool>>,
 }
 
 /// What a player's request for a part finds.
@@ -83,9 +73,7 @@ pub enum SegmentLookup {
 /// A segment's parts from some index on: see [`WindowState::segment_tail`].
 #[derive(Debug, Default)]
 pub struct SegmentTail {
-    /// Each part's bytes, with where its framed chunk starts in `spool`.
-    pub parts: Vec<(Bytes, Option<u64>)>,
-    pub spool: Option<Arc<Spool>>,
+    pub parts: Vec<Bytes>,
     /// No more parts will come: the segment is complete, gone, or never
     /// made.
     pub complete: bool,
@@ -287,32 +275,29 @@ impl WindowState {
     /// None) or one track: what a player streaming the segment as it is
     /// made sends next. Clones only those parts.
     pub fn segment_tail(&self, msn: u64, track: Option<usize>, from: usize) -> SegmentTail {
-        let pick = |parts: &[PartData]| -> Vec<(Bytes, Option<u64>)> {
+        let pick = |parts: &[PartData]| -> Vec<Bytes> {
             let rest = parts.get(from..).unwrap_or_default();
             match track {
-                None => rest.iter().map(|p| (p.bytes.clone(), p.chunk_at)).collect(),
+                None => rest.iter().map(|p| p.bytes.clone()).collect(),
                 Some(t) => rest
                     .iter()
-                    .filter_map(|p| p.split.as_ref().map(|s| (s[t & 1].clone(), None)))
+                    .filter_map(|p| p.split.as_ref().map(|s| s[t & 1].clone()))
                     .collect(),
             }
         };
         let nothing = |complete| SegmentTail {
             parts: Vec::new(),
-            spool: None,
             complete,
         };
         if let Some(s) = self.find(msn) {
             return SegmentTail {
                 parts: pick(&s.parts),
-                spool: None,
                 complete: true,
             };
         }
         match &self.current {
             Some(c) if c.msn == msn => SegmentTail {
                 parts: pick(&c.parts),
-                spool: c.spool.clone().filter(|_| track.is_none()),
                 complete: false,
             },
             None if msn == self.next_msn && !self.ended => nothing(false),
@@ -537,7 +522,6 @@ mod tests {
             duration: Duration::from_millis(200),
             independent,
             split: None,
-            chunk_at: None,
         }
     }
 
@@ -550,7 +534,6 @@ mod tests {
             start: Instant::now(),
             start_time: 0,
             bytes: 4 * parts,
-            spool: None,
         }
     }
 
