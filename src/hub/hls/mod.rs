@@ -9,12 +9,14 @@
 //! and ends with the stream.
 
 mod packager;
+mod wait;
 mod window;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 
 pub use packager::{Packager, PackagerConfig, VIDEO_TIMESCALE};
+pub use wait::WaitFor;
 pub use window::{
     PartData, PartLookup, SegmentData, SegmentLookup, StreamFacts, Window, WindowState,
 };

@@ -5,19 +5,20 @@
 //!
 //! This is node-wide state behind a mutex, like the stream directory: it is
 //! written a few times per second per stream (once per part) and read once
-//! per player request, never per frame or per player per frame. Waiting is
-//! a waker list under the same lock, so a part's arrival wakes exactly the
-//! requests that wait (on whatever core) with no timer polling; the
-//! runtimes' cross-thread wake (monoio's `sync` feature) delivers them.
+//! per player request, never per frame or per player per frame. Requests
+//! that wait park their wakers under the same lock (see `super::wait`), so
+//! a part's arrival wakes the requests waiting for it (on whatever core)
+//! with no timer polling; the runtimes' cross-thread wake (monoio's `sync`
+//! feature) delivers them.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::task::{Poll, Waker};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 
+use super::wait::Waiters;
 use crate::protocol::hls::Template;
 
 /// One part: a `moof`+`mdat` pair of about `hls.part_ms`.
@@ -94,10 +95,6 @@ pub struct StreamFacts {
     pub timescale: u32,
 }
 
-/// A part a request waits for: segment msn, and the part's index (None for
-/// the whole segment), as [`WindowState::has`] takes them.
-type PartKey = (u64, Option<u32>);
-
 /// A media playlist as rendered, with the window `version` it shows.
 pub type RenderedPlaylist = (u64, Arc<Template>);
 
@@ -128,11 +125,8 @@ pub struct WindowState {
     pub origin: Option<(Instant, u64)>,
     /// Largest segment duration seen (the target duration must cover it).
     pub max_segment: Duration,
-    /// Requests waiting for a change, by id, each with the part it waits
-    /// for when it waits for one.
-    waiters: HashMap<u64, (Waker, Option<PartKey>)>,
-    /// The id the next waiter gets.
-    next_waiter: u64,
+    /// Requests waiting for a change (see [`Window::wait_for`]).
+    pub(super) waiters: Waiters,
     /// Sessions (the `sid` of players' URLs) with their last request.
     sessions: HashMap<u64, (Instant, bool)>,
     /// Last request of any player: an edge keeps pulling while it is recent.
@@ -166,8 +160,7 @@ impl WindowState {
             bytes: 0,
             origin: None,
             max_segment: Duration::ZERO,
-            waiters: HashMap::new(),
-            next_waiter: 0,
+            waiters: Waiters::default(),
             sessions: HashMap::new(),
             last_request: None,
             version: 0,
@@ -354,66 +347,8 @@ impl WindowState {
     /// has still not come.
     fn wake_due(&mut self) {
         let mut waiters = std::mem::take(&mut self.waiters);
-        waiters.retain(|_, (waker, until)| {
-            let due = until.map_or(true, |(msn, part)| self.has(msn, part));
-            if due {
-                waker.wake_by_ref();
-            }
-            !due
-        });
+        waiters.wake_due(|msn, part| self.has(msn, part));
         self.waiters = waiters;
-    }
-}
-
-/// A request waiting on a window: see [`Window::wait_for`]. It is queued on
-/// the window once however often it is polled (a lookup by its id, not a
-/// scan of every waiter), and leaves the queue when dropped.
-pub struct WaitFor<'a, F> {
-    window: &'a Window,
-    ready: F,
-    /// Woken only once the window has this part (see `wait_for_part`).
-    until: Option<PartKey>,
-    /// Its entry in the window's waiters, once queued.
-    id: Option<u64>,
-}
-
-// Nothing in it is pinned: the closure is only ever called by reference.
-impl<F> Unpin for WaitFor<'_, F> {}
-
-impl<F: Fn(&WindowState) -> bool> std::future::Future for WaitFor<'_, F> {
-    type Output = ();
-
-    fn poll(self: std::pin::Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> Poll<()> {
-        let this = self.get_mut();
-        let mut s = this.window.read();
-        if (this.ready)(&s) {
-            if let Some(id) = this.id.take() {
-                s.waiters.remove(&id);
-            }
-            return Poll::Ready(());
-        }
-        match this.id.and_then(|id| s.waiters.get_mut(&id)) {
-            Some((waker, _)) => {
-                if !waker.will_wake(cx.waker()) {
-                    waker.clone_from(cx.waker());
-                }
-            }
-            None => {
-                let id = s.next_waiter;
-                s.next_waiter += 1;
-                s.waiters.insert(id, (cx.waker().clone(), this.until));
-                this.id = Some(id);
-            }
-        }
-        Poll::Pending
-    }
-}
-
-impl<F> Drop for WaitFor<'_, F> {
-    fn drop(&mut self) {
-        if let Some(id) = self.id {
-            self.window.read().waiters.remove(&id);
-        }
     }
 }
 
@@ -445,34 +380,6 @@ impl Window {
     pub fn read(&self) -> MutexGuard<'_, WindowState> {
         // A panic elsewhere while holding the lock must not take the node down.
         self.state.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
-    /// Resolves once `ready` holds on the state (checked now, then after
-    /// every change the packager makes).
-    pub fn wait_for<F: Fn(&WindowState) -> bool>(&self, ready: F) -> WaitFor<'_, F> {
-        WaitFor {
-            window: self,
-            ready,
-            until: None,
-            id: None,
-        }
-    }
-
-    /// Resolves once the window has part `part` of segment `msn` (see
-    /// [`WindowState::has`]), the wait of a blocking playlist reload. Only
-    /// the change that brings that part (or ends the stream) wakes it, not
-    /// every part before it.
-    pub fn wait_for_part(
-        &self,
-        msn: u64,
-        part: Option<u32>,
-    ) -> WaitFor<'_, impl Fn(&WindowState) -> bool> {
-        WaitFor {
-            window: self,
-            ready: move |s: &WindowState| s.has(msn, part),
-            until: Some((msn, part)),
-            id: None,
-        }
     }
 
     /// Applies a change and wakes the requests waiting for it.
@@ -515,6 +422,7 @@ impl Window {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::task::Waker;
 
     fn part(independent: bool) -> PartData {
         PartData {
