@@ -518,6 +518,7 @@ impl Hub {
         let epoch = self.epochs;
         let s = self.local(key);
         s.epoch = epoch;
+        s.awaiting_start = true;
         s.add_player(player, sub, false);
         let key = s.key.clone();
         self.send(
@@ -582,6 +583,9 @@ impl Hub {
                         if epoch == 0 || epoch == s.epoch {
                             s.start(&frames, &gop);
                         }
+                        if epoch != 0 && epoch == s.epoch {
+                            s.awaiting_start = false;
+                        }
                     }
                     Some(_) => {}
                     None => self.on_stale(key),
@@ -590,6 +594,9 @@ impl Hub {
             StreamMsg::Frame { key, frame } => {
                 let gop = self.config.gop.clone();
                 match self.streams.get_mut(&*key) {
+                    // A frame of an older subscription: the start on its
+                    // way replays it from the owner's cache.
+                    Some(s) if s.owned.is_none() && s.awaiting_start => {}
                     Some(s) if s.owned.is_none() => {
                         if s.deliver(&frame, &gop, &*self.delivery, now).is_none() {
                             self.stats.dropped.inc(DropReason::AwaitKeyframe);
@@ -675,6 +682,7 @@ impl Hub {
             // This core becomes a mirror with a subscription of its own.
             self.epochs += 1;
             s.epoch = self.epochs;
+            s.awaiting_start = true;
             cores.push((me, s.epoch));
         } else {
             self.streams.remove(&*key);

@@ -180,6 +180,13 @@ pub struct LocalStream {
     pub owned: Option<Owned>,
     /// A mirror's current subscription at the owner (see `StreamMsg::Start`).
     pub epoch: u64,
+    /// A mirror subscribed (`epoch`) and its start has not come yet: live
+    /// frames arriving meanwhile belong to an older subscription (still in
+    /// flight, or an owner that had this core as a mirror before a change
+    /// of hands) and are not delivered, since the start that comes next
+    /// replays the owner's cache, which holds them; delivering them too
+    /// would take players back in time.
+    pub awaiting_start: bool,
 }
 
 impl LocalStream {
@@ -190,6 +197,7 @@ impl LocalStream {
             cache: Cache::default(),
             await_keyframe: true,
             epoch: 0,
+            awaiting_start: false,
             owned: None,
         }
     }
