@@ -272,9 +272,15 @@ impl WindowState {
             let rest = parts.get(from..).unwrap_or_default();
             match track {
                 None => rest.iter().map(|p| p.bytes.clone()).collect(),
+                // One entry per part, so the caller's count of parts stays
+                // true (a part without the split form has nothing here).
                 Some(t) => rest
                     .iter()
-                    .filter_map(|p| p.split.as_ref().map(|s| s[t & 1].clone()))
+                    .map(|p| {
+                        p.split
+                            .as_ref()
+                            .map_or_else(Bytes::new, |s| s[t & 1].clone())
+                    })
                     .collect(),
             }
         };
@@ -476,6 +482,33 @@ mod tests {
         assert!(matches!(s.segment(3), SegmentLookup::Complete(p) if p.len() == 10));
         assert!(matches!(s.segment(4), SegmentLookup::Growing(p) if p.len() == 2));
         assert!(matches!(s.segment(6), SegmentLookup::Missing));
+    }
+
+    #[test]
+    fn a_segment_tail_holds_the_parts_after_those_seen() {
+        let mut s = WindowState::new();
+        s.segments.push_back(segment(3, 10));
+        s.current = Some(segment(4, 2));
+        s.next_msn = 5;
+        let t = s.segment_tail(3, None, 8);
+        assert_eq!((t.parts.len(), t.complete), (2, true));
+        let t = s.segment_tail(4, None, 1);
+        assert_eq!((t.parts.len(), t.complete), (1, false));
+        // No split form: one empty entry per part, so counts stay true.
+        let t = s.segment_tail(4, Some(1), 0);
+        assert_eq!(t.parts.len(), 2);
+        assert!(t.parts.iter().all(Bytes::is_empty));
+        // Past what exists: nothing yet, more to come.
+        let t = s.segment_tail(4, None, 5);
+        assert_eq!((t.parts.len(), t.complete), (0, false));
+        assert!(s.segment_tail(2, None, 0).complete, "gone");
+        assert_eq!(s.growing_parts(4), Some(2));
+        assert_eq!(s.growing_parts(3), None);
+        s.current = None;
+        assert_eq!(s.growing_parts(5), Some(0), "the next, not opened yet");
+        assert!(!s.segment_tail(5, None, 0).complete);
+        s.ended = true;
+        assert!(s.segment_tail(5, None, 0).complete, "never made");
     }
 
     #[test]
